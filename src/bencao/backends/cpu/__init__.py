@@ -1,0 +1,5 @@
+"""The CPU backend (Numba)."""
+
+from bencao.backends.cpu.backend import BlowUpError, CpuBackend, Evaluation
+
+__all__ = ["CpuBackend", "Evaluation", "BlowUpError"]

@@ -1,0 +1,181 @@
+"""The CPU backend: compiles a System into Numba kernels and evaluates energies and forces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bencao.backends.cpu.fixed_point import forces_from_fixed
+from bencao.constants import FORCE_CLAMP
+from bencao.forces import (
+    CMAPTorsions,
+    HarmonicAngles,
+    HarmonicBonds,
+    HarmonicImpropers,
+    LJPairs,
+    Nonbonded,
+    PeriodicTorsions,
+    TabulatedPairs,
+)
+
+
+class BlowUpError(FloatingPointError):
+    """Forces or energy are not finite, or too large to represent: the structure has exploded."""
+
+
+@dataclass
+class Evaluation:
+    """Energy and forces of one configuration.
+
+    Attributes
+    ----------
+    energy : float
+        Total potential energy, kJ/mol.
+    forces : (N, 3) float64 array
+        Forces, kJ/mol/nm (zero on virtual sites: their force is moved to their parents).
+    terms : dict[str, float]
+        Energy of each kind of term (keyed by the OpenMM force class), kJ/mol.
+    """
+
+    energy: float
+    forces: np.ndarray
+    terms: dict
+
+
+def _make_term(term, system, buffer):
+    from bencao.backends.cpu import bonded, cmap, nonbonded
+
+    if isinstance(term, HarmonicBonds):
+        return bonded.CpuHarmonicBonds(term)
+    if isinstance(term, HarmonicAngles):
+        return bonded.CpuHarmonicAngles(term)
+    if isinstance(term, PeriodicTorsions):
+        return bonded.CpuPeriodicTorsions(term)
+    if isinstance(term, HarmonicImpropers):
+        return bonded.CpuHarmonicImpropers(term)
+    if isinstance(term, LJPairs):
+        return bonded.CpuLJPairs(term)
+    if isinstance(term, CMAPTorsions):
+        return cmap.CpuCMAPTorsions(term)
+    if isinstance(term, Nonbonded):
+        return nonbonded.CpuNonbonded(term, system.box, buffer=buffer)
+    if isinstance(term, TabulatedPairs):
+        return nonbonded.CpuTabulatedPairs(term, buffer=buffer)
+    raise TypeError(f"the CPU backend has no kernel for {type(term).__name__}")
+
+
+class CpuBackend:
+    """A System compiled for the CPU; keeps neighbour lists and PME grids between calls.
+
+    Parameters
+    ----------
+    system : bencao.System
+        The system to evaluate.
+    buffer : float
+        Verlet buffer of the neighbour lists, nm.
+    """
+
+    def __init__(self, system, buffer: float = 0.1):
+        from bencao.backends.cpu.virtual_sites import CpuVirtualSites
+
+        self.system = system
+        self.n_particles = system.n_particles
+        self.terms = [_make_term(term, system, buffer) for term in system.terms]
+        self.virtual_sites = CpuVirtualSites(system.virtual_sites) if len(system.virtual_sites) else None
+        self._forces = np.zeros((self.n_particles, 3), np.int64)
+
+    def check_inputs(self, positions, box):
+        """Validate and normalise positions (N, 3) and box (3, 3); return float64 copies."""
+        positions = np.array(positions, dtype=np.float64)
+        if positions.shape != (self.n_particles, 3):
+            raise ValueError(
+                f"positions have shape {positions.shape}; the system has {self.n_particles} "
+                "particles, so (N, 3) in nm is expected"
+            )
+        if not np.all(np.isfinite(positions)):
+            bad = np.flatnonzero(~np.all(np.isfinite(positions), axis=1))
+            raise ValueError(f"positions of particles {bad[:10].tolist()} are not finite")
+        if box is None:
+            box = self.system.box
+        if self.system.periodic:
+            if box is None:
+                raise ValueError("this system is periodic: a (3, 3) box in nm is required")
+            box = np.array(box, dtype=np.float64)
+            if box.shape != (3, 3):
+                raise ValueError(f"box has shape {box.shape}; (3, 3) box vectors as rows (nm) expected")
+            reduced = (
+                box[0, 1] == 0 and box[0, 2] == 0 and box[1, 2] == 0
+                and box[0, 0] > 0 and box[1, 1] > 0 and box[2, 2] > 0
+                and abs(box[1, 0]) <= 0.5 * box[0, 0] + 1e-12
+                and abs(box[2, 0]) <= 0.5 * box[0, 0] + 1e-12
+                and abs(box[2, 1]) <= 0.5 * box[1, 1] + 1e-12
+            )
+            if not reduced:
+                raise ValueError(
+                    "box vectors must be in OpenMM's reduced form: a=(ax,0,0), b=(bx,by,0), "
+                    "c=(cx,cy,cz) with ax,by,cz > 0, |bx|,|cx| <= ax/2, |cy| <= by/2"
+                )
+        else:
+            box = None
+        return positions, box
+
+    def compute(self, positions, box=None) -> Evaluation:
+        """Energy and forces.
+
+        Parameters
+        ----------
+        positions : (N, 3) array
+            Positions of all particles, nm (virtual-site rows are recomputed from parents).
+        box : (3, 3) array or None
+            Box vectors as rows, nm; defaults to the system's box.
+
+        Returns
+        -------
+        Evaluation
+
+        Raises
+        ------
+        BlowUpError
+            If the energy is not finite or a force is too large to represent.
+        """
+        positions, box = self.check_inputs(positions, box)
+        if self.virtual_sites is not None:
+            self.virtual_sites.place(positions)
+        fixed = self._forces
+        fixed[:] = 0
+        terms: dict[str, float] = {}
+        for term in self.terms:
+            energy = term.compute(positions, box, fixed)
+            terms[term.name] = terms.get(term.name, 0.0) + float(energy)
+        forces = forces_from_fixed(fixed)
+        if self.virtual_sites is not None:
+            forces = self.virtual_sites.distribute(positions, forces)
+        total = float(sum(terms.values()))
+        if not np.isfinite(total) or np.max(np.abs(forces), initial=0.0) >= 0.5 * FORCE_CLAMP:
+            raise BlowUpError(self.diagnose(positions, box, forces, terms))
+        return Evaluation(energy=total, forces=forces, terms=terms)
+
+    def diagnose(self, positions, box, forces, terms) -> str:
+        """Describe a blow-up: the particles with the largest forces and the term behind them."""
+        magnitude = np.linalg.norm(np.nan_to_num(forces, nan=np.inf), axis=1)
+        worst = np.argsort(-magnitude, kind="stable")[:5]
+        culprit = None
+        largest = -1.0
+        for term in self.terms:
+            fixed = np.zeros_like(self._forces)
+            try:
+                energy = term.compute(positions, box, fixed)
+            except Exception:  # a kernel failing here is itself the culprit
+                culprit = term.name
+                break
+            own = np.abs(fixed[worst]).max() if len(worst) else 0
+            if not np.isfinite(energy) or own > largest:
+                largest = np.inf if not np.isfinite(energy) else own
+                culprit = term.name
+        listing = ", ".join(f"particle {i} (|F| = {magnitude[i]:.3g} kJ/mol/nm)" for i in worst)
+        energies = ", ".join(f"{k} = {v:.6g}" for k, v in terms.items())
+        return (
+            f"the forces blew up (overlapping or exploded atoms): largest on {listing}; "
+            f"the term responsible is {culprit}; energies (kJ/mol): {energies}"
+        )

@@ -1,0 +1,288 @@
+"""Cell lists with a Verlet buffer: half neighbour lists for range-limited pair work.
+
+Atoms are binned into cells in fractional (box) coordinates, so any triclinic box works: a cell is
+at least ``rlist`` wide perpendicular to each face, hence two atoms within ``rlist`` are in the
+same or adjacent cells.  Atoms are then sorted by cell so that the pair kernels read memory close
+together, and each atom keeps the neighbours that follow it in that order (a half list).  The list
+covers ``rlist = cutoff + buffer`` and is rebuilt only when some atom has moved more than half the
+buffer since the last build (or the box changed), which keeps every pair inside the cutoff listed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, inline="always")
+def minimum_image(dx, dy, dz, box, periodic):
+    """Minimum-image displacement in a reduced triclinic box (OpenMM's convention).
+
+    Parameters
+    ----------
+    dx, dy, dz : float
+        Displacement, nm.
+    box : (3, 3) float64 array
+        Box vectors as rows in reduced form (a along x, b in the xy plane), nm.
+    periodic : bool
+        If False the displacement is returned unchanged.
+    """
+    if periodic:
+        s = np.floor(dz / box[2, 2] + 0.5)
+        dx -= s * box[2, 0]
+        dy -= s * box[2, 1]
+        dz -= s * box[2, 2]
+        s = np.floor(dy / box[1, 1] + 0.5)
+        dx -= s * box[1, 0]
+        dy -= s * box[1, 1]
+        s = np.floor(dx / box[0, 0] + 0.5)
+        dx -= s * box[0, 0]
+    return dx, dy, dz
+
+
+@njit(cache=True)
+def _is_excluded(excl_start, excl_atoms, a, b):
+    """True if original atoms a and b are excluded (excl_atoms sorted within each row)."""
+    for k in range(excl_start[a], excl_start[a + 1]):
+        if excl_atoms[k] == b:
+            return True
+    return False
+
+
+@njit(parallel=True, cache=True)
+def _build_half_list(
+    positions, cell_of, cell_start, ncell, cell_neighbors, n_cell_neighbors, box, periodic,
+    rlist2, excl_start, excl_atoms, order, neighbors, counts,
+):
+    """Fill ``neighbors[i, :counts[i]]`` with sorted indices j > i within sqrt(rlist2) of i.
+
+    Counts beyond the capacity of ``neighbors`` are still counted (not stored) so that the caller
+    can grow the array and build again.
+    """
+    n = positions.shape[0]
+    capacity = neighbors.shape[1]
+    nyz = ncell[1] * ncell[2]
+    for i in prange(n):
+        c = cell_of[i]
+        cx = c // nyz
+        cy = (c // ncell[2]) % ncell[1]
+        cz = c % ncell[2]
+        xi = positions[i, 0]
+        yi = positions[i, 1]
+        zi = positions[i, 2]
+        ai = order[i]
+        count = 0
+        for kx in range(n_cell_neighbors[0, cx]):
+            nx = cell_neighbors[0, cx, kx]
+            for ky in range(n_cell_neighbors[1, cy]):
+                ny = cell_neighbors[1, cy, ky]
+                for kz in range(n_cell_neighbors[2, cz]):
+                    nc = (nx * ncell[1] + ny) * ncell[2] + cell_neighbors[2, cz, kz]
+                    end = cell_start[nc + 1]
+                    if end <= i + 1:
+                        continue  # every atom of that cell precedes i
+                    start = max(cell_start[nc], i + 1)
+                    for j in range(start, end):
+                        dx, dy, dz = minimum_image(
+                            positions[j, 0] - xi, positions[j, 1] - yi, positions[j, 2] - zi,
+                            box, periodic,
+                        )
+                        if dx * dx + dy * dy + dz * dz < rlist2:
+                            if excl_start[ai + 1] > excl_start[ai] and _is_excluded(
+                                excl_start, excl_atoms, ai, order[j]
+                            ):
+                                continue
+                            if count < capacity:
+                                neighbors[i, count] = j
+                            count += 1
+        counts[i] = count
+
+
+@njit(parallel=True, cache=True)
+def _max_displacement2(positions, reference):
+    """Largest squared displacement between two (N, 3) position arrays, nm^2."""
+    n = positions.shape[0]
+    result = 0.0
+    for i in prange(n):
+        dx = positions[i, 0] - reference[i, 0]
+        dy = positions[i, 1] - reference[i, 1]
+        dz = positions[i, 2] - reference[i, 2]
+        result = max(result, dx * dx + dy * dy + dz * dz)
+    return result
+
+
+def exclusion_table(n_particles: int, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric CSR table of excluded partners.
+
+    Parameters
+    ----------
+    n_particles : int
+        Number of particles.
+    pairs : (M, 2) int array
+        Excluded pairs (either order, duplicates allowed).
+
+    Returns
+    -------
+    start : (N + 1,) int64 array
+    partners : (2M,) int64 array
+        Partners of atom a are ``partners[start[a]:start[a + 1]]``, sorted.
+    """
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    a = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    b = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    keys = np.unique(a * n_particles + b)
+    a, b = keys // n_particles, keys % n_particles
+    start = np.zeros(n_particles + 1, np.int64)
+    np.add.at(start, a + 1, 1)
+    return np.cumsum(start), b.astype(np.int64)
+
+
+def _cell_neighbor_table(ncell: np.ndarray, periodic: bool) -> tuple[np.ndarray, np.ndarray]:
+    """For each axis and cell, the distinct cells at offsets -1, 0, +1 (wrapped if periodic)."""
+    width = int(ncell.max())
+    table = np.zeros((3, width, 3), np.int64)
+    counts = np.zeros((3, width), np.int64)
+    for axis in range(3):
+        n = int(ncell[axis])
+        for c in range(n):
+            found = []
+            for d in (-1, 0, 1):
+                other = c + d
+                if periodic:
+                    other %= n
+                elif not 0 <= other < n:
+                    continue
+                if other not in found:
+                    found.append(other)
+            table[axis, c, : len(found)] = found
+            counts[axis, c] = len(found)
+    return table, counts
+
+
+class NeighborList:
+    """A Verlet half neighbour list over cell-sorted atoms, rebuilt only when needed.
+
+    Parameters
+    ----------
+    n_particles : int
+        Number of particles.
+    cutoff : float
+        Interaction cutoff, nm (``np.inf`` for all pairs).
+    buffer : float
+        Verlet buffer added to the cutoff, nm.
+    exclusions : (M, 2) int array
+        Pairs never listed.
+    periodic : bool
+        Use periodic boundary conditions.
+
+    Attributes
+    ----------
+    order : (N,) int64 array
+        ``order[k]`` is the original index of the k-th atom in cell order.
+    neighbors : (N, capacity) int32 array
+        Sorted-order indices of the neighbours of each sorted atom (only ``counts[i]`` are valid).
+    counts : (N,) int32 array
+        Number of neighbours of each sorted atom.
+    builds : int
+        How many times the list has been built.
+    """
+
+    def __init__(self, n_particles, cutoff, buffer, exclusions, periodic):
+        self.n = int(n_particles)
+        self.cutoff = float(cutoff)
+        self.buffer = float(buffer) if np.isfinite(cutoff) else 0.0
+        self.rlist = self.cutoff + self.buffer
+        self.periodic = bool(periodic)
+        self.excl_start, self.excl_atoms = exclusion_table(self.n, exclusions)
+        self.order = np.arange(self.n, dtype=np.int64)
+        self.neighbors = np.zeros((self.n, 16), np.int32)
+        self.counts = np.zeros(self.n, np.int32)
+        self._reference = None
+        self._reference_box = None
+        self.builds = 0
+
+    def needs_rebuild(self, positions: np.ndarray, box: np.ndarray | None) -> bool:
+        """True if an atom moved more than half the buffer, or the box changed, since the build."""
+        if self._reference is None:
+            return True
+        if self.periodic and not np.array_equal(box, self._reference_box):
+            return True
+        if not np.isfinite(self.cutoff):
+            return False  # all pairs are listed; nothing can enter
+        return _max_displacement2(positions, self._reference) > (0.5 * self.buffer) ** 2
+
+    def update(self, positions: np.ndarray, box: np.ndarray | None) -> bool:
+        """Rebuild the list if needed; return True if it was rebuilt.
+
+        Parameters
+        ----------
+        positions : (N, 3) float64 array
+            Positions, nm.
+        box : (3, 3) float64 array or None
+            Box vectors as rows, nm (required if periodic).
+        """
+        if not self.needs_rebuild(positions, box):
+            return False
+        self.build(positions, box)
+        return True
+
+    def build(self, positions: np.ndarray, box: np.ndarray | None) -> None:
+        """Bin, sort and list neighbours from scratch."""
+        positions = np.ascontiguousarray(positions, np.float64)
+        if self.periodic:
+            box = np.ascontiguousarray(box, np.float64)
+            # One minimum image per pair needs the cutoff within half the smallest box width (the
+            # buffer may exceed it: the pair kernel still takes the nearest image only).
+            if np.isfinite(self.cutoff) and self.cutoff > 0.5 * _min_width(box):
+                raise ValueError(
+                    f"the cutoff {self.cutoff:.3f} nm is larger than half the smallest box "
+                    f"width {_min_width(box):.3f} nm; use a bigger box or a shorter cutoff"
+                )
+            fractional = positions @ np.linalg.inv(box)
+            fractional -= np.floor(fractional)
+            widths = np.array([_width(box, k) for k in range(3)])
+            ncell = np.maximum(1, np.floor(widths / self.rlist)).astype(np.int64)
+            ncell = np.minimum(ncell, 256)
+            cell3 = np.minimum((fractional * ncell).astype(np.int64), ncell - 1)
+            box_arg = box
+        else:
+            low = positions.min(axis=0)
+            extent = positions.max(axis=0) - low + 1e-6
+            if np.isfinite(self.rlist):
+                ncell = np.maximum(1, np.floor(extent / self.rlist)).astype(np.int64)
+            else:
+                ncell = np.ones(3, np.int64)
+            ncell = np.minimum(ncell, 256)
+            cell3 = np.minimum(((positions - low) / extent * ncell).astype(np.int64), ncell - 1)
+            box_arg = np.eye(3)
+        cell = (cell3[:, 0] * ncell[1] + cell3[:, 1]) * ncell[2] + cell3[:, 2]
+        order = np.argsort(cell, kind="stable").astype(np.int64)
+        cell_sorted = cell[order]
+        cell_start = np.searchsorted(cell_sorted, np.arange(int(np.prod(ncell)) + 1)).astype(np.int64)
+        table, table_counts = _cell_neighbor_table(ncell, self.periodic)
+        sorted_positions = np.ascontiguousarray(positions[order])
+        rlist2 = self.rlist**2 if np.isfinite(self.rlist) else np.inf
+        while True:
+            _build_half_list(
+                sorted_positions, cell_sorted, cell_start, ncell, table, table_counts, box_arg,
+                self.periodic, rlist2, self.excl_start, self.excl_atoms, order, self.neighbors,
+                self.counts,
+            )
+            largest = int(self.counts.max()) if self.n else 0
+            if largest <= self.neighbors.shape[1]:
+                break
+            self.neighbors = np.zeros((self.n, int(largest * 1.2) + 8), np.int32)
+        self.order = order
+        self._reference = positions.copy()
+        self._reference_box = None if box is None else np.array(box, np.float64)
+        self.builds += 1
+
+
+def _width(box: np.ndarray, axis: int) -> float:
+    """Perpendicular width of the box along ``axis`` (volume over the opposite face area), nm."""
+    a, b = [box[k] for k in range(3) if k != axis]
+    return abs(np.linalg.det(box)) / np.linalg.norm(np.cross(a, b))
+
+
+def _min_width(box: np.ndarray) -> float:
+    return min(_width(box, k) for k in range(3))

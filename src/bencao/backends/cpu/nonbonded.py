@@ -1,0 +1,246 @@
+"""NonbondedForce and tabulated pair terms on the CPU: neighbour list, pairs, exceptions, PME."""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import njit
+
+from bencao.backends.cpu.base import CpuTerm
+from bencao.backends.cpu.fixed_point import add_force
+from bencao.backends.cpu.long_range_correction import lennard_jones_coefficient, table_coefficient
+from bencao.backends.cpu.neighbors import NeighborList, minimum_image
+from bencao.backends.cpu.pair_kernels import (
+    COULOMB_EWALD,
+    COULOMB_PLAIN,
+    COULOMB_REACTION_FIELD,
+    coulomb_lj_pairs,
+    reduce_thread_forces,
+    tabulated_pairs,
+)
+from bencao.constants import ONE_4PI_EPS0
+
+#: Default Verlet buffer, nm: the list covers cutoff + buffer and survives 0.05 nm of motion.
+DEFAULT_BUFFER = 0.1
+
+
+@njit(cache=True)
+def exception_pairs(
+    positions, atoms, chargeprod, sigma, epsilon, charges, box, periodic, coulomb_constant,
+    alpha, ewald, forces,
+):
+    """Exceptions in float64: plain Coulomb + LJ with their own parameters, and for Ewald/PME the
+    removal of the reciprocal-space interaction qi qj erf(alpha r)/r of every excluded pair.
+
+    Parameters
+    ----------
+    positions : (N, 3) float64 array
+        Positions, nm.
+    atoms : (M, 2) int64 array
+        Exception pairs.
+    chargeprod, sigma, epsilon : (M,) float64 arrays
+        Exception parameters (e^2, nm, kJ/mol).
+    charges : (N,) float64 array
+        Particle charges, e (for the Ewald exclusion term).
+    box : (3, 3) float64 array, periodic : bool
+        Minimum image applied if periodic.
+    coulomb_constant : float
+        1/(4 pi eps0), kJ/mol nm/e^2.
+    alpha : float
+        Ewald parameter, 1/nm.
+    ewald : bool
+        Subtract the reciprocal-space part of excluded pairs.
+    forces : (N, 3) int64 array
+        Fixed-point accumulator.
+
+    Returns
+    -------
+    float
+        Energy, kJ/mol.
+    """
+    energy = 0.0
+    two_over_sqrt_pi = 2.0 / math.sqrt(math.pi)
+    for m in range(atoms.shape[0]):
+        i = atoms[m, 0]
+        j = atoms[m, 1]
+        dx, dy, dz = minimum_image(
+            positions[j, 0] - positions[i, 0],
+            positions[j, 1] - positions[i, 1],
+            positions[j, 2] - positions[i, 2],
+            box,
+            periodic,
+        )
+        r2 = dx * dx + dy * dy + dz * dz
+        r = math.sqrt(r2)
+        f_over_r = 0.0
+        if chargeprod[m] != 0.0 or epsilon[m] != 0.0:
+            inv_r2 = 1.0 / r2
+            e_coul = coulomb_constant * chargeprod[m] / r
+            sr2 = sigma[m] * sigma[m] * inv_r2
+            sr6 = sr2 * sr2 * sr2
+            e_lj = 4.0 * epsilon[m] * (sr6 * sr6 - sr6)
+            energy += e_coul + e_lj
+            f_over_r += (e_coul + 4.0 * epsilon[m] * (12.0 * sr6 * sr6 - 6.0 * sr6)) * inv_r2
+        if ewald:
+            qq = coulomb_constant * charges[i] * charges[j]
+            if qq != 0.0:
+                ar = alpha * r
+                if ar < 1e-8:
+                    # erf(ar)/r -> 2 alpha/sqrt(pi) as r -> 0 (coincident sites); force -> 0
+                    energy -= qq * two_over_sqrt_pi * alpha
+                else:
+                    erf_term = math.erf(ar) / r
+                    energy -= qq * erf_term
+                    f_over_r -= qq * (erf_term - two_over_sqrt_pi * alpha * math.exp(-ar * ar)) / r2
+        if f_over_r != 0.0:
+            add_force(forces, i, -f_over_r * dx, -f_over_r * dy, -f_over_r * dz)
+            add_force(forces, j, f_over_r * dx, f_over_r * dy, f_over_r * dz)
+    return energy
+
+
+class _PairTerm(CpuTerm):
+    """Shared machinery of the pair terms: the neighbour list and per-thread buffers."""
+
+    def __init__(self, n_particles, cutoff, exclusions, periodic, buffer):
+        self.periodic = periodic
+        self.cutoff = cutoff
+        self.neighbors = NeighborList(n_particles, cutoff, buffer, exclusions, periodic)
+        self._thread_forces = np.zeros((0, n_particles, 3), np.int64)
+        self._atom_energy = np.zeros(n_particles, np.float64)
+
+    def _prepare(self, positions, box):
+        """Update the list; return sorted positions, the box argument and the thread buffers."""
+        if self.neighbors.update(positions, box):
+            self._sort_parameters(self.neighbors.order)
+        # get_thread_id() stays below the configured maximum even if set_num_threads lowered it
+        n_threads = numba.config.NUMBA_NUM_THREADS
+        if self._thread_forces.shape[0] < n_threads:
+            self._thread_forces = np.zeros((n_threads, len(self._atom_energy), 3), np.int64)
+        sorted_positions = positions[self.neighbors.order]
+        box_arg = box if self.periodic else np.eye(3)
+        return sorted_positions, np.ascontiguousarray(box_arg, np.float64)
+
+    def _sort_parameters(self, order):
+        raise NotImplementedError
+
+
+class CpuNonbonded(_PairTerm):
+    """OpenMM's NonbondedForce: real-space pairs, exceptions, Ewald/PME reciprocal space and the
+    dispersion correction.
+
+    Parameters
+    ----------
+    term : bencao.forces.Nonbonded
+        Parameters.
+    default_box : (3, 3) float64 array or None
+        The system's default box (Ewald/PME parameters are chosen from it, as OpenMM does).
+    buffer : float
+        Verlet buffer, nm.
+    """
+
+    def __init__(self, term, default_box, buffer=DEFAULT_BUFFER):
+        self.name = term.name
+        self.term = term
+        n = len(term.charges)
+        cutoff = term.cutoff if term.method != "NoCutoff" else np.inf
+        super().__init__(n, cutoff, term.exception_atoms, term.periodic, buffer)
+        self.reciprocal = None
+        self.alpha = 0.0
+        self.krf = self.crf = 0.0
+        if term.method in ("Ewald", "PME"):
+            from bencao.backends.cpu.pme import CpuEwald, CpuPME
+
+            cls = CpuPME if term.method == "PME" else CpuEwald
+            self.reciprocal = cls(term, n, default_box)
+            self.alpha = float(self.reciprocal.alpha)
+            self.coulomb_kind = COULOMB_EWALD
+        elif term.method in ("CutoffPeriodic", "CutoffNonPeriodic"):
+            eps = term.reaction_field_dielectric
+            self.krf = (eps - 1.0) / ((2.0 * eps + 1.0) * term.cutoff**3)
+            self.crf = 3.0 * eps / ((2.0 * eps + 1.0) * term.cutoff)
+            self.coulomb_kind = COULOMB_REACTION_FIELD
+        else:
+            self.coulomb_kind = COULOMB_PLAIN
+        self.dispersion_coefficient = 0.0
+        if term.dispersion_correction and term.periodic:
+            self.dispersion_coefficient = lennard_jones_coefficient(
+                term.sigma, term.epsilon, term.cutoff, term.switch_distance
+            )
+        self._sort_parameters(self.neighbors.order)
+
+    def _sort_parameters(self, order):
+        t = self.term
+        self._charge = t.charges[order].astype(np.float32)
+        self._half_sigma = (0.5 * t.sigma[order]).astype(np.float32)
+        self._sqrt_epsilon = np.sqrt(t.epsilon[order]).astype(np.float32)
+
+    def compute(self, positions, box, forces):
+        """Add NonbondedForce forces to ``forces`` (int64 fixed point); return the energy, kJ/mol."""
+        t = self.term
+        sorted_positions, box_arg = self._prepare(positions, box)
+        nl = self.neighbors
+        coulomb_lj_pairs(
+            sorted_positions, self._charge, self._half_sigma, self._sqrt_epsilon, nl.neighbors,
+            nl.counts, box_arg, self.periodic, self.cutoff, self.coulomb_kind, ONE_4PI_EPS0,
+            self.alpha, self.krf, self.crf, t.switch_distance, self._thread_forces,
+            self._atom_energy,
+        )
+        energy = float(np.sum(self._atom_energy))
+        reduce_thread_forces(self._thread_forces, nl.order, forces)
+        energy += exception_pairs(
+            positions, t.exception_atoms, t.exception_chargeprod, t.exception_sigma,
+            t.exception_epsilon, t.charges, box_arg, self.periodic and t.exceptions_use_periodic,
+            ONE_4PI_EPS0, self.alpha, self.reciprocal is not None, forces,
+        )
+        if self.reciprocal is not None:
+            energy += self.reciprocal.compute(positions, box, forces)
+        if self.dispersion_coefficient:
+            energy += self.dispersion_coefficient / abs(np.linalg.det(box))
+        return energy
+
+
+class CpuTabulatedPairs(_PairTerm):
+    """Type-tabulated c12/c6/c4 pair potential (CustomNonbondedForce NBFIX and 12-6-4 forms).
+
+    Parameters
+    ----------
+    term : bencao.forces.TabulatedPairs
+        Parameters.
+    buffer : float
+        Verlet buffer, nm.
+    """
+
+    def __init__(self, term, buffer=DEFAULT_BUFFER):
+        self.name = term.name
+        self.term = term
+        cutoff = term.cutoff if term.method != "NoCutoff" else np.inf
+        super().__init__(len(term.types), cutoff, term.exclusions, term.periodic, buffer)
+        self._c12 = np.ascontiguousarray(term.c12, np.float32)
+        self._c6 = np.ascontiguousarray(term.c6, np.float32)
+        self._c4 = np.ascontiguousarray(term.c4, np.float32)
+        self.correction_coefficient = 0.0
+        if term.long_range_correction and term.periodic:
+            self.correction_coefficient = table_coefficient(
+                term.types, term.c12, term.c6, term.c4, term.cutoff, term.switch_distance
+            )
+        self._sort_parameters(self.neighbors.order)
+
+    def _sort_parameters(self, order):
+        self._types = self.term.types[order].astype(np.int64)
+
+    def compute(self, positions, box, forces):
+        """Add the pair forces to ``forces`` (int64 fixed point); return the energy, kJ/mol."""
+        sorted_positions, box_arg = self._prepare(positions, box)
+        nl = self.neighbors
+        tabulated_pairs(
+            sorted_positions, self._types, self._c12, self._c6, self._c4, nl.neighbors, nl.counts,
+            box_arg, self.periodic, self.cutoff, self.term.switch_distance, self._thread_forces,
+            self._atom_energy,
+        )
+        energy = float(np.sum(self._atom_energy))
+        reduce_thread_forces(self._thread_forces, nl.order, forces)
+        if self.correction_coefficient:
+            energy += self.correction_coefficient / abs(np.linalg.det(box))
+        return energy

@@ -1,0 +1,44 @@
+"""Force terms: parameter tables (struct of arrays) for each kind of interaction.
+
+Every term is a frozen dataclass of NumPy arrays and plain scalars; no OpenMM objects.  The
+``name`` class attribute is the key of the term in ``evaluate(...).terms`` (the OpenMM force class
+it came from, so users can compare with OpenMM force groups).
+"""
+
+from bencao.forces.bonded import (
+    CMAPTorsions,
+    HarmonicAngles,
+    HarmonicBonds,
+    HarmonicImpropers,
+    LJPairs,
+    PeriodicTorsions,
+)
+from bencao.forces.nonbonded import Nonbonded, TabulatedPairs
+from bencao.forces.virtual_sites import VirtualSites
+
+TERM_TYPES = {
+    cls.__name__: cls
+    for cls in (
+        HarmonicBonds,
+        HarmonicAngles,
+        PeriodicTorsions,
+        HarmonicImpropers,
+        CMAPTorsions,
+        LJPairs,
+        Nonbonded,
+        TabulatedPairs,
+    )
+}
+
+__all__ = [
+    "HarmonicBonds",
+    "HarmonicAngles",
+    "PeriodicTorsions",
+    "HarmonicImpropers",
+    "CMAPTorsions",
+    "LJPairs",
+    "Nonbonded",
+    "TabulatedPairs",
+    "VirtualSites",
+    "TERM_TYPES",
+]
