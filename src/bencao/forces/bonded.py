@@ -111,7 +111,8 @@ class CMAPTorsions:
         Start of each map inside ``map_energies``.
     map_energies : (sum size^2,) float64 array
         Energies, kJ/mol, in OpenMM's layout: value for (phi_i, psi_j) at ``offset + i + size * j``,
-        with angles starting at -pi in steps of 2 pi / size.
+        with grid point i at angle i * 2 pi / size (from 0, angles taken modulo 2 pi; OpenMM's
+        convention — CHARMM files start at -180 degrees and are shifted by size/2 on reading).
     torsion_map : (M,) int64 array
         Map index of each torsion pair.
     atoms : (M, 8) int64 array

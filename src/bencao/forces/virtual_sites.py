@@ -14,7 +14,8 @@ LOCAL_COORDINATES = 2  #: LocalCoordinatesSite: origin + local position in a par
 
 @dataclass(frozen=True)
 class VirtualSites:
-    """All virtual sites of a system.
+    """All virtual sites of a system, in dependency order (a site built from another site comes
+    after it).
 
     Parameters
     ----------

@@ -17,13 +17,9 @@ def to_fixed(value):
     Values beyond +-FORCE_CLAMP are clamped so the conversion never overflows; the backend
     detects clamped forces and reports a blow-up.
     """
-    v = np.float64(value)
-    if v > FORCE_CLAMP:
-        v = FORCE_CLAMP
-    elif v < -FORCE_CLAMP:
-        v = -FORCE_CLAMP
-    elif v != v:  # NaN: keep it visible as the clamp value, the energy carries the NaN
-        v = FORCE_CLAMP
+    # min/max compile to branch-free instructions; a NaN comes out as a bound, and the energy,
+    # which carries the NaN, makes the backend report the blow-up.
+    v = min(max(np.float64(value), -FORCE_CLAMP), FORCE_CLAMP)
     return np.int64(v * FORCE_SCALE)
 
 

@@ -49,12 +49,20 @@ def _is_excluded(excl_start, excl_atoms, a, b):
     return False
 
 
+#: Bits of a packed neighbour entry that hold the shift code (27 shifts fit in 5 bits).
+SHIFT_BITS = 5
+SHIFT_MASK = (1 << SHIFT_BITS) - 1
+#: Shift code of "no shift": (0, 0, 0) in the (wx + 1) * 9 + (wy + 1) * 3 + (wz + 1) numbering.
+NO_SHIFT = 13
+
+
 @njit(parallel=True, cache=True)
 def _build_half_list(
-    positions, cell_of, cell_start, ncell, cell_neighbors, n_cell_neighbors, box, periodic,
-    rlist2, excl_start, excl_atoms, order, neighbors, counts,
+    positions, cell_of, cell_start, ncell, cell_neighbors, cell_wraps, n_cell_neighbors, shifts,
+    minimum_image_mode, box, rlist2, excl_start, excl_atoms, order, neighbors, counts,
 ):
-    """Fill ``neighbors[i, :counts[i]]`` with sorted indices j > i within sqrt(rlist2) of i.
+    """Fill ``neighbors[i, :counts[i]]`` with packed entries ``j << SHIFT_BITS | shift`` for the
+    sorted atoms j > i within sqrt(rlist2) of i (through box shift ``shifts[shift]``).
 
     Counts beyond the capacity of ``neighbors`` are still counted (not stored) so that the caller
     can grow the array and build again.
@@ -82,20 +90,40 @@ def _build_half_list(
                     if end <= i + 1:
                         continue  # every atom of that cell precedes i
                     start = max(cell_start[nc], i + 1)
-                    for j in range(start, end):
-                        dx, dy, dz = minimum_image(
-                            positions[j, 0] - xi, positions[j, 1] - yi, positions[j, 2] - zi,
-                            box, periodic,
+                    code = NO_SHIFT
+                    if not minimum_image_mode:
+                        code = (
+                            (cell_wraps[0, cx, kx] + 1) * 9
+                            + (cell_wraps[1, cy, ky] + 1) * 3
+                            + (cell_wraps[2, cz, kz] + 1)
                         )
+                    sx = shifts[code, 0] - xi
+                    sy = shifts[code, 1] - yi
+                    sz = shifts[code, 2] - zi
+                    for j in range(start, end):
+                        dx = positions[j, 0] + sx
+                        dy = positions[j, 1] + sy
+                        dz = positions[j, 2] + sz
+                        if minimum_image_mode:
+                            dx, dy, dz = minimum_image(dx, dy, dz, box, True)
                         if dx * dx + dy * dy + dz * dz < rlist2:
                             if excl_start[ai + 1] > excl_start[ai] and _is_excluded(
                                 excl_start, excl_atoms, ai, order[j]
                             ):
                                 continue
                             if count < capacity:
-                                neighbors[i, count] = j
+                                neighbors[i, count] = (j << SHIFT_BITS) | code
                             count += 1
         counts[i] = count
+
+
+def shift_vectors(box: np.ndarray | None) -> np.ndarray:
+    """The 27 box shifts w . (a, b, c), w in {-1, 0, 1}^3, by shift code; zeros if not periodic."""
+    shifts = np.zeros((27, 3))
+    if box is not None:
+        w = np.array([(x, y, z) for x in (-1, 0, 1) for y in (-1, 0, 1) for z in (-1, 0, 1)], float)
+        shifts = w @ np.asarray(box, np.float64)
+    return shifts
 
 
 @njit(parallel=True, cache=True)
@@ -137,26 +165,30 @@ def exclusion_table(n_particles: int, pairs: np.ndarray) -> tuple[np.ndarray, np
     return np.cumsum(start), b.astype(np.int64)
 
 
-def _cell_neighbor_table(ncell: np.ndarray, periodic: bool) -> tuple[np.ndarray, np.ndarray]:
-    """For each axis and cell, the distinct cells at offsets -1, 0, +1 (wrapped if periodic)."""
+def _cell_neighbor_table(ncell: np.ndarray, periodic: bool):
+    """For each axis and cell: the distinct cells at offsets -1, 0, +1 and the box wrap
+    (-1, 0 or +1) that reaching each of them takes."""
     width = int(ncell.max())
     table = np.zeros((3, width, 3), np.int64)
+    wraps = np.zeros((3, width, 3), np.int64)
     counts = np.zeros((3, width), np.int64)
     for axis in range(3):
         n = int(ncell[axis])
         for c in range(n):
             found = []
             for d in (-1, 0, 1):
-                other = c + d
+                other, wrap = c + d, 0
                 if periodic:
-                    other %= n
+                    wrap, other = divmod(other, n)
                 elif not 0 <= other < n:
                     continue
-                if other not in found:
-                    found.append(other)
-            table[axis, c, : len(found)] = found
+                if other not in [f[0] for f in found]:
+                    found.append((other, wrap))
+            for k, (other, wrap) in enumerate(found):
+                table[axis, c, k] = other
+                wraps[axis, c, k] = wrap
             counts[axis, c] = len(found)
-    return table, counts
+    return table, wraps, counts
 
 
 class NeighborList:
@@ -180,9 +212,12 @@ class NeighborList:
     order : (N,) int64 array
         ``order[k]`` is the original index of the k-th atom in cell order.
     neighbors : (N, capacity) int32 array
-        Sorted-order indices of the neighbours of each sorted atom (only ``counts[i]`` are valid).
+        Packed entries ``j << SHIFT_BITS | shift_code`` (j a sorted index) of each sorted atom;
+        only the first ``counts[i]`` are valid.
     counts : (N,) int32 array
         Number of neighbours of each sorted atom.
+    minimum_image_mode : bool
+        The kernels must apply the minimum-image convention (box too small for 3 cells).
     builds : int
         How many times the list has been built.
     """
@@ -197,6 +232,8 @@ class NeighborList:
         self.order = np.arange(self.n, dtype=np.int64)
         self.neighbors = np.zeros((self.n, 16), np.int32)
         self.counts = np.zeros(self.n, np.int32)
+        self.minimum_image_mode = False
+        self._image = np.zeros((self.n, 3))
         self._reference = None
         self._reference_box = None
         self.builds = 0
@@ -226,6 +263,13 @@ class NeighborList:
         self.build(positions, box)
         return True
 
+    def sorted_positions(self, positions: np.ndarray, box: np.ndarray | None) -> np.ndarray:
+        """Positions in cell order, moved by the box images chosen at the last build, nm."""
+        result = positions[self.order]
+        if self.periodic:
+            result += self._image @ box
+        return result
+
     def build(self, positions: np.ndarray, box: np.ndarray | None) -> None:
         """Bin, sort and list neighbours from scratch."""
         positions = np.ascontiguousarray(positions, np.float64)
@@ -239,12 +283,14 @@ class NeighborList:
                     f"width {_min_width(box):.3f} nm; use a bigger box or a shorter cutoff"
                 )
             fractional = positions @ np.linalg.inv(box)
-            fractional -= np.floor(fractional)
+            image = -np.floor(fractional)
+            fractional += image
             widths = np.array([_width(box, k) for k in range(3)])
             ncell = np.maximum(1, np.floor(widths / self.rlist)).astype(np.int64)
             ncell = np.minimum(ncell, 256)
             cell3 = np.minimum((fractional * ncell).astype(np.int64), ncell - 1)
             box_arg = box
+            minimum_image_mode = bool(np.any(ncell < 3))
         else:
             low = positions.min(axis=0)
             extent = positions.max(axis=0) - low + 1e-6
@@ -254,25 +300,30 @@ class NeighborList:
                 ncell = np.ones(3, np.int64)
             ncell = np.minimum(ncell, 256)
             cell3 = np.minimum(((positions - low) / extent * ncell).astype(np.int64), ncell - 1)
+            image = np.zeros_like(positions)
             box_arg = np.eye(3)
+            minimum_image_mode = False
         cell = (cell3[:, 0] * ncell[1] + cell3[:, 1]) * ncell[2] + cell3[:, 2]
         order = np.argsort(cell, kind="stable").astype(np.int64)
         cell_sorted = cell[order]
         cell_start = np.searchsorted(cell_sorted, np.arange(int(np.prod(ncell)) + 1)).astype(np.int64)
-        table, table_counts = _cell_neighbor_table(ncell, self.periodic)
-        sorted_positions = np.ascontiguousarray(positions[order])
+        table, wraps, table_counts = _cell_neighbor_table(ncell, self.periodic)
+        self.order = order
+        self._image = np.ascontiguousarray(image[order])
+        self.minimum_image_mode = minimum_image_mode
+        sorted_positions = self.sorted_positions(positions, box)
+        shifts = shift_vectors(box if self.periodic else None)
         rlist2 = self.rlist**2 if np.isfinite(self.rlist) else np.inf
         while True:
             _build_half_list(
-                sorted_positions, cell_sorted, cell_start, ncell, table, table_counts, box_arg,
-                self.periodic, rlist2, self.excl_start, self.excl_atoms, order, self.neighbors,
-                self.counts,
+                sorted_positions, cell_sorted, cell_start, ncell, table, wraps, table_counts,
+                shifts, minimum_image_mode, box_arg, rlist2, self.excl_start, self.excl_atoms,
+                order, self.neighbors, self.counts,
             )
             largest = int(self.counts.max()) if self.n else 0
             if largest <= self.neighbors.shape[1]:
                 break
             self.neighbors = np.zeros((self.n, int(largest * 1.2) + 8), np.int32)
-        self.order = order
         self._reference = positions.copy()
         self._reference_box = None if box is None else np.array(box, np.float64)
         self.builds += 1

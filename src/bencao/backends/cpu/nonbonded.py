@@ -11,12 +11,13 @@ from numba import njit
 from bencao.backends.cpu.base import CpuTerm
 from bencao.backends.cpu.fixed_point import add_force
 from bencao.backends.cpu.long_range_correction import lennard_jones_coefficient, table_coefficient
-from bencao.backends.cpu.neighbors import NeighborList, minimum_image
+from bencao.backends.cpu.neighbors import NeighborList, minimum_image, shift_vectors
 from bencao.backends.cpu.pair_kernels import (
     COULOMB_EWALD,
     COULOMB_PLAIN,
     COULOMB_REACTION_FIELD,
     coulomb_lj_pairs,
+    ewald_table,
     reduce_thread_forces,
     tabulated_pairs,
 )
@@ -111,16 +112,16 @@ class _PairTerm(CpuTerm):
         self._atom_energy = np.zeros(n_particles, np.float64)
 
     def _prepare(self, positions, box):
-        """Update the list; return sorted positions, the box argument and the thread buffers."""
+        """Update the list; return sorted positions, the box argument and the box shifts."""
         if self.neighbors.update(positions, box):
             self._sort_parameters(self.neighbors.order)
         # get_thread_id() stays below the configured maximum even if set_num_threads lowered it
         n_threads = numba.config.NUMBA_NUM_THREADS
         if self._thread_forces.shape[0] < n_threads:
             self._thread_forces = np.zeros((n_threads, len(self._atom_energy), 3), np.int64)
-        sorted_positions = positions[self.neighbors.order]
-        box_arg = box if self.periodic else np.eye(3)
-        return sorted_positions, np.ascontiguousarray(box_arg, np.float64)
+        sorted_positions = self.neighbors.sorted_positions(positions, box)
+        box_arg = np.ascontiguousarray(box if self.periodic else np.eye(3), np.float64)
+        return sorted_positions, box_arg, shift_vectors(box_arg if self.periodic else None)
 
     def _sort_parameters(self, order):
         raise NotImplementedError
@@ -148,6 +149,7 @@ class CpuNonbonded(_PairTerm):
         super().__init__(n, cutoff, term.exception_atoms, term.periodic, buffer)
         self.reciprocal = None
         self.alpha = 0.0
+        self._ewald_table = np.zeros((2, 8), np.float32)
         self.krf = self.crf = 0.0
         if term.method in ("Ewald", "PME"):
             from bencao.backends.cpu.pme import CpuEwald, CpuPME
@@ -156,6 +158,7 @@ class CpuNonbonded(_PairTerm):
             self.reciprocal = cls(term, n, default_box)
             self.alpha = float(self.reciprocal.alpha)
             self.coulomb_kind = COULOMB_EWALD
+            self._ewald_table = ewald_table(self.alpha, term.cutoff)
         elif term.method in ("CutoffPeriodic", "CutoffNonPeriodic"):
             eps = term.reaction_field_dielectric
             self.krf = (eps - 1.0) / ((2.0 * eps + 1.0) * term.cutoff**3)
@@ -179,12 +182,12 @@ class CpuNonbonded(_PairTerm):
     def compute(self, positions, box, forces):
         """Add NonbondedForce forces to ``forces`` (int64 fixed point); return the energy, kJ/mol."""
         t = self.term
-        sorted_positions, box_arg = self._prepare(positions, box)
+        sorted_positions, box_arg, shifts = self._prepare(positions, box)
         nl = self.neighbors
         coulomb_lj_pairs(
             sorted_positions, self._charge, self._half_sigma, self._sqrt_epsilon, nl.neighbors,
-            nl.counts, box_arg, self.periodic, self.cutoff, self.coulomb_kind, ONE_4PI_EPS0,
-            self.alpha, self.krf, self.crf, t.switch_distance, self._thread_forces,
+            nl.counts, shifts, nl.minimum_image_mode, box_arg, self.cutoff, self.coulomb_kind, ONE_4PI_EPS0,
+            self._ewald_table, self.krf, self.crf, t.switch_distance, self._thread_forces,
             self._atom_energy,
         )
         energy = float(np.sum(self._atom_energy))
@@ -232,11 +235,11 @@ class CpuTabulatedPairs(_PairTerm):
 
     def compute(self, positions, box, forces):
         """Add the pair forces to ``forces`` (int64 fixed point); return the energy, kJ/mol."""
-        sorted_positions, box_arg = self._prepare(positions, box)
+        sorted_positions, box_arg, shifts = self._prepare(positions, box)
         nl = self.neighbors
         tabulated_pairs(
             sorted_positions, self._types, self._c12, self._c6, self._c4, nl.neighbors, nl.counts,
-            box_arg, self.periodic, self.cutoff, self.term.switch_distance, self._thread_forces,
+            shifts, nl.minimum_image_mode, box_arg, self.cutoff, self.term.switch_distance, self._thread_forces,
             self._atom_energy,
         )
         energy = float(np.sum(self._atom_energy))

@@ -15,30 +15,62 @@ import numpy as np
 from numba import njit, prange
 
 from bencao.backends.cpu.fixed_point import to_fixed
-from bencao.backends.cpu.neighbors import minimum_image
+from bencao.backends.cpu.neighbors import SHIFT_BITS, SHIFT_MASK, minimum_image
 
 #: Coulomb kinds understood by :func:`coulomb_lj_pairs`.
 COULOMB_PLAIN = 0  #: 1/r (NoCutoff)
 COULOMB_REACTION_FIELD = 1  #: 1/r + krf r^2 - crf (CutoffNonPeriodic, CutoffPeriodic)
 COULOMB_EWALD = 2  #: erfc(alpha r)/r (Ewald, PME real space)
 
-_TWO_OVER_SQRT_PI = np.float32(2.0 / math.sqrt(math.pi))
 
 
-@njit(cache=True, inline="always")
-def erfc_with_gaussian(x):
-    """erfc(x) and exp(-x^2) in float32 for x >= 0.
+#: Intervals of the real-space Ewald table over [0, cutoff]; cubic Hermite pieces this fine
+#: interpolate erfc to ~1e-12, far below float32 resolution.
+EWALD_TABLE_POINTS = 4096
 
-    Abramowitz & Stegun 7.1.26: absolute error of erfc below 1.5e-7, the float32 level, and it
-    reuses exp(-x^2), which the Ewald force needs anyway.
+
+def ewald_table(alpha: float, cutoff: float, points: int = EWALD_TABLE_POINTS) -> np.ndarray:
+    """Cubic Hermite coefficients of the real-space Ewald screening functions over [0, cutoff].
+
+    For r in interval k (width d = cutoff / points) and t = r/d - k in [0, 1),
+    g(r) = erfc(alpha r) is ``c[k,0] + t (c[k,1] + t (c[k,2] + t c[k,3]))`` and
+    h(r) = erfc(alpha r) + 2 alpha r / sqrt(pi) exp(-alpha^2 r^2) uses ``c[k,4:8]`` likewise, so that
+    E = qq g / r and -dE/dr / r = qq h / r^3.  Built in float64 from exact values and derivatives,
+    stored in float32.
+
+    Parameters
+    ----------
+    alpha : float
+        Ewald separation parameter, 1/nm.
+    cutoff : float
+        Real-space cutoff, nm.
+    points : int
+        Number of intervals.
+
+    Returns
+    -------
+    (points + 1, 8) float32 array
     """
-    t = np.float32(1.0) / (np.float32(1.0) + np.float32(0.3275911) * x)
-    gaussian = np.exp(-x * x)
-    poly = t * (
-        np.float32(0.254829592)
-        + t * (np.float32(-0.284496736) + t * (np.float32(1.421413741) + t * (np.float32(-1.453152027) + t * np.float32(1.061405429))))
-    )
-    return poly * gaussian, gaussian
+    from scipy.special import erfc
+
+    d = cutoff / points
+    r = np.arange(points + 2) * d
+    ar = alpha * r
+    gauss = np.exp(-ar * ar)
+    k = 2.0 * alpha / math.sqrt(math.pi)
+    g = erfc(ar)
+    dg = -k * gauss
+    h = g + k * r * gauss
+    dh = -2.0 * alpha * alpha * k * r * r * gauss  # d/dr [erfc + k r e^{-a^2 r^2}]
+    table = np.zeros((points + 1, 8))
+    for col, (f, df) in enumerate(((g, dg), (h, dh))):
+        f0, f1 = f[:-1], f[1:]
+        m0, m1 = df[:-1] * d, df[1:] * d
+        table[:, 4 * col + 0] = f0
+        table[:, 4 * col + 1] = m0
+        table[:, 4 * col + 2] = 3 * (f1 - f0) - 2 * m0 - m1
+        table[:, 4 * col + 3] = 2 * (f0 - f1) + m0 + m1
+    return table.astype(np.float32)
 
 
 @njit(cache=True, inline="always")
@@ -56,8 +88,8 @@ def switch_factor(r, switch_distance, cutoff):
 
 @njit(parallel=True, cache=True)
 def coulomb_lj_pairs(
-    positions, charge, half_sigma, sqrt_epsilon, neighbors, counts, box, periodic,
-    cutoff, coulomb_kind, coulomb_constant, alpha, krf, crf, switch_distance, thread_forces,
+    positions, charge, half_sigma, sqrt_epsilon, neighbors, counts, shifts, minimum_image_mode, box,
+    cutoff, coulomb_kind, coulomb_constant, ewald, krf, crf, switch_distance, thread_forces,
     atom_energy,
 ):
     """Coulomb + Lennard-Jones over a half neighbour list (NonbondedForce's regular pairs).
@@ -69,19 +101,21 @@ def coulomb_lj_pairs(
     charge, half_sigma, sqrt_epsilon : (N,) float32 arrays
         Per sorted atom: charge (e), sigma/2 (nm), sqrt(epsilon) (sqrt(kJ/mol)).
     neighbors : (N, C) int32 array, counts : (N,) int32 array
-        Half neighbour list in sorted indices.
+        Half neighbour list: packed sorted index and shift code (see ``neighbors``).
+    shifts : (27, 3) float64 array
+        Box shift of each shift code, nm.
+    minimum_image_mode : bool
+        Apply the minimum-image convention to every pair (boxes under three cells wide).
     box : (3, 3) float64 array
         Box vectors as rows, nm.
-    periodic : bool
-        Minimum image on.
     cutoff : float
         Cutoff, nm (inf for none).
     coulomb_kind : int
         COULOMB_PLAIN, COULOMB_REACTION_FIELD or COULOMB_EWALD.
     coulomb_constant : float
         1/(4 pi eps0), kJ/mol nm/e^2.
-    alpha : float
-        Ewald separation parameter, 1/nm.
+    ewald : (P + 1, 8) float32 array
+        Real-space Ewald table from :func:`ewald_table` over [0, cutoff] (unused otherwise).
     krf, crf : float
         Reaction-field constants, 1/nm^3 and 1/nm.
     switch_distance : float
@@ -96,7 +130,7 @@ def coulomb_lj_pairs(
     rc = np.float32(cutoff)
     rsw = np.float32(switch_distance)
     ke = np.float32(coulomb_constant)
-    a = np.float32(alpha)
+    inv_spacing = np.float32((ewald.shape[0] - 1) / cutoff) if coulomb_kind == 2 else np.float32(0.0)
     krf32 = np.float32(krf)
     crf32 = np.float32(crf)
     for i in prange(n):
@@ -112,10 +146,14 @@ def coulomb_lj_pairs(
         fzi = 0.0
         energy = 0.0
         for k in range(counts[i]):
-            j = neighbors[i, k]
-            dx, dy, dz = minimum_image(
-                positions[j, 0] - xi, positions[j, 1] - yi, positions[j, 2] - zi, box, periodic
-            )
+            entry = neighbors[i, k]
+            j = entry >> SHIFT_BITS
+            shift = entry & SHIFT_MASK
+            dx = positions[j, 0] - xi + shifts[shift, 0]
+            dy = positions[j, 1] - yi + shifts[shift, 1]
+            dz = positions[j, 2] - zi + shifts[shift, 2]
+            if minimum_image_mode:
+                dx, dy, dz = minimum_image(dx, dy, dz, box, True)
             r2 = np.float32(dx * dx + dy * dy + dz * dz)
             if r2 >= cutoff2:
                 continue
@@ -125,9 +163,13 @@ def coulomb_lj_pairs(
             qq = qi * charge[j]
             # Coulomb: energy and (-dE/dr)/r
             if coulomb_kind == 2:
-                erfc_value, gaussian = erfc_with_gaussian(a * r)
-                e_coul = qq * erfc_value * inv_r
-                f_over_r = (e_coul + qq * _TWO_OVER_SQRT_PI * a * gaussian) * inv_r2
+                x = r * inv_spacing
+                k = np.int64(x)
+                t = x - np.float32(k)
+                g = ewald[k, 0] + t * (ewald[k, 1] + t * (ewald[k, 2] + t * ewald[k, 3]))
+                h = ewald[k, 4] + t * (ewald[k, 5] + t * (ewald[k, 6] + t * ewald[k, 7]))
+                e_coul = qq * g * inv_r
+                f_over_r = qq * h * inv_r * inv_r2
             elif coulomb_kind == 1:
                 e_coul = qq * (inv_r + krf32 * r2 - crf32)
                 f_over_r = qq * (inv_r * inv_r2 - np.float32(2.0) * krf32)
@@ -167,7 +209,7 @@ def coulomb_lj_pairs(
 
 @njit(parallel=True, cache=True)
 def tabulated_pairs(
-    positions, types, c12, c6, c4, neighbors, counts, box, periodic, cutoff,
+    positions, types, c12, c6, c4, neighbors, counts, shifts, minimum_image_mode, box, cutoff,
     switch_distance, thread_forces, atom_energy,
 ):
     """E = c12/r^12 - c6/r^6 - c4/r^4 with per-type-pair tables (CustomNonbondedForce forms).
@@ -191,10 +233,14 @@ def tabulated_pairs(
         fzi = 0.0
         energy = 0.0
         for k in range(counts[i]):
-            j = neighbors[i, k]
-            dx, dy, dz = minimum_image(
-                positions[j, 0] - xi, positions[j, 1] - yi, positions[j, 2] - zi, box, periodic
-            )
+            entry = neighbors[i, k]
+            j = entry >> SHIFT_BITS
+            shift = entry & SHIFT_MASK
+            dx = positions[j, 0] - xi + shifts[shift, 0]
+            dy = positions[j, 1] - yi + shifts[shift, 1]
+            dz = positions[j, 2] - zi + shifts[shift, 2]
+            if minimum_image_mode:
+                dx, dy, dz = minimum_image(dx, dy, dz, box, True)
             r2 = np.float32(dx * dx + dy * dy + dz * dz)
             if r2 >= cutoff2:
                 continue
