@@ -32,8 +32,8 @@ def solvated_trpcage(forcefield: tuple, shape: str = "cube", padding: float = 0.
     modeller = app.Modeller(pdb.topology, pdb.positions)
     modeller.addHydrogens(ff)
     water = "tip4pew" if any("tip4p" in f or "opc.xml" in f for f in forcefield) else "tip3p"
-    if any(f.endswith("opc.xml") for f in forcefield):
-        water = "opc"
+    # OPC is a four-site model: Modeller places it with TIP4P-Ew geometry, the force field's
+    # template then assigns OPC parameters and virtual-site weights
     modeller.addSolvent(
         ff, model=water, padding=padding * NM, boxShape=shape,
         ionicStrength=(0.15 if ions else 0.0) * unit.molar,

@@ -33,7 +33,8 @@ class Evaluation:
     energy : float
         Total potential energy, kJ/mol.
     forces : (N, 3) float64 array
-        Forces, kJ/mol/nm (zero on virtual sites: their force is moved to their parents).
+        Forces, kJ/mol/nm.  A virtual site's force is moved onto its parents; the site's own row
+        still shows the force acting on it, as OpenMM reports it.
     terms : dict[str, float]
         Energy of each kind of term (keyed by the OpenMM force class), kJ/mol.
     """
@@ -150,7 +151,12 @@ class CpuBackend:
             terms[term.name] = terms.get(term.name, 0.0) + float(energy)
         forces = forces_from_fixed(fixed)
         if self.virtual_sites is not None:
+            # Parents receive the sites' forces; the sites keep reporting the force that acts on
+            # them, as OpenMM's getForces does (integrators skip massless particles).
+            sites = self.system.virtual_sites.site
+            site_forces = forces[sites]
             forces = self.virtual_sites.distribute(positions, forces)
+            forces[sites] = site_forces
         total = float(sum(terms.values()))
         if not np.isfinite(total) or np.max(np.abs(forces), initial=0.0) >= 0.5 * FORCE_CLAMP:
             raise BlowUpError(self.diagnose(positions, box, forces, terms))

@@ -149,7 +149,7 @@ class CpuNonbonded(_PairTerm):
         super().__init__(n, cutoff, term.exception_atoms, term.periodic, buffer)
         self.reciprocal = None
         self.alpha = 0.0
-        self._ewald_table = np.zeros((2, 8), np.float32)
+        self._ewald_table = np.zeros((2, 8))
         self.krf = self.crf = 0.0
         if term.method in ("Ewald", "PME"):
             from bencao.backends.cpu.pme import CpuEwald, CpuPME

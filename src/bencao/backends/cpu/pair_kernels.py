@@ -35,8 +35,7 @@ def ewald_table(alpha: float, cutoff: float, points: int = EWALD_TABLE_POINTS) -
     For r in interval k (width d = cutoff / points) and t = r/d - k in [0, 1),
     g(r) = erfc(alpha r) is ``c[k,0] + t (c[k,1] + t (c[k,2] + t c[k,3]))`` and
     h(r) = erfc(alpha r) + 2 alpha r / sqrt(pi) exp(-alpha^2 r^2) uses ``c[k,4:8]`` likewise, so that
-    E = qq g / r and -dE/dr / r = qq h / r^3.  Built in float64 from exact values and derivatives,
-    stored in float32.
+    E = qq g / r and -dE/dr / r = qq h / r^3.  Built in float64 from exact values and derivatives.
 
     Parameters
     ----------
@@ -49,7 +48,7 @@ def ewald_table(alpha: float, cutoff: float, points: int = EWALD_TABLE_POINTS) -
 
     Returns
     -------
-    (points + 1, 8) float32 array
+    (points + 1, 8) float64 array
     """
     from scipy.special import erfc
 
@@ -70,19 +69,17 @@ def ewald_table(alpha: float, cutoff: float, points: int = EWALD_TABLE_POINTS) -
         table[:, 4 * col + 1] = m0
         table[:, 4 * col + 2] = 3 * (f1 - f0) - 2 * m0 - m1
         table[:, 4 * col + 3] = 2 * (f0 - f1) + m0 + m1
-    return table.astype(np.float32)
+    return table
 
 
 @njit(cache=True, inline="always")
 def switch_factor(r, switch_distance, cutoff):
     """Switching function S(r) and dS/dr (OpenMM's 1 - 10x^3 + 15x^4 - 6x^5), x in [0, 1]."""
-    if switch_distance <= np.float32(0.0) or r <= switch_distance:
-        return np.float32(1.0), np.float32(0.0)
     width = cutoff - switch_distance
-    x = (r - switch_distance) / width
+    x = min((r - switch_distance) / width, 1.0)
     x2 = x * x
-    s = np.float32(1.0) + x2 * x * (np.float32(-10.0) + x * (np.float32(15.0) - np.float32(6.0) * x))
-    ds = np.float32(-30.0) * x2 * (np.float32(1.0) - x) * (np.float32(1.0) - x) / width
+    s = 1.0 + x2 * x * (-10.0 + x * (15.0 - 6.0 * x))
+    ds = -30.0 * x2 * (1.0 - x) * (1.0 - x) / width
     return s, ds
 
 
@@ -114,7 +111,7 @@ def coulomb_lj_pairs(
         COULOMB_PLAIN, COULOMB_REACTION_FIELD or COULOMB_EWALD.
     coulomb_constant : float
         1/(4 pi eps0), kJ/mol nm/e^2.
-    ewald : (P + 1, 8) float32 array
+    ewald : (P + 1, 8) float64 array
         Real-space Ewald table from :func:`ewald_table` over [0, cutoff] (unused otherwise).
     krf, crf : float
         Reaction-field constants, 1/nm^3 and 1/nm.
@@ -126,21 +123,17 @@ def coulomb_lj_pairs(
         Output: energy of the pairs listed under each sorted atom, kJ/mol.
     """
     n = positions.shape[0]
-    cutoff2 = np.float32(cutoff * cutoff)
-    rc = np.float32(cutoff)
-    rsw = np.float32(switch_distance)
-    ke = np.float32(coulomb_constant)
-    inv_spacing = np.float32((ewald.shape[0] - 1) / cutoff) if coulomb_kind == 2 else np.float32(0.0)
-    krf32 = np.float32(krf)
-    crf32 = np.float32(crf)
+    cutoff2 = cutoff * cutoff
+    last = ewald.shape[0] - 2
+    inv_spacing = (ewald.shape[0] - 1) / cutoff if coulomb_kind == 2 else 0.0
     for i in prange(n):
         tid = numba.get_thread_id()
         xi = positions[i, 0]
         yi = positions[i, 1]
         zi = positions[i, 2]
-        qi = charge[i] * ke
-        si = half_sigma[i]
-        ei = sqrt_epsilon[i]
+        qi = np.float64(charge[i]) * coulomb_constant
+        si = np.float64(half_sigma[i])
+        ei = np.float64(sqrt_epsilon[i])
         fxi = 0.0
         fyi = 0.0
         fzi = 0.0
@@ -154,47 +147,46 @@ def coulomb_lj_pairs(
             dz = positions[j, 2] - zi + shifts[shift, 2]
             if minimum_image_mode:
                 dx, dy, dz = minimum_image(dx, dy, dz, box, True)
-            r2 = np.float32(dx * dx + dy * dy + dz * dz)
-            if r2 >= cutoff2:
-                continue
-            inv_r2 = np.float32(1.0) / r2
-            inv_r = np.float32(math.sqrt(inv_r2))
+            r2 = dx * dx + dy * dy + dz * dz
+            # Pairs in the buffer (beyond the cutoff) are masked, not branched around: the branch
+            # would be unpredictable.
+            inside = 1.0 if r2 < cutoff2 else 0.0
+            inv_r = 1.0 / math.sqrt(r2)
+            inv_r2 = inv_r * inv_r
             r = r2 * inv_r
-            qq = qi * charge[j]
+            qq = qi * charge[j] * inside
             # Coulomb: energy and (-dE/dr)/r
             if coulomb_kind == 2:
-                x = r * inv_spacing
-                k = np.int64(x)
-                t = x - np.float32(k)
-                g = ewald[k, 0] + t * (ewald[k, 1] + t * (ewald[k, 2] + t * ewald[k, 3]))
-                h = ewald[k, 4] + t * (ewald[k, 5] + t * (ewald[k, 6] + t * ewald[k, 7]))
+                x = min(r * inv_spacing, last)
+                m = np.int64(x)
+                t = x - m
+                g = ewald[m, 0] + t * (ewald[m, 1] + t * (ewald[m, 2] + t * ewald[m, 3]))
+                h = ewald[m, 4] + t * (ewald[m, 5] + t * (ewald[m, 6] + t * ewald[m, 7]))
                 e_coul = qq * g * inv_r
                 f_over_r = qq * h * inv_r * inv_r2
             elif coulomb_kind == 1:
-                e_coul = qq * (inv_r + krf32 * r2 - crf32)
-                f_over_r = qq * (inv_r * inv_r2 - np.float32(2.0) * krf32)
+                e_coul = qq * (inv_r + krf * r2 - crf)
+                f_over_r = qq * (inv_r * inv_r2 - 2.0 * krf)
             else:
                 e_coul = qq * inv_r
                 f_over_r = e_coul * inv_r2
-            # Lennard-Jones with Lorentz-Berthelot mixing
-            eps = ei * sqrt_epsilon[j]
-            e_lj = np.float32(0.0)
-            if eps != np.float32(0.0):
-                sig = si + half_sigma[j]
-                sig2 = sig * sig * inv_r2
-                sr6 = sig2 * sig2 * sig2
-                four_eps = np.float32(4.0) * eps
-                e_lj = four_eps * (sr6 * sr6 - sr6)
-                f_lj = four_eps * (np.float32(12.0) * sr6 * sr6 - np.float32(6.0) * sr6) * inv_r2
-                if rsw > np.float32(0.0) and r > rsw:
-                    s, ds = switch_factor(r, rsw, rc)
-                    f_lj = f_lj * s - e_lj * ds * inv_r
-                    e_lj = e_lj * s
-                f_over_r += f_lj
+            # Lennard-Jones with Lorentz-Berthelot mixing (zero for hydrogens: eps = 0)
+            four_eps = 4.0 * ei * sqrt_epsilon[j] * inside
+            sig = si + half_sigma[j]
+            sig2 = sig * sig * inv_r2
+            sr6 = sig2 * sig2 * sig2
+            e_lj = four_eps * (sr6 * sr6 - sr6)
+            f_lj = four_eps * (12.0 * sr6 * sr6 - 6.0 * sr6) * inv_r2
+            if switch_distance > 0.0 and r > switch_distance:
+                s, ds = switch_factor(r, switch_distance, cutoff)
+                f_lj = f_lj * s - e_lj * ds * inv_r
+                e_lj = e_lj * s
             energy += e_coul + e_lj
-            fx = f_over_r * np.float32(dx)
-            fy = f_over_r * np.float32(dy)
-            fz = f_over_r * np.float32(dz)
+            # The pair force is kept to float32 precision, the design's budget for pair forces.
+            f_pair = np.float64(np.float32(f_over_r + f_lj))
+            fx = f_pair * dx
+            fy = f_pair * dy
+            fz = f_pair * dz
             fxi -= fx
             fyi -= fy
             fzi -= fz
