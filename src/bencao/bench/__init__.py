@@ -1,0 +1,1 @@
+"""Benchmarks: the standard DHFR system and timing runs side by side with OpenMM."""

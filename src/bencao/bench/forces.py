@@ -1,0 +1,91 @@
+"""Energy + force evaluation timing, bencao's CPU backend against OpenMM's CPU platform.
+
+Both engines evaluate the same configuration repeatedly (neighbour lists built, caches warm),
+interleaved so that load from elsewhere on a shared machine hits both alike; the median of the
+repeats is reported.  Timings are never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+
+def _time(function, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def bench_forces(system_name: str = "dhfr", repeats: int = 10, threads: int | None = None,
+                 compare_openmm: bool = True) -> dict:
+    """Time one energy + force evaluation.
+
+    Parameters
+    ----------
+    system_name : str
+        Benchmark system (see ``bencao.bench.systems.SYSTEMS``).
+    repeats : int
+        Timed evaluations per engine (after two warm-up calls).
+    threads : int or None
+        Threads for both engines; None uses Numba's default (all cores).
+    compare_openmm : bool
+        Also time OpenMM's CPU platform.
+
+    Returns
+    -------
+    dict
+        ``atoms``, ``bencao_ms`` (median, ms), and with OpenMM ``openmm_ms`` and ``ratio``
+        (bencao time / OpenMM time: below 1 means bencao is faster), plus the agreement of the
+        forces with OpenMM's CPU platform.
+    """
+    import numba
+
+    import bencao
+    from bencao.bench.systems import SYSTEMS
+
+    if threads is not None:
+        numba.set_num_threads(threads)
+    threads = numba.get_num_threads()
+    openmm_system, positions, box = SYSTEMS[system_name]()
+    backend = bencao.make_backend(bencao.System.from_openmm(openmm_system))
+    ours = lambda: backend.compute(positions, box)  # noqa: E731
+    for _ in range(2):
+        result = ours()
+    report = {"system": system_name, "atoms": len(positions), "threads": threads}
+    if compare_openmm:
+        import openmm as mm
+        from openmm import unit
+
+        context = mm.Context(
+            openmm_system, mm.VerletIntegrator(0.001), mm.Platform.getPlatformByName("CPU"),
+            {"Threads": str(threads)},
+        )
+        context.setPeriodicBoxVectors(*[mm.Vec3(*row) for row in box])
+        context.setPositions(positions * unit.nanometer)
+        theirs = lambda: context.getState(getEnergy=True, getForces=True)  # noqa: E731
+        for _ in range(2):
+            state = theirs()
+        ours_times, theirs_times = [], []
+        for _ in range(repeats):  # interleaved
+            ours_times += _time(ours, 1)
+            theirs_times += _time(theirs, 1)
+        reference = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+        a = np.linalg.norm(result.forces, axis=1)
+        b = np.linalg.norm(reference, axis=1)
+        keep = a + b > 0
+        metric = 2 * np.linalg.norm(result.forces - reference, axis=1)[keep] / (a + b)[keep]
+        report.update(
+            bencao_ms=1e3 * statistics.median(ours_times),
+            openmm_ms=1e3 * statistics.median(theirs_times),
+            force_agreement_with_openmm_cpu_median=float(np.median(metric)),
+        )
+        report["ratio"] = report["bencao_ms"] / report["openmm_ms"]
+    else:
+        report["bencao_ms"] = 1e3 * statistics.median(_time(ours, repeats))
+    return report
