@@ -175,9 +175,9 @@ class CpuNonbonded(_PairTerm):
 
     def _sort_parameters(self, order):
         t = self.term
-        self._charge = t.charges[order].astype(np.float32)
-        self._half_sigma = (0.5 * t.sigma[order]).astype(np.float32)
-        self._sqrt_epsilon = np.sqrt(t.epsilon[order]).astype(np.float32)
+        self._charge = t.charges[order]
+        self._half_sigma = 0.5 * t.sigma[order]
+        self._sqrt_epsilon = np.sqrt(t.epsilon[order])
 
     def compute(self, positions, box, forces):
         """Add NonbondedForce forces to ``forces`` (int64 fixed point); return the energy, kJ/mol."""
@@ -187,8 +187,8 @@ class CpuNonbonded(_PairTerm):
         coulomb_lj_pairs(
             sorted_positions, self._charge, self._half_sigma, self._sqrt_epsilon, nl.neighbors,
             nl.counts, shifts, nl.minimum_image_mode, box_arg, self.cutoff, self.coulomb_kind, ONE_4PI_EPS0,
-            self._ewald_table, self.krf, self.crf, t.switch_distance, self._thread_forces,
-            self._atom_energy,
+            self._ewald_table, self.krf, self.crf, bool(0 < t.switch_distance < t.cutoff),
+            t.switch_distance, self._thread_forces, self._atom_energy,
         )
         energy = float(np.sum(self._atom_energy))
         reduce_thread_forces(self._thread_forces, nl.order, forces)

@@ -1,4 +1,4 @@
-"""Range-limited pair kernels in float32 with int64 fixed-point force accumulation.
+"""Range-limited pair kernels with int64 fixed-point force accumulation.
 
 Both kernels walk a :class:`~bencao.backends.cpu.neighbors.NeighborList` (cell-sorted half lists)
 in parallel over atoms.  The force on atom i is summed locally in the fixed order of its list; the
@@ -83,19 +83,29 @@ def switch_factor(r, switch_distance, cutoff):
     return s, ds
 
 
-@njit(parallel=True, cache=True)
+#: Atoms per parallel work item of the pair kernels; each item allocates its scratch once.
+CHUNK = 32
+
+
+@njit(parallel=True, cache=True, fastmath=True)
 def coulomb_lj_pairs(
-    positions, charge, half_sigma, sqrt_epsilon, neighbors, counts, shifts, minimum_image_mode, box,
-    cutoff, coulomb_kind, coulomb_constant, ewald, krf, crf, switch_distance, thread_forces,
-    atom_energy,
+    positions, charge, half_sigma, sqrt_epsilon, neighbors, counts, shifts, minimum_image_mode,
+    box, cutoff, coulomb_kind, coulomb_constant, ewald, krf, crf, switching, switch_distance,
+    thread_forces, atom_energy,
 ):
     """Coulomb + Lennard-Jones over a half neighbour list (NonbondedForce's regular pairs).
+
+    Each atom's neighbours go through three loops: gather (indirect loads into contiguous scratch),
+    compute (branch-free arithmetic on contiguous arrays, which the compiler vectorises) and
+    scatter (fixed-point accumulation).  Pairs in the Verlet buffer, beyond the cutoff, are masked
+    to zero rather than branched around; the branches on ``coulomb_kind`` and ``switching`` do
+    not change inside the loop, so the compiler hoists them out of it.
 
     Parameters
     ----------
     positions : (N, 3) float64 array
         Positions in cell-sorted order, nm.
-    charge, half_sigma, sqrt_epsilon : (N,) float32 arrays
+    charge, half_sigma, sqrt_epsilon : (N,) float64 arrays
         Per sorted atom: charge (e), sigma/2 (nm), sqrt(epsilon) (sqrt(kJ/mol)).
     neighbors : (N, C) int32 array, counts : (N,) int32 array
         Half neighbour list: packed sorted index and shift code (see ``neighbors``).
@@ -115,88 +125,117 @@ def coulomb_lj_pairs(
         Real-space Ewald table from :func:`ewald_table` over [0, cutoff] (unused otherwise).
     krf, crf : float
         Reaction-field constants, 1/nm^3 and 1/nm.
+    switching : bool
+        Apply OpenMM's switching function to LJ from ``switch_distance`` (nm) to the cutoff.
     switch_distance : float
-        LJ switching start, nm (0: none).
+        Where switching starts, nm.
     thread_forces : (T, N, 3) int64 array
         Per-thread fixed-point forces in sorted order; zeroed by the caller.
     atom_energy : (N,) float64 array
         Output: energy of the pairs listed under each sorted atom, kJ/mol.
     """
     n = positions.shape[0]
+    capacity = neighbors.shape[1]
     cutoff2 = cutoff * cutoff
-    last = ewald.shape[0] - 2
+    last = np.float64(ewald.shape[0] - 2)
     inv_spacing = (ewald.shape[0] - 1) / cutoff if coulomb_kind == 2 else 0.0
-    for i in prange(n):
+    inv_width = 1.0 / (cutoff - switch_distance) if switching else 0.0
+    for chunk in prange((n + CHUNK - 1) // CHUNK):
         tid = numba.get_thread_id()
-        xi = positions[i, 0]
-        yi = positions[i, 1]
-        zi = positions[i, 2]
-        qi = np.float64(charge[i]) * coulomb_constant
-        si = np.float64(half_sigma[i])
-        ei = np.float64(sqrt_epsilon[i])
-        fxi = 0.0
-        fyi = 0.0
-        fzi = 0.0
-        energy = 0.0
-        for k in range(counts[i]):
-            entry = neighbors[i, k]
-            j = entry >> SHIFT_BITS
-            shift = entry & SHIFT_MASK
-            dx = positions[j, 0] - xi + shifts[shift, 0]
-            dy = positions[j, 1] - yi + shifts[shift, 1]
-            dz = positions[j, 2] - zi + shifts[shift, 2]
-            if minimum_image_mode:
-                dx, dy, dz = minimum_image(dx, dy, dz, box, True)
-            r2 = dx * dx + dy * dy + dz * dz
-            # Pairs in the buffer (beyond the cutoff) are masked, not branched around: the branch
-            # would be unpredictable.
-            inside = 1.0 if r2 < cutoff2 else 0.0
-            inv_r = 1.0 / math.sqrt(r2)
-            inv_r2 = inv_r * inv_r
-            r = r2 * inv_r
-            qq = qi * charge[j] * inside
-            # Coulomb: energy and (-dE/dr)/r
-            if coulomb_kind == 2:
-                x = min(r * inv_spacing, last)
-                m = np.int64(x)
-                t = x - m
-                g = ewald[m, 0] + t * (ewald[m, 1] + t * (ewald[m, 2] + t * ewald[m, 3]))
-                h = ewald[m, 4] + t * (ewald[m, 5] + t * (ewald[m, 6] + t * ewald[m, 7]))
-                e_coul = qq * g * inv_r
-                f_over_r = qq * h * inv_r * inv_r2
-            elif coulomb_kind == 1:
-                e_coul = qq * (inv_r + krf * r2 - crf)
-                f_over_r = qq * (inv_r * inv_r2 - 2.0 * krf)
-            else:
-                e_coul = qq * inv_r
-                f_over_r = e_coul * inv_r2
-            # Lennard-Jones with Lorentz-Berthelot mixing (zero for hydrogens: eps = 0)
-            four_eps = 4.0 * ei * sqrt_epsilon[j] * inside
-            sig = si + half_sigma[j]
-            sig2 = sig * sig * inv_r2
-            sr6 = sig2 * sig2 * sig2
-            e_lj = four_eps * (sr6 * sr6 - sr6)
-            f_lj = four_eps * (12.0 * sr6 * sr6 - 6.0 * sr6) * inv_r2
-            if switch_distance > 0.0 and r > switch_distance:
-                s, ds = switch_factor(r, switch_distance, cutoff)
-                f_lj = f_lj * s - e_lj * ds * inv_r
-                e_lj = e_lj * s
-            energy += e_coul + e_lj
-            # The pair force is kept to float32 precision, the design's budget for pair forces.
-            f_pair = np.float64(np.float32(f_over_r + f_lj))
-            fx = f_pair * dx
-            fy = f_pair * dy
-            fz = f_pair * dz
-            fxi -= fx
-            fyi -= fy
-            fzi -= fz
-            thread_forces[tid, j, 0] += to_fixed(fx)
-            thread_forces[tid, j, 1] += to_fixed(fy)
-            thread_forces[tid, j, 2] += to_fixed(fz)
-        thread_forces[tid, i, 0] += to_fixed(fxi)
-        thread_forces[tid, i, 1] += to_fixed(fyi)
-        thread_forces[tid, i, 2] += to_fixed(fzi)
-        atom_energy[i] = energy
+        # fresh arrays (not views of one buffer) so the compiler knows they do not alias
+        js = np.empty(capacity, np.int64)
+        dxs = np.empty(capacity)
+        dys = np.empty(capacity)
+        dzs = np.empty(capacity)
+        qs = np.empty(capacity)
+        sigmas = np.empty(capacity)
+        epsilons = np.empty(capacity)
+        pair_force = np.empty(capacity)
+        pair_energy = np.empty(capacity)
+        for i in range(chunk * CHUNK, min(n, (chunk + 1) * CHUNK)):
+            xi = positions[i, 0]
+            yi = positions[i, 1]
+            zi = positions[i, 2]
+            m = counts[i]
+            # gather
+            for k in range(m):
+                entry = neighbors[i, k]
+                j = entry >> SHIFT_BITS
+                shift = entry & SHIFT_MASK
+                dx = positions[j, 0] - xi + shifts[shift, 0]
+                dy = positions[j, 1] - yi + shifts[shift, 1]
+                dz = positions[j, 2] - zi + shifts[shift, 2]
+                if minimum_image_mode:
+                    dx, dy, dz = minimum_image(dx, dy, dz, box, True)
+                js[k] = j
+                dxs[k] = dx
+                dys[k] = dy
+                dzs[k] = dz
+                qs[k] = charge[j]
+                sigmas[k] = half_sigma[j]
+                epsilons[k] = sqrt_epsilon[j]
+            # compute: energies and (-dE/dr)/r
+            qi = charge[i] * coulomb_constant
+            si = half_sigma[i]
+            ei = sqrt_epsilon[i]
+            for k in range(m):
+                r2 = dxs[k] * dxs[k] + dys[k] * dys[k] + dzs[k] * dzs[k]
+                inside = 1.0 if r2 < cutoff2 else 0.0
+                inv_r = 1.0 / math.sqrt(r2)
+                inv_r2 = inv_r * inv_r
+                r = r2 * inv_r
+                qq = qi * qs[k] * inside
+                if coulomb_kind == 2:  # Ewald real space, through the table
+                    x = min(r * inv_spacing, last)
+                    t_index = np.int64(x)
+                    t = x - t_index
+                    g = ewald[t_index, 0] + t * (ewald[t_index, 1] + t * (ewald[t_index, 2] + t * ewald[t_index, 3]))
+                    h = ewald[t_index, 4] + t * (ewald[t_index, 5] + t * (ewald[t_index, 6] + t * ewald[t_index, 7]))
+                    e_coul = qq * g * inv_r
+                    f_coul = qq * h * inv_r * inv_r2
+                elif coulomb_kind == 1:  # reaction field
+                    e_coul = qq * (inv_r + krf * r2 - crf)
+                    f_coul = qq * (inv_r * inv_r2 - 2.0 * krf)
+                else:
+                    e_coul = qq * inv_r
+                    f_coul = e_coul * inv_r2
+                four_eps = 4.0 * ei * epsilons[k] * inside
+                sig = si + sigmas[k]
+                sig2 = sig * sig * inv_r2
+                sr6 = sig2 * sig2 * sig2
+                e_lj = four_eps * (sr6 * sr6 - sr6)
+                f_lj = four_eps * (12.0 * sr6 * sr6 - 6.0 * sr6) * inv_r2
+                if switching:
+                    sx = min(max(r - switch_distance, 0.0) * inv_width, 1.0)
+                    sx2 = sx * sx
+                    s = 1.0 + sx2 * sx * (-10.0 + sx * (15.0 - 6.0 * sx))
+                    ds = -30.0 * sx2 * (1.0 - sx) * (1.0 - sx) * inv_width
+                    f_lj = f_lj * s - e_lj * ds * inv_r
+                    e_lj = e_lj * s
+                pair_force[k] = f_coul + f_lj
+                pair_energy[k] = e_coul + e_lj
+            # scatter, in list order (the i sum is then the same on any thread)
+            energy = 0.0
+            fxi = 0.0
+            fyi = 0.0
+            fzi = 0.0
+            for k in range(m):
+                j = js[k]
+                f = pair_force[k]
+                fx = f * dxs[k]
+                fy = f * dys[k]
+                fz = f * dzs[k]
+                energy += pair_energy[k]
+                fxi -= fx
+                fyi -= fy
+                fzi -= fz
+                thread_forces[tid, j, 0] += to_fixed(fx)
+                thread_forces[tid, j, 1] += to_fixed(fy)
+                thread_forces[tid, j, 2] += to_fixed(fz)
+            thread_forces[tid, i, 0] += to_fixed(fxi)
+            thread_forces[tid, i, 1] += to_fixed(fyi)
+            thread_forces[tid, i, 2] += to_fixed(fzi)
+            atom_energy[i] = energy
 
 
 @njit(parallel=True, cache=True)
