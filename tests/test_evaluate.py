@@ -3,7 +3,6 @@ OpenMM's own CPU platform does (DESIGN.md correctness ladder, rung 4)."""
 
 import numpy as np
 import openmm as mm
-import pytest
 from openmm import app, unit
 
 import bencao

@@ -1,6 +1,5 @@
 """System files: round trip, no OpenMM needed to load, clear errors, atomic writes."""
 
-import os
 import subprocess
 import sys
 

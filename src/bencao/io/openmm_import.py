@@ -8,7 +8,6 @@ wrong answer is never an option.
 
 from __future__ import annotations
 
-import math
 import re
 
 import numpy as np

@@ -1,6 +1,5 @@
 """Fixed-point accumulation: bit-identical forces on 1 and 2 threads, run after run."""
 
-import hashlib
 import os
 import subprocess
 import sys
