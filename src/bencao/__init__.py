@@ -1,8 +1,27 @@
 """bencao: a molecular-dynamics engine for biomolecules (Anton's ideas, in Python and Numba)."""
 
+from bencao.dynamics import (
+    LangevinMiddleIntegrator,
+    MonteCarloBarostat,
+    NoseHooverIntegrator,
+    VerletIntegrator,
+)
 from bencao.evaluate import evaluate, make_backend
+from bencao.simulation import Simulation
+from bencao.state import State
 from bencao.system import System
 
 __version__ = "0.1.0"
 
-__all__ = ["System", "evaluate", "make_backend", "__version__"]
+__all__ = [
+    "LangevinMiddleIntegrator",
+    "MonteCarloBarostat",
+    "NoseHooverIntegrator",
+    "Simulation",
+    "State",
+    "System",
+    "VerletIntegrator",
+    "evaluate",
+    "make_backend",
+    "__version__",
+]

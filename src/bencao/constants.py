@@ -14,3 +14,12 @@ FORCE_SCALE = 2.0 ** 32
 #: converted to fixed point; 2e9 * 2**32 stays inside int64.  A clamped force means a blow-up,
 #: which the backend reports by atom.
 FORCE_CLAMP = 2.0e9
+
+#: Molar gas constant k_B N_A in kJ/mol/K (CODATA 2018, the value OpenMM 8 uses).
+BOLTZMANN = 0.00831446261815324
+
+#: One bar in kJ/mol/nm^3: 1e5 Pa * 1e-27 m^3/nm^3 * N_A / 1000.
+BAR = 0.0602214076
+
+#: Grams per amu, times 1e21 nm^3/cm^3: density in g/cm^3 is DENSITY_FACTOR * mass(amu) / volume(nm^3).
+DENSITY_FACTOR = 1.66053906660

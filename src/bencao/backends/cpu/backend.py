@@ -66,6 +66,22 @@ def _make_term(term, system, buffer):
     raise TypeError(f"the CPU backend has no kernel for {type(term).__name__}")
 
 
+PARTS = ("all", "direct", "reciprocal")
+
+
+def _compute_part(term, parts, positions, box, fixed):
+    """Add one term's share of ``parts`` to ``fixed``; its energy, or None if it has no share."""
+    reciprocal = getattr(term, "reciprocal", None)
+    if parts == "all":
+        return term.compute(positions, box, fixed)
+    if parts == "direct":
+        return term.compute_direct(positions, box, fixed) if reciprocal is not None else \
+            term.compute(positions, box, fixed)
+    if parts == "reciprocal":
+        return reciprocal.compute(positions, box, fixed) if reciprocal is not None else None
+    raise ValueError(f"parts must be one of {PARTS}, got {parts!r}")
+
+
 class CpuBackend:
     """A System compiled for the CPU; keeps neighbour lists and PME grids between calls.
 
@@ -121,7 +137,12 @@ class CpuBackend:
             box = None
         return positions, box
 
-    def compute(self, positions, box=None) -> Evaluation:
+    @property
+    def has_reciprocal(self) -> bool:
+        """True if some term has a reciprocal-space (Ewald/PME) part, the slow group of MTS."""
+        return any(getattr(term, "reciprocal", None) is not None for term in self.terms)
+
+    def compute(self, positions, box=None, parts: str = "all") -> Evaluation:
         """Energy and forces.
 
         Parameters
@@ -130,6 +151,10 @@ class CpuBackend:
             Positions of all particles, nm (virtual-site rows are recomputed from parents).
         box : (3, 3) array or None
             Box vectors as rows, nm; defaults to the system's box.
+        parts : {"all", "direct", "reciprocal"}
+            Which forces: everything, everything but reciprocal space (the fast group of
+            multiple time stepping), or only reciprocal space with the Ewald self energy (the
+            slow group).
 
         Returns
         -------
@@ -147,8 +172,9 @@ class CpuBackend:
         fixed[:] = 0
         terms: dict[str, float] = {}
         for term in self.terms:
-            energy = term.compute(positions, box, fixed)
-            terms[term.name] = terms.get(term.name, 0.0) + float(energy)
+            energy = _compute_part(term, parts, positions, box, fixed)
+            if energy is not None:
+                terms[term.name] = terms.get(term.name, 0.0) + float(energy)
         forces = forces_from_fixed(fixed)
         if self.virtual_sites is not None:
             # Parents receive the sites' forces; the sites keep reporting the force that acts on

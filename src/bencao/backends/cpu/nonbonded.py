@@ -181,6 +181,16 @@ class CpuNonbonded(_PairTerm):
 
     def compute(self, positions, box, forces):
         """Add NonbondedForce forces to ``forces`` (int64 fixed point); return the energy, kJ/mol."""
+        energy = self.compute_direct(positions, box, forces)
+        if self.reciprocal is not None:
+            energy += self.reciprocal.compute(positions, box, forces)
+        return energy
+
+    def compute_direct(self, positions, box, forces):
+        """Everything but reciprocal space (pairs, exceptions, dispersion correction), kJ/mol.
+
+        Multiple time stepping evaluates this part every step and ``reciprocal`` less often.
+        """
         t = self.term
         sorted_positions, box_arg, shifts = self._prepare(positions, box)
         nl = self.neighbors
@@ -197,8 +207,6 @@ class CpuNonbonded(_PairTerm):
             t.exception_epsilon, t.charges, box_arg, self.periodic and t.exceptions_use_periodic,
             ONE_4PI_EPS0, self.alpha, self.reciprocal is not None, forces,
         )
-        if self.reciprocal is not None:
-            energy += self.reciprocal.compute(positions, box, forces)
         if self.dispersion_coefficient:
             energy += self.dispersion_coefficient / abs(np.linalg.det(box))
         return energy
