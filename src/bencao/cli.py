@@ -8,6 +8,34 @@ import sys
 
 
 def _bench(args) -> int:
+    if args.what == "forces":
+        return _bench_forces(args)
+    return _bench_dynamics(args)
+
+
+def _bench_dynamics(args) -> int:
+    from bencao.bench.dynamics import bench_dynamics
+
+    report = bench_dynamics(args.what, steps=args.steps, repeats=args.repeats, threads=args.threads,
+                            compare_openmm=args.compare == "openmm",
+                            reciprocal_every=args.reciprocal_every)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    mts = f", reciprocal space every {args.reciprocal_every} steps" if args.reciprocal_every > 1 else ""
+    print(f"{report['system']}: {report['atoms']} atoms, {report['threads']} threads, "
+          f"LangevinMiddle {1e3 * report['timestep_ps']:g} fs{mts}, median of {args.repeats} x "
+          f"{args.steps} steps")
+    print(f"  bencao (cpu)   {report['bencao_ns_per_day']:7.2f} ns/day  "
+          f"{report['bencao_ms_per_step']:7.1f} ms/step")
+    if "openmm_ns_per_day" in report:
+        print(f"  OpenMM (CPU)   {report['openmm_ns_per_day']:7.2f} ns/day  "
+              f"{report['openmm_ms_per_step']:7.1f} ms/step")
+        print(f"  speed ratio bencao/OpenMM  {report['speed_ratio']:.2f}")
+    return 0
+
+
+def _bench_forces(args) -> int:
     from bencao.bench.forces import bench_forces
 
     report = bench_forces(args.system, repeats=args.repeats, threads=args.threads,
@@ -29,16 +57,23 @@ def main(argv=None) -> int:
     """Entry point of the ``bencao`` command."""
     parser = argparse.ArgumentParser(prog="bencao", description="bencao molecular dynamics")
     commands = parser.add_subparsers(dest="command", required=True)
-    bench = commands.add_parser("bench", help="benchmarks (energy + forces for now)")
-    bench.add_argument("what", choices=["forces"], help="what to time")
-    bench.add_argument("--system", default="dhfr", choices=["dhfr"], help="benchmark system")
-    bench.add_argument("--repeats", type=int, default=10, help="timed evaluations per engine")
+    bench = commands.add_parser("bench", help="benchmarks against OpenMM's CPU platform")
+    bench.add_argument("what", choices=["dhfr", "forces"],
+                       help="dhfr: dynamics in ns/day; forces: one energy + force evaluation")
+    bench.add_argument("--system", default="dhfr", choices=["dhfr"], help="system for 'forces'")
+    bench.add_argument("--repeats", type=int, default=None,
+                       help="timed repeats per engine (default 10 evaluations, 3 blocks of steps)")
+    bench.add_argument("--steps", type=int, default=50, help="steps per timed block (dhfr)")
+    bench.add_argument("--reciprocal-every", type=int, default=1,
+                       help="multiple time stepping: reciprocal space every k steps (dhfr)")
     bench.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     bench.add_argument("--compare", choices=["openmm", "none"], default="openmm",
                        help="time OpenMM's CPU platform in the same run")
     bench.add_argument("--json", action="store_true", help="print the report as JSON")
     bench.set_defaults(handler=_bench)
     args = parser.parse_args(argv)
+    if args.command == "bench" and args.repeats is None:
+        args.repeats = 10 if args.what == "forces" else 3
     return args.handler(args)
 
 

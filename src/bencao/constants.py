@@ -21,5 +21,5 @@ BOLTZMANN = 0.00831446261815324
 #: One bar in kJ/mol/nm^3: 1e5 Pa * 1e-27 m^3/nm^3 * N_A / 1000.
 BAR = 0.0602214076
 
-#: Grams per amu, times 1e21 nm^3/cm^3: density in g/cm^3 is DENSITY_FACTOR * mass(amu) / volume(nm^3).
-DENSITY_FACTOR = 1.66053906660
+#: Grams per amu (1.66e-24) times nm^3 per cm^3 (1e21): density in g/cm^3 is DENSITY_FACTOR * mass(amu) / volume(nm^3).
+DENSITY_FACTOR = 1.66053906660e-3
