@@ -138,6 +138,11 @@ class Simulation:
         self._velocities = velocities
 
     @property
+    def constraints(self):
+        """The constraint solver (``CpuConstraints``), or None if the system has no constraints."""
+        return self._constraints
+
+    @property
     def box(self) -> np.ndarray | None:
         """Current periodic box vectors as rows, nm (a copy)."""
         return None if self._box is None else self._box.copy()

@@ -106,9 +106,13 @@ class LangevinMiddleIntegrator:
 
 @dataclass
 class NoseHooverIntegrator:
-    """Velocity Verlet with a Nosé–Hoover chain thermostat (NVT), as OpenMM's
-    ``NoseHooverIntegrator``: Martyna–Tuckerman–Klein chain propagated with multiple time steps
-    and a Suzuki–Yoshida factorisation around each velocity-Verlet step.
+    """Velocity Verlet with a Nosé–Hoover chain thermostat (NVT).
+
+    The chain is Martyna–Tuckerman–Klein's, propagated with multiple time steps and a
+    Suzuki–Yoshida factorisation for half a step before and after each velocity-Verlet step, with
+    the parameters of OpenMM's ``NoseHooverIntegrator``.  OpenMM 8 wraps the same chain around a
+    leapfrog "middle" scheme instead, so the two sample the same ensemble but their trajectories
+    differ.
 
     Parameters
     ----------

@@ -639,10 +639,27 @@ class CpuConstraints:
         """
         if self.n_constraints == 0:
             return 0.0
+        return float(self.relative_errors(positions).max())
+
+    def relative_errors(self, positions) -> np.ndarray:
+        """|d - d0| / d0 of every constraint, in the order given to the constructor.
+
+        Parameters
+        ----------
+        positions : (N, 3) float array
+            Positions, nm.
+        """
         out = np.empty(self.n_constraints)
         _relative_errors(np.ascontiguousarray(positions, dtype=np.float64), self._pairs,
                          self._lengths, out)
-        return float(out.max())
+        return out
+
+    @property
+    def settled(self) -> np.ndarray:
+        """Boolean mask over the constraints: True for those SETTLE solves (rigid waters)."""
+        mask = np.zeros(self.n_constraints, dtype=bool)
+        mask[self._water_constraints.ravel()] = True
+        return mask
 
     # ----------------------------------------------------------------------------------------
 
