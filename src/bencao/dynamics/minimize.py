@@ -97,11 +97,7 @@ def _evaluate(compute, positions):
 
 def _constraint_table(constraints):
     """The solver's (C, 2) particle pairs and (C,) lengths (nm)."""
-    for atoms, lengths in (("constraint_atoms", "constraint_lengths"), ("_pairs", "_lengths")):
-        # CpuConstraints keeps its tables private; public names are preferred when present
-        if hasattr(constraints, atoms) and hasattr(constraints, lengths):
-            return np.asarray(getattr(constraints, atoms)), np.asarray(getattr(constraints, lengths))
-    raise TypeError(f"{type(constraints).__name__} does not expose its constraint pairs and lengths")
+    return np.asarray(constraints.constraint_atoms), np.asarray(constraints.constraint_lengths)
 
 
 def _project(constraints, positions):

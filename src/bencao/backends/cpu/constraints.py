@@ -655,6 +655,16 @@ class CpuConstraints:
         return out
 
     @property
+    def constraint_atoms(self) -> np.ndarray:
+        """(C, 2) int64 array: the constrained particle pairs, in the constructor's order."""
+        return self._pairs
+
+    @property
+    def constraint_lengths(self) -> np.ndarray:
+        """(C,) float64 array: the constrained distances, nm."""
+        return self._lengths
+
+    @property
     def settled(self) -> np.ndarray:
         """Boolean mask over the constraints: True for those SETTLE solves (rigid waters)."""
         mask = np.zeros(self.n_constraints, dtype=bool)
