@@ -21,7 +21,7 @@ __all__ = [
     "State",
     "System",
     "VerletIntegrator",
+    "__version__",
     "evaluate",
     "make_backend",
-    "__version__",
 ]

@@ -10,7 +10,11 @@ from bencao.backends.cpu import integrate as kernels
 from bencao.backends.cpu.backend import BlowUpError, Evaluation
 from bencao.constants import BOLTZMANN, DENSITY_FACTOR
 from bencao.dynamics.barostat import MonteCarloBarostat, VolumeMoves, box_volume
-from bencao.dynamics.integrators import LangevinMiddleIntegrator, NoseHooverIntegrator, VerletIntegrator
+from bencao.dynamics.integrators import (
+    LangevinMiddleIntegrator,
+    NoseHooverIntegrator,
+    VerletIntegrator,
+)
 from bencao.dynamics.molecules import find_molecules
 from bencao.dynamics.nose_hoover import NoseHooverChain
 from bencao.evaluate import make_backend

@@ -6,12 +6,12 @@ import numpy as np
 import openmm as mm
 import pytest
 from openmm import app, unit
+from reference import data_path
+from systems import alanine_dipeptide, water_box
 
 import bencao
 from bencao.constants import BAR, BOLTZMANN
 from bencao.dynamics.molecules import find_molecules
-from reference import data_path
-from systems import alanine_dipeptide, water_box
 
 NM = unit.nanometer
 

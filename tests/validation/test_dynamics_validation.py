@@ -9,11 +9,11 @@ import numpy as np
 import openmm as mm
 import pytest
 from openmm import app, unit
+from systems import alanine_dipeptide, water_box
 
 import bencao
 from bencao.bench.systems import dhfr_openmm
 from bencao.constants import BOLTZMANN
-from systems import alanine_dipeptide, water_box
 
 pytestmark = pytest.mark.validation
 

@@ -68,7 +68,7 @@ def bench_dynamics(system_name: str = "dhfr", steps: int = 50, repeats: int = 3,
                                    box, seed=seed)
     simulation.set_velocities_to_temperature(temperature)
     simulation.step(10)  # compile and build the neighbour list
-    ours = lambda: simulation.step(steps)  # noqa: E731
+    ours = lambda: simulation.step(steps)
     report = {"system": system_name, "atoms": len(positions), "threads": threads,
               "timestep_ps": timestep, "steps_per_block": steps, "reciprocal_every": reciprocal_every}
     ours_times, theirs_times = [], []
@@ -84,7 +84,7 @@ def bench_dynamics(system_name: str = "dhfr", steps: int = 50, repeats: int = 3,
         context.setPositions(simulation.positions * unit.nanometer)
         context.setVelocities(simulation.velocities * unit.nanometer / unit.picosecond)
         their_integrator.step(10)
-        theirs = lambda: their_integrator.step(steps)  # noqa: E731
+        theirs = lambda: their_integrator.step(steps)
     for _ in range(repeats):  # interleaved
         start = time.perf_counter()
         ours()

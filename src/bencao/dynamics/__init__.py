@@ -1,6 +1,10 @@
 """Dynamics: integrators, thermostats, barostats and the minimizer."""
 
 from bencao.dynamics.barostat import MonteCarloBarostat
-from bencao.dynamics.integrators import LangevinMiddleIntegrator, NoseHooverIntegrator, VerletIntegrator
+from bencao.dynamics.integrators import (
+    LangevinMiddleIntegrator,
+    NoseHooverIntegrator,
+    VerletIntegrator,
+)
 
 __all__ = ["LangevinMiddleIntegrator", "MonteCarloBarostat", "NoseHooverIntegrator", "VerletIntegrator"]
