@@ -90,6 +90,7 @@ class Simulation:
         self._positions = positions
         self._place_sites(self._positions)
         self._new_positions = np.empty_like(positions)
+        self._unconstrained = np.empty_like(positions)
         self._velocities = np.zeros((n, 3))
         if velocities is not None:
             self.velocities = velocities
@@ -280,8 +281,11 @@ class Simulation:
         """Constrain the new positions, take velocities from the displacement, and move on."""
         x, x_new = self._positions, self._new_positions
         if self._constraints is not None:
+            unconstrained = self._unconstrained
+            np.copyto(unconstrained, x_new)
             self._constraints.apply_positions(x, x_new)
-            kernels.velocities_from_displacement(x_new, x, self.inverse_masses, dt, self._velocities)
+            kernels.add_constraint_velocity(x_new, unconstrained, self.inverse_masses, dt,
+                                            self._velocities)
         self._positions, self._new_positions = x_new, x
         self._place_sites(self._positions)
         self._invalidate()

@@ -77,16 +77,18 @@ def langevin_drift(positions, velocities, noise, inverse_masses, dt, velocity_sc
 
 
 @njit(parallel=True, cache=True)
-def velocities_from_displacement(new_positions, old_positions, inverse_masses, dt, velocities):
-    """v = (x_new - x_old) / dt for particles with mass (0 for massless ones), nm/ps."""
+def add_constraint_velocity(constrained, unconstrained, inverse_masses, dt, velocities):
+    """v += (x_constrained - x_unconstrained) / dt for particles with mass, nm/ps.
+
+    The velocity picks up exactly the displacement the constraints made, as OpenMM's integrators
+    do.  (Setting v = (x_new - x_old) / dt instead would be wrong for LangevinMiddle, whose drift
+    mixes the velocities before and after the O step.)
+    """
     inverse_dt = 1.0 / dt
-    for i in prange(new_positions.shape[0]):
+    for i in prange(constrained.shape[0]):
         if inverse_masses[i] > 0.0:
             for k in range(3):
-                velocities[i, k] = (new_positions[i, k] - old_positions[i, k]) * inverse_dt
-        else:
-            for k in range(3):
-                velocities[i, k] = 0.0
+                velocities[i, k] += (constrained[i, k] - unconstrained[i, k]) * inverse_dt
 
 
 @njit(cache=True)
