@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 from openmm import app, unit
+from reference import data_path
 
 import bencao
 from bencao.prep import repartition_hydrogen_mass
-from reference import data_path
 
 
 def _masses(system):
@@ -18,7 +18,7 @@ def _masses(system):
 def test_matches_openmm_hydrogen_mass_on_dhfr(constraints):
     pdb = app.PDBFile(data_path("dhfr_solvated.pdb"))
     ff = app.ForceField("amber99sb.xml", "tip3p.xml")
-    options = dict(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer, constraints=constraints)
+    options = {"nonbondedMethod": app.PME, "nonbondedCutoff": 0.9 * unit.nanometer, "constraints": constraints}
     plain = bencao.System.from_openmm(ff.createSystem(pdb.topology, **options))
     expected = _masses(ff.createSystem(pdb.topology, hydrogenMass=1.5 * unit.amu, **options))
     repartitioned = repartition_hydrogen_mass(plain, 1.5)
