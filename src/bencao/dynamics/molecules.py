@@ -11,7 +11,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 
-def _chains(atoms: np.ndarray) -> np.ndarray:
+def consecutive_pairs(atoms: np.ndarray) -> np.ndarray:
     """Consecutive pairs (a0-a1, a1-a2, ...) of each row of an (M, k) index table."""
     atoms = np.asarray(atoms, np.int64)
     if atoms.ndim != 2 or atoms.shape[1] < 2 or len(atoms) == 0:
@@ -25,7 +25,7 @@ def bonded_pairs(system) -> np.ndarray:
     pairs = [np.asarray(system.constraint_atoms, np.int64).reshape(-1, 2)]
     for term in system.terms:
         if hasattr(term, "atoms"):
-            pairs.append(_chains(term.atoms))
+            pairs.append(consecutive_pairs(term.atoms))
         if hasattr(term, "exception_atoms"):
             pairs.append(np.asarray(term.exception_atoms, np.int64).reshape(-1, 2))
     sites = system.virtual_sites

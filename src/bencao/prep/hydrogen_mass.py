@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from bencao.dynamics.molecules import _chains, find_molecules
+from bencao.dynamics.molecules import consecutive_pairs, find_molecules
 
 #: A particle whose mass lies in this range (amu) is a hydrogen (1.008 amu; deuterium is 2.014).
 HYDROGEN_MASS_RANGE = (0.9, 1.1)
@@ -22,7 +22,7 @@ def _bonds(system) -> np.ndarray:
     pairs = [np.asarray(system.constraint_atoms, np.int64).reshape(-1, 2)]
     for term in system.terms:
         if type(term).__name__ == "HarmonicBonds":
-            pairs.append(_chains(term.atoms))
+            pairs.append(consecutive_pairs(term.atoms))
     return np.concatenate(pairs)
 
 
