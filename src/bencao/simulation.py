@@ -86,7 +86,7 @@ class Simulation:
             - (3 if system.cm_motion_removal else 0)
         )
         if self._constraints is not None:
-            self._constraints.apply_positions(positions.copy(), positions)
+            self._constraints.apply_positions(positions, positions)  # the solver copies the reference
         self._positions = positions
         self._place_sites(self._positions)
         self._new_positions = np.empty_like(positions)

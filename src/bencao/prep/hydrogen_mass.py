@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 
 from bencao.dynamics.molecules import consecutive_pairs, find_molecules
+from bencao.forces import HarmonicBonds
 
 #: A particle whose mass lies in this range (amu) is a hydrogen (1.008 amu; deuterium is 2.014).
 HYDROGEN_MASS_RANGE = (0.9, 1.1)
@@ -21,7 +22,7 @@ def _bonds(system) -> np.ndarray:
     """Pairs joined by a harmonic bond or a constraint, (B, 2) int64."""
     pairs = [np.asarray(system.constraint_atoms, np.int64).reshape(-1, 2)]
     for term in system.terms:
-        if type(term).__name__ == "HarmonicBonds":
+        if isinstance(term, HarmonicBonds):
             pairs.append(consecutive_pairs(term.atoms))
     return np.concatenate(pairs)
 
