@@ -1,13 +1,14 @@
-"""The ``bencao`` command line."""
+"""``bencao bench``: dynamics and force benchmarks against OpenMM in the same run."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def _bench(args) -> int:
+    if args.repeats is None:
+        args.repeats = 10 if args.what == "forces" else 3
     if args.what == "forces":
         return _bench_forces(args)
     return _bench_dynamics(args)
@@ -53,10 +54,8 @@ def _bench_forces(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    """Entry point of the ``bencao`` command."""
-    parser = argparse.ArgumentParser(prog="bencao", description="bencao molecular dynamics")
-    commands = parser.add_subparsers(dest="command", required=True)
+def register(commands) -> None:
+    """Add the ``bench`` subcommand to the ``bencao`` parser's subcommands."""
     bench = commands.add_parser("bench", help="benchmarks against OpenMM's CPU platform")
     bench.add_argument("what", choices=["dhfr", "forces"],
                        help="dhfr: dynamics in ns/day; forces: one energy + force evaluation")
@@ -71,11 +70,3 @@ def main(argv=None) -> int:
                        help="time OpenMM's CPU platform in the same run")
     bench.add_argument("--json", action="store_true", help="print the report as JSON")
     bench.set_defaults(handler=_bench)
-    args = parser.parse_args(argv)
-    if args.command == "bench" and args.repeats is None:
-        args.repeats = 10 if args.what == "forces" else 3
-    return args.handler(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

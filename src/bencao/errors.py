@@ -1,0 +1,26 @@
+"""Errors a user can act on.
+
+Anything raised as a :class:`BencaoError` carries a message that names the problem (the file, the
+key, the residue, the atoms) and what to do about it.  The ``bencao`` command prints such an error
+as one line and exits non-zero; other exceptions are bugs and show a traceback with ``--debug``.
+"""
+
+
+class BencaoError(Exception):
+    """An error whose message is meant for the user (one line, actionable)."""
+
+
+class InputFileError(BencaoError):
+    """An input file is missing, unreadable or malformed."""
+
+
+class PreparationError(BencaoError):
+    """A structure could not be prepared (unknown force field, residue without a template...)."""
+
+
+class JobFileError(BencaoError):
+    """A job file is invalid: a bad key, value or unit.  The message names the key."""
+
+
+class OutputError(BencaoError):
+    """An output file or folder cannot be written (permissions, full disk, not a folder)."""

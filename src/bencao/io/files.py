@@ -1,0 +1,133 @@
+"""Atomic file writes and our State file (positions, velocities, box) as ``.npz``.
+
+Every output bencao writes goes to a temporary file in the destination folder, is flushed to disk
+and renamed over the final name: a crash, a kill or a full disk never leaves a truncated file that
+looks complete under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from bencao.errors import InputFileError, OutputError
+
+STATE_FORMAT_VERSION = 1
+
+
+def describe_os_error(exc: OSError, path) -> str:
+    """One line naming the path and what went wrong, with a hint for the common cases."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        reason = "the disk is full"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        reason = "permission denied (choose a folder you can write to)"
+    elif exc.errno == errno.ENOTDIR:
+        reason = "a file is in the way where a folder is needed"
+    return f"cannot write {os.fspath(path)}: {reason}"
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "wb"):
+    """Open a temporary file beside ``path``; on success fsync it and rename it to ``path``.
+
+    On any exception the temporary file is removed and ``path`` is left as it was.  OS errors
+    (permissions, full disk) are raised as :class:`bencao.errors.OutputError` naming ``path``.
+
+    Examples
+    --------
+    >>> with atomic_write("out.csv", "w") as handle:   # doctest: +SKIP
+    ...     handle.write("a,b\\n")
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, path)) from exc
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def ensure_output_folder(folder) -> str:
+    """Create ``folder`` (and parents) and check that files can be written in it.
+
+    Raises
+    ------
+    bencao.errors.OutputError
+        If the folder cannot be created or written to.
+    """
+    folder = os.fspath(folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, folder)) from exc
+    return folder
+
+
+def save_npz(path, arrays: dict, header: dict) -> None:
+    """Write ``arrays`` plus a JSON ``header`` as an uncompressed ``.npz``, atomically."""
+    arrays = dict(arrays)
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    with atomic_write(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def load_npz(path, expected_format: str, version: int) -> tuple[dict, dict]:
+    """Read a file written by :func:`save_npz`; return (arrays, header).
+
+    Raises
+    ------
+    bencao.errors.InputFileError
+        If the file is missing, unreadable, of another format or of a newer version.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        header = json.loads(bytes(arrays.pop("header")).decode())
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputFileError(f"{os.fspath(path)}: not a readable bencao file ({exc})") from exc
+    if header.get("format") != expected_format or header.get("version", 0) > version:
+        raise InputFileError(
+            f"{os.fspath(path)}: not a {expected_format} file of a version this bencao reads"
+        )
+    return arrays, header
+
+
+def save_state(path, positions, box=None, velocities=None, step: int = 0, time: float = 0.0) -> None:
+    """Write positions (nm), optional velocities (nm/ps) and box (nm) to a State file, atomically."""
+    arrays = {"positions": np.asarray(positions, np.float64)}
+    if velocities is not None:
+        arrays["velocities"] = np.asarray(velocities, np.float64)
+    if box is not None:
+        arrays["box"] = np.asarray(box, np.float64)
+    save_npz(path, arrays, {"format": "bencao.State", "version": STATE_FORMAT_VERSION,
+                            "step": int(step), "time": float(time)})
+
+
+def load_state(path) -> dict:
+    """Read a State file: a dict with positions, velocities (or None), box (or None), step, time."""
+    arrays, header = load_npz(path, "bencao.State", STATE_FORMAT_VERSION)
+    return {
+        "positions": arrays["positions"],
+        "velocities": arrays.get("velocities"),
+        "box": arrays.get("box"),
+        "step": int(header.get("step", 0)),
+        "time": float(header.get("time", 0.0)),
+    }
