@@ -97,6 +97,7 @@ class Simulation:
         self._noise = np.empty((n, 3))
         self.step_count = 0
         self.time = 0.0
+        self._clock_origin = (0, 0.0)   # (step, time in ps) from which time counts with this dt
         self._fast = None    # Evaluation at the current positions (all forces unless MTS)
         self._slow = None    # reciprocal-space Evaluation at the current positions (MTS only)
         self._every = integrator.reciprocal_every if self.backend.has_reciprocal else 1
@@ -187,6 +188,71 @@ class Simulation:
             kernels.scale_velocities(velocities, math.sqrt(temperature / current))
         self._velocities = velocities
 
+    def set_clock(self, step: int, time: float) -> None:
+        """Set the step count and simulated time (ps), e.g. to continue a previous stage."""
+        self.step_count = int(step)
+        self.time = float(time)
+        self._clock_origin = (self.step_count, self.time)
+
+    def set_temperature(self, temperature: float) -> None:
+        """Change the thermostat's target temperature (K), e.g. along a heating ramp."""
+        if not getattr(self.integrator, "thermostatted", False):
+            raise ValueError(f"{type(self.integrator).__name__} has no temperature to set")
+        self.integrator.temperature = float(temperature)
+        if self._chain is not None:
+            self._chain.kt = BOLTZMANN * float(temperature)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def get_checkpoint_state(self) -> tuple[dict, dict]:
+        """Everything a bit-identical restart needs, as (arrays, JSON-able values).
+
+        Positions, velocities, box, step and time, the random stream, the Nosé–Hoover chain, the
+        barostat's adaptive proposal width and the neighbour lists' last builds (pair forces
+        depend to the last bit on the box images chosen at a build).
+        """
+        arrays = {"positions": self._positions.copy(), "velocities": self._velocities.copy()}
+        if self._box is not None:
+            arrays["box"] = self._box.copy()
+        if self._chain is not None:
+            for key, value in self._chain.get_state().items():
+                arrays[f"chain.{key}"] = np.asarray(value)
+        for key, value in self.backend.get_state().items():
+            arrays[f"backend.{key}"] = value
+        values = {
+            "step": self.step_count,
+            "time": self.time,
+            "clock_origin": list(self._clock_origin),
+            "rng": self._rng.bit_generator.state,
+            "temperature": getattr(self.integrator, "temperature", None),
+            "barostat": None if self._volume_moves is None else self._volume_moves.get_state(),
+        }
+        return arrays, values
+
+    def set_checkpoint_state(self, arrays: dict, values: dict) -> None:
+        """Restore what ``get_checkpoint_state`` returned (same system, integrator, barostat)."""
+        if arrays["positions"].shape != self._positions.shape:
+            raise ValueError("the checkpoint belongs to a system with a different number of particles")
+        self._positions = np.array(arrays["positions"], np.float64)
+        self._new_positions = np.empty_like(self._positions)
+        self._velocities = np.array(arrays["velocities"], np.float64)
+        if "box" in arrays:
+            self._box = np.array(arrays["box"], np.float64)
+        if self._chain is not None:
+            self._chain.set_state({"positions": arrays["chain.positions"],
+                                   "velocities": arrays["chain.velocities"]})
+        self.backend.set_state({key[len("backend."):]: value for key, value in arrays.items()
+                                if key.startswith("backend.")})
+        self.step_count = int(values["step"])
+        self.time = float(values["time"])
+        self._clock_origin = (int(values["clock_origin"][0]), float(values["clock_origin"][1]))
+        self._rng.bit_generator.state = values["rng"]
+        if values.get("temperature") is not None and getattr(self.integrator, "thermostatted", False):
+            self.set_temperature(values["temperature"])
+        if self._volume_moves is not None and values.get("barostat") is not None:
+            self._volume_moves.set_state(values["barostat"])
+        self._invalidate()
+
     # -- running ----------------------------------------------------------------------------
 
     def step(self, n_steps: int) -> None:
@@ -206,7 +272,8 @@ class Simulation:
                 kernels.remove_center_of_mass_motion(self._velocities, self.masses)
             run_one()
             self.step_count += 1
-            self.time = self.step_count * self.integrator.timestep
+            origin_step, origin_time = self._clock_origin
+            self.time = origin_time + (self.step_count - origin_step) * self.integrator.timestep
             if barostat_every and self.step_count % barostat_every == 0:
                 self._volume_move()
 

@@ -12,6 +12,7 @@ from bencao.forces.bonded import (
     HarmonicImpropers,
     LJPairs,
     PeriodicTorsions,
+    PositionRestraints,
 )
 from bencao.forces.nonbonded import Nonbonded, TabulatedPairs
 from bencao.forces.virtual_sites import VirtualSites
@@ -27,6 +28,7 @@ TERM_TYPES = {
         LJPairs,
         Nonbonded,
         TabulatedPairs,
+        PositionRestraints,
     )
 }
 
@@ -39,6 +41,7 @@ __all__ = [
     "LJPairs",
     "Nonbonded",
     "TabulatedPairs",
+    "PositionRestraints",
     "VirtualSites",
     "TERM_TYPES",
 ]

@@ -146,3 +146,27 @@ class LJPairs:
     c12: np.ndarray
     c6: np.ndarray
     name = "CustomBondForce"
+
+
+@dataclass(frozen=True)
+class PositionRestraints:
+    """E = 1/2 k |x - x0|^2 per restrained particle, |x - x0| the periodic minimum-image distance
+    (GROMACS position restraints; OpenMM's CustomExternalForce
+    ``0.5*k*periodicdistance(x,y,z,x0,y0,z0)^2``).
+
+    The reference positions stay fixed when a barostat rescales the box, as in OpenMM.
+
+    Parameters
+    ----------
+    atoms : (M,) int64 array
+        Restrained particle indices.
+    reference : (M, 3) float64 array
+        Reference positions, nm.
+    k : (M,) float64 array
+        Force constants, kJ/mol/nm^2.
+    """
+
+    atoms: np.ndarray
+    reference: np.ndarray
+    k: np.ndarray
+    name = "PositionRestraints"

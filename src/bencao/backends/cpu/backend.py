@@ -16,12 +16,26 @@ from bencao.forces import (
     LJPairs,
     Nonbonded,
     PeriodicTorsions,
+    PositionRestraints,
     TabulatedPairs,
 )
 
 
 class BlowUpError(FloatingPointError):
-    """Forces or energy are not finite, or too large to represent: the structure has exploded."""
+    """Forces or energy are not finite, or too large to represent: the structure has exploded.
+
+    Attributes
+    ----------
+    particles : list of int
+        The particles with the largest forces, largest first.
+    term : str or None
+        The force term responsible (its OpenMM force class name).
+    """
+
+    def __init__(self, message: str, particles=(), term=None):
+        super().__init__(message)
+        self.particles = [int(i) for i in particles]
+        self.term = term
 
 
 @dataclass
@@ -57,6 +71,8 @@ def _make_term(term, system, buffer):
         return bonded.CpuHarmonicImpropers(term)
     if isinstance(term, LJPairs):
         return bonded.CpuLJPairs(term)
+    if isinstance(term, PositionRestraints):
+        return bonded.CpuPositionRestraints(term)
     if isinstance(term, CMAPTorsions):
         return cmap.CpuCMAPTorsions(term)
     if isinstance(term, Nonbonded):
@@ -137,6 +153,23 @@ class CpuBackend:
             box = None
         return positions, box
 
+    def get_state(self) -> dict:
+        """What a checkpoint needs for a bit-identical restart: each pair term's neighbour-list
+        build (positions and box), as {"term<i>.reference": array, "term<i>.box": array}."""
+        state = {}
+        for index, term in enumerate(self.terms):
+            if hasattr(term, "get_state"):
+                for key, value in term.get_state().items():
+                    if value is not None:
+                        state[f"term{index}.{key}"] = np.asarray(value)
+        return state
+
+    def set_state(self, state: dict) -> None:
+        """Restore what ``get_state`` returned (rebuilds the neighbour lists as they were)."""
+        for index, term in enumerate(self.terms):
+            if hasattr(term, "set_state"):
+                term.set_state({key: state.get(f"term{index}.{key}") for key in ("reference", "box")})
+
     @property
     def has_reciprocal(self) -> bool:
         """True if some term has a reciprocal-space (Ewald/PME) part, the slow group of MTS."""
@@ -185,11 +218,18 @@ class CpuBackend:
             forces[sites] = site_forces
         total = float(sum(terms.values()))
         if not np.isfinite(total) or np.max(np.abs(forces), initial=0.0) >= 0.5 * FORCE_CLAMP:
-            raise BlowUpError(self.diagnose(positions, box, forces, terms))
+            message, worst, culprit = self.diagnose(positions, box, forces, terms)
+            raise BlowUpError(message, worst, culprit)
         return Evaluation(energy=total, forces=forces, terms=terms)
 
-    def diagnose(self, positions, box, forces, terms) -> str:
-        """Describe a blow-up: the particles with the largest forces and the term behind them."""
+    def diagnose(self, positions, box, forces, terms):
+        """Describe a blow-up: the particles with the largest forces and the term behind them.
+
+        Returns
+        -------
+        tuple
+            (message, the five particles with the largest forces, the responsible term's name).
+        """
         magnitude = np.linalg.norm(np.nan_to_num(forces, nan=np.inf), axis=1)
         worst = np.argsort(-magnitude, kind="stable")[:5]
         culprit = None
@@ -207,7 +247,8 @@ class CpuBackend:
                 culprit = term.name
         listing = ", ".join(f"particle {i} (|F| = {magnitude[i]:.3g} kJ/mol/nm)" for i in worst)
         energies = ", ".join(f"{k} = {v:.6g}" for k, v in terms.items())
-        return (
+        message = (
             f"the forces blew up (overlapping or exploded atoms): largest on {listing}; "
             f"the term responsible is {culprit}; energies (kJ/mol): {energies}"
         )
+        return message, worst, culprit

@@ -16,12 +16,14 @@ from numba import njit
 
 from bencao.backends.cpu.base import CpuTerm
 from bencao.backends.cpu.fixed_point import add_force
+from bencao.backends.cpu.neighbors import minimum_image
 from bencao.forces.bonded import (
     HarmonicAngles,
     HarmonicBonds,
     HarmonicImpropers,
     LJPairs,
     PeriodicTorsions,
+    PositionRestraints,
 )
 
 # OpenMM clamps |r_ba x r_bc| from below in the angle force so a straight angle gives zero force
@@ -519,3 +521,42 @@ class CpuLJPairs(CpuTerm):
         ``positions`` in nm; ``box`` is ignored (listed pairs are not periodic).
         """
         return float(lj_pairs_kernel(positions, self.atoms, self.c12, self.c6, forces))
+
+
+@njit(cache=True)
+def position_restraints_kernel(positions, atoms, reference, k, box, periodic, forces):
+    """Harmonic restraints to reference positions through the minimum image; energy, kJ/mol."""
+    energy = 0.0
+    for m in range(atoms.shape[0]):
+        i = atoms[m]
+        dx, dy, dz = minimum_image(positions[i, 0] - reference[m, 0],
+                                   positions[i, 1] - reference[m, 1],
+                                   positions[i, 2] - reference[m, 2], box, periodic)
+        energy += 0.5 * k[m] * (dx * dx + dy * dy + dz * dz)
+        add_force(forces, i, -k[m] * dx, -k[m] * dy, -k[m] * dz)
+    return energy
+
+
+class CpuPositionRestraints(CpuTerm):
+    """Position restraints on the CPU (periodic minimum image when the system has a box).
+
+    Parameters
+    ----------
+    term : PositionRestraints
+        Restrained particles, reference positions (nm) and force constants (kJ/mol/nm^2).
+    """
+
+    def __init__(self, term: PositionRestraints):
+        self.name = term.name
+        self.atoms = np.ascontiguousarray(term.atoms, np.int64).reshape(-1)
+        self.reference = np.ascontiguousarray(term.reference, np.float64).reshape(-1, 3)
+        self.k = _float_array(term.k)
+        if not (len(self.atoms) == len(self.reference) == len(self.k)):
+            raise ValueError("position restraints need one reference position and k per particle")
+
+    def compute(self, positions, box, forces) -> float:
+        """Add the restraint forces (kJ/mol/nm, fixed point) and return the energy, kJ/mol."""
+        periodic = box is not None
+        box_arg = box if periodic else np.eye(3)
+        return float(position_restraints_kernel(positions, self.atoms, self.reference, self.k,
+                                                box_arg, periodic, forces))

@@ -263,6 +263,24 @@ class NeighborList:
         self.build(positions, box)
         return True
 
+    def get_state(self) -> dict:
+        """The positions and box of the last build, for checkpoints.
+
+        The list (atom order and the box image of each atom) is a function of these alone, and
+        the pair forces depend on the images to the last bit, so a restart that rebuilds from
+        them continues bit-identically.
+        """
+        return {"reference": self._reference, "box": self._reference_box}
+
+    def set_state(self, state: dict) -> None:
+        """Rebuild the list as it was when ``get_state`` was called."""
+        if state.get("reference") is None:
+            self._reference = None
+            return
+        box = state.get("box")
+        self.build(np.asarray(state["reference"], np.float64),
+                   None if box is None else np.asarray(box, np.float64))
+
     def sorted_positions(self, positions: np.ndarray, box: np.ndarray | None) -> np.ndarray:
         """Positions in cell order, moved by the box images chosen at the last build, nm."""
         result = positions[self.order]

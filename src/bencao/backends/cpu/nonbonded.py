@@ -126,6 +126,15 @@ class _PairTerm(CpuTerm):
     def _sort_parameters(self, order):
         raise NotImplementedError
 
+    def get_state(self) -> dict:
+        """Neighbour-list state for checkpoints (see ``NeighborList.get_state``)."""
+        return self.neighbors.get_state()
+
+    def set_state(self, state: dict) -> None:
+        """Restore the neighbour list saved by ``get_state``."""
+        self.neighbors.set_state(state)
+        self._sort_parameters(self.neighbors.order)
+
 
 class CpuNonbonded(_PairTerm):
     """OpenMM's NonbondedForce: real-space pairs, exceptions, Ewald/PME reciprocal space and the
