@@ -219,6 +219,15 @@ class Simulation:
                 arrays[f"chain.{key}"] = np.asarray(value)
         for key, value in self.backend.get_state().items():
             arrays[f"backend.{key}"] = value
+        # Cached forces at the current positions are kept, not recomputed on restart: they were
+        # evaluated with the neighbour list of their time, whose box images the restarted list
+        # may not share (a rejected barostat move rebuilds the list in between).
+        cached = {}
+        for name in ("fast", "slow"):
+            evaluation = getattr(self, f"_{name}")
+            if evaluation is not None:
+                arrays[f"{name}.forces"] = evaluation.forces.copy()
+                cached[name] = {"energy": evaluation.energy, "terms": dict(evaluation.terms)}
         values = {
             "step": self.step_count,
             "time": self.time,
@@ -226,6 +235,7 @@ class Simulation:
             "rng": self._rng.bit_generator.state,
             "temperature": getattr(self.integrator, "temperature", None),
             "barostat": None if self._volume_moves is None else self._volume_moves.get_state(),
+            "cached": cached,
         }
         return arrays, values
 
@@ -252,6 +262,10 @@ class Simulation:
         if self._volume_moves is not None and values.get("barostat") is not None:
             self._volume_moves.set_state(values["barostat"])
         self._invalidate()
+        for name, cached in values.get("cached", {}).items():
+            setattr(self, f"_{name}", Evaluation(energy=float(cached["energy"]),
+                                                 forces=np.array(arrays[f"{name}.forces"]),
+                                                 terms=dict(cached["terms"])))
 
     # -- running ----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bencao.forces import TERM_TYPES, VirtualSites
+from bencao.io.files import publish
 
 FORMAT_VERSION = 1
 
@@ -154,7 +155,7 @@ def _atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Non
             np.savez(handle, **arrays)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -20,6 +20,19 @@ from bencao.errors import InputFileError, OutputError
 STATE_FORMAT_VERSION = 1
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def publish(tmp: str, path: str) -> None:
+    """Give a finished temporary file the permissions a new file would get, and rename it in
+    place (``mkstemp`` creates files readable by their owner only)."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
 def describe_os_error(exc: OSError, path) -> str:
     """One line naming the path and what went wrong, with a hint for the common cases."""
     reason = exc.strerror or str(exc)
@@ -53,7 +66,7 @@ def atomic_write(path, mode: str = "wb"):
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
         tmp = None
     except OSError as exc:
         raise OutputError(describe_os_error(exc, path)) from exc

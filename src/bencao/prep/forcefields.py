@@ -65,15 +65,12 @@ _SPECS = [
                    "tip3p"),
 ]
 
-#: Other spellings users type for the same force fields.
+#: Other spellings users type for the same force fields (matched case-insensitively).
 ALIASES = {
-    "ff14sb": "amber14",
+    "ff14SB": "amber14",
     "amber14sb": "amber14",
-    "amber14-all": "amber14",
-    "ff19sb": "amber19",
+    "ff19SB": "amber19",
     "amber19sb": "amber19",
-    "amber19-all": "amber19",
-    "charmm36m": "charmm36",
     "charmm": "charmm36",
 }
 
@@ -119,7 +116,7 @@ def force_field_spec(forcefield: str) -> ForceFieldSpec:
     """
     specs = _available_specs()
     key = str(forcefield).strip().lower()
-    key = ALIASES.get(key, key)
+    key = {alias.lower(): name for alias, name in ALIASES.items()}.get(key, key)
     if key not in specs:
         raise PreparationError(f"unknown force field {forcefield!r}; known force fields: "
                                f"{', '.join(known_force_fields())}")

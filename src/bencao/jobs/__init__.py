@@ -1,0 +1,5 @@
+"""Job files: runs described in TOML (``bencao run md.toml``), validated before anything runs."""
+
+from bencao.jobs.jobfile import Job, Stage, job_from_text, load_job, parse_time
+
+__all__ = ["Job", "Stage", "job_from_text", "load_job", "parse_time"]

@@ -1,0 +1,888 @@
+"""Job files: a run described in TOML, in the spirit of GROMACS ``.mdp`` files, checked up front.
+
+A job file names a prepared system folder (``bencao prepare`` writes it) and says what to do with
+it: either a list of ``[[stage]]`` tables (minimize, nvt, npt, nve), or nothing more, in which
+case the default protocol runs (minimize, heat under restraints, equilibrate under restraints,
+production).  The shortest job file is one line::
+
+    system = "system"
+
+Everything is validated when the file is loaded, before any dynamics: every key is known, every
+value has the right type, range and unit, every length and interval is a whole number of the
+stage's time steps, and every stage's settings fit together (an NVE stage runs Verlet, an NPT stage
+has a pressure...).  A problem is a :class:`~bencao.errors.JobFileError` whose message is one
+line naming the file, the stage and the key, so that a long run never dies an hour in on a typo.
+
+Units: times in ps (a bare number) or as ``"<number> <unit>"`` with fs, ps, ns, us (µs), or
+``"<int> steps"`` for lengths and intervals; temperatures in K; pressures in bar; friction in 1/ps;
+restraint force constants in kJ/mol/nm^2; minimizer tolerance in kJ/mol/nm.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import pathlib
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from bencao.errors import JobFileError
+
+#: A parsed time: ps, or ``("steps", n)`` to be converted with a stage's time step.
+Time = float | tuple
+
+STAGE_KINDS = ("minimize", "nvt", "npt", "nve")
+DYNAMICS_KINDS = ("nvt", "npt", "nve")
+INTEGRATORS = ("langevin", "nose-hoover", "verlet")
+RESTRAINTS = ("none", "heavy", "backbone", "protein")
+VELOCITIES = ("continue", "generate")
+TRAJECTORY_FORMATS = ("xtc", "dcd")
+
+# Files a prepared system folder must hold for a run to start (structure.pdb is optional here:
+# only the trajectory writer's topology needs it, and the runner says so if it is missing).
+SYSTEM_FILES = ("system.npz", "state.npz")
+
+# Keys that a stage takes from the top level when it does not set them itself.
+INHERITED_KEYS = (
+    "temperature", "pressure", "timestep", "friction", "integrator", "reciprocal_every",
+    "barostat_frequency", "restraint_k", "report_interval", "trajectory_interval",
+)
+PROTOCOL_KEYS = ("production", "heating", "equilibration")
+TOP_LEVEL_KEYS = (
+    "system", "output", "seed", *INHERITED_KEYS, "trajectory_format", "checkpoint_minutes",
+    "checkpoint_interval", "threads", *PROTOCOL_KEYS, "stage",
+)
+MINIMIZE_KEYS = ("kind", "name", "tolerance", "max_iterations", "restraints", "restraint_k")
+DYNAMICS_KEYS = (
+    "kind", "name", "length", "temperature", "pressure", "timestep", "integrator", "friction",
+    "reciprocal_every", "barostat_frequency", "report_interval", "trajectory_interval",
+    "restraints", "restraint_k", "velocities",
+)
+STAGE_KEYS = tuple(dict.fromkeys(MINIMIZE_KEYS + DYNAMICS_KEYS))
+
+DEFAULTS = {
+    "temperature": 300.0,          # K
+    "pressure": 1.0,               # bar
+    "timestep": "2 fs",
+    "friction": 1.0,               # 1/ps
+    "integrator": "langevin",
+    "reciprocal_every": 1,
+    "barostat_frequency": 25,      # steps
+    "restraint_k": 1000.0,         # kJ/mol/nm^2
+    "report_interval": "1 ps",
+    "trajectory_interval": "10 ps",
+    "trajectory_format": "xtc",
+    "checkpoint_minutes": 10.0,    # wall-clock minutes
+    "production": "1 ns",
+    "heating": "20 ps",
+    "equilibration": "100 ps",
+}
+MINIMIZE_TOLERANCE = 10.0          # kJ/mol/nm, as OpenMM's default
+HEATING_START = 50.0               # K: the default heating ramp starts here (or at T if lower)
+
+# Relative tolerance when a time must be a whole number of time steps: wide enough for the
+# round-off of decimal times ("0.002 ps"), far too narrow for a genuine mismatch.
+WHOLE_STEPS_RTOL = 1e-6
+
+_PS_PER_UNIT = {"fs": 1e-3, "ps": 1.0, "ns": 1e3, "us": 1e6, "µs": 1e6, "μs": 1e6}
+_TIME_PATTERN = re.compile(
+    r"^\s*(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>[^\d\s.+-]+)\s*$"
+)
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+# ---------------------------------------------------------------------------------------------
+# Data model
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a job: a minimization or a stretch of dynamics, fully resolved.
+
+    Attributes
+    ----------
+    name : str
+        Unique within the job; names the stage's log rows and checkpoints.
+    kind : {"minimize", "nvt", "npt", "nve"}
+    steps : int
+        Number of time steps (0 for minimize).
+    timestep : float
+        Time step, ps.
+    temperature : tuple of float
+        (start, end), K: a linear ramp over the stage; equal for a constant temperature.
+    pressure : float or None
+        Barostat pressure, bar (npt only, else None).
+    integrator : {"langevin", "nose-hoover", "verlet"}
+    friction : float
+        Langevin friction or Nosé–Hoover collision frequency, 1/ps.
+    reciprocal_every : int
+        Reciprocal-space forces every this many steps (multiple time stepping).
+    barostat_frequency : int
+        Steps between Monte Carlo volume moves (npt).
+    report_every : int
+        Steps between log rows (0 = none).
+    trajectory_every : int
+        Steps between trajectory frames (0 = none).
+    restraints : {"none", "heavy", "backbone", "protein"}
+        Which atoms are held at their starting positions by harmonic restraints.
+    restraint_k : float
+        Restraint force constant, kJ/mol/nm^2.
+    tolerance : float
+        Minimizer convergence: RMS force, kJ/mol/nm (minimize only).
+    max_iterations : int
+        Minimizer iteration limit, 0 = until converged (minimize only).
+    generate_velocities : bool
+        Draw Maxwell–Boltzmann velocities at the start temperature before the stage.
+    """
+
+    name: str
+    kind: str
+    steps: int
+    timestep: float
+    temperature: tuple[float, float]
+    pressure: float | None
+    integrator: str
+    friction: float
+    reciprocal_every: int
+    barostat_frequency: int
+    report_every: int
+    trajectory_every: int
+    restraints: str
+    restraint_k: float
+    tolerance: float
+    max_iterations: int
+    generate_velocities: bool
+
+    @property
+    def is_dynamics(self) -> bool:
+        """True for nvt, npt and nve stages; False for minimize."""
+        return self.kind in DYNAMICS_KINDS
+
+    @property
+    def length_ps(self) -> float:
+        """Simulated time of the stage, ps (0 for minimize)."""
+        return self.steps * self.timestep
+
+
+@dataclass(frozen=True)
+class Job:
+    """A validated job file.
+
+    Attributes
+    ----------
+    path : pathlib.Path or None
+        The job file, absolute (None when built from text).
+    text : str
+        The TOML text as given (the runner copies it into the run folder).
+    system_dir : pathlib.Path
+        Prepared system folder, absolute; holds system.npz and state.npz.
+    output_dir : pathlib.Path
+        Run folder, absolute (it may not exist yet).
+    seed : int or None
+        Random seed; None lets the runner pick one (and record it).
+    stages : tuple of Stage
+        In the order they run.
+    trajectory_format : {"xtc", "dcd"}
+    checkpoint_minutes : float
+        Wall-clock minutes between checkpoints.
+    checkpoint_interval_ps : float or None
+        Simulated time between checkpoints as well, ps (deterministic); None for wall-clock only.
+        It is a whole number of steps of every dynamics stage (checked on load).
+    threads : int or None
+        Number of threads; None for the default.
+    """
+
+    path: pathlib.Path | None
+    text: str
+    system_dir: pathlib.Path
+    output_dir: pathlib.Path
+    seed: int | None
+    stages: tuple[Stage, ...]
+    trajectory_format: str
+    checkpoint_minutes: float
+    checkpoint_interval_ps: float | None
+    threads: int | None
+
+    @property
+    def total_steps(self) -> int:
+        """Number of dynamics steps over all stages."""
+        return sum(stage.steps for stage in self.stages if stage.is_dynamics)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------------------------
+
+
+def load_job(path) -> Job:
+    """Read and validate a job file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The TOML job file.  ``system`` and ``output`` are relative to its folder.
+
+    Returns
+    -------
+    Job
+
+    Raises
+    ------
+    JobFileError
+        The file cannot be read or is not a valid job (the message names the key).
+    """
+    path = pathlib.Path(path)
+    label = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise JobFileError(_one_line(f"{label}: no such job file")) from None
+    except IsADirectoryError:
+        raise JobFileError(_one_line(f"{label}: is a folder, not a job file")) from None
+    except UnicodeDecodeError as error:
+        message = f"{label}: not valid TOML: not UTF-8 text ({error.reason})"
+        raise JobFileError(_one_line(message)) from None
+    except OSError as error:
+        message = f"{label}: cannot read the job file: {error.strerror or error}"
+        raise JobFileError(_one_line(message)) from None
+    path = path.resolve()
+    return _build_job(text, path.parent, label, path.stem, path)
+
+
+def job_from_text(text: str, base_dir, name: str = "job.toml") -> Job:
+    """Validate a job given as TOML text.
+
+    Parameters
+    ----------
+    text : str
+        The job file's contents.
+    base_dir : str or os.PathLike
+        Folder that ``system`` and ``output`` are relative to.
+    name : str
+        What to call the job in messages; its stem is the default output folder.
+
+    Returns
+    -------
+    Job
+        With ``path`` None.
+    """
+    base_dir = pathlib.Path(base_dir).resolve()
+    return _build_job(text, base_dir, name, pathlib.Path(name).stem, None)
+
+
+def parse_time(value, key: str, *, allow_steps: bool = True) -> Time:
+    """Parse a time value from a job file.
+
+    Parameters
+    ----------
+    value : int, float or str
+        A number (ps), ``"<number> <unit>"`` with unit fs, ps, ns, us or µs, or (when
+        ``allow_steps``) ``"<int> steps"``.
+    key : str
+        The key the value belongs to, for messages.
+    allow_steps : bool
+        Whether a number of steps is acceptable (lengths and intervals; not a time step).
+
+    Returns
+    -------
+    float or tuple
+        The time in ps (>= 0), or ``("steps", n)`` with n >= 0.
+
+    Raises
+    ------
+    JobFileError
+        With a message (no file or stage prefix) naming the key.
+    """
+    example = "'100 ps', '1 ns' or '5000 steps'" if allow_steps else "'2 fs', '100 ps' or 0.002 (ps)"
+    problem = f"'{key}' must be a time like {example}, got {_show(value)}"
+    if _is_number(value):
+        if not math.isfinite(value):
+            raise JobFileError(problem)
+        if value < 0:
+            raise JobFileError(f"'{key}' must not be negative, got {_show(value)}")
+        return float(value)
+    if not isinstance(value, str):
+        raise JobFileError(problem)
+    match = _TIME_PATTERN.match(value)
+    if match is None:
+        raise JobFileError(problem)
+    number, unit = match["number"], match["unit"]
+    unit = unit.lower()
+    if unit in ("step", "steps") and allow_steps:
+        if not number.isdigit():
+            raise JobFileError(f"'{key}' must be a whole number of steps, got {_show(value)}")
+        return ("steps", int(number))
+    if unit not in _PS_PER_UNIT:
+        raise JobFileError(problem)
+    ps = _to_ps(float(number), unit)
+    if not math.isfinite(ps):
+        raise JobFileError(problem)
+    if ps < 0:
+        raise JobFileError(f"'{key}' must not be negative, got {_show(value)}")
+    return ps
+
+
+# ---------------------------------------------------------------------------------------------
+# Messages
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where a value sits (file, and stage if any): prefixes every message."""
+
+    file: str
+    stage: str | None = None   # e.g. "stage 'heat'" or "stage 3"
+
+    def at_stage(self, label: str) -> _Where:
+        return _Where(self.file, label)
+
+    def error(self, message: str) -> JobFileError:
+        parts = [self.file] + ([self.stage] if self.stage else []) + [message]
+        return JobFileError(_one_line(": ".join(parts)))
+
+
+def _one_line(message: str) -> str:
+    """The CLI prints errors as one line: fold any line breaks (from TOML strings, say)."""
+    return " ".join(message.splitlines())
+
+
+def _show(value) -> str:
+    """A value as the user wrote it in TOML, for messages."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "a table"
+    if hasattr(value, "isoformat"):   # TOML dates and times
+        return value.isoformat()
+    return repr(value)
+
+
+def _fmt(number: float) -> str:
+    """A float without round-off noise (0.002 * 3 -> '0.006')."""
+    return f"{number:.10g}"
+
+
+def _unknown_key(key: str, known) -> str:
+    message = f"unknown key {_show(key)}"
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        message += f" (did you mean '{close[0]}'?)"
+    return message
+
+
+# ---------------------------------------------------------------------------------------------
+# Value checks: each takes (value, key, where) and returns the normalized value
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_number(value) -> bool:
+    # TOML booleans are Python bools, which are ints: 'true' is not a temperature.
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _to_ps(number: float, unit: str) -> float:
+    # Divide by 1000 rather than multiply by 1e-3 so that "2 fs" is exactly the float 0.002.
+    if unit == "fs":
+        return number / 1000.0
+    return number * _PS_PER_UNIT[unit]
+
+
+def _is_positive(value) -> bool:
+    return _is_number(value) and math.isfinite(value) and value > 0
+
+
+def _positive_number(unit: str) -> Callable:
+    def check(value, key, where) -> float:
+        if not _is_positive(value):
+            raise where.error(f"'{key}' must be a positive number{unit}, got {_show(value)}")
+        return float(value)
+    return check
+
+
+def _nonnegative_number(unit: str) -> Callable:
+    def check(value, key, where) -> float:
+        if not _is_number(value) or not math.isfinite(value) or value < 0:
+            raise where.error(f"'{key}' must be a number >= 0{unit}, got {_show(value)}")
+        return float(value)
+    return check
+
+
+def _whole_number(minimum: int) -> Callable:
+    def check(value, key, where) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise where.error(f"'{key}' must be a whole number >= {minimum}, got {_show(value)}")
+        return value
+    return check
+
+
+def _one_of(choices) -> Callable:
+    def check(value, key, where) -> str:
+        if not isinstance(value, str) or value not in choices:
+            options = ", ".join(f"'{choice}'" for choice in choices)
+            raise where.error(f"'{key}' must be one of {options}, got {_show(value)}")
+        return value
+    return check
+
+
+def _string(value, key, where) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise where.error(f"'{key}' must be a non-empty string, got {_show(value)}")
+    return value
+
+
+def _timestep(value, key, where) -> float:
+    ps = _time(value, key, where, allow_steps=False)
+    if ps <= 0:
+        raise where.error(f"'{key}' must be positive, got {_show(value)}")
+    return ps
+
+
+def _time(value, key, where, allow_steps=True) -> Time:
+    try:
+        return parse_time(value, key, allow_steps=allow_steps)
+    except JobFileError as error:
+        raise where.error(str(error)) from None
+
+
+def _length(value, key, where) -> Time:
+    length = _time(value, key, where)
+    if _is_zero(length):
+        raise where.error(f"'{key}' must be longer than zero, got {_show(value)}")
+    return length
+
+
+def _optional_length(value, key, where) -> Time | None:
+    """A default-protocol stage length: 0 leaves the stage out."""
+    length = _time(value, key, where)
+    return None if _is_zero(length) else length
+
+
+def _interval(value, key, where) -> Time | None:
+    """A reporting interval; 0 or false mean never (None)."""
+    if value is False:
+        return None
+    interval = _time(value, key, where)
+    return None if _is_zero(interval) else interval
+
+
+def _checkpoint_interval(value, key, where) -> float | None:
+    # Stored in ps and converted per stage by the runner, so it cannot be a number of steps
+    # (stages may differ in time step).
+    if value is False:
+        return None
+    if isinstance(value, str) and value.rstrip().endswith(("step", "steps")):
+        raise where.error(
+            f"'{key}' must be a time like '100 ps', not a number of steps (stages may differ in "
+            f"time step), got {_show(value)}"
+        )
+    ps = _time(value, key, where, allow_steps=False)
+    return None if ps == 0 else ps
+
+
+def _is_zero(time: Time) -> bool:
+    return time == ("steps", 0) or time == 0
+
+
+def _top_pressure(value, key, where) -> float | None:
+    if value is False:
+        return None   # no pressure coupling: the default protocol runs NVT
+    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+        raise where.error(f"'{key}' must be a positive number in bar or false, got {_show(value)}")
+    return float(value)
+
+
+def _stage_temperature(value, key, where) -> tuple[float, float]:
+    """A number (K), or a [start, end] list for a linear ramp (heating or cooling)."""
+    if isinstance(value, list):
+        if len(value) != 2 or not all(_is_positive(item) for item in value):
+            raise where.error(
+                f"'{key}' must be a positive number in K or a [start, end] ramp, got {_show(value)}"
+            )
+        return (float(value[0]), float(value[1]))
+    temperature = _positive_number(" in K")(value, key, where)
+    return (temperature, temperature)
+
+
+_TOP_LEVEL_CHECKS: dict[str, Callable] = {
+    "system": _string,
+    "output": _string,
+    "seed": _whole_number(0),   # TOML integers fit NumPy seeds
+    "temperature": _positive_number(" in K"),
+    "pressure": _top_pressure,
+    "timestep": _timestep,
+    "friction": _nonnegative_number(" in 1/ps"),
+    "integrator": _one_of(INTEGRATORS),
+    "reciprocal_every": _whole_number(1),
+    "barostat_frequency": _whole_number(1),
+    "restraint_k": _positive_number(" in kJ/mol/nm^2"),
+    "report_interval": _interval,
+    "trajectory_interval": _interval,
+    "trajectory_format": _one_of(TRAJECTORY_FORMATS),
+    "checkpoint_minutes": _positive_number(" of minutes"),
+    "checkpoint_interval": _checkpoint_interval,
+    "threads": _whole_number(1),
+    "production": _length,
+    "heating": _optional_length,
+    "equilibration": _optional_length,
+}
+
+_STAGE_CHECKS: dict[str, Callable] = {
+    "length": _length,
+    "temperature": _stage_temperature,
+    "pressure": _positive_number(" in bar"),
+    "timestep": _timestep,
+    "integrator": _one_of(INTEGRATORS),
+    "friction": _nonnegative_number(" in 1/ps"),
+    "reciprocal_every": _whole_number(1),
+    "barostat_frequency": _whole_number(1),
+    "report_interval": _interval,
+    "trajectory_interval": _interval,
+    "restraints": _one_of(RESTRAINTS),
+    "restraint_k": _positive_number(" in kJ/mol/nm^2"),
+    "velocities": _one_of(VELOCITIES),
+    "tolerance": _positive_number(" in kJ/mol/nm"),
+    "max_iterations": _whole_number(0),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the job
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Setting:
+    """A normalized value and how to name it in messages (the key, and where it was set)."""
+
+    value: Any
+    label: str
+
+
+def _build_job(text: str, base_dir: pathlib.Path, label: str, stem: str, path) -> Job:
+    where = _Where(label)
+    table = _parse_toml(text, where)
+    _check_keys(table, TOP_LEVEL_KEYS, where)
+    if "system" not in table:
+        raise where.error("missing required key 'system' (the folder bencao prepare wrote)")
+    if "stage" in table:
+        protocol_keys = [key for key in PROTOCOL_KEYS if key in table]
+        if protocol_keys:
+            raise where.error(
+                f"'{protocol_keys[0]}': use either [[stage]] tables or the default protocol's "
+                "production/heating/equilibration keys, not both"
+            )
+    top = {key: _TOP_LEVEL_CHECKS[key](table[key], key, where) for key in table if key != "stage"}
+    top = _with_defaults(top, where)
+
+    system_dir = _system_dir(table["system"], base_dir, where)
+    output_dir = _output_dir(top.get("output"), base_dir, stem, system_dir, where)
+
+    if "stage" in table:
+        stages = _explicit_stages(table["stage"], top, where)
+    else:
+        stages = _default_stages(top, where)
+    _check_checkpoint_interval(top["checkpoint_interval"], stages, where)
+
+    return Job(
+        path=path,
+        text=text,
+        system_dir=system_dir,
+        output_dir=output_dir,
+        seed=top.get("seed"),
+        stages=tuple(stages),
+        trajectory_format=top["trajectory_format"],
+        checkpoint_minutes=top["checkpoint_minutes"],
+        checkpoint_interval_ps=top["checkpoint_interval"],
+        threads=top.get("threads"),
+    )
+
+
+def _parse_toml(text: str, where: _Where) -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise where.error(f"not valid TOML: {error}") from None
+
+
+def _check_keys(table: dict, known, where: _Where) -> None:
+    for key in table:
+        if key not in known:
+            raise where.error(_unknown_key(key, known))
+
+
+def _with_defaults(top: dict, where: _Where) -> dict:
+    """Fill in defaults for the keys the file leaves out (through the same checks)."""
+    top = dict(top)
+    for key, default in DEFAULTS.items():
+        if key not in top:
+            top[key] = _TOP_LEVEL_CHECKS[key](default, key, where)
+    top.setdefault("checkpoint_interval", None)
+    return top
+
+
+def _system_dir(raw: str, base_dir: pathlib.Path, where: _Where) -> pathlib.Path:
+    folder = (base_dir / pathlib.Path(raw).expanduser()).resolve()
+    if not folder.exists():
+        raise where.error(
+            f"'system' folder {_show(raw)} does not exist (looked for {folder}; make it with bencao prepare)"
+        )
+    if not folder.is_dir():
+        raise where.error(f"'system' {_show(raw)} is a file, not a folder written by bencao prepare")
+    for name in SYSTEM_FILES:
+        if not (folder / name).is_file():
+            raise where.error(f"'system' folder {_show(raw)} has no {name} (make one with bencao prepare)")
+    return folder
+
+
+def _output_dir(raw: str | None, base_dir: pathlib.Path, stem: str, system_dir: pathlib.Path,
+                where: _Where) -> pathlib.Path:
+    folder = (base_dir / (pathlib.Path(raw).expanduser() if raw is not None else stem)).resolve()
+    shown = _show(raw) if raw is not None else f"{_show(stem)} (the default: the job file's name)"
+    if folder.exists() and not folder.is_dir():
+        raise where.error(f"'output' {shown} is a file, not a folder")
+    # The run writes its own state.npz and checkpoints: keep it away from the prepared inputs.
+    if folder == system_dir:
+        raise where.error(f"'output' {shown} is the system folder; choose another run folder")
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages
+# ---------------------------------------------------------------------------------------------
+
+
+def _default_stages(top: dict, where: _Where) -> list[Stage]:
+    """The default protocol: minimize, heat, equilibrate, production.
+
+    Heating is NVT with a linear ramp from min(50 K, T) to T; equilibration and production are
+    NPT, or NVT when the top-level pressure is false.  Heating and equilibration hold heavy atoms
+    with restraints; a zero heating or equilibration length leaves that stage out.
+    """
+    temperature = top["temperature"]
+    ensemble = "npt" if top["pressure"] is not None else "nvt"
+    stages = [_minimize_stage("minimize", {}, top, where.at_stage("stage 'minimize'"))]
+    plan = [
+        ("heat", "nvt", "heating", (min(HEATING_START, temperature), temperature), "heavy"),
+        ("equilibrate", ensemble, "equilibration", (temperature, temperature), "heavy"),
+        ("production", ensemble, "production", (temperature, temperature), "none"),
+    ]
+    for name, kind, length_key, ramp, restraints in plan:
+        if top[length_key] is None:
+            continue   # heating = 0 or equilibration = 0 leaves the stage out
+        settings = _inherited(top, kind)
+        settings["length"] = _Setting(top[length_key], f"'{length_key}'")
+        settings["temperature"] = _Setting(ramp, "'temperature'")
+        settings["restraints"] = _Setting(restraints, "'restraints'")
+        stages.append(_dynamics_stage(name, kind, settings, where.at_stage(f"stage '{name}'")))
+    return stages
+
+
+def _explicit_stages(tables, top: dict, where: _Where) -> list[Stage]:
+    if not isinstance(tables, list) or not all(isinstance(table, dict) for table in tables):
+        raise where.error("'stage' must be written as [[stage]] tables (an array of tables)")
+    if not tables:
+        raise where.error("'stage' is empty: give at least one [[stage]] table")
+    names = _stage_names(tables, where)
+    stages = []
+    for table, name in zip(tables, names):
+        stage_where = where.at_stage(f"stage '{name}'")
+        kind = table["kind"]
+        _check_keys(table, STAGE_KEYS, stage_where)
+        if kind == "minimize":
+            _reject_foreign_keys(table, MINIMIZE_KEYS, kind, stage_where)
+            stages.append(_minimize_stage(name, table, top, stage_where))
+        else:
+            _reject_foreign_keys(table, DYNAMICS_KEYS, kind, stage_where)
+            settings = _stage_settings(table, kind, top, stage_where)
+            stages.append(_dynamics_stage(name, kind, settings, stage_where))
+    return stages
+
+
+def _stage_names(tables: list, where: _Where) -> list[str]:
+    """Each stage's name (explicit, or kind, kind-2, kind-3 ...), checking 'kind' and 'name'."""
+    names, repeats = [], {}
+    for number, table in enumerate(tables, start=1):
+        name = table.get("name")
+        label = f"stage '{name}'" if isinstance(name, str) else f"stage {number}"
+        stage_where = where.at_stage(label)
+        if "kind" not in table:
+            _check_keys(table, STAGE_KEYS, stage_where)   # a misspelt 'kind' reads better so
+            raise stage_where.error(f"missing required key 'kind' ({_choices(STAGE_KINDS)})")
+        kind = _one_of(STAGE_KINDS)(table["kind"], "kind", stage_where)
+        if name is None:
+            repeats[kind] = repeats.get(kind, 0) + 1
+            name = kind if repeats[kind] == 1 else f"{kind}-{repeats[kind]}"
+        elif not isinstance(name, str) or not _NAME_PATTERN.match(name):
+            raise stage_where.error(
+                f"'name' must be letters, digits, '.', '_' or '-' (it names files), got {_show(name)}"
+            )
+        if name in names:
+            raise where.at_stage(f"stage {number}").error(
+                f"'name' {_show(name)} is already the name of stage {names.index(name) + 1}; "
+                "stage names must be unique"
+            )
+        names.append(name)
+    return names
+
+
+def _choices(choices) -> str:
+    return "one of " + ", ".join(f"'{choice}'" for choice in choices)
+
+
+def _reject_foreign_keys(table: dict, own_keys, kind: str, where: _Where) -> None:
+    """Refuse keys that belong to other kinds of stage, naming the key and why."""
+    for key in table:
+        if key not in own_keys:
+            other = "dynamics (nvt, npt, nve)" if kind == "minimize" else "minimize"
+            raise where.error(f"'{key}' applies only to {other} stages, and this stage is {kind}")
+
+
+def _minimize_stage(name: str, table: dict, top: dict, where: _Where) -> Stage:
+    values = {key: _STAGE_CHECKS[key](table[key], key, where) for key in table if key in _STAGE_CHECKS}
+    temperature = top["temperature"]
+    return Stage(
+        name=name,
+        kind="minimize",
+        steps=0,
+        timestep=top["timestep"],
+        temperature=(temperature, temperature),
+        pressure=None,
+        integrator=top["integrator"],
+        friction=top["friction"],
+        reciprocal_every=top["reciprocal_every"],
+        barostat_frequency=top["barostat_frequency"],
+        report_every=0,
+        trajectory_every=0,
+        restraints=values.get("restraints", "none"),
+        restraint_k=values.get("restraint_k", top["restraint_k"]),
+        tolerance=values.get("tolerance", MINIMIZE_TOLERANCE),
+        max_iterations=values.get("max_iterations", 0),
+        generate_velocities=False,
+    )
+
+
+def _inherited(top: dict, kind: str) -> dict[str, _Setting]:
+    """The top-level settings a dynamics stage of this kind starts from."""
+    settings = {key: _Setting(top[key], f"'{key}' (from the top level)") for key in INHERITED_KEYS}
+    temperature = top["temperature"]
+    settings["temperature"] = _Setting((temperature, temperature), settings["temperature"].label)
+    if kind == "nve":
+        # NVE means Verlet: the top-level integrator is the thermostatted stages' choice.
+        settings["integrator"] = _Setting("verlet", "'integrator'")
+    settings["restraints"] = _Setting("none", "'restraints'")
+    settings["velocities"] = _Setting("continue", "'velocities'")
+    return settings
+
+
+def _stage_settings(table: dict, kind: str, top: dict, where: _Where) -> dict[str, _Setting]:
+    """A dynamics stage's own keys, checked, over the top-level ones it inherits."""
+    if "length" not in table:
+        raise where.error("missing required key 'length' (a time like '100 ps', '1 ns' or '5000 steps')")
+    if kind != "npt":
+        for key in ("pressure", "barostat_frequency"):
+            if key in table:
+                raise where.error(f"'{key}' applies only to npt stages, and this stage is {kind}")
+    if kind == "nve":
+        if "integrator" in table and table["integrator"] != "verlet":
+            raise where.error(
+                "'integrator' must be 'verlet' on an nve stage (no thermostat), "
+                f"got {_show(table['integrator'])}"
+            )
+        if "friction" in table:
+            raise where.error("'friction' has no effect on an nve stage (Verlet has no thermostat)")
+    settings = _inherited(top, kind)
+    for key, value in table.items():
+        if key not in ("kind", "name"):
+            settings[key] = _Setting(_STAGE_CHECKS[key](value, key, where), f"'{key}'")
+    if kind == "nve" and settings["temperature"].value[0] != settings["temperature"].value[1]:
+        raise where.error("'temperature' cannot be a ramp on an nve stage (there is no thermostat)")
+    return settings
+
+
+def _dynamics_stage(name: str, kind: str, settings: dict[str, _Setting], where: _Where) -> Stage:
+    """Resolve a dynamics stage: steps from times, and the checks that span several keys."""
+    timestep = settings["timestep"].value
+    integrator = settings["integrator"]
+    pressure = settings["pressure"]
+    if kind in ("nvt", "npt") and integrator.value == "verlet":
+        raise where.error(
+            f"{integrator.label} 'verlet' has no thermostat: an {kind} stage needs 'langevin' or 'nose-hoover'"
+        )
+    if integrator.value == "nose-hoover":
+        if settings["friction"].value <= 0:
+            raise where.error(
+                f"{settings['friction'].label} is the Nose-Hoover collision frequency and must be positive"
+            )
+        if settings["reciprocal_every"].value != 1:
+            raise where.error(
+                f"{settings['reciprocal_every'].label} must be 1 with the nose-hoover integrator "
+                "(multiple time stepping needs 'langevin' or 'verlet')"
+            )
+    if kind == "npt" and pressure.value is None:
+        raise where.error(
+            f"an npt stage needs a pressure, but {pressure.label} is false; set 'pressure' or use kind = 'nvt'"
+        )
+    return Stage(
+        name=name,
+        kind=kind,
+        steps=_steps(settings["length"], timestep, where),
+        timestep=timestep,
+        temperature=settings["temperature"].value,
+        pressure=pressure.value if kind == "npt" else None,
+        integrator=integrator.value,
+        friction=settings["friction"].value,
+        reciprocal_every=settings["reciprocal_every"].value,
+        barostat_frequency=settings["barostat_frequency"].value,
+        report_every=_steps(settings["report_interval"], timestep, where),
+        trajectory_every=_steps(settings["trajectory_interval"], timestep, where),
+        restraints=settings["restraints"].value,
+        restraint_k=settings["restraint_k"].value,
+        tolerance=MINIMIZE_TOLERANCE,
+        max_iterations=0,
+        generate_velocities=settings["velocities"].value == "generate",
+    )
+
+
+def _steps(setting: _Setting, timestep: float, where: _Where) -> int:
+    """A length or interval as a whole number (>= 1) of time steps; None (never) is 0."""
+    time = setting.value
+    if time is None:
+        return 0
+    if isinstance(time, tuple):   # ("steps", n): already steps; zero was turned into None
+        return time[1]
+    return _whole_steps(time, timestep, setting.label, where)
+
+
+def _whole_steps(time: float, timestep: float, label: str, where: _Where) -> int:
+    ratio = time / timestep
+    steps = round(ratio)
+    step_text = f"{_fmt(timestep * 1000)} fs"
+    if steps < 1:
+        raise where.error(f"{label} {_fmt(time)} ps is shorter than one {step_text} step")
+    if abs(ratio - steps) > WHOLE_STEPS_RTOL * ratio:
+        raise where.error(f"{label} {_fmt(time)} ps is not a whole number of {step_text} steps")
+    return steps
+
+
+def _check_checkpoint_interval(interval: float | None, stages: list[Stage], where: _Where) -> None:
+    """The runner converts the interval with each stage's time step: check that it can."""
+    if interval is None:
+        return
+    for stage in stages:
+        if stage.is_dynamics:
+            stage_where = where.at_stage(f"stage '{stage.name}'")
+            _whole_steps(interval, stage.timestep, "'checkpoint_interval'", stage_where)
