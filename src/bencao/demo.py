@@ -67,7 +67,8 @@ def bpti_path() -> str:
 
 
 def run_demo(folder: str = "demo", production_ps: float = 10.0, heat_ps: float = 3.0,
-             equilibrate_ps: float = 3.0, frames: int = 60, stream=None):
+             equilibrate_ps: float = 3.0, frames: int = 60, minimize_iterations: int = 300,
+             stream=None):
     """Prepare BPTI into ``folder/system``, write ``folder/job.toml`` and run it to ``folder/run``.
 
     Returns
@@ -96,5 +97,6 @@ def run_demo(folder: str = "demo", production_ps: float = 10.0, heat_ps: float =
               f"{summary['volume']:.1f} nm^3", file=stream, flush=True)
     job_path = os.path.join(folder, "job.toml")
     with atomic_write(job_path, "w") as handle:
-        handle.write(demo_job_text(production_ps, heat_ps, equilibrate_ps, frames))
+        handle.write(demo_job_text(production_ps, heat_ps, equilibrate_ps, frames,
+                                   minimize_iterations))
     return JobRunner(load_job(job_path), overwrite=True, stream=stream).run()

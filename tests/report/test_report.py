@@ -5,14 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import re
-import shutil
-import subprocess
 import time
 import warnings
 
 import mdtraj as md
 import numpy as np
 import pytest
+from browser import assert_movie_plays, needs_chromium
 from reference import data_path
 
 from bencao.cli import main
@@ -245,58 +244,10 @@ def test_cli_prints_the_report_path(tmp_path, capsys):
 
 # --- the movie in a headless browser ---------------------------------------------------------
 
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-# WebGL without a GPU: ANGLE on SwiftShader (software), which recent Chromium only allows when
-# asked explicitly.  --no-sandbox because test machines often run as root.
-CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader",
-                  "--enable-unsafe-swiftshader", "--force-device-scale-factor=1",
-                  "--hide-scrollbars", "--window-size=1200,2400"]
-
-
-def _run_chromium(args, timeout=40):
-    return subprocess.run([_chromium(), *CHROMIUM_FLAGS, *args], check=False,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.mark.skipif(_chromium() is None, reason="no chromium, chromium-browser or google-chrome "
-                                                "binary on PATH for the headless-browser test")
+@needs_chromium
 def test_movie_plays_in_headless_chromium(tmp_path):
     start = time.perf_counter()
     make_run(tmp_path / "run", kind="noisy")
     report = build_report(tmp_path / "run", max_frames=8)
-    url = report.resolve().as_uri()
-
-    # 1. the DOM after a (virtual) second: the player has drawn several frames.  Software WebGL
-    # draws a frame in ~0.25 s of real time on two cores, so the budget is kept small.
-    dom = _run_chromium(["--virtual-time-budget=1000", "--dump-dom", url]).stdout
-    shown = re.search(r'<body[^>]*data-frames-shown="(\d+)"', dom)
-    assert shown, "the page did not start the movie: " + dom[:300]
-    assert "data-viewer-error" not in dom, "the viewer reported an error"
-    assert int(shown.group(1)) > 1, f"only {shown.group(1)} frame(s) drawn: the movie did not play"
-    counter = re.search(r'id="frame-counter">frame (\d+) / (\d+)', dom)
-    assert counter and int(counter.group(2)) == 8
-    rect = re.search(r'data-viewer-rect="(-?[\d.]+),(-?[\d.]+),([\d.]+),([\d.]+)"', dom)
-    assert rect, "the page did not record where the viewer is"
-    left, top, width, height = (float(v) for v in rect.groups())
-
-    # 2. a screenshot: the viewer's rectangle shows a molecule, not a blank canvas
-    shot = tmp_path / "shot.png"
-    _run_chromium([f"--screenshot={shot}", url])
-    assert shot.exists(), "chromium wrote no screenshot"
-    from matplotlib.image import imread
-
-    pixels = imread(str(shot))[..., :3]
-    inside = pixels[int(top) + 5:int(top + height) - 5, int(left) + 5:int(left + width) - 5]
-    assert inside.size, "the viewer lies outside the screenshot"
-    colours = np.unique((inside * 255).astype(np.uint8).reshape(-1, 3), axis=0)
-    assert len(colours) > 20, "the viewer is blank"
-    # non-white pixels (the molecule) cover a fair part of the viewer
-    assert np.mean(inside.min(axis=-1) < 0.9) > 0.01
+    assert_movie_plays(report, expected_frames=8, scratch=tmp_path)
     print(f"headless-browser test: {time.perf_counter() - start:.1f} s")

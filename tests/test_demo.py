@@ -1,0 +1,20 @@
+"""The demo as a new user runs it, shortened: BPTI prepared, run, trajectory and report."""
+
+import mdtraj
+from browser import assert_movie_plays, needs_chromium
+
+from bencao.demo import run_demo
+
+
+@needs_chromium
+def test_demo_writes_a_readable_trajectory_and_a_report_with_a_moving_molecule(tmp_path):
+    # the real demo runs 16 ps; 0.6 ps keeps the default suite fast and walks the same path
+    result = run_demo(str(tmp_path / "demo"), production_ps=0.4, heat_ps=0.1, equilibrate_ps=0.1,
+                      frames=5, minimize_iterations=50)
+    assert result.completed
+    run = tmp_path / "demo" / "run"
+    trajectory = mdtraj.load(str(run / "trajectory.xtc"), top=str(run / "topology.pdb"))
+    assert trajectory.n_frames == 5
+    assert trajectory.topology.select("protein").size == 892   # BPTI with hydrogens
+    assert result.report == str(run / "report.html")
+    assert_movie_plays(run / "report.html", expected_frames=5, scratch=tmp_path)
