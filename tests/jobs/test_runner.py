@@ -16,6 +16,7 @@ from systems import alanine_dipeptide
 
 import bencao
 from bencao.cli import main
+from bencao.errors import InputFileError
 from bencao.io.checkpoint import load_checkpoint
 from bencao.io.files import load_state, save_state
 from bencao.jobs import load_job
@@ -100,7 +101,7 @@ def _wait_for_production_checkpoint(process, checkpoint, timeout=300.0):
         if os.path.exists(checkpoint):
             try:
                 _, values, _ = load_checkpoint(checkpoint)
-            except Exception:
+            except (InputFileError, OSError):   # replaced between our exists() and open()
                 values = {}
             if values.get("stage_index") == 2 and values.get("in_stage"):
                 return values["simulation"]["step"]

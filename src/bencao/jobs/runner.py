@@ -122,7 +122,6 @@ class JobRunner:
         self.write_report = write_report
         self.folder = str(job.output_dir)
         self.checkpoint_path = os.path.join(self.folder, CHECKPOINT)
-        self._stage_first_step = []   # global step at which each dynamics stage starts (filled as we go)
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -250,7 +249,11 @@ class JobRunner:
 
     def _make_reporters(self, append: bool):
         from bencao.dynamics.molecules import find_molecules
-        from bencao.reporters import ProgressReporter, StateDataReporter, TrajectoryReporter
+        from bencao.reporters import (
+            ProgressReporter,
+            StateDataReporter,
+            TrajectoryReporter,
+        )
 
         total = self._total_dynamics_steps()
         log = StateDataReporter(os.path.join(self.folder, LOG), total, self._steps_done, append=append)
@@ -267,8 +270,11 @@ class JobRunner:
     def _stage_simulation(self, stage, carry):
         """The Simulation of a stage, started from the carry (or the prepared state)."""
         from bencao.dynamics.barostat import MonteCarloBarostat
-        from bencao.dynamics.integrators import (LangevinMiddleIntegrator, NoseHooverIntegrator,
-                                                 VerletIntegrator)
+        from bencao.dynamics.integrators import (
+            LangevinMiddleIntegrator,
+            NoseHooverIntegrator,
+            VerletIntegrator,
+        )
         from bencao.prep.restraints import restrained_atoms, with_position_restraints
         from bencao.simulation import Simulation
 
@@ -362,7 +368,7 @@ class JobRunner:
             reporter.begin_stage(stage, first, intervals[reporter.role])
         checkpoint_every = 0
         if self.job.checkpoint_interval_ps:
-            checkpoint_every = max(1, int(round(self.job.checkpoint_interval_ps / stage.timestep)))
+            checkpoint_every = max(1, round(self.job.checkpoint_interval_ps / stage.timestep))
         ramp_segment = max(1, stage.steps // RAMP_SEGMENTS) if stage.temperature[0] != stage.temperature[1] else 0
         last_checkpoint = time.monotonic()
         if not mid_stage:
@@ -399,9 +405,7 @@ class JobRunner:
         done = simulation.step_count - first
         due = []
         for reporter in reporters:
-            if done > 0 and reporter.interval > 0 and done % reporter.interval == 0:
-                due.append(reporter)
-            elif force and reporter.role == "progress":
+            if done > 0 and reporter.interval > 0 and done % reporter.interval == 0 or force and reporter.role == "progress":
                 due.append(reporter)
         if due:
             state = simulation.state

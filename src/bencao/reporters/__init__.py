@@ -12,5 +12,11 @@ from bencao.reporters.progress import ProgressReporter
 from bencao.reporters.state_data import StateDataReporter
 from bencao.reporters.trajectory import TrajectoryReporter
 
-__all__ = ["FileMark", "Reporter", "ReportRequest", "ProgressReporter", "StateDataReporter",
-           "TrajectoryReporter"]
+__all__ = [
+           "FileMark",
+           "ProgressReporter",
+           "ReportRequest",
+           "Reporter",
+           "StateDataReporter",
+           "TrajectoryReporter",
+]

@@ -40,7 +40,7 @@ class FileMark:
     head: bytes
 
     @classmethod
-    def of(cls, path) -> "FileMark":
+    def of(cls, path) -> FileMark:
         """Mark a file as it is on disk now (flush it first)."""
         path = os.fspath(path)
         try:

@@ -31,8 +31,13 @@ class ProgressReporter(Reporter):
         self._clock = None
         if getattr(self.stream, "isatty", lambda: False)():
             from rich.console import Console
-            from rich.progress import (BarColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
                                  TextColumn("{task.percentage:>5.1f}%"), TextColumn("{task.fields[speed]}"),

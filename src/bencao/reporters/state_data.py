@@ -39,7 +39,7 @@ class StateDataReporter(Reporter):
         self.total_steps = int(total_steps)
         self.steps_done = steps_done
         try:
-            self._file = open(self.path, "a" if append else "w", encoding="utf-8", newline="")
+            self._file = open(self.path, "a" if append else "w", encoding="utf-8", newline="")  # noqa: SIM115 (open for the whole run)
             if not append:
                 self._file.write(",".join(COLUMNS) + "\n")
         except OSError as exc:

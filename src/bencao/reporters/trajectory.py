@@ -80,7 +80,7 @@ class TrajectoryReporter(Reporter):
                 if not append:
                     open(self.path, "wb").close()
             else:
-                self._handle = open(self.path, "r+b" if append else "wb")
+                self._handle = open(self.path, "r+b" if append else "wb")  # noqa: SIM115 (open for the whole run)
         except OSError as exc:
             raise OutputError(describe_os_error(exc, self.path)) from exc
 
