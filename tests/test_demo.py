@@ -18,3 +18,18 @@ def test_demo_writes_a_readable_trajectory_and_a_report_with_a_moving_molecule(t
     assert trajectory.topology.select("protein").size == 892   # BPTI with hydrogens
     assert result.report == str(run / "report.html")
     assert_movie_plays(run / "report.html", expected_frames=5, scratch=tmp_path)
+
+
+def test_the_default_demo_job_is_valid_and_has_the_configured_frames(tmp_path):
+    from bencao.demo import demo_job_text
+    from bencao.jobs import job_from_text
+
+    (tmp_path / "system").mkdir()
+    for name in ("system.npz", "state.npz"):
+        (tmp_path / "system" / name).write_bytes(b"")
+    job = job_from_text(demo_job_text(), tmp_path)
+    production = job.stages[-1]
+    assert [stage.kind for stage in job.stages] == ["minimize", "nvt", "npt", "npt"]
+    assert production.timestep == 0.004 and production.length_ps == 10.0
+    assert production.steps // production.trajectory_every == 60
+    assert all(stage.trajectory_every == 0 for stage in job.stages[1:3])

@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 from importlib import resources
 
+#: Time step of the demo, ps (hydrogen masses are 1.5 amu).
+DEMO_TIMESTEP_PS = 0.004
+
 #: The demo's job: short stages so it finishes in minutes; frames only in production.
 DEMO_JOB = """\
 # bencao demo: BPTI in water (amber14 + TIP3P, 0.15 M NaCl, hydrogen mass 1.5 amu).
@@ -18,7 +21,7 @@ DEMO_JOB = """\
 system = "system"
 output = "run"
 seed = 2026
-timestep = "4 fs"
+timestep = "{timestep_fs:g} fs"
 temperature = 300
 pressure = 1.0
 report_interval = "0.2 ps"
@@ -32,7 +35,7 @@ max_iterations = {minimize_iterations}
 [[stage]]
 kind = "nvt"
 name = "heat"
-length = "{heat_ps} ps"
+length = "{heat_steps} steps"
 temperature = [50, 300]
 restraints = "heavy"
 trajectory_interval = 0
@@ -40,25 +43,31 @@ trajectory_interval = 0
 [[stage]]
 kind = "npt"
 name = "equilibrate"
-length = "{equilibrate_ps} ps"
+length = "{equilibrate_steps} steps"
 restraints = "backbone"
 trajectory_interval = 0
 
 [[stage]]
 kind = "npt"
 name = "production"
-length = "{production_ps} ps"
-trajectory_interval = "{frame_ps} ps"
+length = "{production_steps} steps"
+trajectory_interval = "{frame_steps} steps"
 """
 
 
 def demo_job_text(production_ps: float = 10.0, heat_ps: float = 3.0, equilibrate_ps: float = 3.0,
                   frames: int = 60, minimize_iterations: int = 300) -> str:
-    """The demo's job file with the given stage lengths (ps) and production frame count."""
-    frame_ps = production_ps / frames
-    return DEMO_JOB.format(production_ps=f"{production_ps:g}", heat_ps=f"{heat_ps:g}",
-                           equilibrate_ps=f"{equilibrate_ps:g}", frame_ps=f"{frame_ps:g}",
-                           minimize_iterations=minimize_iterations)
+    """The demo's job file with the given stage lengths (ps) and production frame count.
+
+    Lengths are rounded to whole 4 fs steps, and frames are spaced by a whole number of steps.
+    """
+    steps = {name: max(1, round(ps / DEMO_TIMESTEP_PS)) for name, ps in
+             (("heat", heat_ps), ("equilibrate", equilibrate_ps), ("production", production_ps))}
+    return DEMO_JOB.format(heat_steps=steps["heat"], equilibrate_steps=steps["equilibrate"],
+                           production_steps=steps["production"],
+                           frame_steps=max(1, steps["production"] // max(1, frames)),
+                           minimize_iterations=minimize_iterations,
+                           timestep_fs=DEMO_TIMESTEP_PS * 1e3)
 
 
 def bpti_path() -> str:
