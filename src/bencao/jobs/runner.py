@@ -333,7 +333,6 @@ class JobRunner:
             simulation, (reference, reference_box) = self._stage_simulation(stage, carry)
             if stage.is_dynamics:
                 self._stage_starts[index] = simulation.step_count
-        self._simulation = simulation
         self._stage_reference = (reference, reference_box)
         try:
             if not stage.is_dynamics:
