@@ -8,6 +8,7 @@ import numpy as np
 
 from bencao.backends.cpu.fixed_point import forces_from_fixed
 from bencao.constants import FORCE_CLAMP
+from bencao.profiling import phase
 from bencao.forces import (
     CMAPTorsions,
     HarmonicAngles,
@@ -94,7 +95,10 @@ def _compute_part(term, parts, positions, box, fixed):
         return term.compute_direct(positions, box, fixed) if reciprocal is not None else \
             term.compute(positions, box, fixed)
     if parts == "reciprocal":
-        return reciprocal.compute(positions, box, fixed) if reciprocal is not None else None
+        if reciprocal is None:
+            return None
+        with phase("reciprocal space"):
+            return reciprocal.compute(positions, box, fixed)
     raise ValueError(f"parts must be one of {PARTS}, got {parts!r}")
 
 
@@ -198,24 +202,29 @@ class CpuBackend:
         BlowUpError
             If the energy is not finite or a force is too large to represent.
         """
-        positions, box = self.check_inputs(positions, box)
+        with phase("force bookkeeping"):
+            positions, box = self.check_inputs(positions, box)
         if self.virtual_sites is not None:
-            self.virtual_sites.place(positions)
+            with phase("virtual sites"):
+                self.virtual_sites.place(positions)
         fixed = self._forces
         fixed[:] = 0
         terms: dict[str, float] = {}
         for term in self.terms:
-            energy = _compute_part(term, parts, positions, box, fixed)
+            with phase(term.profile_phase):
+                energy = _compute_part(term, parts, positions, box, fixed)
             if energy is not None:
                 terms[term.name] = terms.get(term.name, 0.0) + float(energy)
-        forces = forces_from_fixed(fixed)
+        with phase("force bookkeeping"):
+            forces = forces_from_fixed(fixed)
         if self.virtual_sites is not None:
             # Parents receive the sites' forces; the sites keep reporting the force that acts on
             # them, as OpenMM's getForces does (integrators skip massless particles).
-            sites = self.system.virtual_sites.site
-            site_forces = forces[sites]
-            forces = self.virtual_sites.distribute(positions, forces)
-            forces[sites] = site_forces
+            with phase("virtual sites"):
+                sites = self.system.virtual_sites.site
+                site_forces = forces[sites]
+                forces = self.virtual_sites.distribute(positions, forces)
+                forces[sites] = site_forces
         total = float(sum(terms.values()))
         if not np.isfinite(total) or np.max(np.abs(forces), initial=0.0) >= 0.5 * FORCE_CLAMP:
             message, worst, culprit = self.diagnose(positions, box, forces, terms)

@@ -22,6 +22,7 @@ from bencao.backends.cpu.pair_kernels import (
     tabulated_pairs,
 )
 from bencao.constants import ONE_4PI_EPS0
+from bencao.profiling import phase
 
 #: Default Verlet buffer, nm: the list covers cutoff + buffer and survives 0.05 nm of motion.
 DEFAULT_BUFFER = 0.1
@@ -103,6 +104,8 @@ def exception_pairs(
 
 class _PairTerm(CpuTerm):
     """Shared machinery of the pair terms: the neighbour list and per-thread buffers."""
+
+    profile_phase = "nonbonded"
 
     def __init__(self, n_particles, cutoff, exclusions, periodic, buffer):
         self.periodic = periodic
@@ -192,7 +195,8 @@ class CpuNonbonded(_PairTerm):
         """Add NonbondedForce forces to ``forces`` (int64 fixed point); return the energy, kJ/mol."""
         energy = self.compute_direct(positions, box, forces)
         if self.reciprocal is not None:
-            energy += self.reciprocal.compute(positions, box, forces)
+            with phase("reciprocal space"):
+                energy += self.reciprocal.compute(positions, box, forces)
         return energy
 
     def compute_direct(self, positions, box, forces):

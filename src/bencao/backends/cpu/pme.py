@@ -284,6 +284,7 @@ class CpuPME(CpuTerm):
     """
 
     name = "NonbondedForce"
+    profile_phase = "reciprocal space"
 
     def __init__(self, term: Nonbonded, n_particles: int, default_box: np.ndarray):
         if term.method != "PME":
