@@ -1,0 +1,422 @@
+"""The SIMD pair kernel: Coulomb + Lennard-Jones over 8 x 8 cluster pairs in float32.
+
+For each listed cluster pair the kernel loops over the 8 atoms of cluster i and, innermost,
+over the 8 atoms of cluster j, reading j's coordinates and parameters from contiguous float32
+arrays (structure of arrays in cluster-slot order).  The inner loop has no branches: a pair that
+must not interact (excluded, padding, the lower triangle of a cluster with itself, or beyond the
+cutoff) has its distance replaced by a harmless 1 nm and its force selected to zero, so LLVM
+turns the loop into vector instructions.
+
+Real-space Ewald without erfc: E = qq (1/r - P(r^2)) and -dE/dr / r = qq (1/r^3 - Q(r^2)) with
+P = erf(alpha r)/r and Q = [erf(alpha r)/r - 2 alpha/sqrt(pi) exp(-alpha^2 r^2)] / r^2, both
+smooth even functions fitted by degree-12 Chebyshev polynomials in r^2 over [0, cutoff^2]
+(:func:`ewald_polynomials`; error ~1e-8 relative, below float32 resolution).
+
+Determinism: the force on cluster j from one cluster pair is summed in float32 in a fixed order
+and converted to int64 fixed point before it joins the per-thread accumulator; the force on
+cluster i is summed over its list in list order and converted once.  Integer sums do not depend
+on the thread that did the work, so forces are bit-identical on any number of threads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from bencao.backends.cpu.fixed_point import to_fixed
+
+#: Degree of the real-space Ewald polynomials.
+EWALD_DEGREE = 12
+#: Largest relative error of the fitted polynomials that is accepted (float32 resolution).
+EWALD_FIT_TOLERANCE = 1e-6
+
+
+def ewald_polynomials(alpha: float, cutoff: float) -> np.ndarray:
+    """Monomial coefficients of P and Q (see the module docstring) in u = 2 r^2/cutoff^2 - 1.
+
+    Parameters
+    ----------
+    alpha : float
+        Ewald separation parameter, 1/nm.
+    cutoff : float
+        Real-space cutoff, nm.
+
+    Returns
+    -------
+    (2, EWALD_DEGREE + 1) float32 array
+        Row 0: P (1/nm), row 1: Q (1/nm^3), highest power first (Horner order).
+
+    Raises
+    ------
+    ValueError
+        If the fit misses ``EWALD_FIT_TOLERANCE`` (alpha * cutoff above ~3.5, i.e. an Ewald
+        error tolerance below ~1e-6).
+    """
+    from numpy.polynomial import chebyshev
+    from scipy.special import erf
+
+    r2 = np.linspace(0.0, cutoff * cutoff, 4001)[1:]
+    r = np.sqrt(r2)
+    p = erf(alpha * r) / r
+    q = (p - 2.0 * alpha / math.sqrt(math.pi) * np.exp(-alpha * alpha * r2)) / r2
+    # the r -> 0 limits, so the fit is anchored where the series is exact
+    r2 = np.concatenate([[0.0], r2])
+    p = np.concatenate([[2.0 * alpha / math.sqrt(math.pi)], p])
+    q = np.concatenate([[4.0 * alpha**3 / (3.0 * math.sqrt(math.pi))], q])
+    u = 2.0 * r2 / (cutoff * cutoff) - 1.0
+    rows = []
+    for values in (p, q):
+        series = chebyshev.Chebyshev.fit(u, values, EWALD_DEGREE, domain=[-1, 1])
+        error = np.max(np.abs(series(u) - values)) / np.max(np.abs(values))
+        if error > EWALD_FIT_TOLERANCE:
+            raise ValueError(
+                f"the real-space Ewald polynomial misses its accuracy ({error:.1e} relative) for "
+                f"alpha * cutoff = {alpha * cutoff:.2f}; use an Ewald error tolerance of 1e-6 or "
+                "looser"
+            )
+        rows.append(series.convert(kind=np.polynomial.Polynomial).coef[::-1])
+    return np.array(rows, np.float32)
+
+
+@njit(cache=True, inline="always")
+def _coefficients(c):
+    """The 13 coefficients of a degree-12 polynomial as a tuple of scalars."""
+    return (c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12])
+
+
+@njit(cache=True, inline="always")
+def _horner(c, u):
+    """Degree-12 polynomial with coefficients c (highest power first, a tuple) at u."""
+    v = c[0]
+    v = v * u + c[1]
+    v = v * u + c[2]
+    v = v * u + c[3]
+    v = v * u + c[4]
+    v = v * u + c[5]
+    v = v * u + c[6]
+    v = v * u + c[7]
+    v = v * u + c[8]
+    v = v * u + c[9]
+    v = v * u + c[10]
+    v = v * u + c[11]
+    return v * u + c[12]
+
+
+#: Coulomb kinds of :func:`cluster_pairs_kernel`.
+COULOMB_PLAIN = 0  #: 1/r (NoCutoff)
+COULOMB_REACTION_FIELD = 1  #: 1/r + krf r^2 - crf (CutoffNonPeriodic, CutoffPeriodic)
+COULOMB_EWALD = 2  #: erfc(alpha r)/r (Ewald, PME real space)
+
+#: i clusters per parallel work item; each item allocates its scratch once.
+CHUNK = 16
+
+
+@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, xa, ya, za, qa, sa, ea, bit,
+              constants, q_coef, p_coef, coulomb_kind, with_energy, switching):
+    """Forces between one atom of cluster i and every atom gathered from its cluster list: the
+    vectorised loop.  Branches on the flags vanish: they are constants in each kernel.
+
+    Returns
+    -------
+    (fx, fy, fz, energy) : float32
+        Force on the i atom (kJ/mol/nm) and energy of its pairs (kJ/mol, 0 unless with_energy).
+    """
+    f32 = np.float32
+    cut2 = constants[0]
+    inv_cut2x2 = constants[1]
+    krf = constants[2]
+    crf = constants[3]
+    rsw = constants[4]
+    inv_width = constants[5]
+    fxa = f32(0.0)
+    fya = f32(0.0)
+    fza = f32(0.0)
+    energy = 0.0  # float64: a total energy is a small difference of large sums
+    for m in range(xj.shape[0]):
+        dx = xa - xj[m]
+        dy = ya - yj[m]
+        dz = za - zj[m]
+        r2 = dx * dx + dy * dy + dz * dz
+        use = (((maskj[m] >> bit) & np.int32(1)) != 0) & (r2 < cut2)
+        r2 = r2 if use else f32(1.0)
+        inv_r = f32(1.0) / np.sqrt(r2)
+        inv_r2 = inv_r * inv_r
+        qq = qa * qj[m]
+        if coulomb_kind == 2:
+            u = r2 * inv_cut2x2 - f32(1.0)
+            f_coul = qq * (inv_r * inv_r2 - _horner(q_coef, u))
+        elif coulomb_kind == 1:
+            f_coul = qq * (inv_r * inv_r2 - f32(2.0) * krf)
+        else:
+            f_coul = qq * inv_r * inv_r2
+        sig = sa + hsj[m]
+        sig2 = sig * sig * inv_r2
+        sr6 = sig2 * sig2 * sig2
+        eps4 = ea * e4j[m]
+        f_lj = eps4 * (f32(12.0) * sr6 * sr6 - f32(6.0) * sr6) * inv_r2
+        e_lj = eps4 * (sr6 * sr6 - sr6)
+        if switching:
+            r = r2 * inv_r
+            sx = min(max(r - rsw, f32(0.0)) * inv_width, f32(1.0))
+            sx2 = sx * sx
+            s = f32(1.0) + sx2 * sx * (f32(-10.0) + sx * (f32(15.0) - f32(6.0) * sx))
+            ds = f32(-30.0) * sx2 * (f32(1.0) - sx) * (f32(1.0) - sx) * inv_width
+            f_lj = f_lj * s - e_lj * ds * inv_r
+            e_lj = e_lj * s
+        f = (f_coul + f_lj) if use else f32(0.0)
+        if with_energy:
+            # 1/r in float64: the float32 reciprocal square root is biased by ~1e-7, which adds
+            # up over the ~1e6 Coulomb pairs of a vacuum protein (0.06 kJ/mol on BPTI)
+            inv_r64 = 1.0 / np.sqrt(np.float64(r2))
+            qq64 = np.float64(qq)
+            if coulomb_kind == 2:
+                e_coul = qq64 * (inv_r64 - np.float64(_horner(p_coef, u)))
+            elif coulomb_kind == 1:
+                e_coul = qq64 * (inv_r64 + np.float64(krf * r2 - crf))
+            else:
+                e_coul = qq64 * inv_r64
+            energy += (e_coul + np.float64(e_lj)) if use else 0.0
+        fx = f * dx
+        fy = f * dy
+        fz = f * dz
+        fxa += fx
+        fya += fy
+        fza += fz
+        fxj[m] -= fx
+        fyj[m] -= fy
+        fzj[m] -= fz
+    return fxa, fya, fza, energy
+
+
+@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def _cluster_chunk(chunk, data, coulomb_kind, with_energy, switching):
+    """All i clusters of one work item: gather each one's partners into contiguous scratch
+    (shifted into place), run the vectorised rows, scatter the partners' forces."""
+    (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_mask, counts, shifts,
+     constants, ewald, thread_forces, cluster_energy) = data
+    n_clusters = counts.shape[0]
+    capacity = pair_j.shape[1] * 8
+    tid = numba.get_thread_id()
+    # coefficients as scalars (a tuple), not array loads: stores in the loop could alias an
+    # array, which would force a reload of every coefficient on every iteration
+    q_coef = _coefficients(ewald[1])
+    p_coef = _coefficients(ewald[0])
+    xs = np.empty(capacity, np.float32)
+    ys = np.empty(capacity, np.float32)
+    zs = np.empty(capacity, np.float32)
+    qs = np.empty(capacity, np.float32)
+    hss = np.empty(capacity, np.float32)
+    e4s = np.empty(capacity, np.float32)
+    masks = np.empty(capacity, np.int32)
+    fxs = np.empty(capacity, np.float32)
+    fys = np.empty(capacity, np.float32)
+    fzs = np.empty(capacity, np.float32)
+    for ci in range(chunk * CHUNK, min(n_clusters, (chunk + 1) * CHUNK)):
+        i0 = ci * 8
+        n = counts[ci]
+        width = n * 8
+        for k in range(n):
+            j0 = pair_j[ci, k] * 8
+            code = pair_shift[ci, k]
+            mask = pair_mask[ci, k]
+            sx = shifts[code, 0]
+            sy = shifts[code, 1]
+            sz = shifts[code, 2]
+            for b in range(8):
+                m = k * 8 + b
+                xs[m] = x[j0 + b] + sx
+                ys[m] = y[j0 + b] + sy
+                zs[m] = z[j0 + b] + sz
+                qs[m] = charge[j0 + b]
+                hss[m] = half_sigma[j0 + b]
+                e4s[m] = sqrt_4epsilon[j0 + b]
+                # bits 8a + b (a = 0..7) of the mask, packed into bits a of an int32: 32-bit
+                # lanes keep the row loop 8 floats wide
+                column = (mask >> np.int64(b)) & np.int64(0x0101010101010101)
+                masks[m] = ((column * np.int64(0x0102040810204080)) >> np.int64(56)) & np.int64(0xFF)
+                fxs[m] = 0.0
+                fys[m] = 0.0
+                fzs[m] = 0.0
+        energy = 0.0
+        for a in range(8):
+            fxa, fya, fza, ea = _atom_row(
+                xs[:width], ys[:width], zs[:width], qs[:width], hss[:width], e4s[:width],
+                masks[:width], fxs[:width], fys[:width], fzs[:width], x[i0 + a], y[i0 + a],
+                z[i0 + a], charge[i0 + a], half_sigma[i0 + a], sqrt_4epsilon[i0 + a],
+                np.int32(a), constants, q_coef, p_coef, coulomb_kind, with_energy, switching)
+            thread_forces[tid, i0 + a, 0] += to_fixed(fxa)
+            thread_forces[tid, i0 + a, 1] += to_fixed(fya)
+            thread_forces[tid, i0 + a, 2] += to_fixed(fza)
+            energy += ea
+        for k in range(n):
+            j0 = pair_j[ci, k] * 8
+            for b in range(8):
+                m = k * 8 + b
+                thread_forces[tid, j0 + b, 0] += to_fixed(fxs[m])
+                thread_forces[tid, j0 + b, 1] += to_fixed(fys[m])
+                thread_forces[tid, j0 + b, 2] += to_fixed(fzs[m])
+        cluster_energy[ci] = energy
+
+
+# One compiled kernel per (Coulomb kind, energy, switching): the flags are constants inside, so
+# each kernel's inner loop carries only its own arithmetic.  Each compiles on first use.
+_OPTIONS = dict(parallel=True, cache=True, fastmath=True, error_model="numpy")
+
+
+@njit(**_OPTIONS)
+def _plain(n_chunks, data):
+    for chunk in prange(n_chunks):
+        _cluster_chunk(chunk, data, 0, False, False)
+
+
+@njit(**_OPTIONS)
+def _plain_energy(n_chunks, data):
+    for chunk in prange(n_chunks):
+        _cluster_chunk(chunk, data, 0, True, False)
+
+
+@njit(**_OPTIONS)
+def _plain_switched(n_chunks, data):
+    for chunk in prange(n_chunks):
+        _cluster_chunk(chunk, data, 0, False, True)
+
+
+@njit(**_OPTIONS)
+def _plain_switched_energy(n_chunks, data):
+    for chunk in prange(n_chunks):
+        _cluster_chunk(chunk, data, 0, True, True)
+
+
+@njit(**_OPTIONS)
+def _field(n_chunks, data):
+    for chunk in prange(n_chunks):
+        _cluster_chunk(chunk, data, 1, False, False)
+
+
+@njit(**_OPTIONS)
+def _field_energy(n_chunks, data):
+    for chunk in prange(n_chunks):
+        _cluster_chunk(chunk, data, 1, True, False)
+
+
+@njit(**_OPTIONS)
+def _field_switched(n_chunks, data):
+    for chunk in prange(n_chunks):
+        _cluster_chunk(chunk, data, 1, False, True)
+
+
+@njit(**_OPTIONS)
+def _field_switched_energy(n_chunks, data):
+    for chunk in prange(n_chunks):
+        _cluster_chunk(chunk, data, 1, True, True)
+
+
+@njit(**_OPTIONS)
+def _ewald(n_chunks, data):
+    for chunk in prange(n_chunks):
+        _cluster_chunk(chunk, data, 2, False, False)
+
+
+@njit(**_OPTIONS)
+def _ewald_energy(n_chunks, data):
+    for chunk in prange(n_chunks):
+        _cluster_chunk(chunk, data, 2, True, False)
+
+
+@njit(**_OPTIONS)
+def _ewald_switched(n_chunks, data):
+    for chunk in prange(n_chunks):
+        _cluster_chunk(chunk, data, 2, False, True)
+
+
+@njit(**_OPTIONS)
+def _ewald_switched_energy(n_chunks, data):
+    for chunk in prange(n_chunks):
+        _cluster_chunk(chunk, data, 2, True, True)
+
+
+_KERNELS = {
+    (COULOMB_PLAIN, False, False): _plain,
+    (COULOMB_PLAIN, True, False): _plain_energy,
+    (COULOMB_PLAIN, False, True): _plain_switched,
+    (COULOMB_PLAIN, True, True): _plain_switched_energy,
+    (COULOMB_REACTION_FIELD, False, False): _field,
+    (COULOMB_REACTION_FIELD, True, False): _field_energy,
+    (COULOMB_REACTION_FIELD, False, True): _field_switched,
+    (COULOMB_REACTION_FIELD, True, True): _field_switched_energy,
+    (COULOMB_EWALD, False, False): _ewald,
+    (COULOMB_EWALD, True, False): _ewald_energy,
+    (COULOMB_EWALD, False, True): _ewald_switched,
+    (COULOMB_EWALD, True, True): _ewald_switched_energy,
+}
+
+
+def cluster_pairs_kernel(
+    x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_mask, counts, shifts,
+    cutoff2, coulomb_kind, ewald, krf, crf, switching, switch_distance, cutoff, with_energy,
+    thread_forces, cluster_energy,
+):
+    """Coulomb + Lennard-Jones over a cluster-pair list (NonbondedForce's regular pairs).
+
+    Parameters
+    ----------
+    x, y, z : (C * 8,) float32 arrays
+        Coordinates by cluster slot, nm.
+    charge : (C * 8,) float32 array
+        Charges times sqrt(1/(4 pi eps0)), so that a product is the Coulomb prefactor
+        (e sqrt(kJ/mol nm)).
+    half_sigma, sqrt_4epsilon : (C * 8,) float32 arrays
+        sigma/2 (nm) and sqrt(4 epsilon) (sqrt(kJ/mol)) per slot (Lorentz–Berthelot rules).
+    pair_j, pair_shift, pair_mask, counts
+        The cluster-pair list (``ClusterPairList``).
+    shifts : (27, 3) float32 array
+        Box shift of each shift code, nm.
+    cutoff2 : float
+        Squared cutoff, nm^2 (inf for none).
+    coulomb_kind : int
+        COULOMB_PLAIN, COULOMB_REACTION_FIELD or COULOMB_EWALD.
+    ewald : (2, 13) float32 array
+        Ewald polynomials from :func:`ewald_polynomials` (unused otherwise).
+    krf, crf : float
+        Reaction-field constants, 1/nm^3 and 1/nm.
+    switching : bool
+        Apply OpenMM's switching function to LJ from ``switch_distance`` to ``cutoff`` (nm).
+    switch_distance, cutoff : float
+        nm.
+    with_energy : bool
+        Also compute energies (dynamics needs only forces).
+    thread_forces : (T, C * 8, 3) int64 array
+        Per-thread fixed-point forces by slot; zeroed by the caller.
+    cluster_energy : (C,) float64 array
+        Output: energy of the pairs listed under each cluster i, kJ/mol (if ``with_energy``).
+    """
+    constants = np.array([
+        cutoff2,
+        2.0 / cutoff2 if coulomb_kind == COULOMB_EWALD else 0.0,
+        krf, crf, switch_distance,
+        1.0 / (cutoff - switch_distance) if switching else 0.0,
+    ], np.float32)
+    data = (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_mask, counts,
+            shifts, constants, ewald, thread_forces, cluster_energy)
+    kernel = _KERNELS[(int(coulomb_kind), bool(with_energy), bool(switching))]
+    kernel((len(counts) + CHUNK - 1) // CHUNK, data)
+
+
+@njit(parallel=True, cache=True)
+def reduce_cluster_forces(thread_forces, slot_atom, forces):
+    """Add per-thread slot fixed-point forces into ``forces`` (atom order), exactly, and zero
+    the per-thread buffers for the next call."""
+    n_threads = thread_forces.shape[0]
+    for s in prange(thread_forces.shape[1]):
+        atom = slot_atom[s]
+        for d in range(3):
+            total = np.int64(0)
+            for t in range(n_threads):
+                total += thread_forces[t, s, d]
+                thread_forces[t, s, d] = 0
+            if atom >= 0:
+                forces[atom, d] += total
