@@ -86,14 +86,19 @@ def _make_term(term, system, buffer):
 PARTS = ("all", "direct", "reciprocal")
 
 
-def _compute_part(term, parts, positions, box, fixed):
-    """Add one term's share of ``parts`` to ``fixed``; its energy, or None if it has no share."""
+def _compute_part(term, parts, positions, box, fixed, energy=True):
+    """Add one term's share of ``parts`` to ``fixed``; its energy, or None if it has no share.
+
+    With ``energy`` False, terms that can skip their energy (``energy_optional``) do, and return
+    NaN.
+    """
     reciprocal = getattr(term, "reciprocal", None)
+    options = {} if energy or not getattr(term, "energy_optional", False) else {"energy": False}
     if parts == "all":
-        return term.compute(positions, box, fixed)
+        return term.compute(positions, box, fixed, **options)
     if parts == "direct":
-        return term.compute_direct(positions, box, fixed) if reciprocal is not None else \
-            term.compute(positions, box, fixed)
+        return term.compute_direct(positions, box, fixed, **options) if reciprocal is not None else \
+            term.compute(positions, box, fixed, **options)
     if parts == "reciprocal":
         if reciprocal is None:
             return None
@@ -179,7 +184,7 @@ class CpuBackend:
         """True if some term has a reciprocal-space (Ewald/PME) part, the slow group of MTS."""
         return any(getattr(term, "reciprocal", None) is not None for term in self.terms)
 
-    def compute(self, positions, box=None, parts: str = "all") -> Evaluation:
+    def compute(self, positions, box=None, parts: str = "all", energy: bool = True) -> Evaluation:
         """Energy and forces.
 
         Parameters
@@ -192,6 +197,9 @@ class CpuBackend:
             Which forces: everything, everything but reciprocal space (the fast group of
             multiple time stepping), or only reciprocal space with the Ewald self energy (the
             slow group).
+        energy : bool
+            If False, terms that can skip their energy do (the pair kernel runs faster); the
+            Evaluation's energy is then NaN.  Dynamics needs only forces.
 
         Returns
         -------
@@ -212,9 +220,9 @@ class CpuBackend:
         terms: dict[str, float] = {}
         for term in self.terms:
             with phase(term.profile_phase):
-                energy = _compute_part(term, parts, positions, box, fixed)
-            if energy is not None:
-                terms[term.name] = terms.get(term.name, 0.0) + float(energy)
+                term_energy = _compute_part(term, parts, positions, box, fixed, energy)
+            if term_energy is not None:
+                terms[term.name] = terms.get(term.name, 0.0) + float(term_energy)
         with phase("force bookkeeping"):
             forces = forces_from_fixed(fixed)
         if self.virtual_sites is not None:
@@ -226,7 +234,10 @@ class CpuBackend:
                 forces = self.virtual_sites.distribute(positions, forces)
                 forces[sites] = site_forces
         total = float(sum(terms.values()))
-        if not np.isfinite(total) or np.max(np.abs(forces), initial=0.0) >= 0.5 * FORCE_CLAMP:
+        # A NaN or huge force is clamped on its way into fixed point, so the force test catches
+        # a blow-up whether or not the energy was computed.
+        if (energy and not np.isfinite(total)) or \
+                np.max(np.abs(forces), initial=0.0) >= 0.5 * FORCE_CLAMP:
             message, worst, culprit = self.diagnose(positions, box, forces, terms)
             raise BlowUpError(message, worst, culprit)
         return Evaluation(energy=total, forces=forces, terms=terms)

@@ -161,6 +161,8 @@ class CpuNonbonded(CpuTerm):
     """
 
     profile_phase = "nonbonded"
+    #: ``compute(..., energy=False)`` skips the pair energies
+    energy_optional = True
 
     def __init__(self, term, default_box, buffer=DEFAULT_BUFFER):
         self.name = term.name
