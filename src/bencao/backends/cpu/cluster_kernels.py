@@ -89,20 +89,27 @@ def _coefficients(c):
 
 @njit(cache=True, inline="always")
 def _horner(c, u):
-    """Degree-12 polynomial with coefficients c (highest power first, a tuple) at u."""
-    v = c[0]
-    v = v * u + c[1]
-    v = v * u + c[2]
-    v = v * u + c[3]
-    v = v * u + c[4]
-    v = v * u + c[5]
-    v = v * u + c[6]
-    v = v * u + c[7]
-    v = v * u + c[8]
-    v = v * u + c[9]
-    v = v * u + c[10]
-    v = v * u + c[11]
-    return v * u + c[12]
+    """Degree-12 polynomial with coefficients c (highest power first, a tuple) at u.
+
+    Evaluated by Estrin's scheme: pairs of terms, then pairs of pairs with u^2, u^4, u^8.  The
+    chain of dependent multiply-adds is 5 deep instead of Horner's 12, which lets the CPU overlap
+    more of the pair loop; for |u| <= 1 and these coefficients the rounding is the same order.
+    """
+    u2 = u * u
+    u4 = u2 * u2
+    u8 = u4 * u4
+    b0 = c[12] + c[11] * u
+    b1 = c[10] + c[9] * u
+    b2 = c[8] + c[7] * u
+    b3 = c[6] + c[5] * u
+    b4 = c[4] + c[3] * u
+    b5 = c[2] + c[1] * u
+    d0 = b0 + b1 * u2
+    d1 = b2 + b3 * u2
+    d2 = b4 + b5 * u2
+    e0 = d0 + d1 * u4
+    e1 = d2 + c[0] * u4
+    return e0 + e1 * u8
 
 
 #: Coulomb kinds of :func:`cluster_pairs_kernel`.

@@ -113,15 +113,52 @@ def _bounding_boxes(x, y, z, slot_atom, lower, upper):
             upper[c, 2] = max(upper[c, 2], z[s])
 
 
+@njit(cache=True)
+def _sort_atoms(bucket, height, n_buckets, order):
+    """Atoms ordered by bucket (a counting sort), then by height within a bucket (insertion
+    sort: buckets hold ~25 atoms); ties keep index order, so the order is reproducible."""
+    n = bucket.shape[0]
+    start = np.zeros(n_buckets + 1, np.int64)
+    for i in range(n):
+        start[bucket[i] + 1] += 1
+    for b in range(n_buckets):
+        start[b + 1] += start[b]
+    fill = start[:-1].copy()
+    for i in range(n):
+        order[fill[bucket[i]]] = i
+        fill[bucket[i]] += 1
+    for b in range(n_buckets):
+        for k in range(start[b] + 1, start[b + 1]):
+            atom = order[k]
+            key = height[atom]
+            m = k - 1
+            while m >= start[b] and height[order[m]] > key:
+                order[m + 1] = order[m]
+                m -= 1
+            order[m + 1] = atom
+
+
 @njit(cache=True, inline="always")
 def _gap(low_i, high_i, low_j, high_j):
     """Distance between two intervals along one axis (0 if they overlap)."""
     return max(0.0, low_j - high_i, low_i - high_j)
 
 
+@njit(cache=True, fastmath=True, error_model="numpy")
+def _any_near_box(xi, yi, zi, low_x, low_y, low_z, high_x, high_y, high_z, rlist2):
+    """True if some atom of cluster i is within sqrt(rlist2) of the box [low, high] (nm)."""
+    closest = np.inf
+    for a in range(xi.shape[0]):
+        gx = max(0.0, low_x - xi[a], xi[a] - high_x)
+        gy = max(0.0, low_y - yi[a], yi[a] - high_y)
+        gz = max(0.0, low_z - zi[a], zi[a] - high_z)
+        closest = min(closest, gx * gx + gy * gy + gz * gz)
+    return closest < rlist2
+
+
 @njit(parallel=True, cache=True)
 def _search(
-    lower, upper, cluster_cell, cell_first_cluster, ncell, cell_neighbors, cell_wraps,
+    x, y, z, lower, upper, cluster_cell, cell_first_cluster, ncell, cell_neighbors, cell_wraps,
     n_cell_neighbors, shifts, periodic, rlist2, row_masks, column_masks, excl_partner, excl_bits,
     excl_counts, upper_triangle, pair_j, pair_shift, pair_mask, counts,
 ):
@@ -162,6 +199,13 @@ def _search(
                         gy = _gap(lower[ci, 1], upper[ci, 1], lower[cj, 1] + sy, upper[cj, 1] + sy)
                         gz = _gap(lower[ci, 2], upper[ci, 2], lower[cj, 2] + sz, upper[cj, 2] + sz)
                         if gx * gx + gy * gy + gz * gz >= rlist2:
+                            continue
+                        # boxes within reach can still hold no atom of i within reach of j's box
+                        if not _any_near_box(x[ci * 8:ci * 8 + 8], y[ci * 8:ci * 8 + 8],
+                                             z[ci * 8:ci * 8 + 8], lower[cj, 0] + sx,
+                                             lower[cj, 1] + sy, lower[cj, 2] + sz,
+                                             upper[cj, 0] + sx, upper[cj, 1] + sy,
+                                             upper[cj, 2] + sz, rlist2):
                             continue
                         mask = row_masks[ci] & column_masks[cj]
                         if cj == ci and code == NO_SHIFT:
@@ -318,8 +362,8 @@ class ClusterPairList:
         column_masks = np.empty(n_clusters, np.int64)
         _slot_masks(self.slot_atom, row_masks, column_masks)
         widest = int(np.max(np.diff(self.excl_start), initial=0))
-        excl_partner = np.zeros((n_clusters, max(1, 8 * widest)), np.int64)
-        excl_bits = np.zeros_like(excl_partner)
+        excl_partner = np.empty((n_clusters, max(1, 8 * widest)), np.int64)
+        excl_bits = np.empty_like(excl_partner)
         excl_counts = np.zeros(n_clusters, np.int64)
         _cluster_exclusions(self.slot_atom, self.atom_slot, self.excl_start, self.excl_atoms,
                             excl_partner, excl_bits, excl_counts)
@@ -333,7 +377,7 @@ class ClusterPairList:
                 self.pair_j = np.zeros((n_clusters, self._capacity), np.int32)
                 self.pair_shift = np.zeros((n_clusters, self._capacity), np.int32)
                 self.pair_mask = np.zeros((n_clusters, self._capacity), np.int64)
-            _search(lower, upper, self._cluster_cell, self._cell_first_cluster, ncell, table,
+            _search(x, y, z, lower, upper, self._cluster_cell, self._cell_first_cluster, ncell, table,
                     wraps, table_counts, shifts, self.periodic, rlist2, row_masks, column_masks,
                     excl_partner, excl_bits, excl_counts, UPPER_TRIANGLE, self.pair_j,
                     self.pair_shift, self.pair_mask, self.counts)
@@ -388,8 +432,10 @@ class ClusterPairList:
         column_b = np.where(column_a % 2 == 1, sub[1] - 1 - column_b, column_b)
         column = column_a * sub[1] + column_b
         height = np.where(column % 2 == 1, 1.0 - fraction[:, 2], fraction[:, 2])
-        order = np.lexsort((height, column, cells))
         n_cells = int(np.prod(ncell))
+        n_columns = int(sub[0] * sub[1])
+        order = np.empty(self.n, np.int64)
+        _sort_atoms(cells * n_columns + column, height, n_cells * n_columns, order)
         per_cell = np.bincount(cells, minlength=n_cells)
         clusters_per_cell = (per_cell + CLUSTER - 1) // CLUSTER
         first_cluster = np.zeros(n_cells + 1, np.int64)
