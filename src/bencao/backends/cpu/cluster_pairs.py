@@ -17,8 +17,8 @@ several shifts; the kernel's cutoff test keeps the one image that matters (the c
 half the box width).  A half list: cluster j is listed under i only if j > i, or j == i with a
 zero shift (upper triangle only) or a positive shift code.
 
-The list is rebuilt when some atom has moved more than half the buffer since the last build, or
-when the box has changed, so no pair inside the cutoff is ever missed.
+The list is rebuilt when the two largest atom displacements since the last build add up to the
+buffer, or when the box has changed, so no pair inside the cutoff is ever missed.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from bencao.backends.cpu.neighbors import NO_SHIFT, _cell_neighbor_table, _max_displacement2, \
-    _min_width, _width, exclusion_table, shift_vectors
+from bencao.backends.cpu.neighbors import NO_SHIFT, _cell_neighbor_table, _min_width, _width, \
+    exclusion_table, shift_vectors
 
 #: Atoms per cluster, i and j alike (the kernel works on 8 x 8 blocks; a block's mask is 64 bits).
 CLUSTER = 8
@@ -136,6 +136,25 @@ def _sort_atoms(bucket, height, n_buckets, order):
                 order[m + 1] = order[m]
                 m -= 1
             order[m + 1] = atom
+
+
+@njit(cache=True)
+def _two_largest_displacements(positions, reference):
+    """The two largest distances (nm) any atoms have moved between two (N, 3) arrays."""
+    first = 0.0
+    second = 0.0
+    for i in range(positions.shape[0]):
+        dx = positions[i, 0] - reference[i, 0]
+        dy = positions[i, 1] - reference[i, 1]
+        dz = positions[i, 2] - reference[i, 2]
+        d2 = dx * dx + dy * dy + dz * dz
+        if d2 > second:
+            if d2 > first:
+                second = first
+                first = d2
+            else:
+                second = d2
+    return np.sqrt(first), np.sqrt(second)
 
 
 @njit(cache=True, inline="always")
@@ -307,14 +326,21 @@ class ClusterPairList:
         return len(self.slot_atom) // CLUSTER
 
     def needs_rebuild(self, positions: np.ndarray, box: np.ndarray | None) -> bool:
-        """True if an atom moved more than half the buffer, or the box changed, since the build."""
+        """True if the box changed, or two atoms may have closed the buffer, since the build.
+
+        A pair's distance changes by at most the sum of its two atoms' displacements, hence by
+        at most the sum of the two largest displacements: while that sum stays under the
+        buffer, every pair inside the cutoff was within ``rlist`` at the build.  (Twice the
+        largest displacement, the usual test, rebuilds sooner for nothing.)
+        """
         if self._reference is None:
             return True
         if self.periodic and not np.array_equal(box, self._reference_box):
             return True
         if not np.isfinite(self.cutoff):
             return False  # all pairs are listed; nothing can enter
-        return _max_displacement2(positions, self._reference) > (0.5 * self.buffer) ** 2
+        first, second = _two_largest_displacements(positions, self._reference)
+        return first + second >= self.buffer
 
     def update(self, positions: np.ndarray, box: np.ndarray | None) -> bool:
         """Rebuild the list if needed; return True if it was rebuilt."""
