@@ -26,7 +26,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from bencao.backends.cpu.fixed_point import to_fixed
+from bencao.constants import FORCE_CLAMP, FORCE_SCALE
 
 #: Degree of the real-space Ewald polynomials.
 EWALD_DEGREE = 12
@@ -81,13 +81,26 @@ def ewald_polynomials(alpha: float, cutoff: float) -> np.ndarray:
     return np.array(rows, np.float32)
 
 
-@njit(cache=True, inline="always")
+# Every function inlined into the kernels carries the kernels' own flags: Numba 0.68 inlines a
+# callee with its own flags or with the caller's depending on what the process compiled first,
+# and the two round differently, which would make results depend on the process's history.
+_INLINE = dict(cache=False, fastmath=True, error_model="numpy", inline="always")
+
+
+@njit(**_INLINE)
+def _fixed(value):
+    """float -> int64 fixed point, as ``fixed_point.to_fixed`` (clamped), with kernel flags."""
+    v = min(max(np.float64(value), -FORCE_CLAMP), FORCE_CLAMP)
+    return np.int64(v * FORCE_SCALE)
+
+
+@njit(**_INLINE)
 def _coefficients(c):
     """The 13 coefficients of a degree-12 polynomial as a tuple of scalars."""
     return (c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12])
 
 
-@njit(cache=True, inline="always")
+@njit(**_INLINE)
 def _horner(c, u):
     """Degree-12 polynomial with coefficients c (highest power first, a tuple) at u.
 
@@ -121,7 +134,7 @@ COULOMB_EWALD = 2  #: erfc(alpha r)/r (Ewald, PME real space)
 CHUNK = 16
 
 
-@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+@njit(**_INLINE)
 def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, xa, ya, za, qa, sa, ea, bit,
               constants, q_coef, p_coef, coulomb_kind, with_energy, switching):
     """Forces between one atom of cluster i and every atom gathered from its cluster list: the
@@ -199,7 +212,7 @@ def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, xa, ya, za, qa, sa
     return fxa, fya, fza, energy
 
 
-@njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+@njit(**_INLINE)
 def _cluster_chunk(chunk, data, coulomb_kind, with_energy, switching):
     """All i clusters of one work item: gather each one's partners into contiguous scratch
     (shifted into place), run the vectorised rows, scatter the partners' forces."""
@@ -255,23 +268,23 @@ def _cluster_chunk(chunk, data, coulomb_kind, with_energy, switching):
                 masks[:width], fxs[:width], fys[:width], fzs[:width], x[i0 + a], y[i0 + a],
                 z[i0 + a], charge[i0 + a], half_sigma[i0 + a], sqrt_4epsilon[i0 + a],
                 np.int32(a), constants, q_coef, p_coef, coulomb_kind, with_energy, switching)
-            thread_forces[tid, i0 + a, 0] += to_fixed(fxa)
-            thread_forces[tid, i0 + a, 1] += to_fixed(fya)
-            thread_forces[tid, i0 + a, 2] += to_fixed(fza)
+            thread_forces[tid, i0 + a, 0] += _fixed(fxa)
+            thread_forces[tid, i0 + a, 1] += _fixed(fya)
+            thread_forces[tid, i0 + a, 2] += _fixed(fza)
             energy += ea
         for k in range(n):
             j0 = pair_j[ci, k] * 8
             for b in range(8):
                 m = k * 8 + b
-                thread_forces[tid, j0 + b, 0] += to_fixed(fxs[m])
-                thread_forces[tid, j0 + b, 1] += to_fixed(fys[m])
-                thread_forces[tid, j0 + b, 2] += to_fixed(fzs[m])
+                thread_forces[tid, j0 + b, 0] += _fixed(fxs[m])
+                thread_forces[tid, j0 + b, 1] += _fixed(fys[m])
+                thread_forces[tid, j0 + b, 2] += _fixed(fzs[m])
         cluster_energy[ci] = energy
 
 
 # One compiled kernel per (Coulomb kind, energy, switching): the flags are constants inside, so
-# each kernel's inner loop carries only its own arithmetic.  Each compiles on first use.
-_OPTIONS = dict(parallel=True, cache=True, fastmath=True, error_model="numpy")
+# each kernel's inner loop carries only its own arithmetic.  Each compiles on first use (~3 s).
+_OPTIONS = dict(parallel=True, cache=False, fastmath=True, error_model="numpy")
 
 
 @njit(**_OPTIONS)
