@@ -46,8 +46,9 @@ def ewald_polynomials(alpha: float, cutoff: float) -> np.ndarray:
 
     Returns
     -------
-    (2, EWALD_DEGREE + 1) float32 array
-        Row 0: P (1/nm), row 1: Q (1/nm^3), highest power first (Horner order).
+    (2, EWALD_DEGREE + 1) float64 array
+        Row 0: P (1/nm), row 1: Q (1/nm^3), highest power first (Horner order).  The force
+        kernel rounds Q's to float32; energies use P's in float64.
 
     Raises
     ------
@@ -78,7 +79,7 @@ def ewald_polynomials(alpha: float, cutoff: float) -> np.ndarray:
                 "looser"
             )
         rows.append(series.convert(kind=np.polynomial.Polynomial).coef[::-1])
-    return np.array(rows, np.float32)
+    return np.array(rows, np.float64)
 
 
 # Every function inlined into the kernels carries the kernels' own flags: Numba 0.68 inlines a
@@ -136,7 +137,8 @@ CHUNK = 16
 
 @njit(**_INLINE)
 def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, xa, ya, za, qa, sa, ea, bit,
-              constants, q_coef, p_coef, coulomb_kind, with_energy, switching):
+              constants, q_coef, p_coef, coulomb_kind, with_energy, switching, q64j, qa64,
+              hs64j, e464j, sa64, ea64):
     """Forces between one atom of cluster i and every atom gathered from its cluster list: the
     vectorised loop.  Branches on the flags vanish: they are constants in each kernel.
 
@@ -192,14 +194,23 @@ def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, xa, ya, za, qa, sa
             # 1/r in float64: the float32 reciprocal square root is biased by ~1e-7, which adds
             # up over the ~1e6 Coulomb pairs of a vacuum protein (0.06 kJ/mol on BPTI)
             inv_r64 = 1.0 / np.sqrt(np.float64(r2))
-            qq64 = np.float64(qq)
+            qq64 = qa64 * q64j[m]  # float64 charges: float32 ones bias every pair of a type
             if coulomb_kind == 2:
-                e_coul = qq64 * (inv_r64 - np.float64(_horner(p_coef, u)))
+                u64 = np.float64(r2) * np.float64(inv_cut2x2) - 1.0
+                e_coul = qq64 * (inv_r64 - _horner(p_coef, u64))
             elif coulomb_kind == 1:
                 e_coul = qq64 * (inv_r64 + np.float64(krf * r2 - crf))
             else:
                 e_coul = qq64 * inv_r64
-            energy += (e_coul + np.float64(e_lj)) if use else 0.0
+            # float64 parameters: float32 ones bias every pair of a type (0.04 kJ/mol on a
+            # small OPC box)
+            sig64 = sa64 + hs64j[m]
+            sig2_64 = sig64 * sig64 / np.float64(r2)
+            sr6_64 = sig2_64 * sig2_64 * sig2_64
+            e_lj64 = ea64 * e464j[m] * (sr6_64 * sr6_64 - sr6_64)
+            if switching:
+                e_lj64 = e_lj64 * np.float64(s)
+            energy += (e_coul + e_lj64) if use else 0.0
         fx = f * dx
         fy = f * dy
         fz = f * dz
@@ -217,14 +228,15 @@ def _cluster_chunk(chunk, data, coulomb_kind, with_energy, switching):
     """All i clusters of one work item: gather each one's partners into contiguous scratch
     (shifted into place), run the vectorised rows, scatter the partners' forces."""
     (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_mask, counts, shifts,
-     constants, ewald, thread_forces, cluster_energy) = data
+     constants, ewald, thread_forces, cluster_energy, charge64, half_sigma64,
+     sqrt_4epsilon64) = data
     n_clusters = counts.shape[0]
     capacity = pair_j.shape[1] * 8
     tid = numba.get_thread_id()
     # coefficients as scalars (a tuple), not array loads: stores in the loop could alias an
     # array, which would force a reload of every coefficient on every iteration
-    q_coef = _coefficients(ewald[1])
-    p_coef = _coefficients(ewald[0])
+    q_coef = _coefficients(ewald[1].astype(np.float32))
+    p_coef = _coefficients(ewald[0])  # float64: energies are summed over ~1e6 pairs
     xs = np.empty(capacity, np.float32)
     ys = np.empty(capacity, np.float32)
     zs = np.empty(capacity, np.float32)
@@ -232,6 +244,9 @@ def _cluster_chunk(chunk, data, coulomb_kind, with_energy, switching):
     hss = np.empty(capacity, np.float32)
     e4s = np.empty(capacity, np.float32)
     masks = np.empty(capacity, np.int32)
+    q64s = np.empty(capacity if with_energy else 0, np.float64)
+    hs64s = np.empty(capacity if with_energy else 0, np.float64)
+    e464s = np.empty(capacity if with_energy else 0, np.float64)
     fxs = np.empty(capacity, np.float32)
     fys = np.empty(capacity, np.float32)
     fzs = np.empty(capacity, np.float32)
@@ -252,6 +267,10 @@ def _cluster_chunk(chunk, data, coulomb_kind, with_energy, switching):
                 ys[m] = y[j0 + b] + sy
                 zs[m] = z[j0 + b] + sz
                 qs[m] = charge[j0 + b]
+                if with_energy:
+                    q64s[m] = charge64[j0 + b]
+                    hs64s[m] = half_sigma64[j0 + b]
+                    e464s[m] = sqrt_4epsilon64[j0 + b]
                 hss[m] = half_sigma[j0 + b]
                 e4s[m] = sqrt_4epsilon[j0 + b]
                 # bits 8a + b (a = 0..7) of the mask, packed into bits a of an int32: 32-bit
@@ -267,7 +286,11 @@ def _cluster_chunk(chunk, data, coulomb_kind, with_energy, switching):
                 xs[:width], ys[:width], zs[:width], qs[:width], hss[:width], e4s[:width],
                 masks[:width], fxs[:width], fys[:width], fzs[:width], x[i0 + a], y[i0 + a],
                 z[i0 + a], charge[i0 + a], half_sigma[i0 + a], sqrt_4epsilon[i0 + a],
-                np.int32(a), constants, q_coef, p_coef, coulomb_kind, with_energy, switching)
+                np.int32(a), constants, q_coef, p_coef, coulomb_kind, with_energy, switching,
+                q64s[:width] if with_energy else q64s, charge64[i0 + a],
+                hs64s[:width] if with_energy else hs64s,
+                e464s[:width] if with_energy else e464s, half_sigma64[i0 + a],
+                sqrt_4epsilon64[i0 + a])
             thread_forces[tid, i0 + a, 0] += _fixed(fxa)
             thread_forces[tid, i0 + a, 1] += _fixed(fya)
             thread_forces[tid, i0 + a, 2] += _fixed(fza)
@@ -378,9 +401,12 @@ _KERNELS = {
 def cluster_pairs_kernel(
     x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_mask, counts, shifts,
     cutoff2, coulomb_kind, ewald, krf, crf, switching, switch_distance, cutoff, with_energy,
-    thread_forces, cluster_energy,
+    thread_forces, cluster_energy, charge64, half_sigma64, sqrt_4epsilon64,
 ):
     """Coulomb + Lennard-Jones over a cluster-pair list (NonbondedForce's regular pairs).
+
+    ``charge64``, ``half_sigma64``, ``sqrt_4epsilon64`` (C * 8,) float64: the same parameters
+    in float64, for energies.
 
     Parameters
     ----------
@@ -399,7 +425,7 @@ def cluster_pairs_kernel(
         Squared cutoff, nm^2 (inf for none).
     coulomb_kind : int
         COULOMB_PLAIN, COULOMB_REACTION_FIELD or COULOMB_EWALD.
-    ewald : (2, 13) float32 array
+    ewald : (2, 13) float64 array
         Ewald polynomials from :func:`ewald_polynomials` (unused otherwise).
     krf, crf : float
         Reaction-field constants, 1/nm^3 and 1/nm.
@@ -421,7 +447,8 @@ def cluster_pairs_kernel(
         1.0 / (cutoff - switch_distance) if switching else 0.0,
     ], np.float32)
     data = (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_mask, counts,
-            shifts, constants, ewald, thread_forces, cluster_energy)
+            shifts, constants, ewald, thread_forces, cluster_energy, charge64, half_sigma64,
+            sqrt_4epsilon64)
     kernel = _KERNELS[(int(coulomb_kind), bool(with_energy), bool(switching))]
     kernel((len(counts) + CHUNK - 1) // CHUNK, data)
 

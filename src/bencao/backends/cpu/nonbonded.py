@@ -161,8 +161,10 @@ class CpuNonbonded(CpuTerm):
     """
 
     profile_phase = "nonbonded"
-    #: ``compute(..., energy=False)`` skips the pair energies
-    energy_optional = True
+    #: ``compute(..., energy=False)`` could skip the pair energies, but with Numba 0.68 the code
+    #: of one kernel variant depends on which variant the process compiled first, so a resumed
+    #: run would round differently; off until that is solved (it costs ~20% of the pair kernel)
+    energy_optional = False
 
     def __init__(self, term, default_box, buffer=DEFAULT_BUFFER):
         self.name = term.name
@@ -173,7 +175,7 @@ class CpuNonbonded(CpuTerm):
         self.neighbors = ClusterPairList(n, self.cutoff, buffer, term.exception_atoms, term.periodic)
         self.reciprocal = None
         self.alpha = 0.0
-        self._ewald = np.zeros((2, 13), np.float32)
+        self._ewald = np.zeros((2, 13))
         self.krf = self.crf = 0.0
         if term.method in ("Ewald", "PME"):
             from bencao.backends.cpu.pme import CpuEwald, CpuPME
@@ -223,9 +225,12 @@ class CpuNonbonded(CpuTerm):
         slot_atom = self.neighbors.slot_atom
         atoms = np.maximum(slot_atom, 0)
         padding = slot_atom < 0
-        self._charge = np.where(padding, 0.0, t.charges[atoms] * np.sqrt(ONE_4PI_EPS0)).astype(np.float32)
-        self._half_sigma = np.where(padding, 0.0, 0.5 * t.sigma[atoms]).astype(np.float32)
-        self._sqrt_4epsilon = np.where(padding, 0.0, np.sqrt(4.0 * t.epsilon[atoms])).astype(np.float32)
+        self._charge64 = np.where(padding, 0.0, t.charges[atoms] * np.sqrt(ONE_4PI_EPS0))
+        self._charge = self._charge64.astype(np.float32)
+        self._half_sigma64 = np.where(padding, 0.0, 0.5 * t.sigma[atoms])
+        self._sqrt_4epsilon64 = np.where(padding, 0.0, np.sqrt(4.0 * t.epsilon[atoms]))
+        self._half_sigma = self._half_sigma64.astype(np.float32)
+        self._sqrt_4epsilon = self._sqrt_4epsilon64.astype(np.float32)
         self._x = np.empty(0, np.float32)
 
     def get_state(self) -> dict:
@@ -264,6 +269,7 @@ class CpuNonbonded(CpuTerm):
                 nl.pair_j, nl.pair_shift, nl.pair_mask, nl.counts, shifts, self.cutoff**2,
                 self.coulomb_kind, self._ewald, self.krf, self.crf, self.switching,
                 t.switch_distance, self.cutoff, energy, self._thread_forces, self._cluster_energy,
+                self._charge64, self._half_sigma64, self._sqrt_4epsilon64,
             )
             reduce_cluster_forces(self._thread_forces, nl.slot_atom, forces)
         result = float(np.sum(self._cluster_energy)) if energy else np.nan
