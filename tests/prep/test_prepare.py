@@ -49,7 +49,11 @@ def charges(prepared):
 
 
 def assert_matches_openmm(prepared, rtol=1e-4):
-    """bencao's energy of the prepared System equals OpenMM Reference's of the OpenMM system."""
+    """bencao's energy of the prepared System equals OpenMM Reference's of the OpenMM system.
+
+    1e-4 relative: the bar of "the same physics" on whole prepared systems (measured 1e-7 to
+    1e-9), well above PME/erfc round-off and far below any missing or mis-typed term.
+    """
     reference, _, _, placed = openmm_evaluation(prepared.openmm_system, prepared.positions,
                                                 prepared.box)
     # the prepared positions already hold the virtual sites where OpenMM puts them
@@ -72,7 +76,7 @@ def assert_one_line(exc_info, *fragments):
 
 def test_solvated_system_is_neutral_with_the_requested_salt(cube):
     q = charges(cube)
-    assert abs(q.sum()) < 1e-6
+    assert abs(q.sum()) < 1e-6  # force-field charges carry ~6 decimals; a missing ion is >= 1 e
     residues = list(cube.topology.residues())
     names = [r.name for r in residues]
     n_na, n_cl, n_water = names.count("NA"), names.count("CL"), names.count("HOH")
@@ -86,7 +90,7 @@ def test_solvated_system_is_neutral_with_the_requested_salt(cube):
     assert n_water > 1000
     summary = summarize(cube)
     assert summary["waters"] == n_water and summary["ions"] == {"NA": n_na, "CL": n_cl}
-    assert abs(summary["total_charge"]) < 1e-6
+    assert abs(summary["total_charge"]) < 1e-6  # as above: decimals of the charges
 
 
 def test_solvated_energy_matches_openmm_reference(cube):
@@ -118,6 +122,7 @@ def test_hydrogen_mass_repartitioning_spares_water(dodecahedron):
             (water_h if atom.residue.name == "HOH" else protein_h).append(atom.index)
     assert protein_h and water_h
     np.testing.assert_allclose(masses[protein_h], 1.5)
+    # untouched water H: the element mass (1.007947 amu in OpenMM), not the repartitioned 1.5
     np.testing.assert_allclose(masses[water_h], 1.008, atol=1e-3)
 
 
@@ -158,7 +163,7 @@ def test_without_solvent_a_solvated_input_keeps_its_box(cube, tmp_path):
     again = prepare_structure(written["structure.pdb"], solvate=False)
     assert again.system.n_particles == cube.system.n_particles  # waters and ions kept
     np.testing.assert_allclose(again.box, cube.box, atol=1e-3)  # CRYST1 has 0.001 Å digits
-    assert abs(charges(again).sum()) < 1e-6
+    assert abs(charges(again).sum()) < 1e-6  # decimals of the force-field charges
     # a crystal structure: a few waters in a large unit cell is not a solvated system
     lines = Path(written["structure.pdb"]).read_text().splitlines()
     waters = [i for i, line in enumerate(lines) if line[17:20] == "HOH"]
@@ -190,7 +195,7 @@ def test_load_inputs_dispatches_and_notes_ignored_options():
     solute = [a.index for a in hydrogens if a.residue.name != "HOH"]
     assert water and solute
     np.testing.assert_allclose(masses[solute], 2.0)
-    np.testing.assert_allclose(masses[water], 1.008, atol=1e-3)
+    np.testing.assert_allclose(masses[water], 1.008, atol=1e-3)  # element mass, untouched
 
 
 GROMACS_TOP = """\
