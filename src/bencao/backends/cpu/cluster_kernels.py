@@ -1,4 +1,4 @@
-"""The SIMD pair kernel: Coulomb + Lennard-Jones over 8 x 8 cluster pairs in float32.
+"""The SIMD pair kernel: Coulomb + Lennard-Jones forces over 8 x 8 cluster pairs in float32.
 
 For each listed cluster pair the kernel loops over the 8 atoms of cluster i and, innermost,
 over the 8 atoms of cluster j, reading j's coordinates and parameters from contiguous float32
@@ -7,10 +7,11 @@ must not interact (excluded, padding, the lower triangle of a cluster with itsel
 cutoff) has its distance replaced by a harmless 1 nm and its force selected to zero, so LLVM
 turns the loop into vector instructions.
 
-Real-space Ewald without erfc: E = qq (1/r - P(r^2)) and -dE/dr / r = qq (1/r^3 - Q(r^2)) with
-P = erf(alpha r)/r and Q = [erf(alpha r)/r - 2 alpha/sqrt(pi) exp(-alpha^2 r^2)] / r^2, both
-smooth even functions fitted by degree-12 Chebyshev polynomials in r^2 over [0, cutoff^2]
-(:func:`ewald_polynomials`; error ~1e-8 relative, below float32 resolution).
+Real-space Ewald without erfc: -dE/dr / r = qq (1/r^3 - Q(r^2)) with
+Q = [erf(alpha r)/r - 2 alpha/sqrt(pi) exp(-alpha^2 r^2)] / r^2, a smooth even function fitted
+by a degree-12 Chebyshev polynomial in r^2 over [0, cutoff^2] (:func:`ewald_polynomials`; error
+~1e-8 relative, below float32 resolution).  Energies are a separate float64 pass
+(:mod:`bencao.backends.cpu.cluster_energies`).
 
 Determinism: the force on cluster j from one cluster pair is summed in float32 in a fixed order
 and converted to int64 fixed point before it joins the per-thread accumulator; the force on
@@ -47,8 +48,8 @@ def ewald_polynomials(alpha: float, cutoff: float) -> np.ndarray:
     Returns
     -------
     (2, EWALD_DEGREE + 1) float64 array
-        Row 0: P (1/nm), row 1: Q (1/nm^3), highest power first (Horner order).  The force
-        kernel rounds Q's to float32; energies use P's in float64.
+        Row 0: P = erf(alpha r)/r (1/nm), the potential's part, row 1: Q (1/nm^3), highest
+        power first.  The force kernel uses Q's, rounded to float32.
 
     Raises
     ------
@@ -82,9 +83,12 @@ def ewald_polynomials(alpha: float, cutoff: float) -> np.ndarray:
     return np.array(rows, np.float64)
 
 
-# Every function inlined into the kernels carries the kernels' own flags: Numba 0.68 inlines a
-# callee with its own flags or with the caller's depending on what the process compiled first,
-# and the two round differently, which would make results depend on the process's history.
+# The force kernels are compiled fresh in every process, never loaded from Numba's cache: with
+# fastmath's reassociation (needed to vectorise the i-force sums) the code Numba 0.68 writes to
+# its cache sums in a different order from the code it runs after a fresh compile, so a run
+# resumed in a new process would round differently from the run it continues.  A fresh compile
+# is the same in every process.  Inlined helpers carry the kernels' own flags for the same
+# reason.
 _INLINE = dict(cache=False, fastmath=True, error_model="numpy", inline="always")
 
 
@@ -137,27 +141,24 @@ CHUNK = 16
 
 @njit(**_INLINE)
 def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, xa, ya, za, qa, sa, ea, bit,
-              constants, q_coef, p_coef, coulomb_kind, with_energy, switching, q64j, qa64,
-              hs64j, e464j, sa64, ea64):
+              constants, q_coef, coulomb_kind, switching):
     """Forces between one atom of cluster i and every atom gathered from its cluster list: the
     vectorised loop.  Branches on the flags vanish: they are constants in each kernel.
 
     Returns
     -------
-    (fx, fy, fz, energy) : float32
-        Force on the i atom (kJ/mol/nm) and energy of its pairs (kJ/mol, 0 unless with_energy).
+    (fx, fy, fz) : float32
+        Force on the i atom, kJ/mol/nm.
     """
     f32 = np.float32
     cut2 = constants[0]
     inv_cut2x2 = constants[1]
     krf = constants[2]
-    crf = constants[3]
     rsw = constants[4]
     inv_width = constants[5]
     fxa = f32(0.0)
     fya = f32(0.0)
     fza = f32(0.0)
-    energy = 0.0  # float64: a total energy is a small difference of large sums
     for m in range(xj.shape[0]):
         dx = xa - xj[m]
         dy = ya - yj[m]
@@ -180,37 +181,15 @@ def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, xa, ya, za, qa, sa
         sr6 = sig2 * sig2 * sig2
         eps4 = ea * e4j[m]
         f_lj = eps4 * (f32(12.0) * sr6 * sr6 - f32(6.0) * sr6) * inv_r2
-        e_lj = eps4 * (sr6 * sr6 - sr6)
         if switching:
+            e_lj = eps4 * (sr6 * sr6 - sr6)
             r = r2 * inv_r
             sx = min(max(r - rsw, f32(0.0)) * inv_width, f32(1.0))
             sx2 = sx * sx
             s = f32(1.0) + sx2 * sx * (f32(-10.0) + sx * (f32(15.0) - f32(6.0) * sx))
             ds = f32(-30.0) * sx2 * (f32(1.0) - sx) * (f32(1.0) - sx) * inv_width
             f_lj = f_lj * s - e_lj * ds * inv_r
-            e_lj = e_lj * s
         f = (f_coul + f_lj) if use else f32(0.0)
-        if with_energy:
-            # 1/r in float64: the float32 reciprocal square root is biased by ~1e-7, which adds
-            # up over the ~1e6 Coulomb pairs of a vacuum protein (0.06 kJ/mol on BPTI)
-            inv_r64 = 1.0 / np.sqrt(np.float64(r2))
-            qq64 = qa64 * q64j[m]  # float64 charges: float32 ones bias every pair of a type
-            if coulomb_kind == 2:
-                u64 = np.float64(r2) * np.float64(inv_cut2x2) - 1.0
-                e_coul = qq64 * (inv_r64 - _horner(p_coef, u64))
-            elif coulomb_kind == 1:
-                e_coul = qq64 * (inv_r64 + np.float64(krf * r2 - crf))
-            else:
-                e_coul = qq64 * inv_r64
-            # float64 parameters: float32 ones bias every pair of a type (0.04 kJ/mol on a
-            # small OPC box)
-            sig64 = sa64 + hs64j[m]
-            sig2_64 = sig64 * sig64 / np.float64(r2)
-            sr6_64 = sig2_64 * sig2_64 * sig2_64
-            e_lj64 = ea64 * e464j[m] * (sr6_64 * sr6_64 - sr6_64)
-            if switching:
-                e_lj64 = e_lj64 * np.float64(s)
-            energy += (e_coul + e_lj64) if use else 0.0
         fx = f * dx
         fy = f * dy
         fz = f * dz
@@ -220,23 +199,21 @@ def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, xa, ya, za, qa, sa
         fxj[m] -= fx
         fyj[m] -= fy
         fzj[m] -= fz
-    return fxa, fya, fza, energy
+    return fxa, fya, fza
 
 
 @njit(**_INLINE)
-def _cluster_chunk(chunk, data, coulomb_kind, with_energy, switching):
+def _cluster_chunk(chunk, data, coulomb_kind, switching):
     """All i clusters of one work item: gather each one's partners into contiguous scratch
     (shifted into place), run the vectorised rows, scatter the partners' forces."""
     (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_mask, counts, shifts,
-     constants, ewald, thread_forces, cluster_energy, charge64, half_sigma64,
-     sqrt_4epsilon64) = data
+     constants, ewald, thread_forces) = data
     n_clusters = counts.shape[0]
     capacity = pair_j.shape[1] * 8
     tid = numba.get_thread_id()
     # coefficients as scalars (a tuple), not array loads: stores in the loop could alias an
     # array, which would force a reload of every coefficient on every iteration
     q_coef = _coefficients(ewald[1].astype(np.float32))
-    p_coef = _coefficients(ewald[0])  # float64: energies are summed over ~1e6 pairs
     xs = np.empty(capacity, np.float32)
     ys = np.empty(capacity, np.float32)
     zs = np.empty(capacity, np.float32)
@@ -244,9 +221,6 @@ def _cluster_chunk(chunk, data, coulomb_kind, with_energy, switching):
     hss = np.empty(capacity, np.float32)
     e4s = np.empty(capacity, np.float32)
     masks = np.empty(capacity, np.int32)
-    q64s = np.empty(capacity if with_energy else 0, np.float64)
-    hs64s = np.empty(capacity if with_energy else 0, np.float64)
-    e464s = np.empty(capacity if with_energy else 0, np.float64)
     fxs = np.empty(capacity, np.float32)
     fys = np.empty(capacity, np.float32)
     fzs = np.empty(capacity, np.float32)
@@ -267,10 +241,6 @@ def _cluster_chunk(chunk, data, coulomb_kind, with_energy, switching):
                 ys[m] = y[j0 + b] + sy
                 zs[m] = z[j0 + b] + sz
                 qs[m] = charge[j0 + b]
-                if with_energy:
-                    q64s[m] = charge64[j0 + b]
-                    hs64s[m] = half_sigma64[j0 + b]
-                    e464s[m] = sqrt_4epsilon64[j0 + b]
                 hss[m] = half_sigma[j0 + b]
                 e4s[m] = sqrt_4epsilon[j0 + b]
                 # bits 8a + b (a = 0..7) of the mask, packed into bits a of an int32: 32-bit
@@ -280,21 +250,15 @@ def _cluster_chunk(chunk, data, coulomb_kind, with_energy, switching):
                 fxs[m] = 0.0
                 fys[m] = 0.0
                 fzs[m] = 0.0
-        energy = 0.0
         for a in range(8):
-            fxa, fya, fza, ea = _atom_row(
+            fxa, fya, fza = _atom_row(
                 xs[:width], ys[:width], zs[:width], qs[:width], hss[:width], e4s[:width],
                 masks[:width], fxs[:width], fys[:width], fzs[:width], x[i0 + a], y[i0 + a],
                 z[i0 + a], charge[i0 + a], half_sigma[i0 + a], sqrt_4epsilon[i0 + a],
-                np.int32(a), constants, q_coef, p_coef, coulomb_kind, with_energy, switching,
-                q64s[:width] if with_energy else q64s, charge64[i0 + a],
-                hs64s[:width] if with_energy else hs64s,
-                e464s[:width] if with_energy else e464s, half_sigma64[i0 + a],
-                sqrt_4epsilon64[i0 + a])
+                np.int32(a), constants, q_coef, coulomb_kind, switching)
             thread_forces[tid, i0 + a, 0] += _fixed(fxa)
             thread_forces[tid, i0 + a, 1] += _fixed(fya)
             thread_forces[tid, i0 + a, 2] += _fixed(fza)
-            energy += ea
         for k in range(n):
             j0 = pair_j[ci, k] * 8
             for b in range(8):
@@ -302,111 +266,68 @@ def _cluster_chunk(chunk, data, coulomb_kind, with_energy, switching):
                 thread_forces[tid, j0 + b, 0] += _fixed(fxs[m])
                 thread_forces[tid, j0 + b, 1] += _fixed(fys[m])
                 thread_forces[tid, j0 + b, 2] += _fixed(fzs[m])
-        cluster_energy[ci] = energy
 
 
-# One compiled kernel per (Coulomb kind, energy, switching): the flags are constants inside, so
-# each kernel's inner loop carries only its own arithmetic.  Each compiles on first use (~3 s).
+# One compiled kernel per (Coulomb kind, switching): the flags are constants inside, so each
+# kernel's inner loop carries only its own arithmetic.  Each compiles on first use (~3 s; not
+# cached, see above).
 _OPTIONS = dict(parallel=True, cache=False, fastmath=True, error_model="numpy")
 
 
 @njit(**_OPTIONS)
 def _plain(n_chunks, data):
     for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, 0, False, False)
-
-
-@njit(**_OPTIONS)
-def _plain_energy(n_chunks, data):
-    for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, 0, True, False)
+        _cluster_chunk(chunk, data, 0, False)
 
 
 @njit(**_OPTIONS)
 def _plain_switched(n_chunks, data):
     for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, 0, False, True)
-
-
-@njit(**_OPTIONS)
-def _plain_switched_energy(n_chunks, data):
-    for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, 0, True, True)
+        _cluster_chunk(chunk, data, 0, True)
 
 
 @njit(**_OPTIONS)
 def _field(n_chunks, data):
     for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, 1, False, False)
-
-
-@njit(**_OPTIONS)
-def _field_energy(n_chunks, data):
-    for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, 1, True, False)
+        _cluster_chunk(chunk, data, 1, False)
 
 
 @njit(**_OPTIONS)
 def _field_switched(n_chunks, data):
     for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, 1, False, True)
-
-
-@njit(**_OPTIONS)
-def _field_switched_energy(n_chunks, data):
-    for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, 1, True, True)
+        _cluster_chunk(chunk, data, 1, True)
 
 
 @njit(**_OPTIONS)
 def _ewald(n_chunks, data):
     for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, 2, False, False)
-
-
-@njit(**_OPTIONS)
-def _ewald_energy(n_chunks, data):
-    for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, 2, True, False)
+        _cluster_chunk(chunk, data, 2, False)
 
 
 @njit(**_OPTIONS)
 def _ewald_switched(n_chunks, data):
     for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, 2, False, True)
-
-
-@njit(**_OPTIONS)
-def _ewald_switched_energy(n_chunks, data):
-    for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, 2, True, True)
+        _cluster_chunk(chunk, data, 2, True)
 
 
 _KERNELS = {
-    (COULOMB_PLAIN, False, False): _plain,
-    (COULOMB_PLAIN, True, False): _plain_energy,
-    (COULOMB_PLAIN, False, True): _plain_switched,
-    (COULOMB_PLAIN, True, True): _plain_switched_energy,
-    (COULOMB_REACTION_FIELD, False, False): _field,
-    (COULOMB_REACTION_FIELD, True, False): _field_energy,
-    (COULOMB_REACTION_FIELD, False, True): _field_switched,
-    (COULOMB_REACTION_FIELD, True, True): _field_switched_energy,
-    (COULOMB_EWALD, False, False): _ewald,
-    (COULOMB_EWALD, True, False): _ewald_energy,
-    (COULOMB_EWALD, False, True): _ewald_switched,
-    (COULOMB_EWALD, True, True): _ewald_switched_energy,
+    (COULOMB_PLAIN, False): _plain,
+    (COULOMB_PLAIN, True): _plain_switched,
+    (COULOMB_REACTION_FIELD, False): _field,
+    (COULOMB_REACTION_FIELD, True): _field_switched,
+    (COULOMB_EWALD, False): _ewald,
+    (COULOMB_EWALD, True): _ewald_switched,
 }
 
 
 def cluster_pairs_kernel(
     x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_mask, counts, shifts,
-    cutoff2, coulomb_kind, ewald, krf, crf, switching, switch_distance, cutoff, with_energy,
-    thread_forces, cluster_energy, charge64, half_sigma64, sqrt_4epsilon64,
+    cutoff2, coulomb_kind, ewald, krf, switching, switch_distance, cutoff, thread_forces,
 ):
-    """Coulomb + Lennard-Jones over a cluster-pair list (NonbondedForce's regular pairs).
+    """Coulomb + Lennard-Jones forces over a cluster-pair list (NonbondedForce's regular pairs).
 
-    ``charge64``, ``half_sigma64``, ``sqrt_4epsilon64`` (C * 8,) float64: the same parameters
-    in float64, for energies.
+    Energies come from :func:`bencao.backends.cpu.cluster_energies.cluster_pairs_energy`, a
+    separate float64 pass: the forces are then the same whether or not energies are asked for.
 
     Parameters
     ----------
@@ -427,29 +348,24 @@ def cluster_pairs_kernel(
         COULOMB_PLAIN, COULOMB_REACTION_FIELD or COULOMB_EWALD.
     ewald : (2, 13) float64 array
         Ewald polynomials from :func:`ewald_polynomials` (unused otherwise).
-    krf, crf : float
-        Reaction-field constants, 1/nm^3 and 1/nm.
+    krf : float
+        Reaction-field constant, 1/nm^3.
     switching : bool
         Apply OpenMM's switching function to LJ from ``switch_distance`` to ``cutoff`` (nm).
     switch_distance, cutoff : float
         nm.
-    with_energy : bool
-        Also compute energies (dynamics needs only forces).
     thread_forces : (T, C * 8, 3) int64 array
         Per-thread fixed-point forces by slot; zeroed by the caller.
-    cluster_energy : (C,) float64 array
-        Output: energy of the pairs listed under each cluster i, kJ/mol (if ``with_energy``).
     """
     constants = np.array([
         cutoff2,
         2.0 / cutoff2 if coulomb_kind == COULOMB_EWALD else 0.0,
-        krf, crf, switch_distance,
+        krf, 0.0, switch_distance,
         1.0 / (cutoff - switch_distance) if switching else 0.0,
     ], np.float32)
     data = (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_mask, counts,
-            shifts, constants, ewald, thread_forces, cluster_energy, charge64, half_sigma64,
-            sqrt_4epsilon64)
-    kernel = _KERNELS[(int(coulomb_kind), bool(with_energy), bool(switching))]
+            shifts, constants, ewald, thread_forces)
+    kernel = _KERNELS[(int(coulomb_kind), bool(switching))]
     kernel((len(counts) + CHUNK - 1) // CHUNK, data)
 
 

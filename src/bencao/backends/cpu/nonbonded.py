@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit
 
 from bencao.backends.cpu.base import CpuTerm
+from bencao.backends.cpu.cluster_energies import cluster_pairs_energy
 from bencao.backends.cpu.cluster_kernels import (
     cluster_pairs_kernel,
     ewald_polynomials,
@@ -161,10 +162,8 @@ class CpuNonbonded(CpuTerm):
     """
 
     profile_phase = "nonbonded"
-    #: ``compute(..., energy=False)`` could skip the pair energies, but with Numba 0.68 the code
-    #: of one kernel variant depends on which variant the process compiled first, so a resumed
-    #: run would round differently; off until that is solved (it costs ~20% of the pair kernel)
-    energy_optional = False
+    #: ``compute(..., energy=False)`` skips the pair energies (a separate float64 pass)
+    energy_optional = True
 
     def __init__(self, term, default_box, buffer=DEFAULT_BUFFER):
         self.name = term.name
@@ -201,8 +200,9 @@ class CpuNonbonded(CpuTerm):
         self._thread_forces = np.zeros((0, 0, 3), np.int64)
         self._slots = 0
 
-    def _update(self, positions, box):
-        """Rebuild the list if needed (re-sorting the parameters) and refresh coordinates."""
+    def _update(self, positions, box, energy):
+        """Rebuild the list if needed (re-sorting the parameters) and refresh coordinates:
+        float32 for the forces, and float64 too if ``energy``."""
         nl = self.neighbors
         with phase("neighbour search"):
             if nl.update(positions, box):
@@ -213,11 +213,12 @@ class CpuNonbonded(CpuTerm):
             if self._thread_forces.shape[:2] != (n_threads, slots):
                 self._thread_forces = np.zeros((n_threads, slots, 3), np.int64)
             if self._x.shape[0] != slots:
-                self._x = np.empty(slots, np.float32)
-                self._y = np.empty(slots, np.float32)
-                self._z = np.empty(slots, np.float32)
+                self._x, self._y, self._z = (np.empty(slots, np.float32) for _ in range(3))
+                self._x64, self._y64, self._z64 = (np.empty(slots) for _ in range(3))
                 self._cluster_energy = np.zeros(nl.n_clusters)
             nl.coordinates(positions, box, self._x, self._y, self._z)
+            if energy:
+                nl.coordinates(positions, box, self._x64, self._y64, self._z64)
 
     def _sort_parameters(self):
         """Per-slot float32 parameters in the order of the last build (zero on padding)."""
@@ -259,20 +260,29 @@ class CpuNonbonded(CpuTerm):
         With ``energy`` False only forces are computed and NaN is returned.
         """
         t = self.term
-        self._update(positions, box)
+        self._update(positions, box, energy)
         nl = self.neighbors
         box_arg = np.ascontiguousarray(box if self.periodic else np.eye(3), np.float64)
-        shifts = shift_vectors(box_arg if self.periodic else None).astype(np.float32)
+        shifts = shift_vectors(box_arg if self.periodic else None)
+        list_arrays = (nl.pair_j, nl.pair_shift, nl.pair_mask, nl.counts)
         with phase("pairs"):
             cluster_pairs_kernel(
                 self._x, self._y, self._z, self._charge, self._half_sigma, self._sqrt_4epsilon,
-                nl.pair_j, nl.pair_shift, nl.pair_mask, nl.counts, shifts, self.cutoff**2,
-                self.coulomb_kind, self._ewald, self.krf, self.crf, self.switching,
-                t.switch_distance, self.cutoff, energy, self._thread_forces, self._cluster_energy,
-                self._charge64, self._half_sigma64, self._sqrt_4epsilon64,
+                *list_arrays, shifts.astype(np.float32), self.cutoff**2, self.coulomb_kind,
+                self._ewald, self.krf, self.switching, t.switch_distance, self.cutoff,
+                self._thread_forces,
             )
             reduce_cluster_forces(self._thread_forces, nl.slot_atom, forces)
-        result = float(np.sum(self._cluster_energy)) if energy else np.nan
+        result = np.nan
+        if energy:
+            with phase("pair energies"):
+                cluster_pairs_energy(
+                    self._x64, self._y64, self._z64, self._charge64, self._half_sigma64,
+                    self._sqrt_4epsilon64, *list_arrays, shifts, self.cutoff**2,
+                    self.coulomb_kind, self.alpha, self.krf, self.crf, self.switching,
+                    t.switch_distance, self.cutoff, self._cluster_energy,
+                )
+                result = float(np.sum(self._cluster_energy))
         with phase("exceptions"):
             result += exception_pairs(
                 positions, t.exception_atoms, t.exception_chargeprod, t.exception_sigma,

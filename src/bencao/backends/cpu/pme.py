@@ -1379,6 +1379,14 @@ def _fft_planes_inverse(spectrum, shape, plane_stride, grid, plan_y, tw_y, plan_
                 q = (zb * nyhw + yb) * LANES
                 _transpose8(buf, q_re + q, nyhw, buf, p, nzw)
                 _transpose8(buf, q_im + q, nyhw, buf, p_im + p, nzw)
+        # Lanes z >= nz of the last block hold whatever this thread's buffer held before.  They
+        # ride in the imaginary part of the same complex y-line as real lanes and, though they
+        # cancel exactly, change how those round: zeroed, the grid is the same on any number
+        # of threads.
+        for ky in range(nyh):
+            for z in range(nz, nzw):
+                buf[ky * nzw + z] = 0.0
+                buf[p_im + ky * nzw + z] = 0.0
         g = x * plane_stride
         for pair in range((nzv + 1) // 2):
             c0 = 2 * pair
