@@ -27,6 +27,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from bencao.backends.cpu.simd8 import add_fixed8, copy8, copy8_shifted, zero8
 from bencao.constants import FORCE_CLAMP, FORCE_SCALE
 
 #: Degree of the real-space Ewald polynomials.
@@ -206,11 +207,18 @@ def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, xa, ya, za, qa, sa
 def _cluster_chunk(chunk, data, coulomb_kind, switching):
     """All i clusters of one work item: gather each one's partners into contiguous scratch
     (shifted into place), run the vectorised rows, scatter the partners' forces."""
-    (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_mask, counts, shifts,
-     constants, ewald, thread_forces) = data
+    (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns, counts,
+     shifts, constants, ewald, thread_forces) = data
     n_clusters = counts.shape[0]
     capacity = pair_j.shape[1] * 8
     tid = numba.get_thread_id()
+    columns = pair_columns.reshape(-1)  # flat: copy8 takes 1-D arrays
+    columns_stride = pair_columns.shape[1]
+    # this thread's accumulators, each component contiguous so that a partner cluster's 8
+    # forces are converted and added as vectors
+    tfx = thread_forces[tid, 0]
+    tfy = thread_forces[tid, 1]
+    tfz = thread_forces[tid, 2]
     # coefficients as scalars (a tuple), not array loads: stores in the loop could alias an
     # array, which would force a reload of every coefficient on every iteration
     q_coef = _coefficients(ewald[1].astype(np.float32))
@@ -231,41 +239,34 @@ def _cluster_chunk(chunk, data, coulomb_kind, switching):
         for k in range(n):
             j0 = pair_j[ci, k] * 8
             code = pair_shift[ci, k]
-            mask = pair_mask[ci, k]
             sx = shifts[code, 0]
             sy = shifts[code, 1]
             sz = shifts[code, 2]
-            for b in range(8):
-                m = k * 8 + b
-                xs[m] = x[j0 + b] + sx
-                ys[m] = y[j0 + b] + sy
-                zs[m] = z[j0 + b] + sz
-                qs[m] = charge[j0 + b]
-                hss[m] = half_sigma[j0 + b]
-                e4s[m] = sqrt_4epsilon[j0 + b]
-                # bits 8a + b (a = 0..7) of the mask, packed into bits a of an int32: 32-bit
-                # lanes keep the row loop 8 floats wide
-                column = (mask >> np.int64(b)) & np.int64(0x0101010101010101)
-                masks[m] = ((column * np.int64(0x0102040810204080)) >> np.int64(56)) & np.int64(0xFF)
-                fxs[m] = 0.0
-                fys[m] = 0.0
-                fzs[m] = 0.0
+            m = k * 8
+            copy8_shifted(xs, m, x, j0, sx)
+            copy8_shifted(ys, m, y, j0, sy)
+            copy8_shifted(zs, m, z, j0, sz)
+            copy8(qs, m, charge, j0)
+            copy8(hss, m, half_sigma, j0)
+            copy8(e4s, m, sqrt_4epsilon, j0)
+            copy8(masks, m, columns, (ci * columns_stride + k) * 8)
+            zero8(fxs, m)
+            zero8(fys, m)
+            zero8(fzs, m)
         for a in range(8):
             fxa, fya, fza = _atom_row(
                 xs[:width], ys[:width], zs[:width], qs[:width], hss[:width], e4s[:width],
                 masks[:width], fxs[:width], fys[:width], fzs[:width], x[i0 + a], y[i0 + a],
                 z[i0 + a], charge[i0 + a], half_sigma[i0 + a], sqrt_4epsilon[i0 + a],
                 np.int32(a), constants, q_coef, coulomb_kind, switching)
-            thread_forces[tid, i0 + a, 0] += _fixed(fxa)
-            thread_forces[tid, i0 + a, 1] += _fixed(fya)
-            thread_forces[tid, i0 + a, 2] += _fixed(fza)
+            tfx[i0 + a] += _fixed(fxa)
+            tfy[i0 + a] += _fixed(fya)
+            tfz[i0 + a] += _fixed(fza)
         for k in range(n):
             j0 = pair_j[ci, k] * 8
-            for b in range(8):
-                m = k * 8 + b
-                thread_forces[tid, j0 + b, 0] += _fixed(fxs[m])
-                thread_forces[tid, j0 + b, 1] += _fixed(fys[m])
-                thread_forces[tid, j0 + b, 2] += _fixed(fzs[m])
+            add_fixed8(tfx, j0, fxs, k * 8)
+            add_fixed8(tfy, j0, fys, k * 8)
+            add_fixed8(tfz, j0, fzs, k * 8)
 
 
 # One compiled kernel per (Coulomb kind, switching): the flags are constants inside, so each
@@ -321,8 +322,8 @@ _KERNELS = {
 
 
 def cluster_pairs_kernel(
-    x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_mask, counts, shifts,
-    cutoff2, coulomb_kind, ewald, krf, switching, switch_distance, cutoff, thread_forces,
+    x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns, counts,
+    shifts, cutoff2, coulomb_kind, ewald, krf, switching, switch_distance, cutoff, thread_forces,
 ):
     """Coulomb + Lennard-Jones forces over a cluster-pair list (NonbondedForce's regular pairs).
 
@@ -338,8 +339,8 @@ def cluster_pairs_kernel(
         (e sqrt(kJ/mol nm)).
     half_sigma, sqrt_4epsilon : (C * 8,) float32 arrays
         sigma/2 (nm) and sqrt(4 epsilon) (sqrt(kJ/mol)) per slot (Lorentz–Berthelot rules).
-    pair_j, pair_shift, pair_mask, counts
-        The cluster-pair list (``ClusterPairList``).
+    pair_j, pair_shift, pair_columns, counts
+        The cluster-pair list (``ClusterPairList``), masks by column.
     shifts : (27, 3) float32 array
         Box shift of each shift code, nm.
     cutoff2 : float
@@ -354,7 +355,7 @@ def cluster_pairs_kernel(
         Apply OpenMM's switching function to LJ from ``switch_distance`` to ``cutoff`` (nm).
     switch_distance, cutoff : float
         nm.
-    thread_forces : (T, C * 8, 3) int64 array
+    thread_forces : (T, 3, C * 8) int64 array
         Per-thread fixed-point forces by slot; zeroed by the caller.
     """
     constants = np.array([
@@ -363,8 +364,8 @@ def cluster_pairs_kernel(
         krf, 0.0, switch_distance,
         1.0 / (cutoff - switch_distance) if switching else 0.0,
     ], np.float32)
-    data = (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_mask, counts,
-            shifts, constants, ewald, thread_forces)
+    data = (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns,
+            counts, shifts, constants, ewald, thread_forces)
     kernel = _KERNELS[(int(coulomb_kind), bool(switching))]
     kernel((len(counts) + CHUNK - 1) // CHUNK, data)
 
@@ -374,12 +375,12 @@ def reduce_cluster_forces(thread_forces, slot_atom, forces):
     """Add per-thread slot fixed-point forces into ``forces`` (atom order), exactly, and zero
     the per-thread buffers for the next call."""
     n_threads = thread_forces.shape[0]
-    for s in prange(thread_forces.shape[1]):
+    for s in prange(thread_forces.shape[2]):
         atom = slot_atom[s]
         for d in range(3):
             total = np.int64(0)
             for t in range(n_threads):
-                total += thread_forces[t, s, d]
-                thread_forces[t, s, d] = 0
+                total += thread_forces[t, d, s]
+                thread_forces[t, d, s] = 0
             if atom >= 0:
                 forces[atom, d] += total

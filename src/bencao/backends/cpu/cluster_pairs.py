@@ -163,7 +163,10 @@ def _gap(low_i, high_i, low_j, high_j):
     return max(0.0, low_j - high_i, low_i - high_j)
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
+# nnan/nsz let the min reduction vectorise; no reassociation or contraction, whose rounding
+# Numba's cached code and a fresh compile resolve differently (the list would depend on the
+# process's history)
+@njit(cache=True, fastmath={"nnan", "ninf", "nsz"}, error_model="numpy")
 def _any_near_box(xi, yi, zi, low_x, low_y, low_z, high_x, high_y, high_z, rlist2):
     """True if some atom of cluster i is within sqrt(rlist2) of the box [low, high] (nm)."""
     closest = np.inf
@@ -243,6 +246,21 @@ def _search(
 
 
 @njit(parallel=True, cache=True)
+def _mask_columns(pair_mask, counts, columns):
+    """Each 64-bit mask cut into the 8 columns of the force kernel: ``columns[ci, k, b]`` has
+    bit a set if slot a of cluster i interacts with slot b of its k-th partner (bit 8a + b of
+    the mask).  int32 so that the kernel's loop stays 8 floats wide."""
+    for ci in prange(counts.shape[0]):
+        for k in range(counts[ci]):
+            mask = pair_mask[ci, k]
+            for b in range(CLUSTER):
+                column = (mask >> np.int64(b)) & np.int64(0x0101010101010101)
+                # the multiply moves bits 0, 8, ..., 56 to bits 56..63, in order
+                columns[ci, k, b] = ((column * np.int64(0x0102040810204080)) >> np.int64(56)) \
+                    & np.int64(0xFF)
+
+
+@njit(parallel=True, cache=True)
 def fill_cluster_coordinates(positions, slot_atom, image, box, periodic, x, y, z):
     """Cluster-ordered float32 coordinates, moved by the box images chosen at the last build.
 
@@ -296,6 +314,8 @@ class ClusterPairList:
         For cluster i, its first ``counts[i]`` entries: partner cluster j (int32), shift code
         (int32, see ``neighbors.shift_vectors``) and the 64-bit interaction mask (bit 8a + b for
         slot a of i with slot b of j).
+    pair_columns : (C, capacity, 8) int32 array
+        The masks by column (``_mask_columns``), as the force kernel reads them.
     counts : (C,) int32 array
         Number of listed partners of each cluster.
     builds : int
@@ -315,6 +335,7 @@ class ClusterPairList:
         self.pair_j = np.zeros((0, 64), np.int32)
         self.pair_shift = np.zeros((0, 64), np.int32)
         self.pair_mask = np.zeros((0, 64), np.int64)
+        self.pair_columns = np.zeros((0, 64, CLUSTER), np.int32)
         self.counts = np.zeros(0, np.int32)
         self._capacity = 64
         self._reference = None
@@ -411,6 +432,9 @@ class ClusterPairList:
             if largest <= self._capacity:
                 break
             self._capacity = int(largest * 1.2) + 8
+        if self.pair_columns.shape[:2] != self.pair_mask.shape:
+            self.pair_columns = np.zeros(self.pair_mask.shape + (CLUSTER,), np.int32)
+        _mask_columns(self.pair_mask, self.counts, self.pair_columns)
         self._reference = positions.copy()
         self._reference_box = None if box is None else np.array(box, np.float64)
         self.builds += 1

@@ -197,7 +197,7 @@ class CpuNonbonded(CpuTerm):
             self.dispersion_coefficient = lennard_jones_coefficient(
                 term.sigma, term.epsilon, term.cutoff, term.switch_distance
             )
-        self._thread_forces = np.zeros((0, 0, 3), np.int64)
+        self._thread_forces = np.zeros((0, 3, 0), np.int64)
         self._slots = 0
 
     def _update(self, positions, box, energy):
@@ -210,8 +210,8 @@ class CpuNonbonded(CpuTerm):
         with phase("pairs"):
             slots = len(nl.slot_atom)
             n_threads = numba.config.NUMBA_NUM_THREADS
-            if self._thread_forces.shape[:2] != (n_threads, slots):
-                self._thread_forces = np.zeros((n_threads, slots, 3), np.int64)
+            if self._thread_forces.shape != (n_threads, 3, slots):
+                self._thread_forces = np.zeros((n_threads, 3, slots), np.int64)
             if self._x.shape[0] != slots:
                 self._x, self._y, self._z = (np.empty(slots, np.float32) for _ in range(3))
                 self._x64, self._y64, self._z64 = (np.empty(slots) for _ in range(3))
@@ -264,11 +264,10 @@ class CpuNonbonded(CpuTerm):
         nl = self.neighbors
         box_arg = np.ascontiguousarray(box if self.periodic else np.eye(3), np.float64)
         shifts = shift_vectors(box_arg if self.periodic else None)
-        list_arrays = (nl.pair_j, nl.pair_shift, nl.pair_mask, nl.counts)
         with phase("pairs"):
             cluster_pairs_kernel(
                 self._x, self._y, self._z, self._charge, self._half_sigma, self._sqrt_4epsilon,
-                *list_arrays, shifts.astype(np.float32), self.cutoff**2, self.coulomb_kind,
+                nl.pair_j, nl.pair_shift, nl.pair_columns, nl.counts, shifts.astype(np.float32), self.cutoff**2, self.coulomb_kind,
                 self._ewald, self.krf, self.switching, t.switch_distance, self.cutoff,
                 self._thread_forces,
             )
@@ -278,7 +277,8 @@ class CpuNonbonded(CpuTerm):
             with phase("pair energies"):
                 cluster_pairs_energy(
                     self._x64, self._y64, self._z64, self._charge64, self._half_sigma64,
-                    self._sqrt_4epsilon64, *list_arrays, shifts, self.cutoff**2,
+                    self._sqrt_4epsilon64, nl.pair_j, nl.pair_shift, nl.pair_mask, nl.counts,
+                    shifts, self.cutoff**2,
                     self.coulomb_kind, self.alpha, self.krf, self.crf, self.switching,
                     t.switch_distance, self.cutoff, self._cluster_energy,
                 )
