@@ -79,3 +79,38 @@ def test_ewald_polynomials_reproduce_erfc():
     # float32 coefficients: 1e-6 of the largest term, 1/r or 1/r^3
     assert np.max(np.abs(energy - erfc(alpha * r) / r) * r) < 1e-6
     assert np.max(np.abs(force - exact_force) * r**3) < 1e-6
+
+
+def test_skipping_distant_partners_changes_no_force():
+    """The kernel skips partner clusters now beyond the cutoff; the forces must match the
+    kernel that evaluates every listed pair, to float32 summation order (the skipped pairs
+    contribute exact zeros; only the order of the remaining float32 sums changes)."""
+    from bencao.backends.cpu import cluster_kernels as kernels
+
+    rng = np.random.default_rng(3)
+    n, cutoff, buffer = 1200, 0.9, 0.3
+    box = np.diag([3.2, 3.2, 3.2])
+    positions = rng.random((n, 3)) @ box
+    nl = ClusterPairList(n, cutoff, buffer, np.zeros((0, 2), np.int64), True)
+    nl.build(positions, box)
+    moved = positions + rng.normal(0.0, 0.03, (n, 3))  # atoms moved since the build
+    slots = len(nl.slot_atom)
+    x, y, z = (np.empty(slots, np.float32) for _ in range(3))
+    nl.coordinates(moved, box, x, y, z)
+    charge = np.where(nl.slot_atom >= 0, rng.choice([-0.8, 0.4], slots), 0.0).astype(np.float32)
+    half_sigma = np.full(slots, 0.15, np.float32)
+    sqrt_4epsilon = np.where(nl.slot_atom >= 0, 1.0, 0.0).astype(np.float32)
+    results = []
+    for skip in (True, False):
+        thread_forces = np.zeros((kernels.numba.config.NUMBA_NUM_THREADS, 3, slots), np.int64)
+        kernels.cluster_pairs_kernel(
+            x, y, z, charge, half_sigma, sqrt_4epsilon, nl.pair_j, nl.pair_shift,
+            nl.pair_columns, nl.counts, shift_vectors(box).astype(np.float32), cutoff**2,
+            kernels.COULOMB_EWALD, ewald_polynomials(3.1, cutoff), 0.0, False, 0.0, cutoff,
+            thread_forces, skip_distant=skip)
+        results.append(thread_forces.sum(axis=0) / 2.0**32)
+    skipped, full = results
+    scale = np.abs(full).max()
+    assert scale > 1.0
+    # float32 sums of ~100 terms in another order: a few 1e-7 of the largest force
+    assert np.abs(skipped - full).max() < 1e-5 * scale

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bencao.backends.cpu.fixed_point import forces_from_fixed
+from bencao.backends.cpu.nonbonded import DEFAULT_BUFFER
 from bencao.constants import FORCE_CLAMP
 from bencao.profiling import phase
 from bencao.forces import (
@@ -118,7 +119,7 @@ class CpuBackend:
         Verlet buffer of the neighbour lists, nm.
     """
 
-    def __init__(self, system, buffer: float = 0.1):
+    def __init__(self, system, buffer: float = DEFAULT_BUFFER):
         from bencao.backends.cpu.virtual_sites import CpuVirtualSites
 
         self.system = system

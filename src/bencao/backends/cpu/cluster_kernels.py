@@ -15,7 +15,8 @@ by a degree-12 Chebyshev polynomial in r^2 over [0, cutoff^2] (:func:`ewald_poly
 
 Determinism: the force on cluster j from one cluster pair is summed in float32 in a fixed order
 and converted to int64 fixed point before it joins the per-thread accumulator; the force on
-cluster i is summed over its list in list order and converted once.  Integer sums do not depend
+each atom of cluster i is summed over its list in a fixed order (``simd8.sum_blocks8``) and
+converted once.  Integer sums do not depend
 on the thread that did the work, so forces are bit-identical on any number of threads.
 """
 
@@ -27,7 +28,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from bencao.backends.cpu.simd8 import add_fixed8, copy8, copy8_shifted, zero8
+from bencao.backends.cpu.simd8 import add_fixed8, copy8, copy8_shifted, sum_blocks8, zero8
 from bencao.constants import FORCE_CLAMP, FORCE_SCALE
 
 #: Degree of the real-space Ewald polynomials.
@@ -84,13 +85,14 @@ def ewald_polynomials(alpha: float, cutoff: float) -> np.ndarray:
     return np.array(rows, np.float64)
 
 
-# The force kernels are compiled fresh in every process, never loaded from Numba's cache: with
-# fastmath's reassociation (needed to vectorise the i-force sums) the code Numba 0.68 writes to
-# its cache sums in a different order from the code it runs after a fresh compile, so a run
-# resumed in a new process would round differently from the run it continues.  A fresh compile
-# is the same in every process.  Inlined helpers carry the kernels' own flags for the same
-# reason.
-_INLINE = dict(cache=False, fastmath=True, error_model="numpy", inline="always")
+# fastmath without reassociation ("reassoc"): with it LLVM picks the order of the i-force sums,
+# and Numba 0.68's cached code picked another order than a fresh compile, so a run resumed in a
+# new process rounded differently from the run it continued.  The sums are written out instead
+# (``sum_blocks8``).  The rest of fastmath (approximate reciprocal square root refined by
+# Newton's step, fused multiply-adds) is the same in cached and fresh code.  Inlined helpers
+# carry the kernels' own flags.
+_FASTMATH = {"nnan", "ninf", "nsz", "arcp", "afn", "contract"}
+_INLINE = dict(cache=True, fastmath=_FASTMATH, error_model="numpy", inline="always")
 
 
 @njit(**_INLINE)
@@ -141,15 +143,14 @@ CHUNK = 16
 
 
 @njit(**_INLINE)
-def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, xa, ya, za, qa, sa, ea, bit,
-              constants, q_coef, coulomb_kind, switching):
+def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, fxi, fyi, fzi, xa, ya, za, qa,
+              sa, ea, bit, constants, q_coef, coulomb_kind, switching):
     """Forces between one atom of cluster i and every atom gathered from its cluster list: the
     vectorised loop.  Branches on the flags vanish: they are constants in each kernel.
 
-    Returns
-    -------
-    (fx, fy, fz) : float32
-        Force on the i atom, kJ/mol/nm.
+    The pair forces on the i atom are stored in ``fxi``, ``fyi``, ``fzi``, not summed here: a
+    sum in the loop would vectorise only with reassociation, whose order LLVM chooses (and
+    chooses differently in Numba's cached code); ``sum_blocks8`` sums them in a fixed order.
     """
     f32 = np.float32
     cut2 = constants[0]
@@ -157,9 +158,6 @@ def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, xa, ya, za, qa, sa
     krf = constants[2]
     rsw = constants[4]
     inv_width = constants[5]
-    fxa = f32(0.0)
-    fya = f32(0.0)
-    fza = f32(0.0)
     for m in range(xj.shape[0]):
         dx = xa - xj[m]
         dy = ya - yj[m]
@@ -194,13 +192,31 @@ def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, xa, ya, za, qa, sa
         fx = f * dx
         fy = f * dy
         fz = f * dz
-        fxa += fx
-        fya += fy
-        fza += fz
+        fxi[m] = fx
+        fyi[m] = fy
+        fzi[m] = fz
         fxj[m] -= fx
         fyj[m] -= fy
         fzj[m] -= fz
-    return fxa, fya, fza
+
+
+@njit(**_INLINE)
+def _nearest_to_box(x, y, z, i0, bounds, j, sx, sy, sz):
+    """Smallest squared distance (nm^2) from an atom of the cluster at slots i0..i0+7 to the
+    bounding box of cluster j moved by (sx, sy, sz)."""
+    low_x = bounds[j, 0] + sx
+    low_y = bounds[j, 1] + sy
+    low_z = bounds[j, 2] + sz
+    high_x = bounds[j, 3] + sx
+    high_y = bounds[j, 4] + sy
+    high_z = bounds[j, 5] + sz
+    nearest = np.float32(np.inf)
+    for a in range(8):
+        gx = max(np.float32(0.0), low_x - x[i0 + a], x[i0 + a] - high_x)
+        gy = max(np.float32(0.0), low_y - y[i0 + a], y[i0 + a] - high_y)
+        gz = max(np.float32(0.0), low_z - z[i0 + a], z[i0 + a] - high_z)
+        nearest = min(nearest, gx * gx + gy * gy + gz * gz)
+    return nearest
 
 
 @njit(**_INLINE)
@@ -208,8 +224,9 @@ def _cluster_chunk(chunk, data, coulomb_kind, switching):
     """All i clusters of one work item: gather each one's partners into contiguous scratch
     (shifted into place), run the vectorised rows, scatter the partners' forces."""
     (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns, counts,
-     shifts, constants, ewald, thread_forces) = data
+     shifts, constants, ewald, thread_forces, bounds) = data
     n_clusters = counts.shape[0]
+    skip2 = constants[6]
     capacity = pair_j.shape[1] * 8
     tid = numba.get_thread_id()
     columns = pair_columns.reshape(-1)  # flat: copy8 takes 1-D arrays
@@ -232,17 +249,28 @@ def _cluster_chunk(chunk, data, coulomb_kind, switching):
     fxs = np.empty(capacity, np.float32)
     fys = np.empty(capacity, np.float32)
     fzs = np.empty(capacity, np.float32)
+    fxi = np.empty(capacity, np.float32)
+    fyi = np.empty(capacity, np.float32)
+    fzi = np.empty(capacity, np.float32)
+    gathered = np.empty(pair_j.shape[1], np.int64)
     for ci in range(chunk * CHUNK, min(n_clusters, (chunk + 1) * CHUNK)):
         i0 = ci * 8
-        n = counts[ci]
-        width = n * 8
-        for k in range(n):
-            j0 = pair_j[ci, k] * 8
+        n = 0
+        for k in range(counts[ci]):
+            j = pair_j[ci, k]
             code = pair_shift[ci, k]
             sx = shifts[code, 0]
             sy = shifts[code, 1]
             sz = shifts[code, 2]
-            m = k * 8
+            # A partner whose current bounding box is beyond the cutoff from every atom of i
+            # (by a margin far above float32 rounding) would contribute exact zeros: skip it.
+            # About a third of the listed pairs are, since the list covers cutoff + buffer.
+            if _nearest_to_box(x, y, z, i0, bounds, j, sx, sy, sz) >= skip2:
+                continue
+            j0 = j * 8
+            gathered[n] = j0
+            m = n * 8
+            n += 1
             copy8_shifted(xs, m, x, j0, sx)
             copy8_shifted(ys, m, y, j0, sy)
             copy8_shifted(zs, m, z, j0, sz)
@@ -253,26 +281,28 @@ def _cluster_chunk(chunk, data, coulomb_kind, switching):
             zero8(fxs, m)
             zero8(fys, m)
             zero8(fzs, m)
+        width = n * 8
         for a in range(8):
-            fxa, fya, fza = _atom_row(
+            _atom_row(
                 xs[:width], ys[:width], zs[:width], qs[:width], hss[:width], e4s[:width],
-                masks[:width], fxs[:width], fys[:width], fzs[:width], x[i0 + a], y[i0 + a],
-                z[i0 + a], charge[i0 + a], half_sigma[i0 + a], sqrt_4epsilon[i0 + a],
-                np.int32(a), constants, q_coef, coulomb_kind, switching)
-            tfx[i0 + a] += _fixed(fxa)
-            tfy[i0 + a] += _fixed(fya)
-            tfz[i0 + a] += _fixed(fza)
+                masks[:width], fxs[:width], fys[:width], fzs[:width], fxi[:width], fyi[:width],
+                fzi[:width], x[i0 + a], y[i0 + a], z[i0 + a], charge[i0 + a],
+                half_sigma[i0 + a], sqrt_4epsilon[i0 + a], np.int32(a), constants, q_coef,
+                coulomb_kind, switching)
+            tfx[i0 + a] += _fixed(sum_blocks8(fxi, 0, width))
+            tfy[i0 + a] += _fixed(sum_blocks8(fyi, 0, width))
+            tfz[i0 + a] += _fixed(sum_blocks8(fzi, 0, width))
         for k in range(n):
-            j0 = pair_j[ci, k] * 8
+            j0 = gathered[k]
             add_fixed8(tfx, j0, fxs, k * 8)
             add_fixed8(tfy, j0, fys, k * 8)
             add_fixed8(tfz, j0, fzs, k * 8)
 
 
 # One compiled kernel per (Coulomb kind, switching): the flags are constants inside, so each
-# kernel's inner loop carries only its own arithmetic.  Each compiles on first use (~3 s; not
-# cached, see above).
-_OPTIONS = dict(parallel=True, cache=False, fastmath=True, error_model="numpy")
+# kernel's inner loop carries only its own arithmetic.  Each compiles on first use (~3 s) and
+# is cached.
+_OPTIONS = dict(parallel=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
 
 
 @njit(**_OPTIONS)
@@ -324,6 +354,7 @@ _KERNELS = {
 def cluster_pairs_kernel(
     x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns, counts,
     shifts, cutoff2, coulomb_kind, ewald, krf, switching, switch_distance, cutoff, thread_forces,
+    skip_distant=True,
 ):
     """Coulomb + Lennard-Jones forces over a cluster-pair list (NonbondedForce's regular pairs).
 
@@ -357,17 +388,42 @@ def cluster_pairs_kernel(
         nm.
     thread_forces : (T, 3, C * 8) int64 array
         Per-thread fixed-point forces by slot; zeroed by the caller.
+    skip_distant : bool
+        Skip partner clusters now entirely beyond the cutoff.  Their pairs add exact zeros, so
+        the forces differ only by the order of the float32 sums (False is for testing that).
     """
     constants = np.array([
         cutoff2,
         2.0 / cutoff2 if coulomb_kind == COULOMB_EWALD else 0.0,
         krf, 0.0, switch_distance,
         1.0 / (cutoff - switch_distance) if switching else 0.0,
+        # relative margin 1e-5: far above the rounding of a float32 r^2 (~1e-7), so a skipped
+        # pair is certainly beyond the cutoff in the kernel's own arithmetic
+        cutoff2 * (1.0 + 1e-5) if skip_distant else np.inf,
     ], np.float32)
+    bounds = np.empty((len(counts), 6), np.float32)
+    cluster_bounds(x, y, z, bounds)
     data = (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns,
-            counts, shifts, constants, ewald, thread_forces)
+            counts, shifts, constants, ewald, thread_forces, bounds)
     kernel = _KERNELS[(int(coulomb_kind), bool(switching))]
     kernel((len(counts) + CHUNK - 1) // CHUNK, data)
+
+
+@njit(parallel=True, cache=True)
+def cluster_bounds(x, y, z, bounds):
+    """Bounding box of each cluster's 8 slots (padding repeats a real atom): ``bounds[c]`` =
+    (low x, y, z, high x, y, z), nm."""
+    for c in prange(bounds.shape[0]):
+        for d in range(3):
+            bounds[c, d] = np.inf
+            bounds[c, 3 + d] = -np.inf
+        for s in range(c * 8, c * 8 + 8):
+            bounds[c, 0] = min(bounds[c, 0], x[s])
+            bounds[c, 1] = min(bounds[c, 1], y[s])
+            bounds[c, 2] = min(bounds[c, 2], z[s])
+            bounds[c, 3] = max(bounds[c, 3], x[s])
+            bounds[c, 4] = max(bounds[c, 4], y[s])
+            bounds[c, 5] = max(bounds[c, 5], z[s])
 
 
 @njit(parallel=True, cache=True)

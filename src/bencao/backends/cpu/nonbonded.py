@@ -29,8 +29,12 @@ from bencao.backends.cpu.pair_kernels import (
 from bencao.constants import ONE_4PI_EPS0
 from bencao.profiling import phase
 
-#: Default Verlet buffer, nm: the list covers cutoff + buffer and survives 0.05 nm of motion.
-DEFAULT_BUFFER = 0.1
+#: Default Verlet buffer, nm.  The list is rebuilt exactly when needed (two atoms may have
+#: closed the buffer), so the buffer trades list builds against listed pairs and never costs
+#: accuracy.  On DHFR at 4 fs, 0.15 nm rebuilds every ~3.5 steps instead of every ~2.4 at
+#: 0.1 nm, and the kernel skips most of the extra partners by their bounding boxes: 28.7 vs
+#: 31.1 ms/step.
+DEFAULT_BUFFER = 0.15
 
 
 @njit(cache=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from bencao.constants import FORCE_CLAMP, FORCE_SCALE
@@ -114,5 +115,38 @@ def add_fixed8(typingctx, acc, acc_index, values, values_index):
         fixed = builder.fptosi(scaled, ir.VectorType(ir.IntType(64), LANES))
         builder.store(builder.add(builder.load(target, align=1), fixed), target, align=1)
         return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def sum_blocks8(typingctx, values, start, count):
+    """Sum of ``values[start:start + count]`` (float32, count a multiple of 8) in a fixed order:
+    8 running lane sums over the blocks of 8 in turn, then the lanes pairwise
+    ((0+1)+(2+3))+((4+5)+(6+7)).  The order is written out here, not left to the compiler, so
+    the result is the same whatever code LLVM generates (fresh or from Numba's cache)."""
+    if values.dtype != types.float32:
+        return None
+    sig = types.float32(values, start, count)
+
+    def codegen(context, builder, signature, args):
+        v_type, s_type, c_type = signature.args
+        vector = ir.VectorType(ir.FloatType(), LANES)
+        start_value = context.cast(builder, args[1], s_type, types.intp)
+        count_value = context.cast(builder, args[2], c_type, types.intp)
+        data = context.make_array(v_type)(context, builder, args[0]).data
+        intp = context.get_value_type(types.intp)
+        accumulator = cgutils.alloca_once_value(builder, _splat(0.0, ir.FloatType()))
+        with cgutils.for_range_slice(builder, ir.Constant(intp, 0), count_value,
+                                     ir.Constant(intp, LANES)) as (offset, _):
+            index = builder.add(start_value, offset)
+            pointer = builder.bitcast(builder.gep(data, [index]), vector.as_pointer())
+            builder.store(builder.fadd(builder.load(accumulator), builder.load(pointer, align=1)),
+                          accumulator)
+        lanes = builder.load(accumulator)
+        lane = [builder.extract_element(lanes, ir.Constant(ir.IntType(32), k))
+                for k in range(LANES)]
+        pairs = [builder.fadd(lane[2 * k], lane[2 * k + 1]) for k in range(4)]
+        return builder.fadd(builder.fadd(pairs[0], pairs[1]), builder.fadd(pairs[2], pairs[3]))
 
     return sig, codegen
