@@ -88,9 +88,12 @@ def test_skipping_distant_partners_changes_no_force():
     from bencao.backends.cpu import cluster_kernels as kernels
 
     rng = np.random.default_rng(3)
-    n, cutoff, buffer = 1200, 0.9, 0.3
-    box = np.diag([3.2, 3.2, 3.2])
-    positions = rng.random((n, 3)) @ box
+    cutoff, buffer = 0.9, 0.3
+    box = np.diag([3.3, 3.3, 3.3])
+    grid = np.arange(11) * 0.3  # a jittered lattice: no overlaps, so no huge forces
+    positions = np.stack(np.meshgrid(grid, grid, grid), -1).reshape(-1, 3)
+    positions = positions + rng.normal(0.0, 0.03, positions.shape)
+    n = len(positions)
     nl = ClusterPairList(n, cutoff, buffer, np.zeros((0, 2), np.int64), True)
     nl.build(positions, box)
     moved = positions + rng.normal(0.0, 0.03, (n, 3))  # atoms moved since the build
@@ -99,14 +102,16 @@ def test_skipping_distant_partners_changes_no_force():
     nl.coordinates(moved, box, x, y, z)
     charge = np.where(nl.slot_atom >= 0, rng.choice([-0.8, 0.4], slots), 0.0).astype(np.float32)
     half_sigma = np.full(slots, 0.15, np.float32)
-    sqrt_4epsilon = np.where(nl.slot_atom >= 0, 1.0, 0.0).astype(np.float32)
+    sqrt_4epsilon = np.zeros(slots, np.float32)  # Coulomb only: LJ would dwarf the far pairs
     results = []
     for skip in (True, False):
         thread_forces = np.zeros((kernels.numba.config.NUMBA_NUM_THREADS, 3, slots), np.int64)
         kernels.cluster_pairs_kernel(
             x, y, z, charge, half_sigma, sqrt_4epsilon, nl.pair_j, nl.pair_shift,
             nl.pair_columns, nl.counts, shift_vectors(box).astype(np.float32), cutoff**2,
-            kernels.COULOMB_EWALD, ewald_polynomials(3.1, cutoff), 0.0, False, 0.0, cutoff,
+            # cut-off Coulomb (reaction field with krf = 0): pairs near the cutoff still carry
+            # force, so skipping one that is inside would show
+            kernels.COULOMB_REACTION_FIELD, np.zeros((2, 13)), 0.0, False, 0.0, cutoff,
             thread_forces, skip_distant=skip)
         results.append(thread_forces.sum(axis=0) / 2.0**32)
     skipped, full = results
