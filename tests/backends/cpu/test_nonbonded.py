@@ -6,11 +6,11 @@ import numpy as np
 import openmm as mm
 import pytest
 from openmm import app, unit
+from reference import force_agreement, openmm_evaluation
+from systems import water_box
 
 import bencao
 from bencao.constants import ONE_4PI_EPS0
-from reference import force_agreement, openmm_evaluation
-from systems import water_box
 
 
 def _two_particle_system(method, q=(0.5, -0.7), sigma=(0.3, 0.35), eps=(0.6, 0.9), box=3.0, **kw):

@@ -9,7 +9,6 @@ import numpy as np
 from bencao.backends.cpu.fixed_point import forces_from_fixed
 from bencao.backends.cpu.nonbonded import DEFAULT_BUFFER
 from bencao.constants import FORCE_CLAMP
-from bencao.profiling import phase
 from bencao.forces import (
     CMAPTorsions,
     HarmonicAngles,
@@ -21,6 +20,7 @@ from bencao.forces import (
     PositionRestraints,
     TabulatedPairs,
 )
+from bencao.profiling import phase
 
 
 class BlowUpError(FloatingPointError):

@@ -19,6 +19,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+
 @njit(inline="always", error_model="numpy")
 def _cluster_energy(ci, data, coulomb_kind, switching):
     """Energy of the pairs listed under i cluster ``ci``, kJ/mol."""

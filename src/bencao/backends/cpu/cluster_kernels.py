@@ -28,7 +28,13 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from bencao.backends.cpu.simd8 import add_fixed8, copy8, copy8_shifted, sum_blocks8, zero8
+from bencao.backends.cpu.simd8 import (
+    add_fixed8,
+    copy8,
+    copy8_shifted,
+    sum_blocks8,
+    zero8,
+)
 from bencao.constants import FORCE_CLAMP, FORCE_SCALE
 
 #: Degree of the real-space Ewald polynomials.
@@ -92,7 +98,7 @@ def ewald_polynomials(alpha: float, cutoff: float) -> np.ndarray:
 # Newton's step, fused multiply-adds) is the same in cached and fresh code.  Inlined helpers
 # carry the kernels' own flags.
 _FASTMATH = {"nnan", "ninf", "nsz", "arcp", "afn", "contract"}
-_INLINE = dict(cache=True, fastmath=_FASTMATH, error_model="numpy", inline="always")
+_INLINE = {"cache": True, "fastmath": _FASTMATH, "error_model": "numpy", "inline": "always"}
 
 
 @njit(**_INLINE)
@@ -302,7 +308,7 @@ def _cluster_chunk(chunk, data, coulomb_kind, switching):
 # One compiled kernel per (Coulomb kind, switching): the flags are constants inside, so each
 # kernel's inner loop carries only its own arithmetic.  Each compiles on first use (~3 s) and
 # is cached.
-_OPTIONS = dict(parallel=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
+_OPTIONS = {"parallel": True, "cache": True, "fastmath": _FASTMATH, "error_model": "numpy"}
 
 
 @njit(**_OPTIONS)

@@ -26,8 +26,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from bencao.backends.cpu.neighbors import NO_SHIFT, _cell_neighbor_table, _min_width, _width, \
-    exclusion_table, shift_vectors
+from bencao.backends.cpu.neighbors import (
+    NO_SHIFT,
+    _cell_neighbor_table,
+    _min_width,
+    _width,
+    exclusion_table,
+    shift_vectors,
+)
 
 #: Atoms per cluster, i and j alike (the kernel works on 8 x 8 blocks; a block's mask is 64 bits).
 CLUSTER = 8

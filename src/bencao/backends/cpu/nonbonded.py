@@ -17,7 +17,10 @@ from bencao.backends.cpu.cluster_kernels import (
 )
 from bencao.backends.cpu.cluster_pairs import ClusterPairList
 from bencao.backends.cpu.fixed_point import add_force
-from bencao.backends.cpu.long_range_correction import lennard_jones_coefficient, table_coefficient
+from bencao.backends.cpu.long_range_correction import (
+    lennard_jones_coefficient,
+    table_coefficient,
+)
 from bencao.backends.cpu.neighbors import NeighborList, minimum_image, shift_vectors
 from bencao.backends.cpu.pair_kernels import (
     COULOMB_EWALD,
