@@ -18,6 +18,7 @@ from bencao.dynamics.integrators import (
 from bencao.dynamics.molecules import find_molecules
 from bencao.dynamics.nose_hoover import NoseHooverChain
 from bencao.evaluate import make_backend
+from bencao.profiling import phase
 from bencao.state import State
 
 INTEGRATORS = (VerletIntegrator, LangevinMiddleIntegrator, NoseHooverIntegrator)
@@ -283,7 +284,8 @@ class Simulation:
         barostat_every = self.barostat.frequency if self.barostat is not None else 0
         for _ in range(int(n_steps)):
             if cm_every and self.step_count % cm_every == 0:
-                kernels.remove_center_of_mass_motion(self._velocities, self.masses)
+                with phase("integration"):
+                    kernels.remove_center_of_mass_motion(self._velocities, self.masses)
             run_one()
             self.step_count += 1
             origin_step, origin_time = self._clock_origin
@@ -323,20 +325,25 @@ class Simulation:
         """One Verlet or LangevinMiddle step (OpenMM's sequence), with impulse MTS kicks."""
         dt = self.integrator.timestep
         fast, slow = self._forces()
-        kernels.kick(self._velocities, fast.forces, self.inverse_masses, dt)
-        if slow is not None:
-            kernels.kick(self._velocities, slow.forces, self.inverse_masses, dt * self._every)
+        with phase("integration"):
+            kernels.kick(self._velocities, fast.forces, self.inverse_masses, dt)
+            if slow is not None:
+                kernels.kick(self._velocities, slow.forces, self.inverse_masses, dt * self._every)
         x, x_new = self._positions, self._new_positions
         if isinstance(self.integrator, LangevinMiddleIntegrator):
             if self._constraints is not None:
-                self._constraints.apply_velocities(x, self._velocities)
+                with phase("constraints"):
+                    self._constraints.apply_velocities(x, self._velocities)
             integrator = self.integrator
-            self._rng.standard_normal(out=self._noise)
-            kernels.langevin_drift(x, self._velocities, self._noise, self.inverse_masses, dt,
-                                   math.exp(-integrator.friction * dt),
-                                   BOLTZMANN * integrator.temperature, x_new)
+            with phase("random numbers"):
+                self._rng.standard_normal(out=self._noise)
+            with phase("integration"):
+                kernels.langevin_drift(x, self._velocities, self._noise, self.inverse_masses, dt,
+                                       math.exp(-integrator.friction * dt),
+                                       BOLTZMANN * integrator.temperature, x_new)
         else:
-            kernels.drift(x, self._velocities, dt, x_new)
+            with phase("integration"):
+                kernels.drift(x, self._velocities, dt, x_new)
         self._finish_drift(dt)
 
     def _nose_hoover_step(self) -> None:
@@ -344,29 +351,34 @@ class Simulation:
         dt = self.integrator.timestep
         self._thermostat_half_step(dt)
         fast, _ = self._forces()
-        kernels.kick(self._velocities, fast.forces, self.inverse_masses, 0.5 * dt)
-        kernels.drift(self._positions, self._velocities, dt, self._new_positions)
+        with phase("integration"):
+            kernels.kick(self._velocities, fast.forces, self.inverse_masses, 0.5 * dt)
+            kernels.drift(self._positions, self._velocities, dt, self._new_positions)
         self._finish_drift(dt)
         fast, _ = self._forces()
-        kernels.kick(self._velocities, fast.forces, self.inverse_masses, 0.5 * dt)
+        with phase("integration"):
+            kernels.kick(self._velocities, fast.forces, self.inverse_masses, 0.5 * dt)
         if self._constraints is not None:
-            self._constraints.apply_velocities(self._positions, self._velocities)
+            with phase("constraints"):
+                self._constraints.apply_velocities(self._positions, self._velocities)
         self._thermostat_half_step(dt)
 
     def _thermostat_half_step(self, dt: float) -> None:
-        kinetic = kernels.kinetic_energy(self._velocities, self.masses)
-        scale = self._chain.propagate(kinetic, 0.5 * dt)
-        kernels.scale_velocities(self._velocities, scale)
+        with phase("thermostat"):
+            kinetic = kernels.kinetic_energy(self._velocities, self.masses)
+            scale = self._chain.propagate(kinetic, 0.5 * dt)
+            kernels.scale_velocities(self._velocities, scale)
 
     def _finish_drift(self, dt: float) -> None:
         """Constrain the new positions, take velocities from the displacement, and move on."""
         x, x_new = self._positions, self._new_positions
         if self._constraints is not None:
-            unconstrained = self._unconstrained
-            np.copyto(unconstrained, x_new)
-            self._constraints.apply_positions(x, x_new)
-            kernels.add_constraint_velocity(x_new, unconstrained, self.inverse_masses, dt,
-                                            self._velocities)
+            with phase("constraints"):
+                unconstrained = self._unconstrained
+                np.copyto(unconstrained, x_new)
+                self._constraints.apply_positions(x, x_new)
+                kernels.add_constraint_velocity(x_new, unconstrained, self.inverse_masses, dt,
+                                                self._velocities)
         self._positions, self._new_positions = x_new, x
         self._place_sites(self._positions)
         self._invalidate()
@@ -379,17 +391,22 @@ class Simulation:
 
     def _place_sites(self, positions) -> None:
         if self.backend.virtual_sites is not None:
-            self.backend.virtual_sites.place(positions)
+            with phase("virtual sites"):
+                self.backend.virtual_sites.place(positions)
 
     def _forces(self):
         """(fast, slow) Evaluations at the current positions; slow is None unless this step
-        applies the multiple-time-step reciprocal-space kick."""
+        applies the multiple-time-step reciprocal-space kick.
+
+        Forces only: the fast evaluation's energy is NaN until ``_full_evaluation`` asks for it.
+        """
         if self._every == 1:
             if self._fast is None:
-                self._fast = self.backend.compute(self._positions, self._box)
+                self._fast = self.backend.compute(self._positions, self._box, energy=False)
             return self._fast, None
         if self._fast is None:
-            self._fast = self.backend.compute(self._positions, self._box, parts="direct")
+            self._fast = self.backend.compute(self._positions, self._box, parts="direct",
+                                              energy=False)
         slow = None
         if self.step_count % self._every == 0:
             if self._slow is None:
@@ -397,11 +414,27 @@ class Simulation:
             slow = self._slow
         return self._fast, slow
 
+    def _fast_with_energy(self):
+        """The fast evaluation with its energy filled in.
+
+        The forces stay those the dynamics uses (the kernel that skips energies may round
+        differently from the one that computes them), so a trajectory does not depend on how
+        often energies are reported.
+        """
+        fast, _ = self._forces()
+        if math.isnan(fast.energy):
+            parts = "all" if self._every == 1 else "direct"
+            with_energy = self.backend.compute(self._positions, self._box, parts=parts)
+            fast = Evaluation(energy=with_energy.energy, forces=fast.forces,
+                              terms=with_energy.terms)
+            self._fast = fast
+        return fast
+
     def _full_evaluation(self):
         """Energy and total forces at the current positions (all parts)."""
+        fast = self._fast_with_energy()
         if self._every == 1:
-            return self._forces()[0]
-        fast, _ = self._forces()
+            return fast
         if self._slow is None:
             self._slow = self.backend.compute(self._positions, self._box, parts="reciprocal")
         terms = dict(fast.terms)
@@ -433,28 +466,35 @@ class Simulation:
     # -- pressure coupling ------------------------------------------------------------------
 
     def _volume_move(self) -> None:
-        """One Monte Carlo volume move (see ``dynamics.barostat``)."""
+        """One Monte Carlo volume move (see ``dynamics.barostat``).
+
+        Profiled as "barostat" around everything but the energy evaluations, which the backend
+        times in its own phases.
+        """
         moves = self._volume_moves
         old_energy = self._potential_energy()
-        box = self._box
-        volume = box_volume(box)
-        new_volume = moves.propose(volume, self._rng.random())
-        uniform = self._rng.random()
-        if new_volume <= 0:
-            moves.record(False, volume)
-            return
-        new_box = box * (new_volume / volume) ** (1.0 / 3.0)
-        new_positions = np.empty_like(self._positions)
-        start, atoms = self._molecules
-        kernels.scale_molecules(self._positions, start, atoms, np.linalg.inv(box), new_box, new_positions)
+        with phase("barostat"):
+            box = self._box
+            volume = box_volume(box)
+            new_volume = moves.propose(volume, self._rng.random())
+            uniform = self._rng.random()
+            if new_volume <= 0:
+                moves.record(False, volume)
+                return
+            new_box = box * (new_volume / volume) ** (1.0 / 3.0)
+            new_positions = np.empty_like(self._positions)
+            start, atoms = self._molecules
+            kernels.scale_molecules(self._positions, start, atoms, np.linalg.inv(box), new_box,
+                                    new_positions)
         self._place_sites(new_positions)
         try:
             trial = self.backend.compute(new_positions, new_box)
             change = trial.energy - old_energy
         except BlowUpError:
             trial, change = None, math.inf
-        accepted = moves.accept(change, volume, new_volume, uniform)
-        moves.record(accepted, volume)
+        with phase("barostat"):
+            accepted = moves.accept(change, volume, new_volume, uniform)
+            moves.record(accepted, volume)
         if accepted:
             self._positions = new_positions
             self._box = new_box

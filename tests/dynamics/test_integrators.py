@@ -48,13 +48,15 @@ def test_verlet_follows_openmm_reference_trajectory():
         integrator.step(25)
         theirs = context.getState(getEnergy=True, getPositions=True)
         reference = theirs.getPositions(asNumpy=True).value_in_unit(NM)
-        # forces agree to ~1e-11 relative, so 100 steps of chaotic divergence stay far below 1e-6 nm
+        # the float32 pair kernel (as OpenMM's CPU platform) agrees to ~1e-6 relative in forces;
+        # 100 steps of chaotic divergence stay below 1e-6 nm
         assert np.abs(ours.positions - reference).max() < 1e-6
         kinetic = theirs.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
         potential = theirs.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-        # OpenMM's half-step-shifted kinetic energy convention, reproduced to round-off
-        assert ours.kinetic_energy == pytest.approx(kinetic, rel=1e-7)
-        assert ours.potential_energy == pytest.approx(potential, rel=1e-7)
+        # OpenMM's half-step-shifted kinetic energy convention; the float32 pair forces leave
+        # 1e-7 to 2e-7 relative after 100 steps in both energies (OpenMM CPU: ~1e-5 potential)
+        assert ours.kinetic_energy == pytest.approx(kinetic, rel=1e-6)
+        assert ours.potential_energy == pytest.approx(potential, rel=1e-6)
 
 
 def test_reciprocal_every_two_stays_close_to_single_stepping():

@@ -1,1 +1,2 @@
-"""Benchmarks: the standard DHFR system and timing runs side by side with OpenMM."""
+"""Benchmarks: DHFR and water boxes of growing size, timed side by side with OpenMM, and
+profiles of where a step's time goes."""

@@ -20,10 +20,20 @@ def _ns_per_day(steps: int, timestep: float, seconds: float) -> float:
     return steps * timestep * 1e-3 * 86400.0 / seconds
 
 
+def use_threads(threads: int | None) -> int:
+    """Set Numba's thread count if ``threads`` is given; return the count in use."""
+    import numba
+
+    if threads is not None:
+        numba.set_num_threads(threads)
+    return numba.get_num_threads()
+
+
 def bench_dynamics(system_name: str = "dhfr", steps: int = 50, repeats: int = 3,
                    threads: int | None = None, compare_openmm: bool = True,
-                   timestep: float = 0.004, reciprocal_every: int = 1, seed: int = 1) -> dict:
-    """Time LangevinMiddle dynamics.
+                   timestep: float = 0.004, reciprocal_every: int = 1, seed: int = 1,
+                   profile_steps: int = 0) -> dict:
+    """Time LangevinMiddle dynamics of a benchmark system.
 
     Parameters
     ----------
@@ -44,65 +54,126 @@ def bench_dynamics(system_name: str = "dhfr", steps: int = 50, repeats: int = 3,
         always runs single stepping here).
     seed : int
         Random seed.
+    profile_steps : int
+        If positive, run this many more bencao steps under phase profiling after the timed
+        blocks (see ``bencao.bench.profile.profile_steps``).
 
     Returns
     -------
     dict
-        ``atoms``, ``threads``, ``bencao_ns_per_day``, ``bencao_ms_per_step`` and, with OpenMM,
-        ``openmm_ns_per_day``, ``openmm_ms_per_step`` and ``speed_ratio`` (bencao ns/day over
-        OpenMM ns/day: above 1 means bencao is faster).
+        ``system`` and what :func:`time_dynamics` returns.
+    """
+    from bencao.bench.systems import SYSTEMS
+
+    use_threads(threads)
+    openmm_system, positions, box = SYSTEMS[system_name]()
+    report = {"system": system_name}
+    report.update(time_dynamics(openmm_system, positions, box, steps=steps, repeats=repeats,
+                                compare_openmm=compare_openmm, timestep=timestep,
+                                reciprocal_every=reciprocal_every, seed=seed,
+                                profile_steps=profile_steps))
+    return report
+
+
+def _openmm_stepper(openmm_system, simulation, box, temperature, friction, timestep, seed, threads):
+    """An OpenMM CPU context at bencao's positions and velocities: a function running n steps."""
+    import openmm as mm
+    from openmm import unit
+
+    integrator = mm.LangevinMiddleIntegrator(temperature, friction, timestep)
+    integrator.setRandomNumberSeed(seed)
+    context = mm.Context(openmm_system, integrator, mm.Platform.getPlatformByName("CPU"),
+                         {"Threads": str(threads)})
+    context.setPeriodicBoxVectors(*[mm.Vec3(*row) for row in box])
+    context.setPositions(simulation.positions * unit.nanometer)
+    context.setVelocities(simulation.velocities * unit.nanometer / unit.picosecond)
+
+    def run(steps: int) -> None:
+        integrator.step(steps)
+        # getState waits for the platform to finish the steps
+        context.getState(getEnergy=False)
+
+    return run
+
+
+def _timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def time_dynamics(openmm_system, positions, box, steps: int = 50, repeats: int = 3,
+                  compare_openmm: bool = True, timestep: float = 0.004, reciprocal_every: int = 1,
+                  seed: int = 1, profile_steps: int = 0, temperature: float = 300.0,
+                  friction: float = 1.0, warmup_steps: int = 10) -> dict:
+    """Time LangevinMiddle dynamics of one OpenMM System in bencao and OpenMM's CPU platform.
+
+    Both engines start from the same constrained positions and Maxwell–Boltzmann velocities, run
+    ``warmup_steps`` (compilation, neighbour lists), then ``repeats`` blocks of ``steps``
+    interleaved; the median block counts.  Threads are Numba's current count, for both.
+
+    Parameters
+    ----------
+    openmm_system : openmm.System
+    positions : (N, 3) array
+        Positions, nm.
+    box : (3, 3) array
+        Box vectors as rows, nm.
+    steps, repeats, compare_openmm, timestep, reciprocal_every, seed, profile_steps
+        As in :func:`bench_dynamics`.
+    temperature : float
+        Thermostat temperature, K.
+    friction : float
+        Friction coefficient, 1/ps.
+    warmup_steps : int
+        Untimed steps per engine before the timed blocks.
+
+    Returns
+    -------
+    dict
+        ``atoms``, ``threads``, ``timestep_ps``, ``steps_per_block``, ``repeats``,
+        ``reciprocal_every``, ``bencao_ns_per_day``, ``bencao_ms_per_step``,
+        ``bencao_temperature_K``, ``finite``, ``settings`` (see
+        ``bencao.bench.profile.simulation_settings``), with OpenMM ``openmm_ns_per_day``,
+        ``openmm_ms_per_step`` and ``speed_ratio`` (bencao ns/day over OpenMM ns/day: above 1
+        means bencao is faster), and with ``profile_steps`` a ``profile``.
     """
     import numba
 
     import bencao
-    from bencao.bench.systems import SYSTEMS
+    from bencao.bench.profile import profile_steps as run_profile
+    from bencao.bench.profile import simulation_settings
 
-    if threads is not None:
-        numba.set_num_threads(threads)
     threads = numba.get_num_threads()
-    openmm_system, positions, box = SYSTEMS[system_name]()
-    temperature, friction = 300.0, 1.0
     integrator = bencao.LangevinMiddleIntegrator(temperature, friction, timestep,
                                                  reciprocal_every=reciprocal_every)
     simulation = bencao.Simulation(bencao.System.from_openmm(openmm_system), integrator, positions,
                                    box, seed=seed)
     simulation.set_velocities_to_temperature(temperature)
-    simulation.step(10)  # compile and build the neighbour list
-    ours = lambda: simulation.step(steps)
-    report = {"system": system_name, "atoms": len(positions), "threads": threads,
-              "timestep_ps": timestep, "steps_per_block": steps, "reciprocal_every": reciprocal_every}
-    ours_times, theirs_times = [], []
+    theirs = None
     if compare_openmm:
-        import openmm as mm
-        from openmm import unit
-
-        their_integrator = mm.LangevinMiddleIntegrator(temperature, friction, timestep)
-        their_integrator.setRandomNumberSeed(seed)
-        context = mm.Context(openmm_system, their_integrator, mm.Platform.getPlatformByName("CPU"),
-                             {"Threads": str(threads)})
-        context.setPeriodicBoxVectors(*[mm.Vec3(*row) for row in box])
-        context.setPositions(simulation.positions * unit.nanometer)
-        context.setVelocities(simulation.velocities * unit.nanometer / unit.picosecond)
-        their_integrator.step(10)
-        theirs = lambda: their_integrator.step(steps)
-    for _ in range(repeats):  # interleaved
-        start = time.perf_counter()
-        ours()
-        ours_times.append(time.perf_counter() - start)
-        if compare_openmm:
-            start = time.perf_counter()
-            theirs()
-            # getState waits for the platform to finish the steps
-            context.getState(getEnergy=False)
-            theirs_times.append(time.perf_counter() - start)
+        theirs = _openmm_stepper(openmm_system, simulation, box, temperature, friction, timestep,
+                                 seed, threads)
+        theirs(warmup_steps)
+    simulation.step(warmup_steps)  # compile and build the neighbour list
+    ours_times, theirs_times = [], []
+    for _ in range(repeats):  # interleaved, so that load from elsewhere hits both alike
+        ours_times.append(_timed(lambda: simulation.step(steps)))
+        if theirs is not None:
+            theirs_times.append(_timed(lambda: theirs(steps)))
+    report = {"atoms": len(positions), "threads": threads, "timestep_ps": timestep,
+              "steps_per_block": steps, "repeats": repeats, "reciprocal_every": reciprocal_every}
     seconds = statistics.median(ours_times)
     report["bencao_ns_per_day"] = _ns_per_day(steps, timestep, seconds)
     report["bencao_ms_per_step"] = 1e3 * seconds / steps
-    report["bencao_temperature_K"] = simulation.state.temperature
-    if compare_openmm:
+    if theirs is not None:
         seconds = statistics.median(theirs_times)
         report["openmm_ns_per_day"] = _ns_per_day(steps, timestep, seconds)
         report["openmm_ms_per_step"] = 1e3 * seconds / steps
         report["speed_ratio"] = report["bencao_ns_per_day"] / report["openmm_ns_per_day"]
+    if profile_steps > 0:
+        report["profile"] = run_profile(simulation, profile_steps)
+    report["settings"] = simulation_settings(simulation)
+    report["bencao_temperature_K"] = simulation.state.temperature
     report["finite"] = bool(np.isfinite(simulation.positions).all())
     return report

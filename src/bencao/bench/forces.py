@@ -54,7 +54,7 @@ def bench_forces(system_name: str = "dhfr", repeats: int = 10, threads: int | No
     threads = numba.get_num_threads()
     openmm_system, positions, box = SYSTEMS[system_name]()
     backend = bencao.make_backend(bencao.System.from_openmm(openmm_system))
-    ours = lambda: backend.compute(positions, box)  # noqa: E731
+    ours = lambda: backend.compute(positions, box)
     for _ in range(2):
         result = ours()
     report = {"system": system_name, "atoms": len(positions), "threads": threads}
@@ -68,7 +68,7 @@ def bench_forces(system_name: str = "dhfr", repeats: int = 10, threads: int | No
         )
         context.setPeriodicBoxVectors(*[mm.Vec3(*row) for row in box])
         context.setPositions(positions * unit.nanometer)
-        theirs = lambda: context.getState(getEnergy=True, getForces=True)  # noqa: E731
+        theirs = lambda: context.getState(getEnergy=True, getForces=True)
         for _ in range(2):
             state = theirs()
         ours_times, theirs_times = [], []

@@ -1,24 +1,38 @@
-"""``bencao bench``: dynamics and force benchmarks against OpenMM in the same run."""
+"""``bencao bench``: dynamics, force and scaling benchmarks against OpenMM in the same run."""
 
 from __future__ import annotations
 
 import json
+import sys
+
+DEFAULT_STEPS = {"dhfr": 50, "scaling": 20}
 
 
 def _bench(args) -> int:
     if args.repeats is None:
         args.repeats = 10 if args.what == "forces" else 3
+    if args.steps is None:
+        args.steps = DEFAULT_STEPS.get(args.what, 50)
     if args.what == "forces":
         return _bench_forces(args)
+    if args.what == "scaling":
+        return _bench_scaling(args)
     return _bench_dynamics(args)
+
+
+def _progress(line: str) -> None:
+    """Progress of a long benchmark, on stderr so that --json output stays clean."""
+    print(f"bencao bench: {line}", file=sys.stderr, flush=True)
 
 
 def _bench_dynamics(args) -> int:
     from bencao.bench.dynamics import bench_dynamics
+    from bencao.bench.profile import format_profile, format_settings
 
     report = bench_dynamics(args.what, steps=args.steps, repeats=args.repeats, threads=args.threads,
                             compare_openmm=args.compare == "openmm",
-                            reciprocal_every=args.reciprocal_every)
+                            reciprocal_every=args.reciprocal_every,
+                            profile_steps=args.steps if args.profile else 0)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -32,6 +46,27 @@ def _bench_dynamics(args) -> int:
         print(f"  OpenMM (CPU)   {report['openmm_ns_per_day']:7.2f} ns/day  "
               f"{report['openmm_ms_per_step']:7.1f} ms/step")
         print(f"  speed ratio bencao/OpenMM  {report['speed_ratio']:.2f}")
+    print(f"  settings: {format_settings(report['settings'])}")
+    if "profile" in report:
+        print("\n".join(format_profile(report["profile"])))
+    return 0
+
+
+def _bench_scaling(args) -> int:
+    from bencao.bench.profile import format_profile
+    from bencao.bench.scaling import DEFAULT_SIZES, bench_scaling, format_scaling
+
+    report = bench_scaling(args.sizes or DEFAULT_SIZES, steps=args.steps, repeats=args.repeats,
+                           threads=args.threads, compare_openmm=args.compare == "openmm",
+                           profile=args.profile, progress=_progress)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print("\n".join(format_scaling(report)))
+    for row in report["results"]:
+        if "profile" in row:
+            print(f"\n{row['atoms']:,} atoms (bencao):")
+            print("\n".join(format_profile(row["profile"])))
     return 0
 
 
@@ -56,12 +91,20 @@ def _bench_forces(args) -> int:
 def register(commands) -> None:
     """Add the ``bench`` subcommand to the ``bencao`` parser's subcommands."""
     bench = commands.add_parser("bench", help="benchmarks against OpenMM's CPU platform")
-    bench.add_argument("what", choices=["dhfr", "forces"],
-                       help="dhfr: dynamics in ns/day; forces: one energy + force evaluation")
+    bench.add_argument("what", choices=["dhfr", "forces", "scaling"],
+                       help="dhfr: dynamics in ns/day; forces: one energy + force evaluation; "
+                            "scaling: dynamics of TIP3P water boxes of growing size")
     bench.add_argument("--system", default="dhfr", choices=["dhfr"], help="system for 'forces'")
     bench.add_argument("--repeats", type=int, default=None,
                        help="timed repeats per engine (default 10 evaluations, 3 blocks of steps)")
-    bench.add_argument("--steps", type=int, default=50, help="steps per timed block (dhfr)")
+    bench.add_argument("--steps", type=int, default=None,
+                       help="steps per timed block (default 50 for dhfr, 20 for scaling)")
+    bench.add_argument("--sizes", type=int, nargs="+", default=None, metavar="ATOMS",
+                       help="approximate atoms of each water box (scaling; default "
+                            "3000 10000 30000 100000 300000)")
+    bench.add_argument("--profile", action="store_true",
+                       help="after the timed blocks, profile as many steps again: ms/step by "
+                            "phase and neighbour-list rebuilds (dhfr, scaling)")
     bench.add_argument("--reciprocal-every", type=int, default=1,
                        help="multiple time stepping: reciprocal space every k steps (dhfr)")
     bench.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")

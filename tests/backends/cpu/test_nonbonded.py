@@ -6,11 +6,11 @@ import numpy as np
 import openmm as mm
 import pytest
 from openmm import app, unit
+from reference import force_agreement, openmm_evaluation
+from systems import water_box
 
 import bencao
 from bencao.constants import ONE_4PI_EPS0
-from reference import force_agreement, openmm_evaluation
-from systems import water_box
 
 
 def _two_particle_system(method, q=(0.5, -0.7), sigma=(0.3, 0.35), eps=(0.6, 0.9), box=3.0, **kw):
@@ -33,7 +33,8 @@ def _two_particle_system(method, q=(0.5, -0.7), sigma=(0.3, 0.35), eps=(0.6, 0.9
 
 
 def test_two_charges_coulomb_and_lj_analytic():
-    # float64 arithmetic; forces pass through fixed point at 2.3e-10 kJ/mol/nm
+    # the pair kernel works in float32 (as OpenMM's CPU platform does): 1e-6 relative is a few
+    # float32 roundings (6e-8 each) of a dozen operations
     system = bencao.System.from_openmm(_two_particle_system(mm.NonbondedForce.NoCutoff))
     r = 0.42
     result = bencao.evaluate(system, [[0, 0, 0], [r, 0, 0]])
@@ -41,9 +42,9 @@ def test_two_charges_coulomb_and_lj_analytic():
     sr6 = (sigma / r) ** 6
     energy = ONE_4PI_EPS0 * 0.5 * -0.7 / r + 4 * eps * (sr6 * sr6 - sr6)
     force = ONE_4PI_EPS0 * 0.5 * -0.7 / r**2 + 4 * eps * (12 * sr6 * sr6 - 6 * sr6) / r
-    assert result.energy == pytest.approx(energy, rel=1e-12)
-    assert result.forces[1, 0] == pytest.approx(force, rel=1e-10)
-    assert result.forces[0, 0] == pytest.approx(-force, rel=1e-10)
+    assert result.energy == pytest.approx(energy, rel=1e-6)
+    assert result.forces[1, 0] == pytest.approx(force, rel=1e-6)
+    assert result.forces[0, 0] == pytest.approx(-force, rel=1e-6)
     assert np.abs(result.forces[:, 1:]).max() == 0.0
 
 
@@ -53,8 +54,9 @@ def test_lj_minimum_has_zero_force():
     )
     r = 2 ** (1 / 6) * 0.3
     result = bencao.evaluate(system, [[0, 0, 0], [0, 0, r]])
-    assert result.energy == pytest.approx(-1.0, rel=1e-12)  # float64 arithmetic
-    assert np.abs(result.forces).max() < 1e-9  # float64 cancellation of 12 and 6 terms (~1e3 each)
+    assert result.energy == pytest.approx(-1.0, rel=1e-6)  # float32 pair arithmetic
+    # float32 cancellation of the 12 and 6 terms (~1e2 kJ/mol/nm each, 6e-8 relative rounding)
+    assert np.abs(result.forces).max() < 1e-4
 
 
 def test_reaction_field_analytic():
@@ -66,7 +68,7 @@ def test_reaction_field_analytic():
     crf = 3 * eps_s / ((2 * eps_s + 1) * rc)
     energy = ONE_4PI_EPS0 * 0.5 * -0.7 * (1 / r + krf * r * r - crf)
     result = bencao.evaluate(system, [[0, 0, 0], [r, 0, 0]])
-    assert result.energy == pytest.approx(energy, rel=1e-12)  # float64 arithmetic
+    assert result.energy == pytest.approx(energy, rel=1e-6)  # float32 pair arithmetic
     beyond = bencao.evaluate(system, [[0, 0, 0], [1.01, 0, 0]])
     assert beyond.energy == 0.0 and np.abs(beyond.forces).max() == 0.0
 
@@ -81,7 +83,8 @@ def test_switching_function_analytic():
     sigma, eps = 0.325, math.sqrt(0.6 * 0.9)
     sr6 = (sigma / r) ** 6
     result = bencao.evaluate(system, [[0, 0, 0], [r, 0, 0]])
-    assert result.energy == pytest.approx(s * 4 * eps * (sr6 * sr6 - sr6), rel=1e-12)  # float64
+    # float32 pair arithmetic
+    assert result.energy == pytest.approx(s * 4 * eps * (sr6 * sr6 - sr6), rel=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -110,16 +113,20 @@ def _water_system(water, method, **options):
 def test_water_box_matches_openmm_reference(water, method, options):
     system, positions, box = _water_system(water, method, **options)
     ref_energy, ref_forces, _, _ = openmm_evaluation(system, positions, box)
+    cpu_energy, cpu_forces, _, _ = openmm_evaluation(system, positions, box, platform="CPU")
     result = bencao.evaluate(bencao.System.from_openmm(system), positions, box)
     median, p99 = force_agreement(result.forces, ref_forces)
-    # Measured: the cutoff methods agree to 1e-11 (float64 both sides); Ewald and PME to ~1e-7 at
-    # the 99th percentile and in energy, a difference that lies in the screening function
-    # erfc(alpha r), since the reciprocal parts agree to 1e-11 (test_pme.py).  OpenMM's CPU
-    # platform is off by 3e-6 (forces) and 8e-6 (energy) on this box.
-    ewald = method in (app.Ewald, app.PME)
-    assert median < 1e-9
-    assert p99 < (2e-6 if ewald else 1e-9)
-    assert result.energy == pytest.approx(ref_energy, rel=2e-7 if ewald else 1e-10)
+    cpu_median, cpu_p99 = force_agreement(cpu_forces, ref_forces)
+    # The bar: no worse than OpenMM's CPU platform, which like bencao's pair kernel works in
+    # float32 (both ~1e-6 median here).  Measured ratios bencao/CPU: 0.85-1.16 (median) and
+    # 0.92-1.27 (99th percentile, the largest with NoCutoff, whose rows sum ~1,500 pairs in
+    # float32); 1.5 leaves room for OpenMM CPU's own run-to-run scatter (~5%).
+    assert median < 1.5 * cpu_median
+    assert p99 < 1.5 * cpu_p99
+    assert median < 3e-6
+    # energies are summed in float64: measured 1e-7 to 3e-6 relative, OpenMM CPU 7e-8 to 1e-5
+    cpu_error = abs(cpu_energy - ref_energy) / abs(ref_energy)
+    assert result.energy == pytest.approx(ref_energy, rel=max(2 * cpu_error, 1e-6))
 
 
 def test_dispersion_correction_matches_openmm(water):
@@ -150,14 +157,16 @@ def test_finite_difference_pme(water):
     rng = np.random.default_rng(3)
     for atom in rng.choice(len(positions), 4, replace=False):
         direction = result.forces[atom] / np.linalg.norm(result.forces[atom])
-        h = 1e-4
+        h = 2e-4
         plus, minus = positions.copy(), positions.copy()
         plus[atom] += h * direction
         minus[atom] -= h * direction
         slope = -(backend.compute(plus, box).energy - backend.compute(minus, box).energy) / (2 * h)
-        # central differences with h = 1e-4 nm: O(h^2) truncation and float64 round-off of
-        # ~1e-11 relative on ~1e4 kJ/mol energies leave ~1e-3 kJ/mol/nm; forces are hundreds
-        assert slope == pytest.approx(np.linalg.norm(result.forces[atom]), abs=1e-2, rel=1e-5)
+        # central differences with h = 2e-4 nm (a larger h meets the curvature of close
+        # contacts: 0.02 kJ/mol/nm truncation here): the changed pair energies carry float32
+        # rounding (~1e-5 kJ/mol per pair, ~1e-4 in all), up to ~1 kJ/mol/nm after dividing by
+        # 2h (measured 0.3-1.5 at h = 1e-4); forces are 600-1900 kJ/mol/nm
+        assert slope == pytest.approx(np.linalg.norm(result.forces[atom]), abs=1.5, rel=1e-4)
 
 
 TABLE_FORMS = [

@@ -129,12 +129,13 @@ def test_pme_matches_openmm_reference(box, neutral):
     ref_energy, ref_forces = openmm_reciprocal(charges, positions, box,
                                                openmm.NonbondedForce.PME)
     # Same algorithm, grid and float64 arithmetic as OpenMM's Reference PME; what differs is
-    # FFT rounding, the 2^-40 e grid quantum and the 2^-32 kJ/mol/nm force quantum (measured:
-    # energy ~1e-12 relative, force metric median ~1e-11, 99th percentile ~1e-10).
-    assert energy == pytest.approx(ref_energy, rel=1e-9)
+    # rounding (FFT, B-spline polynomials, summation order) and the 2^-32 kJ/mol/nm force
+    # quantum (measured: energy ~1e-13 relative, force metric median ~1e-12, 99th percentile
+    # ~6e-11).  A float32 grid or FFT would miss these bounds by orders of magnitude.
+    assert energy == pytest.approx(ref_energy, rel=1e-11)
     median, p99 = force_agreement(forces, ref_forces)
-    assert median < 1e-9
-    assert p99 < 1e-8
+    assert median < 1e-10
+    assert p99 < 1e-9
 
 
 @pytest.mark.parametrize("box", [CUBIC, TRICLINIC], ids=["cubic", "triclinic"])
@@ -151,10 +152,10 @@ def test_pme_coarse_explicit_grid_matches_openmm_reference(box):
     energy, forces, _ = evaluate(term, positions, box)
     ref_energy, ref_forces = openmm_reciprocal(charges, positions, box,
                                                openmm.NonbondedForce.PME, pme_parameters=params)
-    assert energy == pytest.approx(ref_energy, rel=1e-9)
+    assert energy == pytest.approx(ref_energy, rel=1e-11)
     median, p99 = force_agreement(forces, ref_forces)
-    assert median < 1e-9
-    assert p99 < 1e-8
+    assert median < 1e-10
+    assert p99 < 1e-9
 
 
 def test_pme_box_change_recomputes_influence_function():
@@ -232,18 +233,124 @@ _CHILD = textwrap.dedent("""
 
 
 def test_bit_identical_on_one_and_two_threads(tmp_path):
-    """Same int64 forces and the same energy bits with NUMBA_NUM_THREADS=1 and 2."""
+    """Same int64 forces and the same energy bits with NUMBA_NUM_THREADS=1, 2 and 3 (three
+    spread slabs and an uneven split of the FFT lines, even on two cores)."""
     script = _CHILD.format(tests=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     results = []
-    for threads in (1, 2):
+    for threads in (1, 2, 3):
         out = tmp_path / f"threads{threads}.npz"
         env = dict(os.environ, NUMBA_NUM_THREADS=str(threads))
         subprocess.run([sys.executable, "-c", script, str(out)], env=env, check=True,
                        cwd=os.path.dirname(__file__))
         results.append(np.load(out))
-    one, two = results
+    one = results[0]
     assert one["pme_forces"].any() and one["ewald_forces"].any()
-    for key in ("pme_forces", "ewald_forces"):
-        assert np.array_equal(one[key], two[key])
-    for key in ("pme_energy", "ewald_energy"):
-        assert one[key].tobytes() == two[key].tobytes()
+    for other in results[1:]:
+        for key in ("pme_forces", "ewald_forces"):
+            assert np.array_equal(one[key], other[key])
+        for key in ("pme_energy", "ewald_energy"):
+            assert one[key].tobytes() == other[key].tobytes()
+
+
+# --- Kernels of the CPU PME: FFT, slab-order spread, awkward grids -----------------------------
+
+
+@pytest.mark.parametrize("n", [5, 6, 7, 8, 12, 15, 16, 28, 32, 45, 56, 60, 64, 96, 11, 13, 26,
+                               53, 98])
+@pytest.mark.parametrize("sigma", [-1.0, 1.0], ids=["forward", "inverse"])
+def test_vector_fft_matches_numpy(n, sigma):
+    """Every radix pass (8, 4, 2, 3, 5, 7 written out; 11, 13, 53 generic) against numpy's FFT,
+    on 8 lanes at once with a strided source and a separate destination."""
+    from bencao.backends.cpu.pme import LANES, _fft_line, _fft_plan, _fft_work_size
+
+    rng = np.random.default_rng(n)
+    data = rng.normal(size=(n, LANES)) + 1j * rng.normal(size=(n, LANES))
+    stride = 3 * LANES  # element e at e * stride: lines interleaved with other data
+    src = rng.normal(size=n * stride + 2 * LANES)
+    src[:n * stride].reshape(n, 3, LANES)[:, 0] = data.real
+    src[:n * stride].reshape(n, 3, LANES)[:, 2] = data.imag
+    dst = np.zeros(2 * n * LANES)
+    plan, tables = _fft_plan(n)
+    work = np.zeros(_fft_work_size(n))
+    # The kernels take addresses (the arrays stay alive in this frame).
+    _fft_line(src.ctypes.data, 0, 2 * LANES, stride, dst.ctypes.data, 0, n * LANES, LANES,
+              plan.ctypes.data, tables.ctypes.data, sigma, work.ctypes.data, 0)
+    result = dst[:n * LANES].reshape(n, LANES) + 1j * dst[n * LANES:].reshape(n, LANES)
+    expected = np.fft.fft(data, axis=0) if sigma < 0 else np.fft.ifft(data, axis=0) * n
+    assert np.abs(result - expected).max() < 1e-14 * n * np.abs(expected).max()
+
+
+def test_spread_is_independent_of_the_slab_count():
+    """The grid is bit-identical for any slab count (the canonical order of _spread), which is
+    what makes PME bit-identical on any number of threads."""
+    from bencao.backends.cpu import pme as kernels
+
+    charges, positions = random_system(2000, TRICLINIC, False, seed=4)
+    term = CpuPME(make_term(charges, "PME", alpha=3.0, grid=(12, 10, 14)), len(charges),
+                  TRICLINIC)
+    evaluate(term, positions, TRICLINIC)  # fills the sorted per-atom arrays
+    nx, ny, nz = (int(g) for g in term.grid)
+    grids = []
+    for slabs in (2, 3, 5, 8):
+        grid = np.full_like(term._grid, np.nan)
+        kernels._spread(term._s_charges, term._s_index, term._s_offset, term._starts,
+                        term._coefficients, term.grid, term._plane_stride, slabs, grid)
+        planes = grid.reshape(nx, term._plane_stride)[:, :ny * (nz + kernels.LANES)]
+        grids.append(planes.reshape(nx, ny, -1)[:, :, :nz].copy())
+    assert np.isfinite(grids[0]).all() and grids[0].any()
+    for grid in grids[1:]:
+        assert np.array_equal(grid, grids[0])
+    # The grid carries the total charge (B-spline weights sum to 1), up to rounding.
+    assert grids[0].sum() == pytest.approx(charges.sum(), abs=1e-11)
+
+
+@pytest.mark.parametrize("params", [(3.0, 11, 9, 7), (2.6, 10, 11, 7), (3.2, 13, 16, 23)],
+                         ids=["odd-odd-odd", "odd-block-count", "prime"])
+def test_pme_odd_and_prime_grids_match_openmm_reference(params):
+    """Grids with odd sizes, an odd number of 8-lane blocks per row (paired with itself in the
+    real-to-complex transform), sizes that are not multiples of 8, and the generic prime pass
+    (13, 23)."""
+    charges, positions = random_system(300, TRICLINIC, False, seed=12)
+    term = CpuPME(make_term(charges, "PME", alpha=params[0], grid=params[1:]), len(charges),
+                  TRICLINIC)
+    energy, forces, _ = evaluate(term, positions, TRICLINIC)
+    ref_energy, ref_forces = openmm_reciprocal(charges, positions, TRICLINIC,
+                                               openmm.NonbondedForce.PME, pme_parameters=params)
+    assert energy == pytest.approx(ref_energy, rel=1e-11)
+    median, p99 = force_agreement(forces, ref_forces)
+    assert median < 1e-10
+    assert p99 < 1e-9
+
+
+def test_pme_repeated_calls_are_bit_identical():
+    """Work arrays are reused between calls: nothing from one call may leak into the next."""
+    charges, positions = random_system(500, DODECAHEDRON, True, seed=8)
+    term = CpuPME(make_term(charges, "PME"), len(charges), DODECAHEDRON)
+    energy, _, acc = evaluate(term, positions, DODECAHEDRON)
+    evaluate(term, positions + 0.37, DODECAHEDRON)
+    again, _, acc_again = evaluate(term, positions, DODECAHEDRON)
+    assert energy.hex() == again.hex()
+    assert np.array_equal(acc, acc_again)
+
+
+
+@pytest.mark.parametrize("grid", [(12, 10, 14), (11, 9, 29)], ids=["nz14", "nz29"])
+def test_inverse_fft_does_not_depend_on_what_the_work_buffers_held(grid):
+    """Each thread reuses one work buffer for every plane it transforms, so on another number
+    of threads a buffer holds other leftovers; the grid must not depend on them (nz not a
+    multiple of 8 leaves padding lanes in the last 8-lane block of each row)."""
+    from bencao.backends.cpu import pme as kernels
+
+    charges, positions = random_system(400, TRICLINIC, True, seed=21)
+    term = CpuPME(make_term(charges, "PME", alpha=3.0, grid=grid), len(charges), TRICLINIC)
+    evaluate(term, positions, TRICLINIC)  # leaves the convolved spectrum in term._spectrum
+    (_, _), (plan_y, tw_y), (plan_z, tw_z) = term._plans
+    grids = []
+    for fill in (0.0, 1e6):
+        buffers = np.full_like(term._buffers, fill)
+        grid_out = np.zeros_like(term._grid)
+        kernels._fft_planes_inverse(term._spectrum, term.grid, term._plane_stride, grid_out,
+                                    plan_y, tw_y, plan_z, tw_z, buffers)
+        grids.append(grid_out)
+    assert grids[0].any()
+    assert np.array_equal(grids[0], grids[1])

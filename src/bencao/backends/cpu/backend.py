@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bencao.backends.cpu.fixed_point import forces_from_fixed
+from bencao.backends.cpu.nonbonded import DEFAULT_BUFFER
 from bencao.constants import FORCE_CLAMP
 from bencao.forces import (
     CMAPTorsions,
@@ -19,6 +20,7 @@ from bencao.forces import (
     PositionRestraints,
     TabulatedPairs,
 )
+from bencao.profiling import phase
 
 
 class BlowUpError(FloatingPointError):
@@ -85,16 +87,24 @@ def _make_term(term, system, buffer):
 PARTS = ("all", "direct", "reciprocal")
 
 
-def _compute_part(term, parts, positions, box, fixed):
-    """Add one term's share of ``parts`` to ``fixed``; its energy, or None if it has no share."""
+def _compute_part(term, parts, positions, box, fixed, energy=True):
+    """Add one term's share of ``parts`` to ``fixed``; its energy, or None if it has no share.
+
+    With ``energy`` False, terms that can skip their energy (``energy_optional``) do, and return
+    NaN.
+    """
     reciprocal = getattr(term, "reciprocal", None)
+    options = {} if energy or not getattr(term, "energy_optional", False) else {"energy": False}
     if parts == "all":
-        return term.compute(positions, box, fixed)
+        return term.compute(positions, box, fixed, **options)
     if parts == "direct":
-        return term.compute_direct(positions, box, fixed) if reciprocal is not None else \
-            term.compute(positions, box, fixed)
+        return term.compute_direct(positions, box, fixed, **options) if reciprocal is not None else \
+            term.compute(positions, box, fixed, **options)
     if parts == "reciprocal":
-        return reciprocal.compute(positions, box, fixed) if reciprocal is not None else None
+        if reciprocal is None:
+            return None
+        with phase("reciprocal space"):
+            return reciprocal.compute(positions, box, fixed)
     raise ValueError(f"parts must be one of {PARTS}, got {parts!r}")
 
 
@@ -109,7 +119,7 @@ class CpuBackend:
         Verlet buffer of the neighbour lists, nm.
     """
 
-    def __init__(self, system, buffer: float = 0.1):
+    def __init__(self, system, buffer: float = DEFAULT_BUFFER):
         from bencao.backends.cpu.virtual_sites import CpuVirtualSites
 
         self.system = system
@@ -175,7 +185,7 @@ class CpuBackend:
         """True if some term has a reciprocal-space (Ewald/PME) part, the slow group of MTS."""
         return any(getattr(term, "reciprocal", None) is not None for term in self.terms)
 
-    def compute(self, positions, box=None, parts: str = "all") -> Evaluation:
+    def compute(self, positions, box=None, parts: str = "all", energy: bool = True) -> Evaluation:
         """Energy and forces.
 
         Parameters
@@ -188,6 +198,9 @@ class CpuBackend:
             Which forces: everything, everything but reciprocal space (the fast group of
             multiple time stepping), or only reciprocal space with the Ewald self energy (the
             slow group).
+        energy : bool
+            If False, terms that can skip their energy do (the pair kernel runs faster); the
+            Evaluation's energy is then NaN.  Dynamics needs only forces.
 
         Returns
         -------
@@ -198,26 +211,34 @@ class CpuBackend:
         BlowUpError
             If the energy is not finite or a force is too large to represent.
         """
-        positions, box = self.check_inputs(positions, box)
+        with phase("force bookkeeping"):
+            positions, box = self.check_inputs(positions, box)
         if self.virtual_sites is not None:
-            self.virtual_sites.place(positions)
+            with phase("virtual sites"):
+                self.virtual_sites.place(positions)
         fixed = self._forces
         fixed[:] = 0
         terms: dict[str, float] = {}
         for term in self.terms:
-            energy = _compute_part(term, parts, positions, box, fixed)
-            if energy is not None:
-                terms[term.name] = terms.get(term.name, 0.0) + float(energy)
-        forces = forces_from_fixed(fixed)
+            with phase(term.profile_phase):
+                term_energy = _compute_part(term, parts, positions, box, fixed, energy)
+            if term_energy is not None:
+                terms[term.name] = terms.get(term.name, 0.0) + float(term_energy)
+        with phase("force bookkeeping"):
+            forces = forces_from_fixed(fixed)
         if self.virtual_sites is not None:
             # Parents receive the sites' forces; the sites keep reporting the force that acts on
             # them, as OpenMM's getForces does (integrators skip massless particles).
-            sites = self.system.virtual_sites.site
-            site_forces = forces[sites]
-            forces = self.virtual_sites.distribute(positions, forces)
-            forces[sites] = site_forces
+            with phase("virtual sites"):
+                sites = self.system.virtual_sites.site
+                site_forces = forces[sites]
+                forces = self.virtual_sites.distribute(positions, forces)
+                forces[sites] = site_forces
         total = float(sum(terms.values()))
-        if not np.isfinite(total) or np.max(np.abs(forces), initial=0.0) >= 0.5 * FORCE_CLAMP:
+        # A NaN or huge force is clamped on its way into fixed point, so the force test catches
+        # a blow-up whether or not the energy was computed.
+        if (energy and not np.isfinite(total)) or \
+                np.max(np.abs(forces), initial=0.0) >= 0.5 * FORCE_CLAMP:
             message, worst, culprit = self.diagnose(positions, box, forces, terms)
             raise BlowUpError(message, worst, culprit)
         return Evaluation(energy=total, forces=forces, terms=terms)

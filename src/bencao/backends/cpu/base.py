@@ -15,9 +15,12 @@ class CpuTerm:
     ----------
     name : str
         Key of the energy in ``evaluate(...).terms``.
+    profile_phase : str
+        Where its time is counted when profiling (``bencao.profiling``).
     """
 
     name = "term"
+    profile_phase = "bonded"
 
     def compute(self, positions: np.ndarray, box: np.ndarray | None, forces: np.ndarray) -> float:
         """Add this term's forces and return its energy.

@@ -165,9 +165,14 @@ def exclusion_table(n_particles: int, pairs: np.ndarray) -> tuple[np.ndarray, np
     return np.cumsum(start), b.astype(np.int64)
 
 
-def _cell_neighbor_table(ncell: np.ndarray, periodic: bool):
-    """For each axis and cell: the distinct cells at offsets -1, 0, +1 and the box wrap
-    (-1, 0 or +1) that reaching each of them takes."""
+def _cell_neighbor_table(ncell: np.ndarray, periodic: bool, distinct: bool = True):
+    """For each axis and cell: the cells at offsets -1, 0, +1 and the box wrap (-1, 0 or +1)
+    that reaching each of them takes.
+
+    With ``distinct`` a cell reached twice (boxes under three cells wide) is kept once, for
+    kernels that take the minimum image themselves; without it every (cell, wrap) is kept, for
+    lists that record each image separately.
+    """
     width = int(ncell.max())
     table = np.zeros((3, width, 3), np.int64)
     wraps = np.zeros((3, width, 3), np.int64)
@@ -182,7 +187,7 @@ def _cell_neighbor_table(ncell: np.ndarray, periodic: bool):
                     wrap, other = divmod(other, n)
                 elif not 0 <= other < n:
                     continue
-                if other not in [f[0] for f in found]:
+                if not distinct or other not in [f[0] for f in found]:
                     found.append((other, wrap))
             for k, (other, wrap) in enumerate(found):
                 table[axis, c, k] = other
