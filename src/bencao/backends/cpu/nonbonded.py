@@ -11,6 +11,9 @@ from numba import njit
 from bencao.backends.cpu.base import CpuTerm
 from bencao.backends.cpu.cluster_energies import cluster_pairs_energy
 from bencao.backends.cpu.cluster_kernels import (
+    COULOMB_EWALD,
+    COULOMB_PLAIN,
+    COULOMB_REACTION_FIELD,
     cluster_pairs_kernel,
     ewald_polynomials,
     reduce_cluster_forces,
@@ -22,13 +25,7 @@ from bencao.backends.cpu.long_range_correction import (
     table_coefficient,
 )
 from bencao.backends.cpu.neighbors import NeighborList, minimum_image, shift_vectors
-from bencao.backends.cpu.pair_kernels import (
-    COULOMB_EWALD,
-    COULOMB_PLAIN,
-    COULOMB_REACTION_FIELD,
-    reduce_thread_forces,
-    tabulated_pairs,
-)
+from bencao.backends.cpu.pair_kernels import reduce_thread_forces, tabulated_pairs
 from bencao.constants import ONE_4PI_EPS0
 from bencao.profiling import phase
 
