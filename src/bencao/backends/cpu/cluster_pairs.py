@@ -29,10 +29,9 @@ from numba import njit, prange
 from bencao.backends.cpu.neighbors import (
     NO_SHIFT,
     _cell_neighbor_table,
-    _min_width,
-    _width,
     exclusion_table,
     shift_vectors,
+    wrapped_fractional,
 )
 
 #: Atoms per cluster, i and j alike (the kernel works on 8 x 8 blocks; a block's mask is 64 bits).
@@ -449,17 +448,7 @@ class ClusterPairList:
         """Cell of each atom, cells per axis, position inside its cell (fractions) and image."""
         if self.periodic:
             box = np.ascontiguousarray(box, np.float64)
-            # One image per pair within the cutoff needs the cutoff within half the smallest box
-            # width (the buffer may exceed it: the kernel's cutoff test picks the image).
-            if np.isfinite(self.cutoff) and self.cutoff > 0.5 * _min_width(box):
-                raise ValueError(
-                    f"the cutoff {self.cutoff:.3f} nm is larger than half the smallest box "
-                    f"width {_min_width(box):.3f} nm; use a bigger box or a shorter cutoff"
-                )
-            fractional = positions @ np.linalg.inv(box)
-            image = -np.floor(fractional)
-            fractional += image
-            widths = np.array([_width(box, k) for k in range(3)])
+            fractional, image, widths = wrapped_fractional(positions, box, self.cutoff)
         else:
             low = positions.min(axis=0)
             extent = positions.max(axis=0) - low + 1e-6

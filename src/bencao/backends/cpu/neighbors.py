@@ -298,17 +298,7 @@ class NeighborList:
         positions = np.ascontiguousarray(positions, np.float64)
         if self.periodic:
             box = np.ascontiguousarray(box, np.float64)
-            # One minimum image per pair needs the cutoff within half the smallest box width (the
-            # buffer may exceed it: the pair kernel still takes the nearest image only).
-            if np.isfinite(self.cutoff) and self.cutoff > 0.5 * _min_width(box):
-                raise ValueError(
-                    f"the cutoff {self.cutoff:.3f} nm is larger than half the smallest box "
-                    f"width {_min_width(box):.3f} nm; use a bigger box or a shorter cutoff"
-                )
-            fractional = positions @ np.linalg.inv(box)
-            image = -np.floor(fractional)
-            fractional += image
-            widths = np.array([_width(box, k) for k in range(3)])
+            fractional, image, widths = wrapped_fractional(positions, box, self.cutoff)
             ncell = np.maximum(1, np.floor(widths / self.rlist)).astype(np.int64)
             ncell = np.minimum(ncell, 256)
             cell3 = np.minimum((fractional * ncell).astype(np.int64), ncell - 1)
@@ -350,6 +340,36 @@ class NeighborList:
         self._reference = positions.copy()
         self._reference_box = None if box is None else np.array(box, np.float64)
         self.builds += 1
+
+
+def wrapped_fractional(positions: np.ndarray, box: np.ndarray, cutoff: float):
+    """Fractional coordinates wrapped into [0, 1), for binning atoms into cells.
+
+    Returns
+    -------
+    fractional : (N, 3) float64 array
+    image : (N, 3) float64 array
+        Whole box vectors added to each atom to wrap it.
+    widths : (3,) float64 array
+        Distances between opposite faces of the box, nm.
+
+    Raises
+    ------
+    ValueError
+        If the cutoff exceeds half the smallest box width: one image per pair within the
+        cutoff needs it (the list's buffer may exceed it; the kernels' cutoff test picks the
+        image).
+    """
+    if np.isfinite(cutoff) and cutoff > 0.5 * _min_width(box):
+        raise ValueError(
+            f"the cutoff {cutoff:.3f} nm is larger than half the smallest box "
+            f"width {_min_width(box):.3f} nm; use a bigger box or a shorter cutoff"
+        )
+    fractional = positions @ np.linalg.inv(box)
+    image = -np.floor(fractional)
+    fractional += image
+    widths = np.array([_width(box, k) for k in range(3)])
+    return fractional, image, widths
 
 
 def _width(box: np.ndarray, axis: int) -> float:
