@@ -1,5 +1,12 @@
 """bencao: a molecular-dynamics engine for biomolecules (Anton's ideas, in Python and Numba)."""
 
+# before anything compiles: Numba fixes its target features at the first compilation
+from bencao.vector_width import prefer_512_bit_vectors
+
+prefer_512_bit_vectors()
+
+# ruff: noqa: E402
+
 from bencao.dynamics import (
     LangevinMiddleIntegrator,
     MonteCarloBarostat,

@@ -121,10 +121,15 @@ def add_fixed8(typingctx, acc, acc_index, values, values_index):
 
 @intrinsic
 def sum_blocks8(typingctx, values, start, count):
-    """Sum of ``values[start:start + count]`` (float32, count a multiple of 8) in a fixed order:
-    8 running lane sums over the blocks of 8 in turn, then the lanes pairwise
-    ((0+1)+(2+3))+((4+5)+(6+7)).  The order is written out here, not left to the compiler, so
-    the result is the same whatever code LLVM generates (fresh or from Numba's cache)."""
+    """Sum of ``values[start:start + count]`` (float32, count a multiple of 8) in a fixed order.
+
+    Four 8-lane running sums take the blocks of 8 in rotation (block k joins sum k mod 4; the
+    last ``count mod 32`` elements all join sum 0), so four independent chains of adds overlap
+    instead of one waiting on the latency of each add.  Then (s0 + s1) + (s2 + s3), and its
+    lanes pairwise ((0+1)+(2+3))+((4+5)+(6+7)).  The order is written out here, not left to the
+    compiler, so the result is the same whatever code LLVM generates (fresh or from Numba's
+    cache).
+    """
     if values.dtype != types.float32:
         return None
     sig = types.float32(values, start, count)
@@ -136,15 +141,28 @@ def sum_blocks8(typingctx, values, start, count):
         count_value = context.cast(builder, args[2], c_type, types.intp)
         data = context.make_array(v_type)(context, builder, args[0]).data
         intp = context.get_value_type(types.intp)
-        accumulator = cgutils.alloca_once_value(builder, _splat(0.0, ir.FloatType()))
-        with cgutils.for_range_slice(builder, ir.Constant(intp, 0), count_value,
-                                     ir.Constant(intp, LANES)) as (offset, _):
+        zero = _splat(0.0, ir.FloatType())
+        sums = [cgutils.alloca_once_value(builder, zero) for _ in range(4)]
+
+        def block(offset):
             index = builder.add(start_value, offset)
             pointer = builder.bitcast(builder.gep(data, [index]), vector.as_pointer())
-            builder.store(builder.fadd(builder.load(accumulator), builder.load(pointer, align=1)),
-                          accumulator)
-        lanes = builder.load(accumulator)
-        lane = [builder.extract_element(lanes, ir.Constant(ir.IntType(32), k))
+            return builder.load(pointer, align=1)
+
+        stride = 4 * LANES
+        whole = builder.mul(builder.sdiv(count_value, ir.Constant(intp, stride)),
+                            ir.Constant(intp, stride))
+        with cgutils.for_range_slice(builder, ir.Constant(intp, 0), whole,
+                                     ir.Constant(intp, stride)) as (offset, _):
+            for k in range(4):
+                value = block(builder.add(offset, ir.Constant(intp, k * LANES)))
+                builder.store(builder.fadd(builder.load(sums[k]), value), sums[k])
+        with cgutils.for_range_slice(builder, whole, count_value,
+                                     ir.Constant(intp, LANES)) as (offset, _):
+            builder.store(builder.fadd(builder.load(sums[0]), block(offset)), sums[0])
+        total = builder.fadd(builder.fadd(builder.load(sums[0]), builder.load(sums[1])),
+                             builder.fadd(builder.load(sums[2]), builder.load(sums[3])))
+        lane = [builder.extract_element(total, ir.Constant(ir.IntType(32), k))
                 for k in range(LANES)]
         pairs = [builder.fadd(lane[2 * k], lane[2 * k + 1]) for k in range(4)]
         return builder.fadd(builder.fadd(pairs[0], pairs[1]), builder.fadd(pairs[2], pairs[3]))
