@@ -71,51 +71,60 @@ def _slot_masks(slot_atom, row_masks, column_masks):
 @njit(parallel=True, cache=True)
 def _cluster_exclusions(slot_atom, atom_slot, excl_start, excl_atoms, partner, bits, counts):
     """For each cluster i: the clusters j >= i holding excluded partners of its atoms, with the
-    excluded (a, b) pairs as mask bits.  ``partner``/``bits`` rows hold ``counts[i]`` entries."""
+    excluded (a, b) pairs as mask bits.  ``partner``/``bits`` rows hold ``counts[i]`` entries,
+    in the order the partners are first met."""
     n_clusters = counts.shape[0]
-    for ci in prange(n_clusters):
-        n = 0
-        for a in range(8):
-            atom = slot_atom[ci * 8 + a]
-            if atom < 0:
-                continue
-            for e in range(excl_start[atom], excl_start[atom + 1]):
-                slot = atom_slot[excl_atoms[e]]
-                cj = slot // 8
-                if cj < ci:
-                    continue  # recorded from cluster cj's side
-                b = slot % 8
-                bit = np.int64(1) << np.int64(8 * a + b)
-                if cj == ci:
-                    bit |= np.int64(1) << np.int64(8 * b + a)
-                k = 0
-                while k < n and partner[ci, k] != cj:
-                    k += 1
-                if k == n:
-                    partner[ci, k] = cj
-                    bits[ci, k] = 0
-                    n += 1
-                bits[ci, k] |= bit
-        counts[ci] = n
+    n_chunks = (n_clusters + SEARCH_CHUNK - 1) // SEARCH_CHUNK
+    for chunk in prange(n_chunks):
+        # entry of each partner cluster in the current row (-1: none yet), for lookups in O(1)
+        entry = np.full(n_clusters, -1, np.int64)
+        for ci in range(chunk * SEARCH_CHUNK, min(n_clusters, (chunk + 1) * SEARCH_CHUNK)):
+            n = 0
+            for a in range(8):
+                atom = slot_atom[ci * 8 + a]
+                if atom < 0:
+                    continue
+                for e in range(excl_start[atom], excl_start[atom + 1]):
+                    slot = atom_slot[excl_atoms[e]]
+                    cj = slot // 8
+                    if cj < ci:
+                        continue  # recorded from cluster cj's side
+                    b = slot % 8
+                    bit = np.int64(1) << np.int64(8 * a + b)
+                    if cj == ci:
+                        bit |= np.int64(1) << np.int64(8 * b + a)
+                    k = entry[cj]
+                    if k < 0:
+                        k = n
+                        entry[cj] = k
+                        partner[ci, k] = cj
+                        bits[ci, k] = 0
+                        n += 1
+                    bits[ci, k] |= bit
+            for k in range(n):
+                entry[partner[ci, k]] = -1
+            counts[ci] = n
 
 
 @njit(cache=True)
-def _bounding_boxes(x, y, z, slot_atom, lower, upper):
-    """Axis-aligned bounding box of the real atoms of each cluster, nm."""
-    n_clusters = lower.shape[0]
+def _bounding_boxes(x, y, z, slot_atom, low, high):
+    """Axis-aligned bounding box of the real atoms of each cluster, nm, as (3, C) arrays (one
+    contiguous row per axis, for the vectorised search)."""
+    n_clusters = low.shape[1]
     for c in range(n_clusters):
-        lower[c, 0] = lower[c, 1] = lower[c, 2] = np.inf
-        upper[c, 0] = upper[c, 1] = upper[c, 2] = -np.inf
+        for d in range(3):
+            low[d, c] = np.inf
+            high[d, c] = -np.inf
         for a in range(8):
             s = c * 8 + a
             if slot_atom[s] < 0:
                 continue
-            lower[c, 0] = min(lower[c, 0], x[s])
-            lower[c, 1] = min(lower[c, 1], y[s])
-            lower[c, 2] = min(lower[c, 2], z[s])
-            upper[c, 0] = max(upper[c, 0], x[s])
-            upper[c, 1] = max(upper[c, 1], y[s])
-            upper[c, 2] = max(upper[c, 2], z[s])
+            low[0, c] = min(low[0, c], x[s])
+            low[1, c] = min(low[1, c], y[s])
+            low[2, c] = min(low[2, c], z[s])
+            high[0, c] = max(high[0, c], x[s])
+            high[1, c] = max(high[1, c], y[s])
+            high[2, c] = max(high[2, c], z[s])
 
 
 @njit(cache=True)
@@ -168,86 +177,158 @@ def _gap(low_i, high_i, low_j, high_j):
     return max(0.0, low_j - high_i, low_i - high_j)
 
 
-# nnan/nsz let the min reduction vectorise; no reassociation or contraction, whose rounding
-# Numba's cached code and a fresh compile resolve differently (the list would depend on the
-# process's history)
-@njit(cache=True, fastmath={"nnan", "ninf", "nsz"}, error_model="numpy")
-def _any_near_box(xi, yi, zi, low_x, low_y, low_z, high_x, high_y, high_z, rlist2):
-    """True if some atom of cluster i is within sqrt(rlist2) of the box [low, high] (nm)."""
-    closest = np.inf
-    for a in range(xi.shape[0]):
-        gx = max(0.0, low_x - xi[a], xi[a] - high_x)
-        gy = max(0.0, low_y - yi[a], yi[a] - high_y)
-        gz = max(0.0, low_z - zi[a], zi[a] - high_z)
-        closest = min(closest, gx * gx + gy * gy + gz * gz)
-    return closest < rlist2
+@njit(cache=True, inline="always")
+def _nearest_atoms(x, y, z, ci, near, m):
+    """For each of the ``m`` boxes in ``near`` (rows 0-5: low x, y, z, high x, y, z, nm), the
+    smallest squared distance (nm^2) from an atom of cluster ci to it, into row 6.
+
+    The loop over boxes is innermost and has no branches, so it runs as vector instructions;
+    the minimum over the 8 atoms is taken box by box (exact, in any order)."""
+    low_x = near[0]
+    low_y = near[1]
+    low_z = near[2]
+    high_x = near[3]
+    high_y = near[4]
+    high_z = near[5]
+    nearest = near[6]
+    for k in range(m):
+        nearest[k] = np.inf
+    for a in range(8):
+        xa = x[ci * 8 + a]
+        ya = y[ci * 8 + a]
+        za = z[ci * 8 + a]
+        for k in range(m):
+            gx = max(0.0, low_x[k] - xa, xa - high_x[k])
+            gy = max(0.0, low_y[k] - ya, ya - high_y[k])
+            gz = max(0.0, low_z[k] - za, za - high_z[k])
+            nearest[k] = min(nearest[k], gx * gx + gy * gy + gz * gz)
+
+
+#: i clusters per parallel work item of the search; each item allocates its scratch once.
+SEARCH_CHUNK = 16
+
+
+@njit(cache=True, inline="always")
+def _box_gaps(low, high, ci, first, end, sx, sy, sz, gap2):
+    """Squared distances (nm^2) from the bounding box of cluster ci to those of clusters
+    first..end-1 moved by (sx, sy, sz), into ``gap2[0:end - first]``.  A loop without branches
+    over contiguous (3, C) arrays, so that it runs as vector instructions."""
+    lx = low[0, ci]
+    ly = low[1, ci]
+    lz = low[2, ci]
+    hx = high[0, ci]
+    hy = high[1, ci]
+    hz = high[2, ci]
+    low_x = low[0]
+    low_y = low[1]
+    low_z = low[2]
+    high_x = high[0]
+    high_y = high[1]
+    high_z = high[2]
+    for k in range(end - first):
+        cj = first + k
+        gx = _gap(lx, hx, low_x[cj] + sx, high_x[cj] + sx)
+        gy = _gap(ly, hy, low_y[cj] + sy, high_y[cj] + sy)
+        gz = _gap(lz, hz, low_z[cj] + sz, high_z[cj] + sz)
+        gap2[k] = gx * gx + gy * gy + gz * gz
 
 
 @njit(parallel=True, cache=True)
 def _search(
-    x, y, z, lower, upper, cluster_cell, cell_first_cluster, ncell, cell_neighbors, cell_wraps,
+    x, y, z, low, high, cluster_cell, cell_first_cluster, ncell, cell_neighbors, cell_wraps,
     n_cell_neighbors, shifts, periodic, rlist2, row_masks, column_masks, excl_partner, excl_bits,
     excl_counts, upper_triangle, pair_j, pair_shift, pair_mask, counts,
 ):
     """List, for each cluster i, the clusters j (and box shifts) within ``rlist`` of it.
 
-    Entries beyond the capacity of ``pair_j`` are counted but not stored, so that the caller can
-    grow the arrays and search again.
+    ``low`` and ``high`` are the clusters' bounding boxes as (3, C) arrays.  The boxes of a
+    neighbouring cell's clusters are measured all at once (:func:`_box_gaps`), then the few
+    within reach are checked atom by atom and their masks made.  Entries beyond the capacity
+    of ``pair_j`` are counted but not stored, so that the caller can grow the arrays and search
+    again.
     """
-    n_clusters = lower.shape[0]
+    n_clusters = low.shape[1]
     capacity = pair_j.shape[1]
     nyz = ncell[1] * ncell[2]
-    for ci in prange(n_clusters):
-        c = cluster_cell[ci]
-        cx = c // nyz
-        cy = (c // ncell[2]) % ncell[1]
-        cz = c % ncell[2]
-        count = 0
-        for kx in range(n_cell_neighbors[0, cx]):
-            nx = cell_neighbors[0, cx, kx]
-            for ky in range(n_cell_neighbors[1, cy]):
-                ny = cell_neighbors[1, cy, ky]
-                for kz in range(n_cell_neighbors[2, cz]):
-                    nc = (nx * ncell[1] + ny) * ncell[2] + cell_neighbors[2, cz, kz]
-                    end = cell_first_cluster[nc + 1]
-                    if end <= ci:
-                        continue
-                    code = NO_SHIFT
-                    if periodic:
-                        code = ((cell_wraps[0, cx, kx] + 1) * 9 + (cell_wraps[1, cy, ky] + 1) * 3
-                                + (cell_wraps[2, cz, kz] + 1))
-                    sx = shifts[code, 0]
-                    sy = shifts[code, 1]
-                    sz = shifts[code, 2]
-                    for cj in range(max(cell_first_cluster[nc], ci), end):
-                        if cj == ci and code < NO_SHIFT:
-                            continue  # the same pair as (ci, ci) under the opposite shift
-                        gx = _gap(lower[ci, 0], upper[ci, 0], lower[cj, 0] + sx, upper[cj, 0] + sx)
-                        gy = _gap(lower[ci, 1], upper[ci, 1], lower[cj, 1] + sy, upper[cj, 1] + sy)
-                        gz = _gap(lower[ci, 2], upper[ci, 2], lower[cj, 2] + sz, upper[cj, 2] + sz)
-                        if gx * gx + gy * gy + gz * gz >= rlist2:
+    widest = 1
+    for c in range(cell_first_cluster.shape[0] - 1):
+        widest = max(widest, cell_first_cluster[c + 1] - cell_first_cluster[c])
+    n_chunks = (n_clusters + SEARCH_CHUNK - 1) // SEARCH_CHUNK
+    reach = widest * cell_neighbors.shape[2] ** 3
+    for chunk in prange(n_chunks):
+        gap2 = np.empty(widest, np.float64)
+        candidate = np.empty(reach, np.int64)
+        candidate_code = np.empty(reach, np.int64)
+        near = np.empty((7, reach), np.float64)
+        # exclusion entry of each cluster for the current i (-1: none), for lookups in O(1)
+        excluded = np.full(n_clusters, -1, np.int64)
+        for ci in range(chunk * SEARCH_CHUNK, min(n_clusters, (chunk + 1) * SEARCH_CHUNK)):
+            c = cluster_cell[ci]
+            cx = c // nyz
+            cy = (c // ncell[2]) % ncell[1]
+            cz = c % ncell[2]
+            # 1. the clusters whose boxes come within reach of i's box, moved into place and
+            # side by side, cell by cell
+            m = 0
+            for kx in range(n_cell_neighbors[0, cx]):
+                nx = cell_neighbors[0, cx, kx]
+                for ky in range(n_cell_neighbors[1, cy]):
+                    ny = cell_neighbors[1, cy, ky]
+                    for kz in range(n_cell_neighbors[2, cz]):
+                        nc = (nx * ncell[1] + ny) * ncell[2] + cell_neighbors[2, cz, kz]
+                        end = cell_first_cluster[nc + 1]
+                        if end <= ci:
                             continue
-                        # boxes within reach can still hold no atom of i within reach of j's box
-                        if not _any_near_box(x[ci * 8:ci * 8 + 8], y[ci * 8:ci * 8 + 8],
-                                             z[ci * 8:ci * 8 + 8], lower[cj, 0] + sx,
-                                             lower[cj, 1] + sy, lower[cj, 2] + sz,
-                                             upper[cj, 0] + sx, upper[cj, 1] + sy,
-                                             upper[cj, 2] + sz, rlist2):
-                            continue
-                        mask = row_masks[ci] & column_masks[cj]
-                        if cj == ci and code == NO_SHIFT:
-                            mask &= upper_triangle
-                        for e in range(excl_counts[ci]):
-                            if excl_partner[ci, e] == cj:
-                                mask &= ~excl_bits[ci, e]
-                        if mask == 0:
-                            continue
-                        if count < capacity:
-                            pair_j[ci, count] = cj
-                            pair_shift[ci, count] = code
-                            pair_mask[ci, count] = mask
-                        count += 1
-        counts[ci] = count
+                        code = NO_SHIFT
+                        if periodic:
+                            code = ((cell_wraps[0, cx, kx] + 1) * 9
+                                    + (cell_wraps[1, cy, ky] + 1) * 3
+                                    + (cell_wraps[2, cz, kz] + 1))
+                        sx = shifts[code, 0]
+                        sy = shifts[code, 1]
+                        sz = shifts[code, 2]
+                        first = max(cell_first_cluster[nc], ci)
+                        _box_gaps(low, high, ci, first, end, sx, sy, sz, gap2)
+                        for cj in range(first, end):
+                            if gap2[cj - first] >= rlist2:
+                                continue
+                            if cj == ci and code < NO_SHIFT:
+                                continue  # the same pair as (ci, ci) under the opposite shift
+                            candidate[m] = cj
+                            candidate_code[m] = code
+                            near[0, m] = low[0, cj] + sx
+                            near[1, m] = low[1, cj] + sy
+                            near[2, m] = low[2, cj] + sz
+                            near[3, m] = high[0, cj] + sx
+                            near[4, m] = high[1, cj] + sy
+                            near[5, m] = high[2, cj] + sz
+                            m += 1
+            # 2. boxes within reach can still hold no atom of i within reach of j's box
+            _nearest_atoms(x, y, z, ci, near, m)
+            # 3. the masks of those that remain
+            for e in range(excl_counts[ci]):
+                excluded[excl_partner[ci, e]] = e
+            count = 0
+            for k in range(m):
+                if near[6, k] >= rlist2:
+                    continue
+                cj = candidate[k]
+                code = candidate_code[k]
+                mask = row_masks[ci] & column_masks[cj]
+                if cj == ci and code == NO_SHIFT:
+                    mask &= upper_triangle
+                if excluded[cj] >= 0:
+                    mask &= ~excl_bits[ci, excluded[cj]]
+                if mask == 0:
+                    continue
+                if count < capacity:
+                    pair_j[ci, count] = cj
+                    pair_shift[ci, count] = code
+                    pair_mask[ci, count] = mask
+                count += 1
+            for e in range(excl_counts[ci]):
+                excluded[excl_partner[ci, e]] = -1
+            counts[ci] = count
 
 
 @njit(parallel=True, cache=True)
@@ -407,16 +488,22 @@ class ClusterPairList:
         fill_cluster_coordinates(positions, self.slot_atom, self.image, box_arg, self.periodic,
                                  x, y, z)
         n_clusters = self.n_clusters
-        lower = np.empty((n_clusters, 3))
-        upper = np.empty((n_clusters, 3))
-        _bounding_boxes(x, y, z, self.slot_atom, lower, upper)
+        low = np.empty((3, n_clusters))
+        high = np.empty((3, n_clusters))
+        _bounding_boxes(x, y, z, self.slot_atom, low, high)
         row_masks = np.empty(n_clusters, np.int64)
         column_masks = np.empty(n_clusters, np.int64)
         _slot_masks(self.slot_atom, row_masks, column_masks)
         widest = int(np.max(np.diff(self.excl_start), initial=0))
-        excl_partner = np.empty((n_clusters, max(1, 8 * widest)), np.int64)
-        excl_bits = np.empty_like(excl_partner)
-        excl_counts = np.zeros(n_clusters, np.int64)
+        # kept between builds: fresh multi-megabyte arrays cost more in page faults than the
+        # work done in them
+        shape = (n_clusters, max(1, 8 * widest))
+        if getattr(self, "_excl_partner", np.zeros((0, 0))).shape != shape:
+            self._excl_partner = np.empty(shape, np.int64)
+            self._excl_bits = np.empty(shape, np.int64)
+            self._excl_counts = np.zeros(n_clusters, np.int64)
+        excl_partner, excl_bits, excl_counts = (self._excl_partner, self._excl_bits,
+                                                self._excl_counts)
         _cluster_exclusions(self.slot_atom, self.atom_slot, self.excl_start, self.excl_atoms,
                             excl_partner, excl_bits, excl_counts)
         table, wraps, table_counts = _cell_neighbor_table(ncell, self.periodic, distinct=False)
@@ -429,7 +516,7 @@ class ClusterPairList:
                 self.pair_j = np.zeros((n_clusters, self._capacity), np.int32)
                 self.pair_shift = np.zeros((n_clusters, self._capacity), np.int32)
                 self.pair_mask = np.zeros((n_clusters, self._capacity), np.int64)
-            _search(x, y, z, lower, upper, self._cluster_cell, self._cell_first_cluster, ncell, table,
+            _search(x, y, z, low, high, self._cluster_cell, self._cell_first_cluster, ncell, table,
                     wraps, table_counts, shifts, self.periodic, rlist2, row_masks, column_masks,
                     excl_partner, excl_bits, excl_counts, UPPER_TRIANGLE, self.pair_j,
                     self.pair_shift, self.pair_mask, self.counts)
