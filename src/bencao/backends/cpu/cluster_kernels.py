@@ -392,7 +392,7 @@ def cluster_pairs_kernel(
         Apply OpenMM's switching function to LJ from ``switch_distance`` to ``cutoff`` (nm).
     switch_distance, cutoff : float
         nm.
-    thread_forces : (T, 3, C * 8) int64 array
+    thread_forces : (T, 3, S) int64 array, S >= C * 8
         Per-thread fixed-point forces by slot; zeroed by the caller.
     skip_distant : bool
         Skip partner clusters now entirely beyond the cutoff.  Their pairs add exact zeros, so
@@ -435,9 +435,10 @@ def cluster_bounds(x, y, z, bounds):
 @njit(parallel=True, cache=True)
 def reduce_cluster_forces(thread_forces, slot_atom, forces):
     """Add per-thread slot fixed-point forces into ``forces`` (atom order), exactly, and zero
-    the per-thread buffers for the next call."""
+    the per-thread buffers for the next call.  ``thread_forces`` may hold more slots than
+    ``slot_atom`` (spare ones, left zero)."""
     n_threads = thread_forces.shape[0]
-    for s in prange(thread_forces.shape[2]):
+    for s in prange(slot_atom.shape[0]):
         atom = slot_atom[s]
         for d in range(3):
             total = np.int64(0)

@@ -418,12 +418,10 @@ class ClusterPairList:
         self.slot_atom = np.zeros(0, np.int64)
         self.atom_slot = np.zeros(self.n, np.int64)
         self.image = np.zeros((self.n, 3))
-        self.pair_j = np.zeros((0, 64), np.int32)
-        self.pair_shift = np.zeros((0, 64), np.int32)
-        self.pair_mask = np.zeros((0, 64), np.int64)
-        self.pair_columns = np.zeros((0, 64, CLUSTER), np.int32)
-        self.counts = np.zeros(0, np.int32)
         self._capacity = 64
+        self._storage = None
+        self._excl_partner = self._excl_bits = np.zeros((0, 0), np.int64)
+        self._allocate(0)
         self._reference = None
         self._reference_box = None
         self.builds = 0
@@ -495,27 +493,23 @@ class ClusterPairList:
         column_masks = np.empty(n_clusters, np.int64)
         _slot_masks(self.slot_atom, row_masks, column_masks)
         widest = int(np.max(np.diff(self.excl_start), initial=0))
-        # kept between builds: fresh multi-megabyte arrays cost more in page faults than the
-        # work done in them
-        shape = (n_clusters, max(1, 8 * widest))
-        if getattr(self, "_excl_partner", np.zeros((0, 0))).shape != shape:
-            self._excl_partner = np.empty(shape, np.int64)
-            self._excl_bits = np.empty(shape, np.int64)
-            self._excl_counts = np.zeros(n_clusters, np.int64)
-        excl_partner, excl_bits, excl_counts = (self._excl_partner, self._excl_bits,
-                                                self._excl_counts)
+        # kept between builds, as the list's arrays (see ``_allocate``)
+        width = max(1, 8 * widest)
+        if self._excl_partner.shape[0] < n_clusters or self._excl_partner.shape[1] != width:
+            rows = int(n_clusters * 1.1) + 8
+            self._excl_partner = np.empty((rows, width), np.int64)
+            self._excl_bits = np.empty((rows, width), np.int64)
+            self._excl_counts = np.zeros(rows, np.int64)
+        excl_partner = self._excl_partner[:n_clusters]
+        excl_bits = self._excl_bits[:n_clusters]
+        excl_counts = self._excl_counts[:n_clusters]
         _cluster_exclusions(self.slot_atom, self.atom_slot, self.excl_start, self.excl_atoms,
                             excl_partner, excl_bits, excl_counts)
         table, wraps, table_counts = _cell_neighbor_table(ncell, self.periodic, distinct=False)
         shifts = shift_vectors(box if self.periodic else None)
         rlist2 = self.rlist**2 if np.isfinite(self.rlist) else np.inf
-        if len(self.counts) != n_clusters:
-            self.counts = np.zeros(n_clusters, np.int32)
         while True:
-            if self.pair_j.shape != (n_clusters, self._capacity):
-                self.pair_j = np.zeros((n_clusters, self._capacity), np.int32)
-                self.pair_shift = np.zeros((n_clusters, self._capacity), np.int32)
-                self.pair_mask = np.zeros((n_clusters, self._capacity), np.int64)
+            self._allocate(n_clusters)
             _search(x, y, z, low, high, self._cluster_cell, self._cell_first_cluster, ncell, table,
                     wraps, table_counts, shifts, self.periodic, rlist2, row_masks, column_masks,
                     excl_partner, excl_bits, excl_counts, UPPER_TRIANGLE, self.pair_j,
@@ -524,12 +518,29 @@ class ClusterPairList:
             if largest <= self._capacity:
                 break
             self._capacity = int(largest * 1.2) + 8
-        if self.pair_columns.shape[:2] != self.pair_mask.shape:
-            self.pair_columns = np.zeros(self.pair_mask.shape + (CLUSTER,), np.int32)
         _mask_columns(self.pair_mask, self.counts, self.pair_columns)
         self._reference = positions.copy()
         self._reference_box = None if box is None else np.array(box, np.float64)
         self.builds += 1
+
+    def _allocate(self, n_clusters: int) -> None:
+        """Point the list arrays at the first ``n_clusters`` rows of storage kept between
+        builds.  The number of clusters changes at almost every build; fresh arrays each time
+        (~15 MB for DHFR) cost more in page faults than the search itself, so the storage
+        keeps 10% spare rows and is replaced only when it is too small or its width (the
+        partner capacity) changes."""
+        storage = self._storage
+        if (storage is None or storage[0].shape[0] < n_clusters
+                or storage[0].shape[1] != self._capacity):
+            rows = int(n_clusters * 1.1) + 8
+            storage = (np.zeros((rows, self._capacity), np.int32),
+                       np.zeros((rows, self._capacity), np.int32),
+                       np.zeros((rows, self._capacity), np.int64),
+                       np.zeros((rows, self._capacity, CLUSTER), np.int32),
+                       np.zeros(rows, np.int32))
+            self._storage = storage
+        self.pair_j, self.pair_shift, self.pair_mask, self.pair_columns, self.counts = (
+            array[:n_clusters] for array in storage)
 
     def _bin(self, positions, box):
         """Cell of each atom, cells per axis, position inside its cell (fractions) and image."""

@@ -202,7 +202,7 @@ class CpuNonbonded(CpuTerm):
                 term.sigma, term.epsilon, term.cutoff, term.switch_distance
             )
         self._thread_forces = np.zeros((0, 3, 0), np.int64)
-        self._slots = 0
+        self._coordinates = np.zeros((3, 0), np.float32)
 
     def _update(self, positions, box, energy):
         """Rebuild the list if needed (re-sorting the parameters) and refresh coordinates:
@@ -214,12 +214,22 @@ class CpuNonbonded(CpuTerm):
         with phase("pairs"):
             slots = len(nl.slot_atom)
             n_threads = numba.config.NUMBA_NUM_THREADS
-            if self._thread_forces.shape != (n_threads, 3, slots):
-                self._thread_forces = np.zeros((n_threads, 3, slots), np.int64)
+            # The number of slots changes at almost every build.  The accumulators keep spare
+            # slots (beyond ``slots`` they stay zero: the kernel never writes there and the
+            # reduction zeroes what it reads), so that they are not reallocated, and their
+            # pages faulted in again, each time.
+            stored = self._thread_forces.shape
+            if stored[0] != n_threads or stored[2] < slots:
+                self._thread_forces = np.zeros((n_threads, 3, int(slots * 1.1) + 64), np.int64)
             if self._x.shape[0] != slots:
-                self._x, self._y, self._z = (np.empty(slots, np.float32) for _ in range(3))
-                self._x64, self._y64, self._z64 = (np.empty(slots) for _ in range(3))
-                self._cluster_energy = np.zeros(nl.n_clusters)
+                if self._coordinates.shape[1] < slots:
+                    spare = int(slots * 1.1) + 64
+                    self._coordinates = np.empty((3, spare), np.float32)
+                    self._coordinates64 = np.empty((3, spare))
+                    self._energies = np.zeros(spare // 8)
+                self._x, self._y, self._z = (row[:slots] for row in self._coordinates)
+                self._x64, self._y64, self._z64 = (row[:slots] for row in self._coordinates64)
+                self._cluster_energy = self._energies[:nl.n_clusters]
             nl.coordinates(positions, box, self._x, self._y, self._z)
             if energy:
                 nl.coordinates(positions, box, self._x64, self._y64, self._z64)
