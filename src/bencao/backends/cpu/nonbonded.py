@@ -6,7 +6,7 @@ import math
 
 import numba
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from bencao.backends.cpu.base import CpuTerm
 from bencao.backends.cpu.cluster_energies import cluster_pairs_energy
@@ -37,13 +37,79 @@ from bencao.profiling import phase
 DEFAULT_BUFFER = 0.15
 
 
+@njit(parallel=True, cache=True)
+def _exception_forces(
+    positions, atoms, chargeprod, sigma, epsilon, charges, box, periodic, coulomb_constant,
+    alpha, ewald, pair_force,
+):
+    """Each exception's energy and force on its second atom, into ``pair_force[m]`` =
+    (fx, fy, fz, energy), in parallel (see :func:`exception_pairs`)."""
+    two_over_sqrt_pi = 2.0 / math.sqrt(math.pi)
+    for m in prange(atoms.shape[0]):
+        i = atoms[m, 0]
+        j = atoms[m, 1]
+        dx, dy, dz = minimum_image(
+            positions[j, 0] - positions[i, 0],
+            positions[j, 1] - positions[i, 1],
+            positions[j, 2] - positions[i, 2],
+            box,
+            periodic,
+        )
+        r2 = dx * dx + dy * dy + dz * dz
+        r = math.sqrt(r2)
+        energy = 0.0
+        f_over_r = 0.0
+        if chargeprod[m] != 0.0 or epsilon[m] != 0.0:
+            inv_r2 = 1.0 / r2
+            e_coul = coulomb_constant * chargeprod[m] / r
+            sr2 = sigma[m] * sigma[m] * inv_r2
+            sr6 = sr2 * sr2 * sr2
+            e_lj = 4.0 * epsilon[m] * (sr6 * sr6 - sr6)
+            energy += e_coul + e_lj
+            f_over_r += (e_coul + 4.0 * epsilon[m] * (12.0 * sr6 * sr6 - 6.0 * sr6)) * inv_r2
+        if ewald:
+            qq = coulomb_constant * charges[i] * charges[j]
+            if qq != 0.0:
+                ar = alpha * r
+                if ar < 1e-8:
+                    # erf(ar)/r -> 2 alpha/sqrt(pi) as r -> 0 (coincident sites); force -> 0
+                    energy -= qq * two_over_sqrt_pi * alpha
+                else:
+                    erf_term = math.erf(ar) / r
+                    energy -= qq * erf_term
+                    f_over_r -= qq * (erf_term - two_over_sqrt_pi * alpha * math.exp(-ar * ar)) / r2
+        pair_force[m, 0] = f_over_r * dx
+        pair_force[m, 1] = f_over_r * dy
+        pair_force[m, 2] = f_over_r * dz
+        pair_force[m, 3] = energy
+
+
 @njit(cache=True)
+def _scatter_exception_forces(atoms, pair_force, forces):
+    """Add each exception's force pair to the fixed-point accumulator and return the energy,
+    summed in exception order (the same on any number of threads)."""
+    energy = 0.0
+    for m in range(atoms.shape[0]):
+        energy += pair_force[m, 3]
+        fx = pair_force[m, 0]
+        fy = pair_force[m, 1]
+        fz = pair_force[m, 2]
+        if fx != 0.0 or fy != 0.0 or fz != 0.0:
+            add_force(forces, atoms[m, 0], -fx, -fy, -fz)
+            add_force(forces, atoms[m, 1], fx, fy, fz)
+    return energy
+
+
 def exception_pairs(
     positions, atoms, chargeprod, sigma, epsilon, charges, box, periodic, coulomb_constant,
-    alpha, ewald, forces,
+    alpha, ewald, forces, pair_force,
 ):
     """Exceptions in float64: plain Coulomb + LJ with their own parameters, and for Ewald/PME the
     removal of the reciprocal-space interaction qi qj erf(alpha r)/r of every excluded pair.
+
+    The pairs are computed in parallel and their forces added in one thread: fixed-point sums
+    do not depend on order, and the energy is summed in exception order, so the result is the
+    same on any number of threads.
 
     Parameters
     ----------
@@ -65,50 +131,17 @@ def exception_pairs(
         Subtract the reciprocal-space part of excluded pairs.
     forces : (N, 3) int64 array
         Fixed-point accumulator.
+    pair_force : (M, 4) float64 array
+        Scratch (kept by the caller, so that a step allocates nothing).
 
     Returns
     -------
     float
         Energy, kJ/mol.
     """
-    energy = 0.0
-    two_over_sqrt_pi = 2.0 / math.sqrt(math.pi)
-    for m in range(atoms.shape[0]):
-        i = atoms[m, 0]
-        j = atoms[m, 1]
-        dx, dy, dz = minimum_image(
-            positions[j, 0] - positions[i, 0],
-            positions[j, 1] - positions[i, 1],
-            positions[j, 2] - positions[i, 2],
-            box,
-            periodic,
-        )
-        r2 = dx * dx + dy * dy + dz * dz
-        r = math.sqrt(r2)
-        f_over_r = 0.0
-        if chargeprod[m] != 0.0 or epsilon[m] != 0.0:
-            inv_r2 = 1.0 / r2
-            e_coul = coulomb_constant * chargeprod[m] / r
-            sr2 = sigma[m] * sigma[m] * inv_r2
-            sr6 = sr2 * sr2 * sr2
-            e_lj = 4.0 * epsilon[m] * (sr6 * sr6 - sr6)
-            energy += e_coul + e_lj
-            f_over_r += (e_coul + 4.0 * epsilon[m] * (12.0 * sr6 * sr6 - 6.0 * sr6)) * inv_r2
-        if ewald:
-            qq = coulomb_constant * charges[i] * charges[j]
-            if qq != 0.0:
-                ar = alpha * r
-                if ar < 1e-8:
-                    # erf(ar)/r -> 2 alpha/sqrt(pi) as r -> 0 (coincident sites); force -> 0
-                    energy -= qq * two_over_sqrt_pi * alpha
-                else:
-                    erf_term = math.erf(ar) / r
-                    energy -= qq * erf_term
-                    f_over_r -= qq * (erf_term - two_over_sqrt_pi * alpha * math.exp(-ar * ar)) / r2
-        if f_over_r != 0.0:
-            add_force(forces, i, -f_over_r * dx, -f_over_r * dy, -f_over_r * dz)
-            add_force(forces, j, f_over_r * dx, f_over_r * dy, f_over_r * dz)
-    return energy
+    _exception_forces(positions, atoms, chargeprod, sigma, epsilon, charges, box, periodic,
+                      coulomb_constant, alpha, ewald, pair_force)
+    return _scatter_exception_forces(atoms, pair_force, forces)
 
 
 class _PairTerm(CpuTerm):
@@ -203,6 +236,7 @@ class CpuNonbonded(CpuTerm):
             )
         self._thread_forces = np.zeros((0, 3, 0), np.int64)
         self._coordinates = np.zeros((3, 0), np.float32)
+        self._exception_scratch = np.empty((len(term.exception_atoms), 4))
 
     def _update(self, positions, box, energy):
         """Rebuild the list if needed (re-sorting the parameters) and refresh coordinates:
@@ -302,6 +336,7 @@ class CpuNonbonded(CpuTerm):
                 positions, t.exception_atoms, t.exception_chargeprod, t.exception_sigma,
                 t.exception_epsilon, t.charges, box_arg, self.periodic and t.exceptions_use_periodic,
                 ONE_4PI_EPS0, self.alpha, self.reciprocal is not None, forces,
+                self._exception_scratch,
             )
         if self.dispersion_coefficient:
             result += self.dispersion_coefficient / abs(np.linalg.det(box))
