@@ -207,22 +207,30 @@ def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, fxi, fyi, fzi, xa,
 
 
 @njit(**_INLINE)
-def _nearest_to_box(x, y, z, i0, bounds, j, sx, sy, sz):
-    """Smallest squared distance (nm^2) from an atom of the cluster at slots i0..i0+7 to the
-    bounding box of cluster j moved by (sx, sy, sz)."""
-    low_x = bounds[j, 0] + sx
-    low_y = bounds[j, 1] + sy
-    low_z = bounds[j, 2] + sz
-    high_x = bounds[j, 3] + sx
-    high_y = bounds[j, 4] + sy
-    high_z = bounds[j, 5] + sz
-    nearest = np.float32(np.inf)
+def _nearest_to_boxes(x, y, z, i0, near, m):
+    """For each of the ``m`` boxes in ``near`` (rows 0-5: low x, y, z, high x, y, z, nm), the
+    smallest squared distance (nm^2) from an atom of the cluster at slots i0..i0+7 to it, into
+    row 6.  The loop over boxes is innermost and has no branches: it runs as vector
+    instructions."""
+    low_x = near[0]
+    low_y = near[1]
+    low_z = near[2]
+    high_x = near[3]
+    high_y = near[4]
+    high_z = near[5]
+    nearest = near[6]
+    zero = np.float32(0.0)
+    for k in range(m):
+        nearest[k] = np.float32(np.inf)
     for a in range(8):
-        gx = max(np.float32(0.0), low_x - x[i0 + a], x[i0 + a] - high_x)
-        gy = max(np.float32(0.0), low_y - y[i0 + a], y[i0 + a] - high_y)
-        gz = max(np.float32(0.0), low_z - z[i0 + a], z[i0 + a] - high_z)
-        nearest = min(nearest, gx * gx + gy * gy + gz * gz)
-    return nearest
+        xa = x[i0 + a]
+        ya = y[i0 + a]
+        za = z[i0 + a]
+        for k in range(m):
+            gx = max(zero, low_x[k] - xa, xa - high_x[k])
+            gy = max(zero, low_y[k] - ya, ya - high_y[k])
+            gz = max(zero, low_z[k] - za, za - high_z[k])
+            nearest[k] = min(nearest[k], gx * gx + gy * gy + gz * gz)
 
 
 @njit(**_INLINE)
@@ -259,20 +267,32 @@ def _cluster_chunk(chunk, data, coulomb_kind, switching):
     fyi = np.empty(capacity, np.float32)
     fzi = np.empty(capacity, np.float32)
     gathered = np.empty(pair_j.shape[1], np.int64)
+    near = np.empty((7, pair_j.shape[1]), np.float32)
     for ci in range(chunk * CHUNK, min(n_clusters, (chunk + 1) * CHUNK)):
         i0 = ci * 8
+        listed = counts[ci]
+        # A partner whose current bounding box is beyond the cutoff from every atom of i (by
+        # a margin far above float32 rounding) would contribute exact zeros: it is skipped.
+        # About a third of the listed pairs are, since the list covers cutoff + buffer.
+        for k in range(listed):
+            j = pair_j[ci, k]
+            code = pair_shift[ci, k]
+            near[0, k] = bounds[j, 0] + shifts[code, 0]
+            near[1, k] = bounds[j, 1] + shifts[code, 1]
+            near[2, k] = bounds[j, 2] + shifts[code, 2]
+            near[3, k] = bounds[j, 3] + shifts[code, 0]
+            near[4, k] = bounds[j, 4] + shifts[code, 1]
+            near[5, k] = bounds[j, 5] + shifts[code, 2]
+        _nearest_to_boxes(x, y, z, i0, near, listed)
         n = 0
-        for k in range(counts[ci]):
+        for k in range(listed):
+            if near[6, k] >= skip2:
+                continue
             j = pair_j[ci, k]
             code = pair_shift[ci, k]
             sx = shifts[code, 0]
             sy = shifts[code, 1]
             sz = shifts[code, 2]
-            # A partner whose current bounding box is beyond the cutoff from every atom of i
-            # (by a margin far above float32 rounding) would contribute exact zeros: skip it.
-            # About a third of the listed pairs are, since the list covers cutoff + buffer.
-            if _nearest_to_box(x, y, z, i0, bounds, j, sx, sy, sz) >= skip2:
-                continue
             j0 = j * 8
             gathered[n] = j0
             m = n * 8
