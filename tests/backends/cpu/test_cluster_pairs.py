@@ -119,3 +119,60 @@ def test_skipping_distant_partners_changes_no_force():
     assert scale > 1.0
     # float32 sums of ~100 terms in another order: a few 1e-7 of the largest force
     assert np.abs(skipped - full).max() < 1e-5 * scale
+
+
+def test_rebuilding_in_kept_storage_equals_a_fresh_build():
+    """Rebuilds reuse the list's storage (views of its first rows); a list that has been built
+    on other positions, with another number of clusters, must equal a fresh one."""
+    rng = np.random.default_rng(11)
+    box = np.diag([3.0, 3.0, 3.0])
+    n = 900
+    first = rng.random((n, 3)) * 3.0
+    second = rng.random((n, 3)) * 3.0
+    second[: n // 3] *= 0.5  # crowd one corner: other cell counts, other cluster counts
+    excluded = np.array(sorted({tuple(sorted(p)) for p in rng.integers(0, n, (400, 2))
+                                if p[0] != p[1]}))
+    used = ClusterPairList(n, 0.9, 0.15, excluded, True)
+    used.build(first, box)
+    clusters_before = used.n_clusters
+    used.build(second, box)
+    fresh = ClusterPairList(n, 0.9, 0.15, excluded, True)
+    fresh.build(second, box)
+    assert used.n_clusters != clusters_before  # the case of interest
+    assert np.array_equal(used.slot_atom, fresh.slot_atom)
+    assert np.array_equal(used.counts, fresh.counts)
+    for ci in range(fresh.n_clusters):
+        listed = slice(0, fresh.counts[ci])
+        for name in ("pair_j", "pair_shift", "pair_mask", "pair_columns"):
+            assert np.array_equal(getattr(used, name)[ci, listed], getattr(fresh, name)[ci, listed])
+
+
+@pytest.mark.parametrize("blocks", [1, 3, 4, 5, 11])
+def test_sum_blocks8_adds_in_its_documented_order(blocks):
+    """The pair kernel's i-force sums must not depend on the code LLVM generates: the order is
+    written out in ``sum_blocks8`` (four 8-lane chains in rotation, the tail into chain 0, the
+    chains pairwise, the lanes pairwise).  Emulated here in float32 step by step."""
+    from numba import njit
+
+    from bencao.backends.cpu.simd8 import sum_blocks8
+
+    @njit
+    def run(values, start, count):
+        return sum_blocks8(values, start, count)
+
+    rng = np.random.default_rng(blocks)
+    # magnitudes over 6 decades, so that any other order rounds differently
+    values = (rng.normal(size=8 * blocks + 16) * 10.0 ** rng.integers(-3, 3, 8 * blocks + 16))
+    values = values.astype(np.float32)
+    start = 8
+    data = values[start:start + 8 * blocks].reshape(blocks, 8)
+    chains = np.zeros((4, 8), np.float32)
+    whole = blocks // 4 * 4
+    for k in range(whole):
+        chains[k % 4] += data[k]
+    for k in range(whole, blocks):
+        chains[0] += data[k]
+    total = (chains[0] + chains[1]) + (chains[2] + chains[3])
+    lanes = [total[2 * k] + total[2 * k + 1] for k in range(4)]
+    expected = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+    assert run(values, start, 8 * blocks) == expected

@@ -229,3 +229,32 @@ def test_tabulated_pairs_match_openmm_reference(water, expression, tables, switc
     assert median < 2e-6 and p99 < 2e-5  # float32 pair arithmetic
     # OpenMM integrates the long-range correction numerically in float32 (Lepton vector code)
     assert result.energy == pytest.approx(ref_energy, rel=1e-5)
+
+
+def test_forces_after_a_rebuild_equal_a_fresh_backend(water):
+    """The list, coordinate and accumulator arrays are kept between builds with spare room
+    (the number of clusters changes at almost every build).  A backend that has built before
+    must give exactly the forces and energy of one that builds for the first time."""
+    system, positions, box = _water_system(water, app.PME)
+    system = bencao.System.from_openmm(system)
+    # moved through the box's cells: other atoms per cell, so another number of clusters
+    moved = positions + 0.6
+    used = bencao.make_backend(system)
+    used.compute(positions, box)
+    clusters_before = _pair_list(used).n_clusters
+    again = used.compute(moved, box)
+    fresh_backend = bencao.make_backend(system)
+    fresh = fresh_backend.compute(moved, box)
+    assert _pair_list(used).n_clusters != clusters_before  # the case of interest
+    assert np.array_equal(again.forces, fresh.forces)
+    assert again.energy == fresh.energy
+
+
+def _pair_list(backend):
+    """The cluster-pair list of a backend's nonbonded term."""
+    from bencao.backends.cpu.cluster_pairs import ClusterPairList
+
+    for term in backend.terms:
+        if isinstance(getattr(term, "neighbors", None), ClusterPairList):
+            return term.neighbors
+    raise AssertionError("no cluster-pair list")
