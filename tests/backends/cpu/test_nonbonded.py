@@ -235,17 +235,23 @@ def test_forces_after_a_rebuild_equal_a_fresh_backend(water):
     """The list, coordinate and accumulator arrays are kept between builds with spare room
     (the number of clusters changes at almost every build).  A backend that has built before
     must give exactly the forces and energy of one that builds for the first time."""
-    system, positions, box = _water_system(water, app.PME)
+    topology, positions, box, ff = water
+    # 0.8 nm: cutoff + buffer fits twice in the 2.4 nm box, so there are several cells
+    system = ff.createSystem(topology, nonbondedMethod=app.PME, nonbondedCutoff=0.8 * unit.nanometer)
     system = bencao.System.from_openmm(system)
-    # moved through the box's cells: other atoms per cell, so another number of clusters
-    moved = positions + 0.6
     used = bencao.make_backend(system)
     used.compute(positions, box)
-    clusters_before = _pair_list(used).n_clusters
-    again = used.compute(moved, box)
-    fresh_backend = bencao.make_backend(system)
-    fresh = fresh_backend.compute(moved, box)
-    assert _pair_list(used).n_clusters != clusters_before  # the case of interest
+    # moved through the box's cells until the atoms per cell, and so the number of clusters,
+    # change at a rebuild (the case of interest)
+    for offset in np.arange(1, 13) * 0.1:
+        clusters_before = _pair_list(used).n_clusters
+        moved = positions + offset
+        again = used.compute(moved, box)
+        if _pair_list(used).n_clusters != clusters_before:
+            break
+    else:
+        raise AssertionError("no offset changed the number of clusters")
+    fresh = bencao.make_backend(system).compute(moved, box)
     assert np.array_equal(again.forces, fresh.forces)
     assert again.energy == fresh.energy
 
