@@ -5,7 +5,6 @@ from bencao.vector_width import prefer_512_bit_vectors
 
 prefer_512_bit_vectors()
 
-
 from bencao.dynamics import (
     LangevinMiddleIntegrator,
     MonteCarloBarostat,
