@@ -38,6 +38,8 @@ from bencao.backends.cpu.neighbors import (
 CLUSTER = 8
 #: Target edge of a sub-column inside a cell, nm: about the width of 8 atoms of water.
 SUBCOLUMN_WIDTH = 0.45
+#: i clusters per parallel work item of the search; each item allocates its scratch once.
+SEARCH_CHUNK = 16
 
 
 def _bits(pairs) -> int:
@@ -177,6 +179,9 @@ def _gap(low_i, high_i, low_j, high_j):
     return max(0.0, low_j - high_i, low_i - high_j)
 
 
+# No fastmath here or in the search: reassociation or contraction could round differently in
+# Numba's cached code and in a fresh compile, and the list would depend on the process's
+# history.  The loops vectorise without it (the minimum over atoms is taken box by box).
 @njit(cache=True, inline="always")
 def _nearest_atoms(x, y, z, ci, near, m):
     """For each of the ``m`` boxes in ``near`` (rows 0-5: low x, y, z, high x, y, z, nm), the
@@ -202,10 +207,6 @@ def _nearest_atoms(x, y, z, ci, near, m):
             gy = max(0.0, low_y[k] - ya, ya - high_y[k])
             gz = max(0.0, low_z[k] - za, za - high_z[k])
             nearest[k] = min(nearest[k], gx * gx + gy * gy + gz * gz)
-
-
-#: i clusters per parallel work item of the search; each item allocates its scratch once.
-SEARCH_CHUNK = 16
 
 
 @njit(cache=True, inline="always")

@@ -33,7 +33,7 @@ from bencao.profiling import phase
 #: closed the buffer), so the buffer trades list builds against listed pairs and never costs
 #: accuracy.  The kernel skips partners whose bounding box is beyond the cutoff at little cost,
 #: so a wide buffer pays.  DHFR at 4 fs, 2 threads: a build every 3.6 steps at 0.15 nm, every
-#: 5.6 at 0.2 nm; 20.8-21.2 vs 19.7-20.4 ms/step.
+#: 5 to 5.6 at 0.2 nm; 20.8-21.2 vs 19.7-20.4 ms/step.
 DEFAULT_BUFFER = 0.2
 
 
