@@ -324,3 +324,14 @@ def test_no_gpu_and_no_simulator_gives_a_clear_error(real_gpu):
     assert lines[-2] == "False False"
     assert lines[-1].startswith("RuntimeError: no CUDA GPU found")
     assert "bencao[cuda]" in lines[-1] and "NUMBA_ENABLE_CUDASIM=1" in lines[-1]
+
+
+def test_bench_on_cuda_without_a_gpu_says_what_to_install(real_gpu):
+    if real_gpu:
+        pytest.skip("a CUDA GPU is present here")
+    out = subprocess.run([sys.executable, "-m", "bencao.cli", "bench", "dhfr", "--backend", "cuda",
+                          "--steps", "1", "--repeats", "1", "--compare", "none"],
+                         env=_environment(simulator=False), capture_output=True, text=True,
+                         check=False, timeout=600)
+    assert out.returncode == 1
+    assert "bencao: error: no CUDA GPU found; install bencao[cuda]" in out.stderr

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from bencao.errors import DeviceError
+
 NO_DEVICE_MESSAGE = (
     "no CUDA GPU found; install bencao[cuda] and a CUDA driver, or set NUMBA_ENABLE_CUDASIM=1 "
     "to run the kernels in Numba's simulator (slow, for testing)"
@@ -38,11 +40,12 @@ def cuda_available() -> bool:
 
 
 def require_cuda() -> None:
-    """Raise a RuntimeError that says what to install if no GPU and no simulator is available.
+    """Raise a DeviceError (a RuntimeError) that says what to install if there is neither a GPU
+    nor the simulator.
 
     Raises
     ------
-    RuntimeError
+    bencao.errors.DeviceError
         With :data:`NO_DEVICE_MESSAGE`, and a hint when the simulator variable was set too late.
     """
     if cuda_available():
@@ -54,4 +57,4 @@ def require_cuda() -> None:
             " (NUMBA_ENABLE_CUDASIM=1 is set, but only after numba was imported: set it before "
             "starting Python)"
         )
-    raise RuntimeError(message)
+    raise DeviceError(message)
