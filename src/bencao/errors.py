@@ -24,3 +24,7 @@ class JobFileError(BencaoError):
 
 class OutputError(BencaoError):
     """An output file or folder cannot be written (permissions, full disk, not a folder)."""
+
+
+class DeviceError(BencaoError, RuntimeError):
+    """The requested device (a CUDA GPU, or OpenMM's platform for it) is not available here."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-BACKENDS = ("cpu",)
+BACKENDS = ("cpu", "cuda")
 
 
 def make_backend(system, backend: str = "cpu", **options):
@@ -15,12 +15,24 @@ def make_backend(system, backend: str = "cpu", **options):
     system : bencao.System
         The system.
     backend : str
-        "cpu" (Numba).  Keyword options go to the backend (e.g. ``buffer`` in nm).
+        "cpu" (Numba) or "cuda" (Numba-CUDA: an NVIDIA GPU with ``bencao[cuda]`` installed, or
+        Numba's simulator with ``NUMBA_ENABLE_CUDASIM=1``).  Keyword options go to the backend
+        (e.g. ``buffer`` in nm for the CPU).
+
+    Raises
+    ------
+    RuntimeError
+        For "cuda" when there is no GPU and no simulator.
     """
     if backend == "cpu":
         from bencao.backends.cpu import CpuBackend
 
         return CpuBackend(system, **options)
+    if backend == "cuda":
+        # Imported only when asked for: the CPU path must not need numba.cuda.
+        from bencao.backends.cuda.backend import CudaBackend
+
+        return CudaBackend(system, **options)
     raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
 
 
@@ -36,7 +48,7 @@ def evaluate(system, positions, box=None, backend: str = "cpu"):
     box : (3, 3) array_like or None
         Periodic box vectors as rows, nm, in OpenMM's reduced form; defaults to the system's box.
     backend : str
-        Which backend computes it ("cpu").
+        Which backend computes it ("cpu" or "cuda").
 
     Returns
     -------

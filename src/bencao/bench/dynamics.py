@@ -32,7 +32,7 @@ def use_threads(threads: int | None) -> int:
 def bench_dynamics(system_name: str = "dhfr", steps: int = 50, repeats: int = 3,
                    threads: int | None = None, compare_openmm: bool = True,
                    timestep: float = 0.004, reciprocal_every: int = 1, seed: int = 1,
-                   profile_steps: int = 0) -> dict:
+                   profile_steps: int = 0, backend: str = "cpu") -> dict:
     """Time LangevinMiddle dynamics of a benchmark system.
 
     Parameters
@@ -57,6 +57,9 @@ def bench_dynamics(system_name: str = "dhfr", steps: int = 50, repeats: int = 3,
     profile_steps : int
         If positive, run this many more bencao steps under phase profiling after the timed
         blocks (see ``bencao.bench.profile.profile_steps``).
+    backend : str
+        bencao's backend, "cpu" or "cuda"; OpenMM runs on its platform of the same kind (CPU,
+        or CUDA in mixed precision, OpenMM's benchmark setting).
 
     Returns
     -------
@@ -71,19 +74,49 @@ def bench_dynamics(system_name: str = "dhfr", steps: int = 50, repeats: int = 3,
     report.update(time_dynamics(openmm_system, positions, box, steps=steps, repeats=repeats,
                                 compare_openmm=compare_openmm, timestep=timestep,
                                 reciprocal_every=reciprocal_every, seed=seed,
-                                profile_steps=profile_steps))
+                                profile_steps=profile_steps, backend=backend))
     return report
 
 
-def _openmm_stepper(openmm_system, simulation, box, temperature, friction, timestep, seed, threads):
-    """An OpenMM CPU context at bencao's positions and velocities: a function running n steps."""
+#: OpenMM platform (and its properties) that runs beside each bencao backend.
+OPENMM_PLATFORMS = {"cpu": "CPU", "cuda": "CUDA"}
+
+
+def openmm_platform(backend: str, threads: int):
+    """OpenMM's platform of the same kind as bencao's ``backend``, with its properties.
+
+    Raises
+    ------
+    bencao.errors.DeviceError
+        If OpenMM has no such platform here (its CUDA platform is an optional package).
+    """
+    import openmm as mm
+
+    from bencao.errors import DeviceError
+
+    name = OPENMM_PLATFORMS[backend]
+    try:
+        platform = mm.Platform.getPlatformByName(name)
+    except Exception as error:  # OpenMM raises its own exception type
+        raise DeviceError(
+            f"OpenMM's {name} platform is not available here ({error}); install it (for CUDA: "
+            "pip install openmm[cuda12]) or run without the comparison (--compare none)"
+        ) from error
+    properties = {"Threads": str(threads)} if name == "CPU" else {"Precision": "mixed"}
+    return platform, properties
+
+
+def _openmm_stepper(openmm_system, simulation, box, temperature, friction, timestep, seed, threads,
+                    backend="cpu"):
+    """An OpenMM context (the platform matching ``backend``) at bencao's positions and
+    velocities: a function running n steps."""
     import openmm as mm
     from openmm import unit
 
     integrator = mm.LangevinMiddleIntegrator(temperature, friction, timestep)
     integrator.setRandomNumberSeed(seed)
-    context = mm.Context(openmm_system, integrator, mm.Platform.getPlatformByName("CPU"),
-                         {"Threads": str(threads)})
+    platform, properties = openmm_platform(backend, threads)
+    context = mm.Context(openmm_system, integrator, platform, properties)
     context.setPeriodicBoxVectors(*[mm.Vec3(*row) for row in box])
     context.setPositions(simulation.positions * unit.nanometer)
     context.setVelocities(simulation.velocities * unit.nanometer / unit.picosecond)
@@ -105,7 +138,7 @@ def _timed(function) -> float:
 def time_dynamics(openmm_system, positions, box, steps: int = 50, repeats: int = 3,
                   compare_openmm: bool = True, timestep: float = 0.004, reciprocal_every: int = 1,
                   seed: int = 1, profile_steps: int = 0, temperature: float = 300.0,
-                  friction: float = 1.0, warmup_steps: int = 10) -> dict:
+                  friction: float = 1.0, warmup_steps: int = 10, backend: str = "cpu") -> dict:
     """Time LangevinMiddle dynamics of one OpenMM System in bencao and OpenMM's CPU platform.
 
     Both engines start from the same constrained positions and Maxwell–Boltzmann velocities, run
@@ -127,6 +160,8 @@ def time_dynamics(openmm_system, positions, box, steps: int = 50, repeats: int =
         Friction coefficient, 1/ps.
     warmup_steps : int
         Untimed steps per engine before the timed blocks.
+    backend : str
+        bencao's backend ("cpu" or "cuda"); OpenMM runs on the matching platform.
 
     Returns
     -------
@@ -148,12 +183,12 @@ def time_dynamics(openmm_system, positions, box, steps: int = 50, repeats: int =
     integrator = bencao.LangevinMiddleIntegrator(temperature, friction, timestep,
                                                  reciprocal_every=reciprocal_every)
     simulation = bencao.Simulation(bencao.System.from_openmm(openmm_system), integrator, positions,
-                                   box, seed=seed)
+                                   box, seed=seed, backend=backend)
     simulation.set_velocities_to_temperature(temperature)
     theirs = None
     if compare_openmm:
         theirs = _openmm_stepper(openmm_system, simulation, box, temperature, friction, timestep,
-                                 seed, threads)
+                                 seed, threads, backend)
         theirs(warmup_steps)
     simulation.step(warmup_steps)  # compile and build the neighbour list
     ours_times, theirs_times = [], []
@@ -161,7 +196,8 @@ def time_dynamics(openmm_system, positions, box, steps: int = 50, repeats: int =
         ours_times.append(_timed(lambda: simulation.step(steps)))
         if theirs is not None:
             theirs_times.append(_timed(lambda: theirs(steps)))
-    report = {"atoms": len(positions), "threads": threads, "timestep_ps": timestep,
+    report = {"backend": backend, "openmm_platform": OPENMM_PLATFORMS[backend],
+              "atoms": len(positions), "threads": threads, "timestep_ps": timestep,
               "steps_per_block": steps, "repeats": repeats, "reciprocal_every": reciprocal_every}
     seconds = statistics.median(ours_times)
     report["bencao_ns_per_day"] = _ns_per_day(steps, timestep, seconds)

@@ -32,7 +32,8 @@ def _bench_dynamics(args) -> int:
     report = bench_dynamics(args.what, steps=args.steps, repeats=args.repeats, threads=args.threads,
                             compare_openmm=args.compare == "openmm",
                             reciprocal_every=args.reciprocal_every,
-                            profile_steps=args.steps if args.profile else 0)
+                            profile_steps=args.steps if args.profile else 0,
+                            backend=args.backend)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -40,10 +41,11 @@ def _bench_dynamics(args) -> int:
     print(f"{report['system']}: {report['atoms']} atoms, {report['threads']} threads, "
           f"LangevinMiddle {1e3 * report['timestep_ps']:g} fs{mts}, median of {args.repeats} x "
           f"{args.steps} steps")
-    print(f"  bencao (cpu)   {report['bencao_ns_per_day']:7.2f} ns/day  "
-          f"{report['bencao_ms_per_step']:7.1f} ms/step")
+    print(f"  bencao ({report['backend']}){' ' * (6 - len(report['backend']))}"
+          f"{report['bencao_ns_per_day']:7.2f} ns/day  {report['bencao_ms_per_step']:7.1f} ms/step")
     if "openmm_ns_per_day" in report:
-        print(f"  OpenMM (CPU)   {report['openmm_ns_per_day']:7.2f} ns/day  "
+        platform = f"({report['openmm_platform']})"
+        print(f"  OpenMM {platform:<8}{report['openmm_ns_per_day']:7.2f} ns/day  "
               f"{report['openmm_ms_per_step']:7.1f} ms/step")
         print(f"  speed ratio bencao/OpenMM  {report['speed_ratio']:.2f}")
     print(f"  settings: {format_settings(report['settings'])}")
@@ -108,6 +110,9 @@ def register(commands) -> None:
     bench.add_argument("--reciprocal-every", type=int, default=1,
                        help="multiple time stepping: reciprocal space every k steps (dhfr)")
     bench.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    bench.add_argument("--backend", choices=["cpu", "cuda"], default="cpu",
+                       help="bencao's backend for 'dhfr'; OpenMM runs on the matching platform "
+                            "(CUDA: mixed precision)")
     bench.add_argument("--compare", choices=["openmm", "none"], default="openmm",
                        help="time OpenMM's CPU platform in the same run")
     bench.add_argument("--json", action="store_true", help="print the report as JSON")

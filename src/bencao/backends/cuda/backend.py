@@ -1,0 +1,229 @@
+"""The CUDA backend: a System compiled into Numba-CUDA kernels, the CPU backend's interface.
+
+Positions go to the device once per evaluation, every term adds into one device fixed-point
+force accumulator, and the forces come back once.  Input checks, the result type and blow-up
+errors are the CPU backend's own, so both backends behave the same to their callers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bencao.backends.cpu.backend import PARTS, BlowUpError, CpuBackend, Evaluation
+from bencao.backends.cpu.fixed_point import forces_from_fixed
+from bencao.backends.cuda.device import require_cuda
+from bencao.constants import FORCE_CLAMP
+from bencao.forces import (
+    CMAPTorsions,
+    HarmonicAngles,
+    HarmonicBonds,
+    HarmonicImpropers,
+    LJPairs,
+    Nonbonded,
+    PeriodicTorsions,
+    PositionRestraints,
+    TabulatedPairs,
+)
+from bencao.profiling import phase
+
+
+def _make_term(term, system):
+    """The CUDA counterpart of one force term of ``system``; TypeError if there is none yet."""
+    from bencao.backends.cuda import bonded
+
+    if isinstance(term, HarmonicBonds):
+        return bonded.CudaHarmonicBonds(term)
+    if isinstance(term, HarmonicAngles):
+        return bonded.CudaHarmonicAngles(term)
+    if isinstance(term, PeriodicTorsions):
+        return bonded.CudaPeriodicTorsions(term)
+    if isinstance(term, HarmonicImpropers):
+        return bonded.CudaHarmonicImpropers(term)
+    if isinstance(term, LJPairs):
+        return bonded.CudaLJPairs(term)
+    if isinstance(term, PositionRestraints):
+        return bonded.CudaPositionRestraints(term)
+    if isinstance(term, CMAPTorsions):
+        raise TypeError(
+            f"CMAP torsions ({term.name}) are not yet on the CUDA backend; use backend='cpu'"
+        )
+    if isinstance(term, (Nonbonded, TabulatedPairs)):
+        try:
+            # Imported here: the pair kernels are large and only systems with pairs need them.
+            from bencao.backends.cuda.nonbonded import CudaNonbonded
+        except ImportError as error:
+            raise TypeError(
+                f"{type(term).__name__} ({term.name}) is not yet on the CUDA backend "
+                f"(bencao.backends.cuda.nonbonded could not be imported: {error}); "
+                "use backend='cpu'"
+            ) from error
+        return CudaNonbonded(term, system.box)
+    raise TypeError(f"the CUDA backend has no kernel for {type(term).__name__}")
+
+
+def _compute_part(term, parts, state, box, energy=True):
+    """Add one term's share of ``parts`` to ``state.forces``; its energy, or None if it has none.
+
+    The CUDA counterpart of the CPU backend's ``_compute_part``: with ``energy`` False, terms that
+    can skip their energy (``energy_optional``) do, and return NaN.
+    """
+    reciprocal = getattr(term, "reciprocal", None)
+    options = {} if energy or not getattr(term, "energy_optional", False) else {"energy": False}
+    if parts == "all":
+        return term.compute(state, box, **options)
+    if parts == "direct":
+        if reciprocal is None:
+            return term.compute(state, box, **options)
+        return term.compute_direct(state, box, **options)
+    if parts == "reciprocal":
+        if reciprocal is None:
+            return None
+        with phase("reciprocal space"):
+            return reciprocal.compute(state, box)
+    raise ValueError(f"parts must be one of {PARTS}, got {parts!r}")
+
+
+class CudaBackend:
+    """A System compiled for an NVIDIA GPU (or Numba's CUDA simulator).
+
+    Parameters
+    ----------
+    system : bencao.System
+        The system to evaluate.
+
+    Raises
+    ------
+    RuntimeError
+        If there is neither a CUDA GPU nor the simulator.
+    TypeError
+        If the system has a term or virtual sites the CUDA backend cannot compute yet.
+    """
+
+    def __init__(self, system):
+        require_cuda()
+        from bencao.backends.cuda.state import CudaState
+
+        if len(system.virtual_sites):
+            raise TypeError("virtual sites are not yet on the CUDA backend; use backend='cpu'")
+        self.system = system
+        self.n_particles = system.n_particles
+        self.terms = [_make_term(term, system) for term in system.terms]
+        self.state = CudaState.allocate(self.n_particles, n_systems=1)
+        #: None: systems with virtual sites are refused (above); the attribute is the CPU
+        #: backend's, which ``Simulation`` reads
+        self.virtual_sites = None
+
+    # The same validation as the CPU backend (shapes, finite positions, reduced box), so both
+    # backends accept and refuse exactly the same inputs.
+    check_inputs = CpuBackend.check_inputs
+
+    def get_state(self) -> dict:
+        """What a checkpoint needs for a bit-identical restart: nothing yet (no neighbour lists
+        are kept on the device between calls by the bonded terms)."""
+        state = {}
+        for index, term in enumerate(self.terms):
+            if hasattr(term, "get_state"):
+                for key, value in term.get_state().items():
+                    if value is not None:
+                        state[f"term{index}.{key}"] = np.asarray(value)
+        return state
+
+    def set_state(self, state: dict) -> None:
+        """Restore what ``get_state`` returned (terms without state ignore it)."""
+        for index, term in enumerate(self.terms):
+            if hasattr(term, "set_state"):
+                term.set_state({key: state.get(f"term{index}.{key}")
+                                for key in ("reference", "box")})
+
+    @property
+    def has_reciprocal(self) -> bool:
+        """True if some term has a reciprocal-space (Ewald/PME) part, the slow group of MTS."""
+        return any(getattr(term, "reciprocal", None) is not None for term in self.terms)
+
+    def compute(self, positions, box=None, parts: str = "all", energy: bool = True) -> Evaluation:
+        """Energy and forces.
+
+        Parameters
+        ----------
+        positions : (N, 3) array
+            Positions of all particles, nm.
+        box : (3, 3) array or None
+            Box vectors as rows, nm; defaults to the system's box.
+        parts : {"all", "direct", "reciprocal"}
+            Everything, everything but reciprocal space, or only reciprocal space (as on the CPU).
+        energy : bool
+            If False, terms that can skip their energy do; the total may then be NaN.
+
+        Returns
+        -------
+        Evaluation
+            Energy (kJ/mol), forces ((N, 3) float64, kJ/mol/nm) and per-term energies (kJ/mol).
+
+        Raises
+        ------
+        BlowUpError
+            If the energy is not finite or a force is too large to represent.
+        """
+        if parts not in PARTS:
+            raise ValueError(f"parts must be one of {PARTS}, got {parts!r}")
+        with phase("force bookkeeping"):
+            positions, box = self.check_inputs(positions, box)
+            self.state.upload(positions, box)
+            self.state.zero_forces()
+        terms: dict[str, float] = {}
+        for term in self.terms:
+            with phase(term.profile_phase):
+                term_energy = _compute_part(term, parts, self.state, box, energy)
+            if term_energy is not None:
+                terms[term.name] = terms.get(term.name, 0.0) + float(term_energy)
+        with phase("force bookkeeping"):
+            forces = forces_from_fixed(self.state.download_forces())
+        total = float(sum(terms.values()))
+        # As on the CPU: a NaN or huge force is clamped on its way into fixed point, so the force
+        # test catches a blow-up whether or not the energy was computed.
+        if (energy and not np.isfinite(total)) or \
+                np.max(np.abs(forces), initial=0.0) >= 0.5 * FORCE_CLAMP:
+            message, worst, culprit = self.diagnose(forces, terms, box)
+            raise BlowUpError(message, worst, culprit)
+        return Evaluation(energy=total, forces=forces, terms=terms)
+
+    def diagnose(self, forces, terms, box):
+        """Describe a blow-up: the particles with the largest forces and the term behind them.
+
+        Uses the per-term energies of the failed evaluation (a non-finite one names the culprit)
+        and otherwise re-runs each term alone, on the positions still on the device, to see
+        whose forces on the worst particles are largest.
+
+        Parameters
+        ----------
+        forces : (N, 3) float64 array
+            The forces of the failed evaluation, kJ/mol/nm.
+        terms : dict[str, float]
+            Its per-term energies, kJ/mol.
+        box : (3, 3) float64 array or None
+            Its box, nm.
+
+        Returns
+        -------
+        tuple
+            (message, the five particles with the largest forces, the responsible term's name).
+        """
+        magnitude = np.linalg.norm(np.nan_to_num(forces, nan=np.inf), axis=1)
+        worst = np.argsort(-magnitude, kind="stable")[:5]
+        culprit = next((name for name, value in terms.items() if not np.isfinite(value)), None)
+        if culprit is None:
+            largest = -1.0
+            for term in self.terms:
+                self.state.zero_forces()
+                term.compute(self.state, box)
+                own = np.abs(self.state.download_forces()[worst]).max() if len(worst) else 0
+                if own > largest:
+                    largest = own
+                    culprit = term.name
+        listing = ", ".join(f"particle {i} (|F| = {magnitude[i]:.3g} kJ/mol/nm)" for i in worst)
+        energies = ", ".join(f"{k} = {v:.6g}" for k, v in terms.items())
+        message = (
+            f"the forces blew up (overlapping or exploded atoms): largest on {listing}; "
+            f"the term responsible is {culprit}; energies (kJ/mol): {energies}"
+        )
+        return message, worst, culprit

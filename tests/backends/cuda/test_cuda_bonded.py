@@ -1,0 +1,337 @@
+"""CUDA bonded kernels against the CPU backend, bit-identical reruns, and the CUDA errors.
+
+Numba reads ``NUMBA_ENABLE_CUDASIM`` when it is first imported, and pytest (through bencao's CPU
+kernels) has imported Numba long before these tests run; so the CUDA work runs in a subprocess,
+in Numba's CUDA simulator unless a real GPU is there.  The subprocess imports this file and calls
+:func:`cuda_results`, which evaluates every case and pickles the results; the tests compare them
+with the CPU backend computed here.  One subprocess for all cases keeps the file fast: the
+simulator runs each GPU thread in Python, so the cases are small.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import bencao
+from bencao.backends.cpu.bonded import CpuPositionRestraints, dihedral_geometry
+from bencao.backends.cpu.fixed_point import forces_from_fixed
+from bencao.constants import FORCE_SCALE
+from bencao.forces import (
+    CMAPTorsions,
+    HarmonicAngles,
+    HarmonicBonds,
+    HarmonicImpropers,
+    LJPairs,
+    Nonbonded,
+    PeriodicTorsions,
+    PositionRestraints,
+    VirtualSites,
+)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(os.path.dirname(HERE))
+
+
+# ------------------------------------------------------------------------------------------
+# Cases, built the same way in this process (CPU) and in the subprocess (CUDA)
+# ------------------------------------------------------------------------------------------
+
+
+def alanine_bonded():
+    """AMBER alanine dipeptide without its NonbondedForce: bonds, angles, torsions (and the
+    impropers AMBER writes as torsions).  Positions are shaken by 0.01 nm (fixed seed) so that no
+    term sits at its minimum, where forces vanish and a wrong force would go unnoticed."""
+    from openmm import app
+    from systems import alanine_dipeptide
+
+    openmm_system, positions, _ = alanine_dipeptide(nonbondedMethod=app.NoCutoff)
+    system = bencao.System.from_openmm(openmm_system)
+    system = dataclasses.replace(
+        system, terms=tuple(t for t in system.terms if not isinstance(t, Nonbonded))
+    )
+    positions = positions + np.random.default_rng(7).normal(scale=0.01, size=positions.shape)
+    return system, positions
+
+
+def _wrapped_theta0(positions, quads):
+    """Equilibrium angles that put every improper on both branches of the wrapped difference:
+    one 4 rad away (|d| > pi, the other way round the circle) and one 1 rad away."""
+    theta = np.array([dihedral_geometry(positions, *q)[0] for q in quads])
+    far = np.where(theta > 0, theta - 4.0, theta + 4.0)
+    near = np.where(theta > 0, theta - 1.0, theta + 1.0)
+    return np.concatenate([far, near])
+
+
+def every_bonded_kind():
+    """Eight atoms with every bonded kind the CUDA backend has, incl. wrapped and literal
+    impropers, LJ pairs and (non-periodic) position restraints."""
+    rng = np.random.default_rng(11)
+    positions = np.cumsum(rng.normal(scale=0.09, size=(8, 3)), axis=0)
+    quads = np.array([[0, 1, 2, 3], [4, 5, 6, 7], [1, 2, 3, 4]], np.int64)
+    sigma, epsilon = 0.3, 0.5
+    terms = (
+        HarmonicBonds(atoms=np.array([[0, 1], [1, 2], [2, 3], [4, 5], [5, 6], [6, 7]]),
+                      length=np.full(6, 0.12), k=np.full(6, 2.5e5)),
+        HarmonicAngles(atoms=np.array([[0, 1, 2], [1, 2, 3], [4, 5, 6], [5, 6, 7]]),
+                       angle=np.full(4, 1.9), k=np.full(4, 400.0)),
+        PeriodicTorsions(atoms=np.concatenate([quads, quads]),
+                         periodicity=np.array([1, 2, 3, 3, 1, 2]),
+                         phase=np.array([0.0, np.pi, 0.3, 0.0, 1.2, np.pi]),
+                         k=np.array([2.0, 5.0, 0.7, 1.1, 3.3, 0.4])),
+        HarmonicImpropers(atoms=np.concatenate([quads, quads]),
+                          theta0=_wrapped_theta0(positions, quads), k=np.full(6, 40.0),
+                          wrap=True),
+        HarmonicImpropers(atoms=quads, theta0=np.array([0.5, -2.0, 3.0]), k=np.full(3, 40.0),
+                          wrap=False),
+        LJPairs(atoms=np.array([[0, 3], [4, 7], [2, 5]]),
+                c12=np.full(3, 4 * epsilon * sigma**12), c6=np.full(3, 4 * epsilon * sigma**6)),
+        PositionRestraints(atoms=np.array([0, 5]), reference=positions[[0, 5]] + 0.05,
+                           k=np.array([1000.0, 250.0])),
+    )
+    return bencao.System(masses=np.ones(8), terms=terms), positions
+
+
+def periodic_restraints():
+    """Restraints whose references lie a box length or more away: only the minimum image gives
+    the right force.  Returns (term, positions nm, triclinic box nm)."""
+    box = np.array([[2.0, 0.0, 0.0], [0.6, 2.2, 0.0], [-0.7, 0.9, 2.5]])
+    positions = np.array([[0.1, 0.2, 0.3], [1.9, 2.0, 2.4], [1.0, -1.0, 0.5]])
+    reference = positions + np.array([[2.05, 0.03, -0.02], [-0.6, -2.25, 0.1],
+                                      [0.7, -0.9, -2.45]])
+    term = PositionRestraints(atoms=np.array([0, 1, 2]), reference=reference,
+                              k=np.array([800.0, 1200.0, 500.0]))
+    return term, positions, box
+
+
+def cmap_system():
+    """Five atoms with a CMAP term, which the CUDA backend does not have yet."""
+    cmap = CMAPTorsions(map_sizes=np.array([4]), map_offsets=np.array([0]),
+                        map_energies=np.zeros(16), torsion_map=np.array([0]),
+                        atoms=np.array([[0, 1, 2, 3, 1, 2, 3, 4]]))
+    return bencao.System(masses=np.ones(5), terms=(cmap,))
+
+
+def virtual_site_system():
+    """Three particles, the third a virtual site midway between the first two."""
+    weights = np.zeros((1, 2, 3))
+    weights[0, :, 0] = 0.5
+    sites = VirtualSites(site=np.array([2]), kind=np.array([0]), parents=np.array([[0, 1]]),
+                         weights=weights, params=np.zeros((1, 3)))
+    bonds = HarmonicBonds(atoms=np.array([[0, 1]]), length=np.array([0.1]), k=np.array([1e3]))
+    return bencao.System(masses=np.array([1.0, 1.0, 0.0]), terms=(bonds,), virtual_sites=sites)
+
+
+def overlapping_pair():
+    """Two atoms on top of each other with an LJ pair: the energy is infinite."""
+    pair = LJPairs(atoms=np.array([[0, 1]]), c12=np.array([1e-6]), c6=np.array([1e-3]))
+    return bencao.System(masses=np.ones(2), terms=(pair,)), np.zeros((2, 3))
+
+
+def cuda_results(path):
+    """Evaluate every case on the CUDA backend and pickle the results to ``path`` (subprocess)."""
+    from bencao.backends.cpu.backend import BlowUpError
+    from bencao.backends.cuda import using_simulator
+    from bencao.backends.cuda.bonded import CudaPositionRestraints
+    from bencao.backends.cuda.state import CudaState
+
+    results = {"simulator": using_simulator()}
+    for name, build in (("alanine", alanine_bonded), ("every_kind", every_bonded_kind)):
+        system, positions = build()
+        backend = bencao.make_backend(system, "cuda")
+        first = backend.compute(positions)
+        second = backend.compute(positions)  # the same backend, its device arrays reused
+        fresh = bencao.evaluate(system, positions, backend="cuda")  # a new backend
+        results[name] = [(r.energy, r.forces, r.terms) for r in (first, second, fresh)]
+
+    term, positions, box = periodic_restraints()
+    state = CudaState.allocate(len(positions))
+    state.upload(positions, box)
+    state.zero_forces()
+    energy = CudaPositionRestraints(term).compute(state, box)
+    results["periodic_restraints"] = (energy, forces_from_fixed(state.download_forces()))
+
+    for name, build in (("cmap", cmap_system), ("virtual_sites", virtual_site_system)):
+        try:
+            bencao.make_backend(build(), "cuda")
+            results[name] = None
+        except (TypeError, RuntimeError, ValueError) as error:  # the test checks which
+            results[name] = (type(error).__name__, str(error))
+
+    system, positions = overlapping_pair()
+    try:
+        bencao.make_backend(system, "cuda").compute(positions)
+        results["blow_up"] = None
+    except BlowUpError as error:
+        results["blow_up"] = (str(error), error.term, error.particles)
+
+    with open(path, "wb") as file:
+        pickle.dump(results, file)
+
+
+# ------------------------------------------------------------------------------------------
+# Subprocess plumbing
+# ------------------------------------------------------------------------------------------
+
+
+def _environment(simulator: bool) -> dict:
+    env = dict(os.environ)
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    if simulator:
+        env["NUMBA_ENABLE_CUDASIM"] = "1"
+    return env
+
+
+def _python(code: str, simulator: bool) -> subprocess.CompletedProcess:
+    # check=False: the callers assert on the return code and show stderr when it fails.
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=False,
+                          env=_environment(simulator), capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def real_gpu() -> bool:
+    """True if a real CUDA GPU is usable here (asked in a process without the simulator)."""
+    out = _python("from numba import cuda; print(cuda.is_available())", simulator=False)
+    return out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == ["True"]
+
+
+@pytest.fixture(scope="module")
+def cuda(real_gpu, tmp_path_factory):
+    """The pickled results of :func:`cuda_results`, on the GPU if there is one."""
+    path = tmp_path_factory.mktemp("cuda") / "results.pkl"
+    code = f"""
+        import sys
+        sys.path[:0] = [{TESTS!r}, {HERE!r}]
+        import test_cuda_bonded
+        test_cuda_bonded.cuda_results({str(path)!r})
+    """
+    out = _python(code, simulator=not real_gpu)
+    assert out.returncode == 0, out.stderr[-4000:]
+    with open(path, "rb") as file:
+        results = pickle.load(file)
+    assert results["simulator"] == (not real_gpu)
+    return results
+
+
+def assert_same_as_cpu(system, positions, cuda_result):
+    energy, forces, terms = cuda_result
+    cpu = bencao.make_backend(system, "cpu").compute(positions)
+    # Both backends compute in float64 with the same formulas.  On a GPU, a*b+c is fused into one
+    # FMA and sqrt/trig may round differently, so values may differ by an ulp (~1e-16 relative);
+    # each contribution is then truncated to 2^-32 kJ/mol/nm, where an ulp can flip the last unit.
+    # 1e-9 relative (plus a few fixed-point units) covers both; a wrong formula, sign or atom
+    # index is off by O(1).
+    assert set(terms) == set(cpu.terms)
+    for name, value in cpu.terms.items():
+        assert terms[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+    assert energy == pytest.approx(cpu.energy, rel=1e-9, abs=1e-12)
+    scale = np.abs(cpu.forces).max()
+    assert scale > 1.0  # the case really has forces to compare
+    np.testing.assert_allclose(forces, cpu.forces, rtol=0, atol=1e-9 * scale + 8 / FORCE_SCALE)
+
+
+# ------------------------------------------------------------------------------------------
+# Tests
+# ------------------------------------------------------------------------------------------
+
+
+def test_cuda_is_a_listed_backend():
+    from bencao.evaluate import BACKENDS
+
+    assert "cuda" in BACKENDS
+
+
+def test_alanine_dipeptide_bonded_terms_match_cpu(cuda):
+    system, positions = alanine_bonded()
+    assert {type(t).__name__ for t in system.terms} == {
+        "HarmonicBonds", "HarmonicAngles", "PeriodicTorsions"}
+    assert_same_as_cpu(system, positions, cuda["alanine"][0])
+
+
+def test_every_bonded_kind_matches_cpu(cuda):
+    system, positions = every_bonded_kind()
+    assert_same_as_cpu(system, positions, cuda["every_kind"][0])
+    assert set(cuda["every_kind"][0][2]) == {
+        "HarmonicBondForce", "HarmonicAngleForce", "PeriodicTorsionForce", "CustomTorsionForce",
+        "CustomBondForce", "PositionRestraints"}
+
+
+def test_periodic_restraints_use_the_minimum_image_like_cpu(cuda):
+    term, positions, box = periodic_restraints()
+    fixed = np.zeros((len(positions), 3), np.int64)
+    cpu_energy = CpuPositionRestraints(term).compute(positions, box, fixed)
+    energy, forces = cuda["periodic_restraints"]
+    assert energy == pytest.approx(cpu_energy, rel=1e-9)
+    np.testing.assert_allclose(forces, forces_from_fixed(fixed), rtol=0, atol=1e-6)
+    # The references are about a box vector away; without the minimum image the energy would be
+    # thousands of kJ/mol, with it each displacement is a few hundredths of a nm.
+    assert energy < 10.0
+
+
+@pytest.mark.parametrize("case", ["alanine", "every_kind"])
+def test_forces_and_energy_bit_identical_run_to_run(cuda, case):
+    (e1, f1, t1), (e2, f2, t2), (e3, f3, t3) = cuda[case]
+    assert f1.tobytes() == f2.tobytes() == f3.tobytes()
+    assert np.float64(e1).tobytes() == np.float64(e2).tobytes() == np.float64(e3).tobytes()
+    assert t1 == t2 == t3
+
+
+def test_cmap_is_refused_clearly(cuda):
+    kind, message = cuda["cmap"]
+    assert kind == "TypeError"
+    assert "not yet on the CUDA backend" in message and "CMAP" in message
+
+
+def test_virtual_sites_are_refused_clearly(cuda):
+    kind, message = cuda["virtual_sites"]
+    assert kind == "TypeError"
+    assert "virtual sites are not yet on the CUDA backend" in message
+
+
+def test_blow_up_is_reported_with_the_culprit(cuda):
+    message, term, particles = cuda["blow_up"]
+    assert term == "CustomBondForce"
+    assert sorted(particles) == [0, 1]
+    assert "blew up" in message
+
+
+def test_no_gpu_and_no_simulator_gives_a_clear_error(real_gpu):
+    if real_gpu:
+        pytest.skip("a real CUDA GPU is available, so there is no error to see")
+    code = f"""
+        import sys
+        sys.path[:0] = [{HERE!r}]
+        import numpy as np
+        import bencao
+        from bencao.backends.cuda import cuda_available, using_simulator
+        from test_cuda_bonded import overlapping_pair
+        print(cuda_available(), using_simulator())
+        try:
+            bencao.make_backend(overlapping_pair()[0], "cuda")
+        except RuntimeError as error:
+            print("RuntimeError:", error)
+    """
+    out = _python(code, simulator=False)
+    assert out.returncode == 0, out.stderr[-4000:]
+    lines = out.stdout.strip().splitlines()
+    assert lines[-2] == "False False"
+    assert lines[-1].startswith("RuntimeError: no CUDA GPU found")
+    assert "bencao[cuda]" in lines[-1] and "NUMBA_ENABLE_CUDASIM=1" in lines[-1]
+
+
+def test_bench_on_cuda_without_a_gpu_says_what_to_install(real_gpu):
+    if real_gpu:
+        pytest.skip("a CUDA GPU is present here")
+    out = subprocess.run([sys.executable, "-m", "bencao.cli", "bench", "dhfr", "--backend", "cuda",
+                          "--steps", "1", "--repeats", "1", "--compare", "none"],
+                         env=_environment(simulator=False), capture_output=True, text=True,
+                         check=False, timeout=600)
+    assert out.returncode == 1
+    assert "bencao: error: no CUDA GPU found; install bencao[cuda]" in out.stderr
