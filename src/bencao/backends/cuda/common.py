@@ -12,9 +12,19 @@ from bencao.backends.cuda.device import using_simulator
 THREADS_PER_BLOCK = 128
 
 
+#: Threads per block in Numba's CUDA simulator.  It runs a block's threads as Python threads
+#: and guards every atomic add with one lock; with many threads a block can fall into a lock
+#: convoy (the holder loses the GIL, the others queue on the lock): a 651-atom NoCutoff
+#: evaluation took from 30 s to over 10 minutes from run to run.  One thread per block runs the
+#: same kernels in sequence, in seconds, every time.  No kernel here uses shared memory or
+#: barriers, so the block size changes nothing else.
+SIMULATOR_THREADS_PER_BLOCK = 1
+
+
 def launch_config(n_threads: int) -> tuple[int, int]:
     """(blocks, threads per block) for one thread per item of ``n_threads`` items (n > 0)."""
-    return (n_threads + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK, THREADS_PER_BLOCK
+    per_block = SIMULATOR_THREADS_PER_BLOCK if using_simulator() else THREADS_PER_BLOCK
+    return (n_threads + per_block - 1) // per_block, per_block
 
 
 def device_function(function):
