@@ -114,31 +114,12 @@ class CudaBackend:
         self.virtual_sites = None
 
     # The same validation as the CPU backend (shapes, finite positions, reduced box), so both
-    # backends accept and refuse exactly the same inputs.
+    # backends accept and refuse exactly the same inputs; and the same checkpoint state (each
+    # term's own, "term<i>.<key>") and MTS grouping, which only ask the terms.
     check_inputs = CpuBackend.check_inputs
-
-    def get_state(self) -> dict:
-        """What a checkpoint needs for a bit-identical restart: nothing yet (no neighbour lists
-        are kept on the device between calls by the bonded terms)."""
-        state = {}
-        for index, term in enumerate(self.terms):
-            if hasattr(term, "get_state"):
-                for key, value in term.get_state().items():
-                    if value is not None:
-                        state[f"term{index}.{key}"] = np.asarray(value)
-        return state
-
-    def set_state(self, state: dict) -> None:
-        """Restore what ``get_state`` returned (terms without state ignore it)."""
-        for index, term in enumerate(self.terms):
-            if hasattr(term, "set_state"):
-                term.set_state({key: state.get(f"term{index}.{key}")
-                                for key in ("reference", "box")})
-
-    @property
-    def has_reciprocal(self) -> bool:
-        """True if some term has a reciprocal-space (Ewald/PME) part, the slow group of MTS."""
-        return any(getattr(term, "reciprocal", None) is not None for term in self.terms)
+    get_state = CpuBackend.get_state
+    set_state = CpuBackend.set_state
+    has_reciprocal = CpuBackend.has_reciprocal
 
     def compute(self, positions, box=None, parts: str = "all", energy: bool = True) -> Evaluation:
         """Energy and forces.
