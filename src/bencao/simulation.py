@@ -52,7 +52,10 @@ class Simulation:
         Seed of the random stream (Langevin noise, barostat moves, initial velocities).  The
         same seed gives a bit-identical trajectory on any number of threads.
     backend : str
-        "cpu".
+        "cpu", or "cuda" (an NVIDIA GPU, or Numba's CUDA simulator): Verlet and LangevinMiddle
+        steps then run wholly on the device (forces, constraints, MTS, noise), the state coming
+        back to the host once per ``step`` call; Nosé–Hoover, minimisation and barostat moves
+        run on the host with forces and energies from the device.
     barostat : MonteCarloBarostat or None
         Pressure coupling (needs a periodic system).
 
@@ -107,6 +110,16 @@ class Simulation:
             self._chain = NoseHooverChain(
                 integrator.temperature, integrator.collision_frequency, self.degrees_of_freedom,
                 integrator.chain_length, integrator.chain_steps, integrator.yoshida_suzuki)
+        self._device = None
+        if hasattr(self.backend, "device_dynamics") and self._chain is None:
+            # Leapfrog steps run entirely on the GPU; the host arrays above are refreshed after
+            # every ``step`` call.  The device's random streams get their own seed, derived from
+            # ``seed`` without drawing from ``self._rng``, so the host stream (initial velocities,
+            # barostat moves) is the same on every backend.
+            device_seed = int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0])
+            self._device = self.backend.device_dynamics(
+                integrator, self.masses, device_seed, cm_every=system.cm_motion_removal,
+                every=self._every)
         self.barostat = barostat
         self._volume_moves = None
         if barostat is not None:
@@ -215,6 +228,8 @@ class Simulation:
         arrays = {"positions": self._positions.copy(), "velocities": self._velocities.copy()}
         if self._box is not None:
             arrays["box"] = self._box.copy()
+        if self._device is not None:
+            arrays["device.random"] = self._device.get_random_state()
         if self._chain is not None:
             for key, value in self._chain.get_state().items():
                 arrays[f"chain.{key}"] = np.asarray(value)
@@ -249,6 +264,8 @@ class Simulation:
         self._velocities = np.array(arrays["velocities"], np.float64)
         if "box" in arrays:
             self._box = np.array(arrays["box"], np.float64)
+        if self._device is not None and "device.random" in arrays:
+            self._device.set_random_state(arrays["device.random"])
         if self._chain is not None:
             self._chain.set_state({"positions": arrays["chain.positions"],
                                    "velocities": arrays["chain.velocities"]})
@@ -274,6 +291,9 @@ class Simulation:
         """Advance ``n_steps`` time steps."""
         if int(n_steps) != n_steps or n_steps < 0:
             raise ValueError(f"number of steps must be a non-negative whole number, got {n_steps!r}")
+        if self._device is not None:
+            self._step_on_device(int(n_steps))
+            return
         if self._chain is not None:
             run_one = self._nose_hoover_step
         else:
@@ -287,11 +307,44 @@ class Simulation:
                 with phase("integration"):
                     kernels.remove_center_of_mass_motion(self._velocities, self.masses)
             run_one()
-            self.step_count += 1
-            origin_step, origin_time = self._clock_origin
-            self.time = origin_time + (self.step_count - origin_step) * self.integrator.timestep
+            self._advance_clock(1)
             if barostat_every and self.step_count % barostat_every == 0:
                 self._volume_move()
+
+    def _advance_clock(self, n_steps: int) -> None:
+        self.step_count += n_steps
+        origin_step, origin_time = self._clock_origin
+        self.time = origin_time + (self.step_count - origin_step) * self.integrator.timestep
+
+    def _step_on_device(self, n_steps: int) -> None:
+        """``step`` on the GPU: the state goes up once, comes back once, and in between only at
+        barostat moves (which run on the host, with the device computing their energies)."""
+        device = self._device
+        barostat_every = self.barostat.frequency if self.barostat is not None else 0
+        device.upload(self._positions, self._velocities, self._box)
+        remaining = n_steps
+        while remaining:
+            chunk = remaining
+            if barostat_every:
+                chunk = min(remaining, barostat_every - self.step_count % barostat_every)
+            try:
+                device.run(self.step_count, chunk)
+            except BlowUpError as error:
+                # Keep the last sound state, at the step that failed, as the CPU path does
+                self._positions, self._velocities = device.download()
+                self._advance_clock(getattr(error, "step", self.step_count) - self.step_count)
+                self._invalidate()
+                raise
+            self._advance_clock(chunk)
+            remaining -= chunk
+            if barostat_every and self.step_count % barostat_every == 0:
+                self._positions, self._velocities = device.download()
+                self._invalidate()
+                self._volume_move()
+                device.upload(self._positions, self._velocities, self._box)
+        self._positions, self._velocities = device.download()
+        self._new_positions = np.empty_like(self._positions)
+        self._invalidate()
 
     def minimize(self, tolerance: float = 10.0, max_iterations: int = 0):
         """L-BFGS energy minimisation honouring constraints (see ``dynamics.minimize``).

@@ -195,46 +195,50 @@ def _kick(velocities, i, j, e, impulse, w_i, w_j):
         velocities[j, k] -= impulse * w_j * e[k]
 
 
-@njit(cache=True, parallel=True)
-def _settle_velocities(positions, velocities, water_atoms, water_masses):
-    """Remove the velocity along the three bonds of every water, exactly (SETTLE's velocity part).
+@njit(cache=True)
+def _settle_velocities_one(positions, velocities, o, h1, h2, w_o, w_h):
+    """Remove the velocity along the three bonds of one water, exactly (SETTLE's velocity part);
+    w_o and w_h are the O and H inverse masses, 1/amu.
 
     With unit vectors e1 = O->H1, e2 = O->H2, e3 = H1->H2 and impulses lambda_k along them, the
     closing speeds after the kick are u + M lambda with the symmetric 3x3 matrix M below; setting
     them to zero is a linear system, solved by Cramer's rule.  The result is the mass-weighted
     projection onto the constraint surface, so the kinetic energy can only go down.
     """
+    e1 = _normalized(_sub(_row(positions, h1), _row(positions, o)))[0]
+    e2 = _normalized(_sub(_row(positions, h2), _row(positions, o)))[0]
+    e3 = _normalized(_sub(_row(positions, h2), _row(positions, h1)))[0]
+    # d(closing speed p) / d(impulse q); see _kick for the sign of an impulse
+    m11 = -(w_o + w_h)
+    m22 = -(w_o + w_h)
+    m33 = -2.0 * w_h
+    m12 = -w_o * _dot(e1, e2)
+    m13 = w_h * _dot(e1, e3)
+    m23 = -w_h * _dot(e2, e3)
+    # minus the closing speeds (v_j - v_i) . e, nm/ps
+    r1 = -_dot(_sub(_row(velocities, h1), _row(velocities, o)), e1)
+    r2 = -_dot(_sub(_row(velocities, h2), _row(velocities, o)), e2)
+    r3 = -_dot(_sub(_row(velocities, h2), _row(velocities, h1)), e3)
+    # Cramer's rule: lambda = adj(M) r / det(M), with k1j the first row of the adjugate
+    k11 = m22 * m33 - m23 * m23
+    k12 = m13 * m23 - m12 * m33
+    k13 = m12 * m23 - m13 * m22
+    det = m11 * k11 + m12 * k12 + m13 * k13
+    l1 = (k11 * r1 + k12 * r2 + k13 * r3) / det
+    l2 = (k12 * r1 + (m11 * m33 - m13 * m13) * r2 + (m12 * m13 - m11 * m23) * r3) / det
+    l3 = (k13 * r1 + (m12 * m13 - m11 * m23) * r2 + (m11 * m22 - m12 * m12) * r3) / det
+    _kick(velocities, o, h1, e1, l1, w_o, w_h)
+    _kick(velocities, o, h2, e2, l2, w_o, w_h)
+    _kick(velocities, h1, h2, e3, l3, w_h, w_h)
+
+
+@njit(cache=True, parallel=True)
+def _settle_velocities(positions, velocities, water_atoms, water_masses):
+    """Velocity SETTLE of every water in place (see :func:`_settle_velocities_one`)."""
     for w in prange(water_atoms.shape[0]):
-        o = water_atoms[w, 0]
-        h1 = water_atoms[w, 1]
-        h2 = water_atoms[w, 2]
-        w_o = 1.0 / water_masses[w, 0]
-        w_h = 1.0 / water_masses[w, 1]
-        e1 = _normalized(_sub(_row(positions, h1), _row(positions, o)))[0]
-        e2 = _normalized(_sub(_row(positions, h2), _row(positions, o)))[0]
-        e3 = _normalized(_sub(_row(positions, h2), _row(positions, h1)))[0]
-        # d(closing speed p) / d(impulse q); see _kick for the sign of an impulse
-        m11 = -(w_o + w_h)
-        m22 = -(w_o + w_h)
-        m33 = -2.0 * w_h
-        m12 = -w_o * _dot(e1, e2)
-        m13 = w_h * _dot(e1, e3)
-        m23 = -w_h * _dot(e2, e3)
-        # minus the closing speeds (v_j - v_i) . e, nm/ps
-        r1 = -_dot(_sub(_row(velocities, h1), _row(velocities, o)), e1)
-        r2 = -_dot(_sub(_row(velocities, h2), _row(velocities, o)), e2)
-        r3 = -_dot(_sub(_row(velocities, h2), _row(velocities, h1)), e3)
-        # Cramer's rule: lambda = adj(M) r / det(M), with k1j the first row of the adjugate
-        k11 = m22 * m33 - m23 * m23
-        k12 = m13 * m23 - m12 * m33
-        k13 = m12 * m23 - m13 * m22
-        det = m11 * k11 + m12 * k12 + m13 * k13
-        l1 = (k11 * r1 + k12 * r2 + k13 * r3) / det
-        l2 = (k12 * r1 + (m11 * m33 - m13 * m13) * r2 + (m12 * m13 - m11 * m23) * r3) / det
-        l3 = (k13 * r1 + (m12 * m13 - m11 * m23) * r2 + (m11 * m22 - m12 * m12) * r3) / det
-        _kick(velocities, o, h1, e1, l1, w_o, w_h)
-        _kick(velocities, o, h2, e2, l2, w_o, w_h)
-        _kick(velocities, h1, h2, e3, l3, w_h, w_h)
+        _settle_velocities_one(positions, velocities, water_atoms[w, 0], water_atoms[w, 1],
+                               water_atoms[w, 2], 1.0 / water_masses[w, 0],
+                               1.0 / water_masses[w, 1])
 
 
 # --------------------------------------------------------------------------------------------

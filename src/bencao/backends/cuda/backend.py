@@ -96,22 +96,37 @@ class CudaBackend:
     RuntimeError
         If there is neither a CUDA GPU nor the simulator.
     TypeError
-        If the system has a term or virtual sites the CUDA backend cannot compute yet.
+        If the system has a term the CUDA backend cannot compute yet.
+    ValueError
+        If its virtual sites are malformed (unknown kind, too few parents, circular).
+
+    Notes
+    -----
+    Virtual sites (every kind the CPU backend has) are placed on the device after the positions
+    are uploaded and their forces moved onto their parents after every term, as the CPU backend
+    does in ``compute``; ``virtual_sites`` places them on host arrays for ``Simulation``.
     """
 
     def __init__(self, system):
         require_cuda()
         from bencao.backends.cuda.state import CudaState
 
-        if len(system.virtual_sites):
-            raise TypeError("virtual sites are not yet on the CUDA backend; use backend='cpu'")
         self.system = system
         self.n_particles = system.n_particles
         self.terms = [_make_term(term, system) for term in system.terms]
         self.state = CudaState.allocate(self.n_particles, n_systems=1)
-        #: None: systems with virtual sites are refused (above); the attribute is the CPU
-        #: backend's, which ``Simulation`` reads
+        has_sites = len(system.virtual_sites) > 0
+        #: Host-side placement, the CPU backend's attribute: ``Simulation`` places the sites on
+        #: its host positions between steps through ``virtual_sites.place``; None without sites
         self.virtual_sites = None
+        #: The same sites on the device, placed and distributed inside ``compute``
+        self.device_virtual_sites = None
+        if has_sites:
+            from bencao.backends.cpu.virtual_sites import CpuVirtualSites
+            from bencao.backends.cuda.virtual_sites import CudaVirtualSites
+
+            self.virtual_sites = CpuVirtualSites(system.virtual_sites)
+            self.device_virtual_sites = CudaVirtualSites(system.virtual_sites)
 
     # The same validation as the CPU backend (shapes, finite positions, reduced box), so both
     # backends accept and refuse exactly the same inputs; and the same checkpoint state (each
@@ -127,7 +142,7 @@ class CudaBackend:
         Parameters
         ----------
         positions : (N, 3) array
-            Positions of all particles, nm.
+            Positions of all particles, nm (virtual-site rows are recomputed from parents).
         box : (3, 3) array or None
             Box vectors as rows, nm; defaults to the system's box.
         parts : {"all", "direct", "reciprocal"}
@@ -150,15 +165,17 @@ class CudaBackend:
         with phase("force bookkeeping"):
             positions, box = self.check_inputs(positions, box)
             self.state.upload(positions, box)
-            self.state.zero_forces()
-        terms: dict[str, float] = {}
-        for term in self.terms:
-            with phase(term.profile_phase):
-                term_energy = _compute_part(term, parts, self.state, box, energy)
-            if term_energy is not None:
-                terms[term.name] = terms.get(term.name, 0.0) + float(term_energy)
+        # As the CPU backend: the site rows of the input are recomputed from the parents.
+        self.place_virtual_sites()
+        terms = self.accumulate(box, parts, energy)
         with phase("force bookkeeping"):
             forces = forces_from_fixed(self.state.download_forces())
+        sites = self.device_virtual_sites
+        if sites is not None:
+            # Parents hold the sites' forces; the sites keep reporting the force that acts on
+            # them, as on the CPU and in OpenMM's getForces (integrators skip massless particles).
+            with phase("virtual sites"):
+                sites.restore_site_forces(forces)
         total = float(sum(terms.values()))
         # As on the CPU: a NaN or huge force is clamped on its way into fixed point, so the force
         # test catches a blow-up whether or not the energy was computed.
@@ -208,3 +225,52 @@ class CudaBackend:
             f"the term responsible is {culprit}; energies (kJ/mol): {energies}"
         )
         return message, worst, culprit
+
+    # -- the device-resident step (bencao.backends.cuda.dynamics) --------------------------------
+
+    def accumulate(self, box, parts: str = "all", energy: bool = False) -> dict[str, float]:
+        """Forces of ``parts`` at the positions already on the device, left in ``state.forces``.
+
+        Nothing is copied to or from the host (beyond what the terms themselves need, such as
+        the neighbour list's displacement check), which is what lets a step stay on the GPU.
+
+        Parameters
+        ----------
+        box : (3, 3) float64 array or None
+            Box vectors as rows, nm (host copy of what is on the device).
+        parts : {"all", "direct", "reciprocal"}
+            As in :meth:`compute`.
+        energy : bool
+            Sum the energies too (a transfer per term); NaN for terms that skipped theirs.
+
+        Returns
+        -------
+        dict[str, float]
+            Energy of each term, kJ/mol.
+        """
+        with phase("force bookkeeping"):
+            self.state.zero_forces()
+        terms: dict[str, float] = {}
+        for term in self.terms:
+            with phase(term.profile_phase):
+                term_energy = _compute_part(term, parts, self.state, box, energy)
+            if term_energy is not None:
+                terms[term.name] = terms.get(term.name, 0.0) + float(term_energy)
+        if self.device_virtual_sites is not None:
+            # Sites are massless: their forces must reach the parents before the kick.
+            with phase("virtual sites"):
+                self.device_virtual_sites.distribute(self.state)
+        return terms
+
+    def place_virtual_sites(self) -> None:
+        """Put the virtual sites where their parents (on the device) say; nothing without sites."""
+        if self.device_virtual_sites is not None:
+            with phase("virtual sites"):
+                self.device_virtual_sites.place(self.state)
+
+    def device_dynamics(self, integrator, masses, seed, cm_every=0, every=1):
+        """A :class:`~bencao.backends.cuda.dynamics.DeviceDynamics` stepping this system on the
+        device (see there for the parameters)."""
+        from bencao.backends.cuda.dynamics import DeviceDynamics
+
+        return DeviceDynamics(self, integrator, masses, seed, cm_every=cm_every, every=every)

@@ -1,0 +1,369 @@
+"""Leapfrog steps on the GPU: Verlet and LangevinMiddle, constraints and MTS, all on the device.
+
+Positions, velocities, forces and the random streams stay in device memory for a whole
+``run(n)``; the host sees them only when a caller asks (a report, a checkpoint, a barostat move
+on the host).  A step is the CPU ``Simulation``'s sequence, kernel for kernel:
+
+    forces (fixed point) -> kick -> [velocity constraints, A-O-A drift | drift]
+    -> position constraints -> velocity correction -> virtual sites
+
+so CPU and CUDA trajectories differ only by the rounding of the force kernels.
+
+Nothing in a step waits for the host, except the neighbour list's small displacement check.
+Blow-ups are caught without a per-step transfer: the kick raises a device flag when a force
+reached the fixed-point clamp, the flag is read every ``CHECK_EVERY`` steps, and a flagged batch
+is replayed from its saved start one step at a time (bit-identically: the same kernels and
+random streams) to stop at the first bad step and name its atoms, as the CPU backend does.
+
+Random numbers are Numba's xoroshiro128+ generators, one stream per particle: a particle's noise
+depends only on the seed, its index and the step, never on the launch geometry, so runs are
+bit-identical, and saving the (N,) stream states continues a run bit-identically.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+from numba import cuda
+from numba.cuda.random import xoroshiro128p_dtype, xoroshiro128p_normal_float64
+
+from bencao.backends.cuda.common import launch_kernel
+from bencao.backends.cuda.device import using_simulator
+from bencao.constants import BOLTZMANN, FORCE_CLAMP, FORCE_SCALE
+
+#: Steps run on the device between reads of the blow-up flag (one 8-byte transfer each).
+CHECK_EVERY = 50
+
+#: A fixed-point force component at or beyond this means the structure blew up: the CPU
+#: backend's test (half the clamp) in fixed-point units.
+BLOW_UP_FIXED = np.int64(0.5 * FORCE_CLAMP * FORCE_SCALE)
+
+#: Fixed-point scale of the momentum sum in centre-of-mass removal (amu nm/ps): integer sums do
+#: not depend on thread order.  2**32 resolves 2e-10 amu nm/ps, and 300k atoms of 500 amu nm/ps
+#: each still fit an int64 (6e17 < 9.2e18).
+MOMENTUM_SCALE = 2.0**32
+
+
+# ----------------------------------------------------------------------------------------------
+# Kernels: one thread per particle, float64
+# ----------------------------------------------------------------------------------------------
+
+
+@cuda.jit
+def _kick(velocities, forces, inverse_masses, dt, threshold, step, blown):
+    """v += dt F / m with F from the int64 accumulator; blown[0] = min step whose force is at
+    the clamp (the CPU's ``forces_from_fixed`` then ``kick``, the same roundings)."""
+    i = cuda.grid(1)
+    if i < velocities.shape[0]:
+        scale = dt * inverse_masses[i]
+        for k in range(3):
+            fixed = forces[i, k]
+            if fixed >= threshold or fixed <= -threshold:
+                cuda.atomic.min(blown, 0, step)
+            velocities[i, k] += scale * (np.float64(fixed) * (1.0 / FORCE_SCALE))
+
+
+@cuda.jit
+def _drift(positions, velocities, dt, out):
+    """out = x + dt v."""
+    i = cuda.grid(1)
+    if i < positions.shape[0]:
+        for k in range(3):
+            out[i, k] = positions[i, k] + dt * velocities[i, k]
+
+
+@cuda.jit
+def _langevin_drift(positions, velocities, states, inverse_masses, dt, velocity_scale,
+                    noise_variance, out):
+    """The A-O-A part of LangevinMiddle, as the CPU's ``langevin_drift``, with the particle's own
+    random stream (three normal numbers per step)."""
+    i = cuda.grid(1)
+    if i < positions.shape[0]:
+        half = 0.5 * dt
+        sigma = math.sqrt(noise_variance * inverse_masses[i])
+        scale = velocity_scale if inverse_masses[i] > 0.0 else 0.0
+        for k in range(3):
+            noise = xoroshiro128p_normal_float64(states, i)
+            x = positions[i, k] + half * velocities[i, k]
+            v = scale * velocities[i, k] + sigma * noise
+            velocities[i, k] = v
+            out[i, k] = x + half * v
+
+
+@cuda.jit
+def _copy_random_states(source, out):
+    """out[i] = source[i] for xoroshiro128+ states (a kernel: Numba's simulator cannot copy
+    record arrays from device to device)."""
+    i = cuda.grid(1)
+    if i < source.shape[0]:
+        out[i]["s0"] = source[i]["s0"]
+        out[i]["s1"] = source[i]["s1"]
+
+
+@cuda.jit
+def _add_constraint_velocity(constrained, unconstrained, inverse_masses, inverse_dt, velocities):
+    """v += (x_constrained - x_unconstrained) / dt for particles with mass."""
+    i = cuda.grid(1)
+    if i < constrained.shape[0] and inverse_masses[i] > 0.0:
+        for k in range(3):
+            velocities[i, k] += (constrained[i, k] - unconstrained[i, k]) * inverse_dt
+
+
+@cuda.jit
+def _sum_momentum(velocities, masses, momentum):
+    """momentum[k] += m v_k of every particle, in int64 fixed point (order-independent)."""
+    i = cuda.grid(1)
+    if i < velocities.shape[0]:
+        for k in range(3):
+            cuda.atomic.add(momentum, k,
+                            np.int64(masses[i] * velocities[i, k] * MOMENTUM_SCALE))
+
+
+@cuda.jit
+def _subtract_drift_velocity(velocities, masses, momentum, inverse_total_mass):
+    """v -= P / M for every particle with mass."""
+    i = cuda.grid(1)
+    if i < velocities.shape[0] and masses[i] > 0.0:
+        for k in range(3):
+            velocities[i, k] -= np.float64(momentum[k]) * (1.0 / MOMENTUM_SCALE) * inverse_total_mass
+
+
+def _seeded_states(n: int, seed: int) -> np.ndarray:
+    """(n,) xoroshiro128+ states drawn from NumPy's SeedSequence of ``seed``.
+
+    Numba's ``create_xoroshiro128p_states`` spaces the streams 2**64 draws apart by jumping
+    each state from the previous one, a serial loop on the host (minutes for 10^5 particles in
+    the CUDA simulator).  Independently hashed 128-bit starting points are as good here: two
+    of n streams overlap within a run of L draws with probability about n^2 L / 2^128 (1e-17
+    for a million particles over 10^9 steps).
+    """
+    words = np.random.SeedSequence(int(seed)).generate_state(2 * n, np.uint64).reshape(n, 2)
+    words[(words[:, 0] == 0) & (words[:, 1] == 0), 0] = 1  # the one state xoroshiro cannot leave
+    states = np.empty(n, dtype=xoroshiro128p_dtype)
+    states["s0"] = words[:, 0]
+    states["s1"] = words[:, 1]
+    return states
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+class DeviceDynamics:
+    """Verlet or LangevinMiddle steps of a ``CudaBackend``'s system, entirely on the device.
+
+    Parameters
+    ----------
+    backend : bencao.backends.cuda.backend.CudaBackend
+        Whose device state (``backend.state``) holds the positions and forces.
+    integrator : VerletIntegrator or LangevinMiddleIntegrator
+        Read at every ``run`` (time step, temperature and tolerance may change between runs).
+    masses : (N,) float64 array
+        Particle masses, amu (0 for virtual sites and fixed particles).
+    seed : int
+        Seed of the per-particle random streams.
+    cm_every : int
+        Remove centre-of-mass motion every this many steps (0: never).
+    every : int
+        Reciprocal-space forces every this many steps (impulse MTS); 1 for single stepping.
+
+    Notes
+    -----
+    ``upload`` puts a host state on the device, ``run`` advances it, ``download`` brings it
+    back.  The caller keeps the step count: ``run`` takes the number of the first step, which
+    decides the MTS slow kicks and the centre-of-mass removals, as on the CPU.
+    """
+
+    def __init__(self, backend, integrator, masses, seed, cm_every=0, every=1):
+        self.backend = backend
+        self.integrator = integrator
+        n = backend.n_particles
+        self.n = n
+        masses = np.ascontiguousarray(masses, np.float64)
+        inverse = np.divide(1.0, masses, out=np.zeros(n), where=masses > 0)
+        self._masses = cuda.to_device(masses)
+        self._inverse_masses = cuda.to_device(inverse)
+        total_mass = float(np.sum(masses))
+        self._inverse_total_mass = 1.0 / total_mass if total_mass > 0 else 0.0
+        self.cm_every = int(cm_every)
+        self.every = int(every)
+        self.constraints = None
+        system = backend.system
+        if len(system.constraint_atoms):
+            from bencao.backends.cuda.constraints import CudaConstraints
+
+            self.constraints = CudaConstraints(system.constraint_atoms, system.constraint_lengths,
+                                               masses, tolerance=integrator.constraint_tolerance)
+        self.velocities = cuda.device_array((n, 3), np.float64)
+        self._new_positions = cuda.device_array((n, 3), np.float64)
+        self._unconstrained = cuda.device_array((n, 3), np.float64)
+        self._momentum = cuda.to_device(np.zeros(3, np.int64))
+        self._blown = cuda.to_device(np.full(1, np.iinfo(np.int64).max, np.int64))
+        self.random_states = cuda.to_device(_seeded_states(max(n, 1), seed))
+        # Saved start of the current batch, replayed if the batch blows up
+        self._saved_positions = cuda.device_array((n, 3), np.float64)
+        self._saved_velocities = cuda.device_array((n, 3), np.float64)
+        self._saved_random = cuda.device_array(self.random_states.shape, xoroshiro128p_dtype)
+        self.box = None
+
+    # -- host <-> device ----------------------------------------------------------------------
+
+    def upload(self, positions, velocities, box) -> None:
+        """Put positions (nm), velocities (nm/ps) and the box (nm, or None) on the device."""
+        self.backend.state.upload(positions, box)
+        self.velocities.copy_to_device(np.ascontiguousarray(velocities, np.float64))
+        self.box = None if box is None else np.array(box, np.float64)
+
+    def download(self) -> tuple[np.ndarray, np.ndarray]:
+        """(positions nm, velocities nm/ps) copied to the host."""
+        return self.backend.state.positions.copy_to_host(), self.velocities.copy_to_host()
+
+    def get_random_state(self) -> np.ndarray:
+        """The per-particle random stream states, (N, 2) uint64, for a checkpoint."""
+        states = self.random_states.copy_to_host()
+        return np.stack([states["s0"], states["s1"]], axis=1)
+
+    def set_random_state(self, values: np.ndarray) -> None:
+        """Restore what :meth:`get_random_state` returned."""
+        values = np.asarray(values, np.uint64)
+        states = self.random_states.copy_to_host()
+        if values.shape != (len(states), 2):
+            raise ValueError(f"random stream states of shape {values.shape}; "
+                             f"({len(states)}, 2) expected")
+        states["s0"] = values[:, 0]
+        states["s1"] = values[:, 1]
+        self.random_states.copy_to_device(states)
+
+    # -- stepping -----------------------------------------------------------------------------
+
+    def run(self, first_step: int, n_steps: int) -> None:
+        """Advance ``n_steps`` steps from step number ``first_step``, all on the device.
+
+        Raises
+        ------
+        BlowUpError
+            If the forces blew up; the message names the step, the atoms and the term, the
+            error's ``step`` attribute is that step's number, and the device holds the state
+            at its start (the last sound one).
+        ConstraintError
+            If constraints failed (checked once per batch of ``CHECK_EVERY`` steps).
+        """
+        if self.constraints is not None:
+            self.constraints.tolerance = self.integrator.constraint_tolerance
+        done = 0
+        while done < n_steps:
+            batch = min(CHECK_EVERY, n_steps - done)
+            self._save()
+            start = first_step + done
+            for step in range(start, start + batch):
+                self._one_step(step)
+            if self._blown_at() is not None:
+                self._replay(start, batch)  # raises
+            if self.constraints is not None:
+                self.constraints.check(self.backend.state.positions)
+            done += batch
+
+    def _one_step(self, step: int) -> None:
+        from bencao.profiling import phase
+
+        n = self.n
+        state = self.backend.state
+        integrator = self.integrator
+        dt = integrator.timestep
+        if self.cm_every and step % self.cm_every == 0:
+            with phase("integration"):
+                self._remove_center_of_mass_motion()
+        slow = self.every > 1 and step % self.every == 0
+        self.backend.accumulate(self.box, "direct" if self.every > 1 else "all")
+        with phase("integration"):
+            launch_kernel(_kick, n)(self.velocities, state.forces, self._inverse_masses, dt,
+                                    BLOW_UP_FIXED, step, self._blown)
+        if slow:
+            self.backend.accumulate(self.box, "reciprocal")
+            with phase("integration"):
+                launch_kernel(_kick, n)(self.velocities, state.forces, self._inverse_masses,
+                                        dt * self.every, BLOW_UP_FIXED, step, self._blown)
+        x, x_new = state.positions, self._new_positions
+        if getattr(integrator, "thermostatted", False):
+            if self.constraints is not None:
+                with phase("constraints"):
+                    self.constraints.apply_velocities(x, self.velocities, check=False)
+            c = math.exp(-integrator.friction * dt)
+            kt = BOLTZMANN * integrator.temperature
+            with phase("integration"), _quiet_simulator():
+                launch_kernel(_langevin_drift, n)(x, self.velocities, self.random_states,
+                                                  self._inverse_masses, dt, c, kt * (1.0 - c * c),
+                                                  x_new)
+        else:
+            with phase("integration"):
+                launch_kernel(_drift, n)(x, self.velocities, dt, x_new)
+        if self.constraints is not None:
+            with phase("constraints"):
+                self._unconstrained.copy_to_device(x_new)
+                self.constraints.apply_positions(x, x_new, check=False)
+                launch_kernel(_add_constraint_velocity, n)(x_new, self._unconstrained,
+                                                           self._inverse_masses, 1.0 / dt,
+                                                           self.velocities)
+        state.positions, self._new_positions = x_new, x
+        self.backend.place_virtual_sites()
+
+    def _remove_center_of_mass_motion(self) -> None:
+        self._momentum.copy_to_device(np.zeros(3, np.int64))
+        launch_kernel(_sum_momentum, self.n)(self.velocities, self._masses, self._momentum)
+        launch_kernel(_subtract_drift_velocity, self.n)(self.velocities, self._masses,
+                                                        self._momentum, self._inverse_total_mass)
+
+    # -- blow-ups -----------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        """Keep the state at the start of a batch (device-to-device copies)."""
+        self._saved_positions.copy_to_device(self.backend.state.positions)
+        self._saved_velocities.copy_to_device(self.velocities)
+        launch_kernel(_copy_random_states, self.n)(self.random_states, self._saved_random)
+
+    def _blown_at(self):
+        value = int(self._blown.copy_to_host()[0])
+        return None if value == np.iinfo(np.int64).max else value
+
+    def _replay(self, start: int, batch: int) -> None:
+        """Rerun a flagged batch from its start, checking every step, and raise at the bad one."""
+        from bencao.backends.cpu.backend import BlowUpError
+
+        self._blown.copy_to_device(np.full(1, np.iinfo(np.int64).max, np.int64))
+        self.backend.state.positions.copy_to_device(self._saved_positions)
+        self.velocities.copy_to_device(self._saved_velocities)
+        launch_kernel(_copy_random_states, self.n)(self._saved_random, self.random_states)
+        for step in range(start, start + batch):
+            positions = self.backend.state.positions.copy_to_host()
+            try:
+                # The CPU backend's own test and diagnosis, on the positions of this step
+                self.backend.compute(positions, self.box)
+            except BlowUpError as error:
+                failure = BlowUpError(f"at step {step}: {error}", error.particles, error.term)
+                failure.step = step  # the device now holds the state of this step
+                raise failure from None
+            self._one_step(step)
+        raise BlowUpError(f"a force reached the fixed-point limit in steps {start}..{start + batch - 1} "
+                          "but not when they were rerun one by one; please report this")
+
+
+class _quiet_simulator:
+    """In Numba's CUDA simulator, silence the uint64 overflow warnings of xoroshiro128+ (its
+    arithmetic wraps on purpose; on a GPU there is nothing to silence)."""
+
+    def __enter__(self):
+        self._active = using_simulator()
+        if self._active:
+            self._errstate = np.errstate(over="ignore")
+            self._errstate.__enter__()
+            self._warnings = warnings.catch_warnings()
+            self._warnings.__enter__()
+            warnings.simplefilter("ignore")
+        return self
+
+    def __exit__(self, *exc):
+        if self._active:
+            self._warnings.__exit__(*exc)
+            self._errstate.__exit__(*exc)
+        return False
