@@ -23,11 +23,12 @@ ENERGY_FLOOR = 5e-7
 PARITY = 1.05
 
 
-def check_against_openmm(system, positions, box=None):
-    """Assert bencao vs Reference is no worse than OpenMM CPU vs Reference; return the numbers."""
+def check_against_openmm(system, positions, box=None, backend="cpu"):
+    """Assert bencao (on ``backend``) vs Reference is no worse than OpenMM CPU vs Reference;
+    return the numbers."""
     ref_energy, ref_forces, ref_terms, placed = openmm_evaluation(system, positions, box)
     cpu_energy, cpu_forces, _, _ = openmm_evaluation(system, positions, box, platform="CPU")
-    ours = bencao.evaluate(bencao.System.from_openmm(system), placed, box)
+    ours = bencao.evaluate(bencao.System.from_openmm(system), placed, box, backend=backend)
     median, p99 = force_agreement(ours.forces, ref_forces)
     cpu_median, cpu_p99 = force_agreement(cpu_forces, ref_forces)
     assert median <= max(PARITY * cpu_median, FORCE_FLOOR), (median, cpu_median)

@@ -317,8 +317,9 @@ class Simulation:
         self.time = origin_time + (self.step_count - origin_step) * self.integrator.timestep
 
     def _step_on_device(self, n_steps: int) -> None:
-        """``step`` on the GPU: the state goes up once, comes back once, and in between only at
-        barostat moves (which run on the host, with the device computing their energies)."""
+        """``step`` on the GPU: the state goes up once, comes back once, and in between only the
+        positions at barostat moves (which run on the host, with the device computing their
+        energies)."""
         device = self._device
         barostat_every = self.barostat.frequency if self.barostat is not None else 0
         device.upload(self._positions, self._velocities, self._box)
@@ -338,10 +339,11 @@ class Simulation:
             self._advance_clock(chunk)
             remaining -= chunk
             if barostat_every and self.step_count % barostat_every == 0:
-                self._positions, self._velocities = device.download()
+                # Only positions make the trip: a move scales them and the box, not velocities
+                self._positions = device.download_positions()
                 self._invalidate()
                 self._volume_move()
-                device.upload(self._positions, self._velocities, self._box)
+                device.upload_positions(self._positions, self._box)
         self._positions, self._velocities = device.download()
         self._new_positions = np.empty_like(self._positions)
         self._invalidate()

@@ -22,6 +22,7 @@ import pytest
 
 import bencao
 from bencao.backends.cpu.bonded import CpuPositionRestraints, dihedral_geometry
+from bencao.backends.cpu.cmap import CpuCMAPTorsions
 from bencao.backends.cpu.fixed_point import forces_from_fixed
 from bencao.constants import FORCE_SCALE
 from bencao.forces import (
@@ -111,12 +112,80 @@ def periodic_restraints():
     return term, positions, box
 
 
-def cmap_system():
-    """Five atoms with a CMAP term, which the CUDA backend does not have yet."""
-    cmap = CMAPTorsions(map_sizes=np.array([4]), map_offsets=np.array([0]),
-                        map_energies=np.zeros(16), torsion_map=np.array([0]),
-                        atoms=np.array([[0, 1, 2, 3, 1, 2, 3, 4]]))
-    return bencao.System(masses=np.ones(5), terms=(cmap,))
+def ff19sb_openmm():
+    """Trp-cage (20 residues, 271 atoms) with AMBER ff19SB in vacuum: (openmm System with only
+    its CMAPTorsionForce, positions nm shaken by 0.01 nm with a fixed seed, so that no torsion
+    pair sits where the map is flat)."""
+    import openmm as mm
+    from openmm import app, unit
+    from reference import data_path
+
+    ff = app.ForceField("amber19-all.xml")
+    pdb = app.PDBFile(data_path("1T2Y.pdb"))
+    modeller = app.Modeller(pdb.topology, pdb.positions)
+    modeller.addHydrogens(ff)
+    openmm_system = ff.createSystem(modeller.topology, nonbondedMethod=app.NoCutoff)
+    for index in reversed(range(openmm_system.getNumForces())):
+        if not isinstance(openmm_system.getForce(index), mm.CMAPTorsionForce):
+            openmm_system.removeForce(index)
+    positions = np.array(modeller.positions.value_in_unit(unit.nanometer), np.float64)
+    positions = positions + np.random.default_rng(19).normal(scale=0.01, size=positions.shape)
+    return openmm_system, positions
+
+
+def cmap_peptide():
+    """The ff19SB trp-cage's CMAP term alone (23 phi/psi pairs on 6 of its 16 residue maps)."""
+    openmm_system, positions = ff19sb_openmm()
+    return bencao.System.from_openmm(openmm_system), positions
+
+
+# (phi, psi) where the patch lookup has edge cases: next to the +-pi cut, exactly pi, just below
+# 0 (wraps into the last patch), on a grid line, generic angles, and -1e-15 rad, which wraps to
+# 2 pi - 1 ulp, whose quotient by the 24-point grid spacing rounds to 24.0: only the clamp keeps
+# it in the last patch (pairs alternate between the maps, so the last entry is on the 24-point
+# map).
+CMAP_SPECIAL_ANGLES = [(np.pi - 1e-7, -np.pi + 1e-7), (-np.pi + 1e-9, 0.5), (np.pi, np.pi),
+                       (-1e-9, 1e-9), (0.0, -2.0), (1.234, -0.777), (-2.5, 2.9), (0.3, -1e-15),
+                       (-1e-15, -1e-15)]
+
+
+def _torsion_quad(angle, origin):
+    """Four atoms, nm, whose dihedral is ``angle`` (rad): a on +x, b at the origin, c on +z."""
+    r, length = 0.12, 0.15
+    quad = np.array([[r, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, length],
+                     [r * np.cos(angle), r * np.sin(angle), length]])
+    return quad + origin
+
+
+def cmap_special_angles():
+    """One CMAP pair per entry of CMAP_SPECIAL_ANGLES on two random maps (24 and 10 points),
+    each pair on its own eight atoms.  Returns (CMAPTorsions, positions nm)."""
+    rng = np.random.default_rng(5)
+    positions, atoms = [], []
+    for m, (phi, psi) in enumerate(CMAP_SPECIAL_ANGLES):
+        positions += [_torsion_quad(phi, [m, 0.0, 0.0]), _torsion_quad(psi, [m, 0.5, 0.0])]
+        atoms.append(np.arange(8 * m, 8 * m + 8))
+    term = CMAPTorsions(map_sizes=np.array([24, 10]), map_offsets=np.array([0, 24 * 24]),
+                        map_energies=np.concatenate([rng.normal(0, 5, 24 * 24),
+                                                     rng.normal(0, 2, 10 * 10)]),
+                        torsion_map=np.arange(len(atoms)) % 2, atoms=np.array(atoms))
+    return term, np.vstack(positions)
+
+
+def cmap_openmm(term, n_particles):
+    """The same maps and pairs as an OpenMM System with one CMAPTorsionForce."""
+    import openmm as mm
+
+    force = mm.CMAPTorsionForce()
+    for size, offset in zip(term.map_sizes, term.map_offsets):
+        force.addMap(int(size), term.map_energies[offset:offset + size * size].tolist())
+    for m, quads in zip(term.torsion_map, term.atoms):
+        force.addTorsion(int(m), *map(int, quads))
+    openmm_system = mm.System()
+    for _ in range(n_particles):
+        openmm_system.addParticle(1.0)
+    openmm_system.addForce(force)
+    return openmm_system
 
 
 def virtual_site_system():
@@ -164,11 +233,17 @@ def cuda_results(path):
     energy = CudaPositionRestraints(term).compute(state, box)
     results["periodic_restraints"] = (energy, forces_from_fixed(state.download_forces()))
 
-    try:
-        bencao.make_backend(cmap_system(), "cuda")
-        results["cmap"] = None
-    except (TypeError, RuntimeError, ValueError) as error:  # the test checks which
-        results["cmap"] = (type(error).__name__, str(error))
+    system, positions = cmap_peptide()
+    backend = bencao.make_backend(system, "cuda")
+    first = backend.compute(positions)
+    second = backend.compute(positions)
+    fresh = bencao.evaluate(system, positions, backend="cuda")
+    results["cmap"] = [(r.energy, r.forces, r.terms) for r in (first, second, fresh)]
+
+    term, positions = cmap_special_angles()
+    result = bencao.evaluate(bencao.System(masses=np.ones(len(positions)), terms=(term,)),
+                             positions, backend="cuda")
+    results["cmap_special"] = (result.energy, result.forces, result.terms)
 
     system, positions = virtual_site_system()
     result = bencao.make_backend(system, "cuda").compute(positions)
@@ -284,7 +359,7 @@ def test_periodic_restraints_use_the_minimum_image_like_cpu(cuda):
     assert energy < 10.0
 
 
-@pytest.mark.parametrize("case", ["alanine", "every_kind"])
+@pytest.mark.parametrize("case", ["alanine", "every_kind", "cmap"])
 def test_forces_and_energy_bit_identical_run_to_run(cuda, case):
     (e1, f1, t1), (e2, f2, t2), (e3, f3, t3) = cuda[case]
     assert f1.tobytes() == f2.tobytes() == f3.tobytes()
@@ -292,10 +367,50 @@ def test_forces_and_energy_bit_identical_run_to_run(cuda, case):
     assert t1 == t2 == t3
 
 
-def test_cmap_is_refused_clearly(cuda):
-    kind, message = cuda["cmap"]
-    assert kind == "TypeError"
-    assert "not yet on the CUDA backend" in message and "CMAP" in message
+def assert_same_as_openmm_reference(openmm_system, positions, cuda_result):
+    """CUDA CMAP energy and forces against OpenMM's Reference platform (its own splines)."""
+    from reference import openmm_evaluation
+
+    energy, forces, _ = cuda_result
+    ref_energy, ref_forces, _, _ = openmm_evaluation(openmm_system, positions)
+    # The same periodic splines and bicubic patches, all in float64: only rounding differs
+    # (~1e-14 after the spline solves, as tests/backends/cpu/test_cmap.py finds for the CPU);
+    # 1e-9 leaves room for cancellation between pairs of both signs.
+    assert energy == pytest.approx(ref_energy, rel=1e-9, abs=1e-12)
+    # Relative to the largest component: fixed point rounds each contribution to 2**-32.
+    assert np.abs(forces - ref_forces).max() <= 1e-9 * np.abs(ref_forces).max()
+
+
+def test_cmap_peptide_matches_cpu_and_openmm_reference(cuda):
+    system, positions = cmap_peptide()
+    (term,) = system.terms
+    assert isinstance(term, CMAPTorsions) and len(term.atoms) == 23
+    # Several residue maps, so a wrong map index or patch offset cannot go unnoticed.
+    assert len(set(term.torsion_map.tolist())) == 6
+    assert_same_as_cpu(system, positions, cuda["cmap"][0])
+    assert set(cuda["cmap"][0][2]) == {"CMAPTorsionForce"}
+    openmm_system, _ = ff19sb_openmm()
+    assert_same_as_openmm_reference(openmm_system, positions, cuda["cmap"][0])
+
+
+def test_cmap_edge_angles_match_cpu_and_openmm_reference(cuda):
+    term, positions = cmap_special_angles()
+    # Every pair really sits where it should: the cut at +-pi and the wrap below 0 are reached.
+    for m, (phi, psi) in enumerate(CMAP_SPECIAL_ANGLES):
+        got = (dihedral_geometry(positions, *term.atoms[m, :4])[0],
+               dihedral_geometry(positions, *term.atoms[m, 4:])[0])
+        np.testing.assert_allclose(np.cos(got), np.cos([phi, psi]), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(np.sin(got), np.sin([phi, psi]), rtol=0, atol=1e-12)
+    # The last pair needs the clamp: its wrapped angle divided by the grid spacing is 24.0.
+    theta = dihedral_geometry(positions, *term.atoms[-1, :4])[0]
+    assert term.torsion_map[-1] == 0 and term.map_sizes[0] == 24
+    assert np.fmod(theta + 2 * np.pi, 2 * np.pi) / (2 * np.pi / 24) == 24.0
+    system = bencao.System(masses=np.ones(len(positions)), terms=(term,))
+    assert_same_as_cpu(system, positions, cuda["cmap_special"])
+    assert_same_as_openmm_reference(cmap_openmm(term, len(positions)), positions,
+                                    cuda["cmap_special"])
+    # The patch tables the GPU interpolates are the CPU term's own (built once on the host).
+    assert CpuCMAPTorsions(term).coeffs.shape == (24 * 24 + 10 * 10, 16)
 
 
 def test_virtual_sites_are_placed_and_their_forces_distributed_like_cpu(cuda):

@@ -44,9 +44,7 @@ def _make_term(term, system):
     if isinstance(term, PositionRestraints):
         return bonded.CudaPositionRestraints(term)
     if isinstance(term, CMAPTorsions):
-        raise TypeError(
-            f"CMAP torsions ({term.name}) are not yet on the CUDA backend; use backend='cpu'"
-        )
+        return bonded.CudaCMAPTorsions(term)
     if isinstance(term, (Nonbonded, TabulatedPairs)):
         try:
             # Imported here: the pair kernels are large and only systems with pairs need them.
@@ -79,7 +77,7 @@ def _compute_part(term, parts, state, box, energy=True):
         if reciprocal is None:
             return None
         with phase("reciprocal space"):
-            return reciprocal.compute(state, box)
+            return reciprocal.compute(state, box, energy)
     raise ValueError(f"parts must be one of {PARTS}, got {parts!r}")
 
 

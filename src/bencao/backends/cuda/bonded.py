@@ -1,4 +1,4 @@
-"""CUDA kernels for the bonded terms: bonds, angles, torsions, impropers, LJ pairs, restraints.
+"""CUDA bonded kernels: bonds, angles, torsions, impropers, CMAP, LJ pairs, restraints.
 
 One thread per term, all in float64, with the CPU kernels' formulas (``backends.cpu.bonded``):
 the torsion geometry and the fixed-point conversion are the CPU's own functions compiled for the
@@ -20,8 +20,10 @@ import numpy as np
 from numba import cuda
 
 from bencao.backends.cpu import bonded as cpu_bonded
-from bencao.backends.cuda.common import launch_config, to_fixed
+from bencao.backends.cpu.cmap import CpuCMAPTorsions
+from bencao.backends.cuda.common import device_function, launch_config, to_fixed
 from bencao.forces.bonded import (
+    CMAPTorsions,
     HarmonicAngles,
     HarmonicBonds,
     HarmonicImpropers,
@@ -353,6 +355,124 @@ def position_restraints_kernel(positions, atoms, reference, k, system_index, box
     add_force(forces, i, -k[m] * dx, -k[m] * dy, -k[m] * dz)
 
 
+def _cmap_patch(coeffs, row, u, v):
+    """Value and gradient of one bicubic CMAP patch at (u, v).
+
+    Mirrors the inner loop of the CPU's ``cpu.cmap.cmap_kernel`` (which has no per-item function
+    to reuse), operation for operation, so both backends round alike.
+
+    Parameters
+    ----------
+    coeffs : (P, 16) float64 array
+        Patch coefficients (``cpu.cmap.cmap_patch_coefficients``), kJ/mol; entry ``4 p + q`` of a
+        row multiplies u^p v^q.
+    row : int
+        Patch to evaluate.
+    u, v : float
+        Fractional positions inside the patch along phi and psi, in [0, 1] (dimensionless).
+
+    Returns
+    -------
+    tuple of float
+        (E, dE/du, dE/dv), kJ/mol (per patch width for the derivatives).
+    """
+    # Horner in both variables: E = sum_pq c[4p+q] u^p v^q.  One loop index serves as the power
+    # of u for E and dE/dv and as the power of v for dE/du.
+    e = 0.0
+    de_du = 0.0
+    de_dv = 0.0
+    for p in range(3, -1, -1):
+        c0 = coeffs[row, 4 * p]
+        c1 = coeffs[row, 4 * p + 1]
+        c2 = coeffs[row, 4 * p + 2]
+        c3 = coeffs[row, 4 * p + 3]
+        e = u * e + ((c3 * v + c2) * v + c1) * v + c0
+        de_dv = u * de_dv + (3.0 * c3 * v + 2.0 * c2) * v + c1
+        # Coefficients of u^1, u^2, u^3 in the factor of v^p.
+        d1 = coeffs[row, 4 + p]
+        d2 = coeffs[row, 8 + p]
+        d3 = coeffs[row, 12 + p]
+        de_du = v * de_du + (3.0 * d3 * u + 2.0 * d2) * u + d1
+    return e, de_du, de_dv
+
+
+# A pure function (array reads and arithmetic only): compiled for the GPU, plain Python in the
+# simulator (see ``common.device_function``).
+cmap_patch = device_function(_cmap_patch)
+
+
+@cuda.jit
+def cmap_torsions_kernel(positions, atoms, torsion_map, map_sizes, patch_offsets, coeffs, forces,
+                         energies):
+    """E = bicubic patch of the pair's map at (phi, psi), per CMAP torsion pair.
+
+    The body of the CPU's ``cmap_kernel`` loop for pair m (OpenMM's CMAPTorsionForce): the
+    CPU's torsion geometry, the same angle-to-patch mapping and patch polynomial, and the torsion
+    forces of ``add_dihedral_forces`` applied with atomic additions.  Like the CPU and OpenMM
+    (whose CMAPTorsionForce is not periodic by default) the torsions use the raw positions, no
+    minimum image, as the other torsion kernels here.
+
+    Parameters
+    ----------
+    positions : (N, 3) float64 device array
+        Positions, nm.
+    atoms : (M, 8) int64 device array
+        Four atoms of phi, then four of psi.
+    torsion_map : (M,) int64 device array
+        Map of each pair.
+    map_sizes : (K,) int64 device array
+        Grid points per dimension of each map.
+    patch_offsets : (K,) int64 device array
+        First row of each map in ``coeffs``.
+    coeffs : (P, 16) float64 device array
+        Patch coefficients, kJ/mol (see :func:`_cmap_patch`).
+    forces : (N, 3) int64 device array
+        Fixed-point force accumulator; the forces (kJ/mol/nm) are added to it.
+    energies : (M,) float64 device array
+        Energy of each pair, kJ/mol (written).
+    """
+    m = cuda.grid(1)
+    if m >= atoms.shape[0]:
+        return
+    a1 = atoms[m, 0]
+    a2 = atoms[m, 1]
+    a3 = atoms[m, 2]
+    a4 = atoms[m, 3]
+    b1 = atoms[m, 4]
+    b2 = atoms[m, 5]
+    b3 = atoms[m, 6]
+    b4 = atoms[m, 7]
+    two_pi = 2.0 * math.pi
+    geom_a = dihedral_geometry(positions, a1, a2, a3, a4)
+    geom_b = dihedral_geometry(positions, b1, b2, b3, b4)
+    # Map (-pi, pi] onto [0, 2 pi), the grid's range.  math.fmod is exact, as is the CPU's
+    # np.fmod, so both give the same bits (and math.fmod exists on every CUDA target).
+    phi = math.fmod(geom_a[0] + two_pi, two_pi)
+    psi = math.fmod(geom_b[0] + two_pi, two_pi)
+
+    mp = torsion_map[m]
+    size = map_sizes[mp]
+    delta = two_pi / size
+    # The CPU's min(x / delta, size - 1.0), which keeps an angle that rounds to 2 pi inside the
+    # last patch, as a comparison: the same value, and Numba 0.68's CUDA target cannot compile
+    # the builtin min's generic (*args) overload (checked with cuda.compile_ptx for sm_90).
+    phi_cells = phi / delta
+    if phi_cells > size - 1.0:  # noqa: PLR1730 - builtin min does not compile for CUDA, above
+        phi_cells = size - 1.0
+    psi_cells = psi / delta
+    if psi_cells > size - 1.0:  # noqa: PLR1730 - as for phi
+        psi_cells = size - 1.0
+    s = np.int64(phi_cells)
+    t = np.int64(psi_cells)
+    row = patch_offsets[mp] + s + size * t
+    u = phi / delta - s
+    v = psi / delta - t
+    e, de_du, de_dv = cmap_patch(coeffs, row, u, v)
+    energies[m] = e
+    add_dihedral_forces(forces, a1, a2, a3, a4, de_du / delta, geom_a)
+    add_dihedral_forces(forces, b1, b2, b3, b4, de_dv / delta, geom_b)
+
+
 # --------------------------------------------------------------------------------------------
 # Term classes: the CUDA counterpart of CpuTerm
 # --------------------------------------------------------------------------------------------
@@ -385,6 +505,9 @@ class CudaTerm:
 
     name = "term"
     profile_phase = "bonded"
+    #: ``compute(..., energy=False)`` skips the energy sum, a device-to-host transfer that would
+    #: stall every step of a run kept on the GPU
+    energy_optional = True
 
     def __init__(self, term, n_terms: int):
         self.name = term.name
@@ -396,8 +519,9 @@ class CudaTerm:
         """Run the kernel for all entries on ``state`` (overridden by each term)."""
         raise NotImplementedError
 
-    def compute(self, state, box) -> float:
-        """Add this term's forces to ``state.forces`` and return its energy.
+    def compute(self, state, box, energy: bool = True) -> float:
+        """Add this term's forces to ``state.forces`` and return its energy (NaN if ``energy``
+        is False: the kernel still fills the slots, but nothing is copied back).
 
         Parameters
         ----------
@@ -407,6 +531,9 @@ class CudaTerm:
             Box vectors as rows, nm (bonded terms other than restraints are not periodic; the
             restraints read the box from ``state``, which holds the same box).
 
+        energy : bool
+            Sum and return the energy.
+
         Returns
         -------
         float
@@ -415,6 +542,8 @@ class CudaTerm:
         if self.n_terms == 0:
             return 0.0
         self.launch(state)
+        if not energy:
+            return math.nan
         # math.fsum is exactly rounded: the sum cannot depend on the order of the slots.
         return math.fsum(self._energies.copy_to_host()[: self.n_terms])
 
@@ -563,3 +692,36 @@ class CudaPositionRestraints(CudaTerm):
                                                     self.k, state.system_index, state.boxes,
                                                     state.periodic, state.forces,
                                                     self._energies)
+
+
+class CudaCMAPTorsions(CudaTerm):
+    """CMAP torsion-pair corrections on the GPU, with OpenMM's interpolation (as the CPU's).
+
+    Parameters
+    ----------
+    term : CMAPTorsions
+        Maps (kJ/mol on OpenMM's grid, see ``forces.bonded.CMAPTorsions``) and the torsion pairs
+        using them.
+
+    Notes
+    -----
+    The patch tables are built on the host once, by the CPU term itself (its periodic splines and
+    bicubic coefficients, ``cpu.cmap.cmap_patch_coefficients``, and its patch offsets), and
+    uploaded: the GPU interpolates exactly the surface the CPU does.
+    """
+
+    def __init__(self, term: CMAPTorsions):
+        host = CpuCMAPTorsions(term)
+        super().__init__(term, host.atoms.shape[0])
+        self.atoms = _device_index(host.atoms, 8)
+        self.torsion_map = _device_index(host.torsion_map)
+        self.map_sizes = _device_index(host.map_sizes)
+        self.patch_offsets = _device_index(host.patch_offsets)
+        self.coeffs = _device_float(host.coeffs, 16)
+
+    def launch(self, state) -> None:
+        """Run the CMAP kernel on ``state``."""
+        blocks, threads = self._grid()
+        cmap_torsions_kernel[blocks, threads](state.positions, self.atoms, self.torsion_map,
+                                              self.map_sizes, self.patch_offsets, self.coeffs,
+                                              state.forces, self._energies)

@@ -211,9 +211,17 @@ class DeviceDynamics:
 
     def upload(self, positions, velocities, box) -> None:
         """Put positions (nm), velocities (nm/ps) and the box (nm, or None) on the device."""
-        self.backend.state.upload(positions, box)
+        self.upload_positions(positions, box)
         self.velocities.copy_to_device(np.ascontiguousarray(velocities, np.float64))
+
+    def upload_positions(self, positions, box) -> None:
+        """Replace the positions (nm) and the box (nm, or None) on the device, keeping velocities."""
+        self.backend.state.upload(positions, box)
         self.box = None if box is None else np.array(box, np.float64)
+
+    def download_positions(self) -> np.ndarray:
+        """Positions (nm) copied to the host."""
+        return self.backend.state.positions.copy_to_host()
 
     def download(self) -> tuple[np.ndarray, np.ndarray]:
         """(positions nm, velocities nm/ps) copied to the host."""

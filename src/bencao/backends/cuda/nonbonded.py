@@ -376,7 +376,7 @@ class CudaNonbonded:
         result = self.compute_direct(state, box, energy)
         if self.reciprocal is not None:
             with phase("reciprocal space"):
-                result += self.reciprocal.compute(state, box)
+                result += self.reciprocal.compute(state, box, energy)
         return result
 
     def compute_direct(self, state, box, energy=True):

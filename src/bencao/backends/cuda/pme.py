@@ -284,8 +284,9 @@ class CudaPME:
         self._constant_energy = self.self_energy + neutralizing_energy(
             self._total_charge, volume, self.alpha)
 
-    def _convolve(self):
-        """Charge grid -> potential grid (a device array) and the reciprocal energy, kJ/mol.
+    def _convolve(self, energy=True):
+        """Charge grid -> potential grid (a device array) and the reciprocal energy, kJ/mol
+        (NaN without ``energy``: the sum is a transfer that would stall a step on the GPU).
 
         The inverse FFT is unnormalised (``norm="forward"`` puts 1/N on the forward transform,
         which is not taken): the gather's formula expects OpenMM's unnormalised convolution.
@@ -300,7 +301,10 @@ class CudaPME:
             xp.asarray(self._fixed_grid).fill(0)
         charge = charge.astype(np.float64) * (1.0 / GRID_SCALE)
         spectrum = xp.fft.rfftn(charge.reshape(shape))
-        energy = 0.5 * float(xp.sum(self._weighted * (spectrum.real**2 + spectrum.imag**2)))
+        if energy:
+            energy = 0.5 * float(xp.sum(self._weighted * (spectrum.real**2 + spectrum.imag**2)))
+        else:
+            energy = math.nan
         spectrum *= self._eterm
         potential = xp.ascontiguousarray(xp.fft.irfftn(spectrum, s=shape, norm="forward")).ravel()
         if self._simulator:
@@ -309,9 +313,9 @@ class CudaPME:
         self._potential = potential  # keep it alive while the gather runs
         return cuda.as_cuda_array(potential), energy
 
-    def compute(self, state, box) -> float:
+    def compute(self, state, box, energy=True) -> float:
         """Add reciprocal-space forces to ``state.forces``; return reciprocal + self +
-        background energy, kJ/mol.
+        background energy, kJ/mol (NaN if ``energy`` is False; the forces are the same).
 
         Parameters
         ----------
@@ -327,7 +331,7 @@ class CudaPME:
         if self.n:
             launch_kernel(_spread, self.n)(state.positions, self._charges, self._recip,
                                            self._shape, self._fixed_grid)
-        potential, energy = self._convolve()
+        potential, energy = self._convolve(energy)
         if self.n:
             launch_kernel(_gather, self.n)(state.positions, self._charges, self._recip,
                                            self._shape, potential, state.forces)
