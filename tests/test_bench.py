@@ -180,3 +180,25 @@ def test_dhfr_profile_reports_settings_and_phases(capsys):
     assert {"nonbonded", "bonded", "constraints"} <= set(profile["phases_ms_per_step"])
     assert sum(profile["phases_ms_per_step"].values()) <= profile["total_ms_per_step"]
     assert profile["neighbor_list_builds"] >= 0
+
+
+def test_a_profile_waits_for_the_device_at_the_end_of_every_phase():
+    """GPU kernels return before they finish: ``synchronize`` must run inside each phase's
+    timing, or their time would land in whichever phase next waits for the device."""
+    import time
+
+    from bencao.profiling import phase
+
+    pending = []
+
+    def synchronize():  # stands in for cuda.synchronize: "finishes" the work queued so far
+        while pending:
+            time.sleep(pending.pop())
+
+    with profiling(synchronize) as profile:
+        with phase("pairs"):
+            pending.append(0.05)  # an asynchronous 50 ms kernel
+        with phase("integration"):
+            pass
+    assert profile.seconds["pairs"] >= 0.05
+    assert profile.seconds["integration"] < 0.05

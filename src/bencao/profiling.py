@@ -2,8 +2,11 @@
 
 The engine marks its phases (``with phase("pairs"): ...``); nothing is measured unless a
 :func:`profiling` block is active, and then each phase's wall time is added up exclusively: time
-spent in a nested phase counts for the inner one only.  Every kernel is synchronous (Numba's
-parallel regions finish before returning), so wall time around a call is the kernel's time.
+spent in a nested phase counts for the inner one only.  Every CPU kernel is synchronous (Numba's
+parallel regions finish before returning), so wall time around a call is the kernel's time.  GPU
+kernels are not: a profile of the CUDA backend passes a ``synchronize`` that waits for the
+device at the end of every phase, so each kernel's time lands in the phase that launched it
+(at the price of the overlap a run without profiling gets).
 
 Example
 -------
@@ -31,7 +34,8 @@ class PhaseProfile:
         How many times each phase was entered.
     """
 
-    def __init__(self):
+    def __init__(self, synchronize=None):
+        self.synchronize = synchronize
         self.seconds: dict[str, float] = {}
         self.calls: dict[str, int] = {}
         self._stack: list[list] = []  # [name, start, time of nested phases]
@@ -44,6 +48,8 @@ class PhaseProfile:
         try:
             yield
         finally:
+            if self.synchronize is not None:
+                self.synchronize()
             self._stack.pop()
             elapsed = time.perf_counter() - entry[1]
             self.seconds[name] = self.seconds.get(name, 0.0) + elapsed - entry[2]
@@ -61,10 +67,17 @@ def phase(name: str):
 
 
 @contextmanager
-def profiling():
-    """Collect phase timings for the enclosed block; yields the :class:`PhaseProfile`."""
+def profiling(synchronize=None):
+    """Collect phase timings for the enclosed block; yields the :class:`PhaseProfile`.
+
+    Parameters
+    ----------
+    synchronize : callable or None
+        Called at the end of every phase before the clock is read (``numba.cuda.synchronize``
+        for the GPU, whose kernels return before they finish).
+    """
     global _active
-    previous, _active = _active, PhaseProfile()
+    previous, _active = _active, PhaseProfile(synchronize)
     try:
         yield _active
     finally:

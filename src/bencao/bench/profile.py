@@ -125,7 +125,8 @@ def profile_steps(simulation, steps: int) -> dict:
     if steps < 1:
         raise ValueError(f"a profile needs at least one step, got {steps}")
     builds_before = neighbor_list_builds(simulation)
-    with profiling() as profile:
+    synchronize = getattr(simulation.backend, "synchronize", None)
+    with profiling(synchronize) as profile:
         start = time.perf_counter()
         simulation.step(steps)
         total = time.perf_counter() - start

@@ -266,6 +266,13 @@ class CudaBackend:
             with phase("virtual sites"):
                 self.device_virtual_sites.place(self.state)
 
+    @staticmethod
+    def synchronize() -> None:
+        """Wait until every kernel launched so far has finished (for profiles and timings)."""
+        from numba import cuda
+
+        cuda.synchronize()
+
     def device_dynamics(self, integrator, masses, seed, cm_every=0, every=1):
         """A :class:`~bencao.backends.cuda.dynamics.DeviceDynamics` stepping this system on the
         device (see there for the parameters)."""
