@@ -53,8 +53,8 @@ class Simulation:
         same seed gives a bit-identical trajectory on any number of threads.
     backend : str
         "cpu", or "cuda" (an NVIDIA GPU, or Numba's CUDA simulator): Verlet and LangevinMiddle
-        steps then run wholly on the device (forces, constraints, MTS, noise), the state coming
-        back to the host once per ``step`` call; Nosé–Hoover, minimisation and barostat moves
+        steps then run wholly on the device (forces, constraints, MTS, noise, barostat moves),
+        the state coming back to the host once per ``step`` call; Nosé–Hoover and minimisation
         run on the host with forces and energies from the device.
     barostat : MonteCarloBarostat or None
         Pressure coupling (needs a periodic system).
@@ -317,9 +317,8 @@ class Simulation:
         self.time = origin_time + (self.step_count - origin_step) * self.integrator.timestep
 
     def _step_on_device(self, n_steps: int) -> None:
-        """``step`` on the GPU: the state goes up once, comes back once, and in between only the
-        positions at barostat moves (which run on the host, with the device computing their
-        energies)."""
+        """``step`` on the GPU: the state goes up once and comes back once; barostat moves scale
+        the positions on the device too (only the energies and the box cross over)."""
         device = self._device
         barostat_every = self.barostat.frequency if self.barostat is not None else 0
         device.upload(self._positions, self._velocities, self._box)
@@ -339,11 +338,7 @@ class Simulation:
             self._advance_clock(chunk)
             remaining -= chunk
             if barostat_every and self.step_count % barostat_every == 0:
-                # Only positions make the trip: a move scales them and the box, not velocities
-                self._positions = device.download_positions()
-                self._invalidate()
-                self._volume_move()
-                device.upload_positions(self._positions, self._box)
+                self._volume_move(device)
         self._positions, self._velocities = device.download()
         self._new_positions = np.empty_like(self._positions)
         self._invalidate()
@@ -520,14 +515,15 @@ class Simulation:
 
     # -- pressure coupling ------------------------------------------------------------------
 
-    def _volume_move(self) -> None:
-        """One Monte Carlo volume move (see ``dynamics.barostat``).
+    def _volume_move(self, device=None) -> None:
+        """One Monte Carlo volume move (see ``dynamics.barostat``), on the host or, given the
+        ``DeviceDynamics`` that holds the state, on the device (the same random draws and test).
 
         Profiled as "barostat" around everything but the energy evaluations, which the backend
         times in its own phases.
         """
         moves = self._volume_moves
-        old_energy = self._potential_energy()
+        old_energy = self._potential_energy() if device is None else device.potential_energy()
         with phase("barostat"):
             box = self._box
             volume = box_volume(box)
@@ -537,6 +533,17 @@ class Simulation:
                 moves.record(False, volume)
                 return
             new_box = box * (new_volume / volume) ** (1.0 / 3.0)
+        if device is not None:
+            change = device.scale_to(new_box, self._molecules) - old_energy
+            with phase("barostat"):
+                accepted = moves.accept(change, volume, new_volume, uniform)  # False if not finite
+                moves.record(accepted, volume)
+                if accepted:
+                    self._box = new_box
+                else:
+                    device.undo_scale()
+            return
+        with phase("barostat"):
             new_positions = np.empty_like(self._positions)
             start, atoms = self._molecules
             kernels.scale_molecules(self._positions, start, atoms, np.linalg.inv(box), new_box,

@@ -1,8 +1,8 @@
 """Leapfrog steps on the GPU: Verlet and LangevinMiddle, constraints and MTS, all on the device.
 
 Positions, velocities, forces and the random streams stay in device memory for a whole
-``run(n)``; the host sees them only when a caller asks (a report, a checkpoint, a barostat move
-on the host).  A step is the CPU ``Simulation``'s sequence, kernel for kernel:
+``run(n)``; the host sees them only when a caller asks (a report, a checkpoint).  Monte Carlo
+volume moves scale the molecules on the device too (:meth:`DeviceDynamics.scale_to`).  A step is the CPU ``Simulation``'s sequence, kernel for kernel:
 
     forces (fixed point) -> kick -> [velocity constraints, A-O-A drift | drift]
     -> position constraints -> velocity correction -> virtual sites
@@ -147,6 +147,48 @@ def _seeded_states(n: int, seed: int) -> np.ndarray:
     return states
 
 
+@cuda.jit
+def _scale_molecules(positions, molecule_start, molecule_atoms, old_box_inverse, new_box, out):
+    """The CPU's ``integrate.scale_molecules`` with one thread per molecule, in the same order
+    of operations: each molecule's centre keeps its fractional coordinates in the new box and
+    all its atoms move by the same shift (nm)."""
+    m = cuda.grid(1)
+    if m < molecule_start.shape[0] - 1:
+        start = molecule_start[m]
+        stop = molecule_start[m + 1]
+        cx = 0.0
+        cy = 0.0
+        cz = 0.0
+        for a in range(start, stop):
+            cx += positions[molecule_atoms[a], 0]
+            cy += positions[molecule_atoms[a], 1]
+            cz += positions[molecule_atoms[a], 2]
+        count = stop - start
+        cx /= count
+        cy /= count
+        cz /= count
+        fx = 0.0
+        fy = 0.0
+        fz = 0.0
+        fx += cx * old_box_inverse[0, 0]
+        fx += cy * old_box_inverse[1, 0]
+        fx += cz * old_box_inverse[2, 0]
+        fy += cx * old_box_inverse[0, 1]
+        fy += cy * old_box_inverse[1, 1]
+        fy += cz * old_box_inverse[2, 1]
+        fz += cx * old_box_inverse[0, 2]
+        fz += cy * old_box_inverse[1, 2]
+        fz += cz * old_box_inverse[2, 2]
+        sx = fx * new_box[0, 0] + fy * new_box[1, 0] + fz * new_box[2, 0] - cx
+        sy = fx * new_box[0, 1] + fy * new_box[1, 1] + fz * new_box[2, 1] - cy
+        sz = fx * new_box[0, 2] + fy * new_box[1, 2] + fz * new_box[2, 2] - cz
+        for a in range(start, stop):
+            atom = molecule_atoms[a]
+            out[atom, 0] = positions[atom, 0] + sx
+            out[atom, 1] = positions[atom, 1] + sy
+            out[atom, 2] = positions[atom, 2] + sz
+
+
 # ----------------------------------------------------------------------------------------------
 
 
@@ -211,17 +253,9 @@ class DeviceDynamics:
 
     def upload(self, positions, velocities, box) -> None:
         """Put positions (nm), velocities (nm/ps) and the box (nm, or None) on the device."""
-        self.upload_positions(positions, box)
-        self.velocities.copy_to_device(np.ascontiguousarray(velocities, np.float64))
-
-    def upload_positions(self, positions, box) -> None:
-        """Replace the positions (nm) and the box (nm, or None) on the device, keeping velocities."""
         self.backend.state.upload(positions, box)
+        self.velocities.copy_to_device(np.ascontiguousarray(velocities, np.float64))
         self.box = None if box is None else np.array(box, np.float64)
-
-    def download_positions(self) -> np.ndarray:
-        """Positions (nm) copied to the host."""
-        return self.backend.state.positions.copy_to_host()
 
     def download(self) -> tuple[np.ndarray, np.ndarray]:
         """(positions nm, velocities nm/ps) copied to the host."""
@@ -321,6 +355,48 @@ class DeviceDynamics:
         launch_kernel(_sum_momentum, self.n)(self.velocities, self._masses, self._momentum)
         launch_kernel(_subtract_drift_velocity, self.n)(self.velocities, self._masses,
                                                         self._momentum, self._inverse_total_mass)
+
+    # -- Monte Carlo volume moves ------------------------------------------------------------
+
+    def potential_energy(self) -> float:
+        """Potential energy at the positions on the device, kJ/mol (all parts)."""
+        return float(sum(self.backend.accumulate(self.box, "all", energy=True).values()))
+
+    def scale_to(self, new_box, molecules) -> float:
+        """Move every molecule's centre with the box into ``new_box`` (nm), on the device, and
+        return the potential energy there (kJ/mol); :meth:`undo_scale` takes the move back.
+
+        Parameters
+        ----------
+        new_box : (3, 3) float64 array
+            The proposed box vectors as rows, nm.
+        molecules : tuple of int64 arrays
+            ``(start, atoms)``, the CSR molecule table of ``dynamics.molecules.find_molecules``
+            (uploaded on the first move).
+        """
+        if getattr(self, "_molecules", None) is None:
+            start, atoms = molecules
+            self._molecules = (cuda.to_device(np.ascontiguousarray(start, np.int64)),
+                               cuda.to_device(np.ascontiguousarray(atoms, np.int64)))
+        start, atoms = self._molecules
+        state = self.backend.state
+        self._box_before_move = self.box
+        launch_kernel(_scale_molecules, start.shape[0] - 1)(
+            state.positions, start, atoms, cuda.to_device(np.linalg.inv(self.box)),
+            cuda.to_device(np.ascontiguousarray(new_box, np.float64)), self._new_positions)
+        # The scaled positions become current; the old ones wait in the spare array
+        state.positions, self._new_positions = self._new_positions, state.positions
+        self.box = np.array(new_box, np.float64)
+        state.set_box(self.box)
+        self.backend.place_virtual_sites()
+        return self.potential_energy()
+
+    def undo_scale(self) -> None:
+        """Return to the positions and box before the last :meth:`scale_to` (a rejected move)."""
+        state = self.backend.state
+        state.positions, self._new_positions = self._new_positions, state.positions
+        self.box = self._box_before_move
+        state.set_box(self.box)
 
     # -- blow-ups -----------------------------------------------------------------------------
 

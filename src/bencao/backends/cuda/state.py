@@ -92,6 +92,10 @@ class CudaState:
             Which system the box belongs to.
         """
         self.positions.copy_to_device(np.ascontiguousarray(positions, dtype=np.float64))
+        self.set_box(box, system)
+
+    def set_box(self, box: np.ndarray | None, system: int = 0) -> None:
+        """Copy the box (nm, or None if not periodic) of ``system`` to the device if it changed."""
         boxes = np.zeros((self.boxes.shape[0], 3, 3)) if self._boxes_host is None \
             else self._boxes_host.copy()
         periodic = np.zeros(self.boxes.shape[0], dtype=np.int32) if self._boxes_host is None \
