@@ -52,10 +52,10 @@ class Simulation:
         Seed of the random stream (Langevin noise, barostat moves, initial velocities).  The
         same seed gives a bit-identical trajectory on any number of threads.
     backend : str
-        "cpu", or "cuda" (an NVIDIA GPU, or Numba's CUDA simulator): Verlet and LangevinMiddle
-        steps then run wholly on the device (forces, constraints, MTS, noise, barostat moves),
-        the state coming back to the host once per ``step`` call; Nosé–Hoover and minimisation
-        run on the host with forces and energies from the device.
+        "cpu", or "cuda" (an NVIDIA GPU, or Numba's CUDA simulator): steps then run wholly on
+        the device (forces, constraints, MTS, noise, barostat moves; the Nosé–Hoover chain's
+        few numbers are propagated on the host), the state coming back to the host once per
+        ``step`` call; minimisation runs on the host with forces from the device.
     barostat : MonteCarloBarostat or None
         Pressure coupling (needs a periodic system).
 
@@ -111,15 +111,15 @@ class Simulation:
                 integrator.temperature, integrator.collision_frequency, self.degrees_of_freedom,
                 integrator.chain_length, integrator.chain_steps, integrator.yoshida_suzuki)
         self._device = None
-        if hasattr(self.backend, "device_dynamics") and self._chain is None:
-            # Leapfrog steps run entirely on the GPU; the host arrays above are refreshed after
-            # every ``step`` call.  The device's random streams get their own seed, derived from
+        if hasattr(self.backend, "device_dynamics"):
+            # Steps run entirely on the GPU; the host arrays above are refreshed after every
+            # ``step`` call.  The device's random streams get their own seed, derived from
             # ``seed`` without drawing from ``self._rng``, so the host stream (initial velocities,
             # barostat moves) is the same on every backend.
             device_seed = int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0])
             self._device = self.backend.device_dynamics(
                 integrator, self.masses, device_seed, cm_every=system.cm_motion_removal,
-                every=self._every)
+                every=self._every, chain=self._chain)
         self.barostat = barostat
         self._volume_moves = None
         if barostat is not None:

@@ -69,6 +69,11 @@ def langevin():
     return bencao.LangevinMiddleIntegrator(300.0, 1.0, 0.002)
 
 
+def nose_hoover():
+    # A strong coupling (50/ps) so that the chain visibly changes the velocities in 3 steps
+    return bencao.NoseHooverIntegrator(200.0, 50.0, 0.002)
+
+
 def restarted_langevin(backend):
     """Langevin run of 1 + 1 steps, the second in a new Simulation restored from a checkpoint
     taken after the first: (positions, velocities)."""
@@ -132,6 +137,7 @@ def cuda_results(path):
     results["mts"] = small_water("cuda", bencao.VerletIntegrator(0.002, reciprocal_every=2), 4)
     results["frictionless"] = small_water(
         "cuda", bencao.LangevinMiddleIntegrator(300.0, 0.0, 0.002))
+    results["nose_hoover"] = small_water("cuda", nose_hoover())
     results["langevin"] = [small_water("cuda", langevin(), 2, seed=1) for _ in range(2)]
     results["langevin_other_seed"] = small_water("cuda", langevin(), 2, seed=2)
     results["restarted"] = restarted_langevin("cuda")
@@ -195,9 +201,16 @@ def test_cuda_simulation_follows_the_cpu_trajectory(cuda):
     np.testing.assert_allclose(cuda["verlet"][1], velocities, rtol=0, atol=2.5e-3)
 
 
-@pytest.mark.parametrize("case", ["mts", "frictionless"])
-def test_mts_and_langevin_steps_follow_the_cpu(cuda, case):
-    if case == "mts":
+@pytest.mark.parametrize("case", ["mts", "frictionless", "nose_hoover"])
+def test_mts_langevin_and_nose_hoover_steps_follow_the_cpu(cuda, case):
+    if case == "nose_hoover":
+        cpu = small_water("cpu", nose_hoover())
+        uncoupled = small_water("cpu", bencao.NoseHooverIntegrator(200.0, 1e-6, 0.002))
+        # The chain (heat bath at 200 K, the water starts at 300 K) changes the velocities by
+        # far more than the tolerance (1.5 nm/ps here): a device step that skipped the
+        # thermostat would fail
+        assert np.abs(uncoupled[1] - cpu[1]).max() > 1e-1
+    elif case == "mts":
         cpu = small_water("cpu", bencao.VerletIntegrator(0.002, reciprocal_every=2), 4)
         other = small_water("cpu", bencao.VerletIntegrator(0.002), 4)
         # MTS moves the atoms differently from single stepping: far more than the tolerance,

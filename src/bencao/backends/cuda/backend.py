@@ -273,9 +273,10 @@ class CudaBackend:
 
         cuda.synchronize()
 
-    def device_dynamics(self, integrator, masses, seed, cm_every=0, every=1):
+    def device_dynamics(self, integrator, masses, seed, cm_every=0, every=1, chain=None):
         """A :class:`~bencao.backends.cuda.dynamics.DeviceDynamics` stepping this system on the
         device (see there for the parameters)."""
         from bencao.backends.cuda.dynamics import DeviceDynamics
 
-        return DeviceDynamics(self, integrator, masses, seed, cm_every=cm_every, every=every)
+        return DeviceDynamics(self, integrator, masses, seed, cm_every=cm_every, every=every,
+                              chain=chain)

@@ -1,4 +1,4 @@
-"""Leapfrog steps on the GPU: Verlet and LangevinMiddle, constraints and MTS, all on the device.
+"""Steps on the GPU: Verlet, LangevinMiddle and Nosé–Hoover, constraints and MTS, on the device.
 
 Positions, velocities, forces and the random streams stay in device memory for a whole
 ``run(n)``; the host sees them only when a caller asks (a report, a checkpoint).  Monte Carlo
@@ -7,7 +7,9 @@ volume moves scale the molecules on the device too (:meth:`DeviceDynamics.scale_
     forces (fixed point) -> kick -> [velocity constraints, A-O-A drift | drift]
     -> position constraints -> velocity correction -> virtual sites
 
-so CPU and CUDA trajectories differ only by the rounding of the force kernels.
+so CPU and CUDA trajectories differ only by the rounding of the force kernels.  Nosé–Hoover
+steps are velocity Verlet between two half steps of the chain, whose few numbers are propagated
+on the host from a kinetic energy summed on the device.
 
 Nothing in a step waits for the host, except the neighbour list's small displacement check.
 Blow-ups are caught without a per-step transfer: the kick raises a device flag when a force
@@ -44,6 +46,11 @@ BLOW_UP_FIXED = np.int64(0.5 * FORCE_CLAMP * FORCE_SCALE)
 #: not depend on thread order.  2**32 resolves 2e-10 amu nm/ps, and 300k atoms of 500 amu nm/ps
 #: each still fit an int64 (6e17 < 9.2e18).
 MOMENTUM_SCALE = 2.0**32
+
+
+#: Fixed-point scale of the kinetic-energy sum of the Nosé–Hoover chain (kJ/mol): 2**24 resolves
+#: 6e-8 kJ/mol, and 10^6 particles of up to 500 kJ/mol each (a blow-up) still fit an int64.
+KINETIC_SCALE = 2.0**24
 
 
 # ----------------------------------------------------------------------------------------------
@@ -148,6 +155,25 @@ def _seeded_states(n: int, seed: int) -> np.ndarray:
 
 
 @cuda.jit
+def _sum_kinetic(velocities, masses, total):
+    """total[0] += m v^2 of every particle, in int64 fixed point (order-independent)."""
+    i = cuda.grid(1)
+    if i < velocities.shape[0]:
+        twice = masses[i] * (velocities[i, 0] * velocities[i, 0] + velocities[i, 1] * velocities[i, 1]
+                             + velocities[i, 2] * velocities[i, 2])
+        cuda.atomic.add(total, 0, np.int64(twice * KINETIC_SCALE))
+
+
+@cuda.jit
+def _scale_velocities(velocities, factor):
+    """v *= factor."""
+    i = cuda.grid(1)
+    if i < velocities.shape[0]:
+        for k in range(3):
+            velocities[i, k] *= factor
+
+
+@cuda.jit
 def _scale_molecules(positions, molecule_start, molecule_atoms, old_box_inverse, new_box, out):
     """The CPU's ``integrate.scale_molecules`` with one thread per molecule, in the same order
     of operations: each molecule's centre keeps its fractional coordinates in the new box and
@@ -193,13 +219,13 @@ def _scale_molecules(positions, molecule_start, molecule_atoms, old_box_inverse,
 
 
 class DeviceDynamics:
-    """Verlet or LangevinMiddle steps of a ``CudaBackend``'s system, entirely on the device.
+    """Verlet, LangevinMiddle or Nosé–Hoover steps of a ``CudaBackend``'s system on the device.
 
     Parameters
     ----------
     backend : bencao.backends.cuda.backend.CudaBackend
         Whose device state (``backend.state``) holds the positions and forces.
-    integrator : VerletIntegrator or LangevinMiddleIntegrator
+    integrator : VerletIntegrator, LangevinMiddleIntegrator or NoseHooverIntegrator
         Read at every ``run`` (time step, temperature and tolerance may change between runs).
     masses : (N,) float64 array
         Particle masses, amu (0 for virtual sites and fixed particles).
@@ -209,6 +235,9 @@ class DeviceDynamics:
         Remove centre-of-mass motion every this many steps (0: never).
     every : int
         Reciprocal-space forces every this many steps (impulse MTS); 1 for single stepping.
+    chain : bencao.dynamics.nose_hoover.NoseHooverChain or None
+        For a ``NoseHooverIntegrator``: the chain, propagated on the host from the kinetic
+        energy summed on the device (one 8-byte transfer per half step).
 
     Notes
     -----
@@ -217,9 +246,14 @@ class DeviceDynamics:
     decides the MTS slow kicks and the centre-of-mass removals, as on the CPU.
     """
 
-    def __init__(self, backend, integrator, masses, seed, cm_every=0, every=1):
+    def __init__(self, backend, integrator, masses, seed, cm_every=0, every=1, chain=None):
         self.backend = backend
         self.integrator = integrator
+        self.chain = chain
+        # Nosé–Hoover reuses the forces of a step's end at the next step's start; they are
+        # recomputed after anything that moved the positions from outside a step
+        self._forces_current = False
+        self._kinetic = cuda.to_device(np.zeros(1, np.int64))
         n = backend.n_particles
         self.n = n
         masses = np.ascontiguousarray(masses, np.float64)
@@ -256,6 +290,7 @@ class DeviceDynamics:
         self.backend.state.upload(positions, box)
         self.velocities.copy_to_device(np.ascontiguousarray(velocities, np.float64))
         self.box = None if box is None else np.array(box, np.float64)
+        self._forces_current = False
 
     def download(self) -> tuple[np.ndarray, np.ndarray]:
         """(positions nm, velocities nm/ps) copied to the host."""
@@ -307,6 +342,12 @@ class DeviceDynamics:
             done += batch
 
     def _one_step(self, step: int) -> None:
+        if self.chain is not None:
+            self._nose_hoover_step(step)
+        else:
+            self._leapfrog_step(step)
+
+    def _leapfrog_step(self, step: int) -> None:
         from bencao.profiling import phase
 
         n = self.n
@@ -327,7 +368,7 @@ class DeviceDynamics:
                 launch_kernel(_kick, n)(self.velocities, state.forces, self._inverse_masses,
                                         dt * self.every, BLOW_UP_FIXED, step, self._blown)
         x, x_new = state.positions, self._new_positions
-        if getattr(integrator, "thermostatted", False):
+        if getattr(integrator, "friction", None) is not None:
             if self.constraints is not None:
                 with phase("constraints"):
                     self.constraints.apply_velocities(x, self.velocities, check=False)
@@ -340,15 +381,62 @@ class DeviceDynamics:
         else:
             with phase("integration"):
                 launch_kernel(_drift, n)(x, self.velocities, dt, x_new)
+        self._finish_drift(dt)
+
+    def _finish_drift(self, dt: float) -> None:
+        """Constrain the new positions, add the constraint displacement to the velocities and
+        make the new positions current (the CPU's ``Simulation._finish_drift``)."""
+        from bencao.profiling import phase
+
+        state = self.backend.state
+        x, x_new = state.positions, self._new_positions
         if self.constraints is not None:
             with phase("constraints"):
                 self._unconstrained.copy_to_device(x_new)
                 self.constraints.apply_positions(x, x_new, check=False)
-                launch_kernel(_add_constraint_velocity, n)(x_new, self._unconstrained,
-                                                           self._inverse_masses, 1.0 / dt,
-                                                           self.velocities)
+                launch_kernel(_add_constraint_velocity, self.n)(x_new, self._unconstrained,
+                                                                self._inverse_masses, 1.0 / dt,
+                                                                self.velocities)
         state.positions, self._new_positions = x_new, x
         self.backend.place_virtual_sites()
+
+    def _nose_hoover_step(self, step: int) -> None:
+        """Velocity Verlet inside two half steps of the chain (the CPU's ``_nose_hoover_step``)."""
+        from bencao.profiling import phase
+
+        n = self.n
+        state = self.backend.state
+        dt = self.integrator.timestep
+        if self.cm_every and step % self.cm_every == 0:
+            with phase("integration"):
+                self._remove_center_of_mass_motion()
+        self._thermostat_half_step(dt)
+        if not self._forces_current:
+            self.backend.accumulate(self.box, "all")
+        with phase("integration"):
+            launch_kernel(_kick, n)(self.velocities, state.forces, self._inverse_masses, 0.5 * dt,
+                                    BLOW_UP_FIXED, step, self._blown)
+            launch_kernel(_drift, n)(state.positions, self.velocities, dt, self._new_positions)
+        self._finish_drift(dt)
+        self.backend.accumulate(self.box, "all")
+        self._forces_current = True
+        with phase("integration"):
+            launch_kernel(_kick, n)(self.velocities, state.forces, self._inverse_masses, 0.5 * dt,
+                                    BLOW_UP_FIXED, step, self._blown)
+        if self.constraints is not None:
+            with phase("constraints"):
+                self.constraints.apply_velocities(state.positions, self.velocities, check=False)
+        self._thermostat_half_step(dt)
+
+    def _thermostat_half_step(self, dt: float) -> None:
+        from bencao.profiling import phase
+
+        with phase("thermostat"):
+            self._kinetic.copy_to_device(np.zeros(1, np.int64))
+            launch_kernel(_sum_kinetic, self.n)(self.velocities, self._masses, self._kinetic)
+            kinetic = 0.5 * float(self._kinetic.copy_to_host()[0]) * (1.0 / KINETIC_SCALE)
+            scale = self.chain.propagate(kinetic, 0.5 * dt)
+            launch_kernel(_scale_velocities, self.n)(self.velocities, scale)
 
     def _remove_center_of_mass_motion(self) -> None:
         self._momentum.copy_to_device(np.zeros(3, np.int64))
@@ -389,6 +477,7 @@ class DeviceDynamics:
         self.box = np.array(new_box, np.float64)
         state.set_box(self.box)
         self.backend.place_virtual_sites()
+        self._forces_current = False
         return self.potential_energy()
 
     def undo_scale(self) -> None:
@@ -397,6 +486,7 @@ class DeviceDynamics:
         state.positions, self._new_positions = self._new_positions, state.positions
         self.box = self._box_before_move
         state.set_box(self.box)
+        self._forces_current = False
 
     # -- blow-ups -----------------------------------------------------------------------------
 
@@ -405,6 +495,7 @@ class DeviceDynamics:
         self._saved_positions.copy_to_device(self.backend.state.positions)
         self._saved_velocities.copy_to_device(self.velocities)
         launch_kernel(_copy_random_states, self.n)(self.random_states, self._saved_random)
+        self._saved_chain = None if self.chain is None else self.chain.get_state()
 
     def _blown_at(self):
         value = int(self._blown.copy_to_host()[0])
@@ -418,6 +509,9 @@ class DeviceDynamics:
         self.backend.state.positions.copy_to_device(self._saved_positions)
         self.velocities.copy_to_device(self._saved_velocities)
         launch_kernel(_copy_random_states, self.n)(self._saved_random, self.random_states)
+        if self.chain is not None:
+            self.chain.set_state(self._saved_chain)
+        self._forces_current = False
         for step in range(start, start + batch):
             positions = self.backend.state.positions.copy_to_host()
             try:
