@@ -107,7 +107,7 @@ def test_nve_drift_alanine_dipeptide_no_worse_than_openmm(reciprocal_every):
             f"mean of {len(runs)} replicas",
             bencao_kT_per_ns_per_dof=ours, openmm_cpu=theirs, bencao_energy_std=our_std,
             openmm_energy_std=their_std,
-            replicas=[(round(a, 4), round(b, 4)) for a, b, _, _ in runs])
+            replicas=[(round(float(a), 4), round(float(b), 4)) for a, b, _, _ in runs])
     assert _no_worse(ours, theirs)
 
 

@@ -81,3 +81,11 @@ def test_amber19_cmap_opc_octahedron_on_the_gpu_matches_reference():
                                                     shape="octahedron")
     system = ff.createSystem(topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * NM)
     check_against_openmm(system, positions, box, backend="cuda")
+
+
+def test_charmm36_on_the_gpu_matches_reference():
+    """CMAP, Urey-Bradley, harmonic impropers, LJ tables (CustomNonbondedForce) and 1-4 pairs."""
+    topology, positions, box, ff = solvated_trpcage(("charmm36.xml", "charmm36/water.xml"))
+    system = ff.createSystem(topology, nonbondedMethod=app.PME, nonbondedCutoff=1.2 * NM,
+                             switchDistance=1.0 * NM)
+    check_against_openmm(system, positions, box, backend="cuda")

@@ -45,7 +45,12 @@ def _make_term(term, system):
         return bonded.CudaPositionRestraints(term)
     if isinstance(term, CMAPTorsions):
         return bonded.CudaCMAPTorsions(term)
-    if isinstance(term, (Nonbonded, TabulatedPairs)):
+    if isinstance(term, TabulatedPairs):
+        # Imported here, as the Nonbonded kernels below: only systems with such a term need it.
+        from bencao.backends.cuda.tabulated import CudaTabulatedPairs
+
+        return CudaTabulatedPairs(term, system.box)
+    if isinstance(term, Nonbonded):
         try:
             # Imported here: the pair kernels are large and only systems with pairs need them.
             from bencao.backends.cuda.nonbonded import CudaNonbonded

@@ -1,8 +1,9 @@
 """Steps on the GPU: Verlet, LangevinMiddle and Nosé–Hoover, constraints and MTS, on the device.
 
 Positions, velocities, forces and the random streams stay in device memory for a whole
-``run(n)``; the host sees them only when a caller asks (a report, a checkpoint).  Monte Carlo
-volume moves scale the molecules on the device too (:meth:`DeviceDynamics.scale_to`).  A step is the CPU ``Simulation``'s sequence, kernel for kernel:
+``run(n)``; the host sees them only when a caller asks (a report, a checkpoint), and Monte Carlo
+volume moves scale the molecules on the device too (:meth:`DeviceDynamics.scale_to`).  A step is
+the CPU ``Simulation``'s sequence, kernel for kernel:
 
     forces (fixed point) -> kick -> [velocity constraints, A-O-A drift | drift]
     -> position constraints -> velocity correction -> virtual sites
@@ -29,11 +30,13 @@ import warnings
 
 import numpy as np
 from numba import cuda
-from numba.cuda.random import xoroshiro128p_dtype, xoroshiro128p_normal_float64
+from numba.cuda.random import xoroshiro128p_dtype
 
+from bencao.backends.cuda import integrate as kernels
 from bencao.backends.cuda.common import launch_kernel
 from bencao.backends.cuda.device import using_simulator
 from bencao.constants import BOLTZMANN, FORCE_CLAMP, FORCE_SCALE
+from bencao.profiling import phase
 
 #: Steps run on the device between reads of the blow-up flag (one 8-byte transfer each).
 CHECK_EVERY = 50
@@ -41,101 +44,6 @@ CHECK_EVERY = 50
 #: A fixed-point force component at or beyond this means the structure blew up: the CPU
 #: backend's test (half the clamp) in fixed-point units.
 BLOW_UP_FIXED = np.int64(0.5 * FORCE_CLAMP * FORCE_SCALE)
-
-#: Fixed-point scale of the momentum sum in centre-of-mass removal (amu nm/ps): integer sums do
-#: not depend on thread order.  2**32 resolves 2e-10 amu nm/ps, and 300k atoms of 500 amu nm/ps
-#: each still fit an int64 (6e17 < 9.2e18).
-MOMENTUM_SCALE = 2.0**32
-
-
-#: Fixed-point scale of the kinetic-energy sum of the Nosé–Hoover chain (kJ/mol): 2**24 resolves
-#: 6e-8 kJ/mol, and 10^6 particles of up to 500 kJ/mol each (a blow-up) still fit an int64.
-KINETIC_SCALE = 2.0**24
-
-
-# ----------------------------------------------------------------------------------------------
-# Kernels: one thread per particle, float64
-# ----------------------------------------------------------------------------------------------
-
-
-@cuda.jit
-def _kick(velocities, forces, inverse_masses, dt, threshold, step, blown):
-    """v += dt F / m with F from the int64 accumulator; blown[0] = min step whose force is at
-    the clamp (the CPU's ``forces_from_fixed`` then ``kick``, the same roundings)."""
-    i = cuda.grid(1)
-    if i < velocities.shape[0]:
-        scale = dt * inverse_masses[i]
-        for k in range(3):
-            fixed = forces[i, k]
-            if fixed >= threshold or fixed <= -threshold:
-                cuda.atomic.min(blown, 0, step)
-            velocities[i, k] += scale * (np.float64(fixed) * (1.0 / FORCE_SCALE))
-
-
-@cuda.jit
-def _drift(positions, velocities, dt, out):
-    """out = x + dt v."""
-    i = cuda.grid(1)
-    if i < positions.shape[0]:
-        for k in range(3):
-            out[i, k] = positions[i, k] + dt * velocities[i, k]
-
-
-@cuda.jit
-def _langevin_drift(positions, velocities, states, inverse_masses, dt, velocity_scale,
-                    noise_variance, out):
-    """The A-O-A part of LangevinMiddle, as the CPU's ``langevin_drift``, with the particle's own
-    random stream (three normal numbers per step)."""
-    i = cuda.grid(1)
-    if i < positions.shape[0]:
-        half = 0.5 * dt
-        sigma = math.sqrt(noise_variance * inverse_masses[i])
-        scale = velocity_scale if inverse_masses[i] > 0.0 else 0.0
-        for k in range(3):
-            noise = xoroshiro128p_normal_float64(states, i)
-            x = positions[i, k] + half * velocities[i, k]
-            v = scale * velocities[i, k] + sigma * noise
-            velocities[i, k] = v
-            out[i, k] = x + half * v
-
-
-@cuda.jit
-def _copy_random_states(source, out):
-    """out[i] = source[i] for xoroshiro128+ states (a kernel: Numba's simulator cannot copy
-    record arrays from device to device)."""
-    i = cuda.grid(1)
-    if i < source.shape[0]:
-        out[i]["s0"] = source[i]["s0"]
-        out[i]["s1"] = source[i]["s1"]
-
-
-@cuda.jit
-def _add_constraint_velocity(constrained, unconstrained, inverse_masses, inverse_dt, velocities):
-    """v += (x_constrained - x_unconstrained) / dt for particles with mass."""
-    i = cuda.grid(1)
-    if i < constrained.shape[0] and inverse_masses[i] > 0.0:
-        for k in range(3):
-            velocities[i, k] += (constrained[i, k] - unconstrained[i, k]) * inverse_dt
-
-
-@cuda.jit
-def _sum_momentum(velocities, masses, momentum):
-    """momentum[k] += m v_k of every particle, in int64 fixed point (order-independent)."""
-    i = cuda.grid(1)
-    if i < velocities.shape[0]:
-        for k in range(3):
-            cuda.atomic.add(momentum, k,
-                            np.int64(masses[i] * velocities[i, k] * MOMENTUM_SCALE))
-
-
-@cuda.jit
-def _subtract_drift_velocity(velocities, masses, momentum, inverse_total_mass):
-    """v -= P / M for every particle with mass."""
-    i = cuda.grid(1)
-    if i < velocities.shape[0] and masses[i] > 0.0:
-        for k in range(3):
-            velocities[i, k] -= np.float64(momentum[k]) * (1.0 / MOMENTUM_SCALE) * inverse_total_mass
-
 
 def _seeded_states(n: int, seed: int) -> np.ndarray:
     """(n,) xoroshiro128+ states drawn from NumPy's SeedSequence of ``seed``.
@@ -152,67 +60,6 @@ def _seeded_states(n: int, seed: int) -> np.ndarray:
     states["s0"] = words[:, 0]
     states["s1"] = words[:, 1]
     return states
-
-
-@cuda.jit
-def _sum_kinetic(velocities, masses, total):
-    """total[0] += m v^2 of every particle, in int64 fixed point (order-independent)."""
-    i = cuda.grid(1)
-    if i < velocities.shape[0]:
-        twice = masses[i] * (velocities[i, 0] * velocities[i, 0] + velocities[i, 1] * velocities[i, 1]
-                             + velocities[i, 2] * velocities[i, 2])
-        cuda.atomic.add(total, 0, np.int64(twice * KINETIC_SCALE))
-
-
-@cuda.jit
-def _scale_velocities(velocities, factor):
-    """v *= factor."""
-    i = cuda.grid(1)
-    if i < velocities.shape[0]:
-        for k in range(3):
-            velocities[i, k] *= factor
-
-
-@cuda.jit
-def _scale_molecules(positions, molecule_start, molecule_atoms, old_box_inverse, new_box, out):
-    """The CPU's ``integrate.scale_molecules`` with one thread per molecule, in the same order
-    of operations: each molecule's centre keeps its fractional coordinates in the new box and
-    all its atoms move by the same shift (nm)."""
-    m = cuda.grid(1)
-    if m < molecule_start.shape[0] - 1:
-        start = molecule_start[m]
-        stop = molecule_start[m + 1]
-        cx = 0.0
-        cy = 0.0
-        cz = 0.0
-        for a in range(start, stop):
-            cx += positions[molecule_atoms[a], 0]
-            cy += positions[molecule_atoms[a], 1]
-            cz += positions[molecule_atoms[a], 2]
-        count = stop - start
-        cx /= count
-        cy /= count
-        cz /= count
-        fx = 0.0
-        fy = 0.0
-        fz = 0.0
-        fx += cx * old_box_inverse[0, 0]
-        fx += cy * old_box_inverse[1, 0]
-        fx += cz * old_box_inverse[2, 0]
-        fy += cx * old_box_inverse[0, 1]
-        fy += cy * old_box_inverse[1, 1]
-        fy += cz * old_box_inverse[2, 1]
-        fz += cx * old_box_inverse[0, 2]
-        fz += cy * old_box_inverse[1, 2]
-        fz += cz * old_box_inverse[2, 2]
-        sx = fx * new_box[0, 0] + fy * new_box[1, 0] + fz * new_box[2, 0] - cx
-        sy = fx * new_box[0, 1] + fy * new_box[1, 1] + fz * new_box[2, 1] - cy
-        sz = fx * new_box[0, 2] + fy * new_box[1, 2] + fz * new_box[2, 2] - cz
-        for a in range(start, stop):
-            atom = molecule_atoms[a]
-            out[atom, 0] = positions[atom, 0] + sx
-            out[atom, 1] = positions[atom, 1] + sy
-            out[atom, 2] = positions[atom, 2] + sz
 
 
 # ----------------------------------------------------------------------------------------------
@@ -348,8 +195,6 @@ class DeviceDynamics:
             self._leapfrog_step(step)
 
     def _leapfrog_step(self, step: int) -> None:
-        from bencao.profiling import phase
-
         n = self.n
         state = self.backend.state
         integrator = self.integrator
@@ -360,13 +205,11 @@ class DeviceDynamics:
         slow = self.every > 1 and step % self.every == 0
         self.backend.accumulate(self.box, "direct" if self.every > 1 else "all")
         with phase("integration"):
-            launch_kernel(_kick, n)(self.velocities, state.forces, self._inverse_masses, dt,
-                                    BLOW_UP_FIXED, step, self._blown)
+            self._kick(dt, step)
         if slow:
             self.backend.accumulate(self.box, "reciprocal")
             with phase("integration"):
-                launch_kernel(_kick, n)(self.velocities, state.forces, self._inverse_masses,
-                                        dt * self.every, BLOW_UP_FIXED, step, self._blown)
+                self._kick(dt * self.every, step)
         x, x_new = state.positions, self._new_positions
         if getattr(integrator, "friction", None) is not None:
             if self.constraints is not None:
@@ -375,26 +218,30 @@ class DeviceDynamics:
             c = math.exp(-integrator.friction * dt)
             kt = BOLTZMANN * integrator.temperature
             with phase("integration"), _quiet_simulator():
-                launch_kernel(_langevin_drift, n)(x, self.velocities, self.random_states,
+                launch_kernel(kernels.langevin_drift, n)(x, self.velocities, self.random_states,
                                                   self._inverse_masses, dt, c, kt * (1.0 - c * c),
                                                   x_new)
         else:
             with phase("integration"):
-                launch_kernel(_drift, n)(x, self.velocities, dt, x_new)
+                launch_kernel(kernels.drift, n)(x, self.velocities, dt, x_new)
         self._finish_drift(dt)
+
+    def _kick(self, dt: float, step: int) -> None:
+        """v += dt F / m with the forces in the accumulator, flagging a blow-up at ``step``."""
+        launch_kernel(kernels.kick, self.n)(self.velocities, self.backend.state.forces,
+                                            self._inverse_masses, dt, BLOW_UP_FIXED, step,
+                                            self._blown)
 
     def _finish_drift(self, dt: float) -> None:
         """Constrain the new positions, add the constraint displacement to the velocities and
         make the new positions current (the CPU's ``Simulation._finish_drift``)."""
-        from bencao.profiling import phase
-
         state = self.backend.state
         x, x_new = state.positions, self._new_positions
         if self.constraints is not None:
             with phase("constraints"):
                 self._unconstrained.copy_to_device(x_new)
                 self.constraints.apply_positions(x, x_new, check=False)
-                launch_kernel(_add_constraint_velocity, self.n)(x_new, self._unconstrained,
+                launch_kernel(kernels.add_constraint_velocity, self.n)(x_new, self._unconstrained,
                                                                 self._inverse_masses, 1.0 / dt,
                                                                 self.velocities)
         state.positions, self._new_positions = x_new, x
@@ -402,8 +249,6 @@ class DeviceDynamics:
 
     def _nose_hoover_step(self, step: int) -> None:
         """Velocity Verlet inside two half steps of the chain (the CPU's ``_nose_hoover_step``)."""
-        from bencao.profiling import phase
-
         n = self.n
         state = self.backend.state
         dt = self.integrator.timestep
@@ -414,34 +259,31 @@ class DeviceDynamics:
         if not self._forces_current:
             self.backend.accumulate(self.box, "all")
         with phase("integration"):
-            launch_kernel(_kick, n)(self.velocities, state.forces, self._inverse_masses, 0.5 * dt,
-                                    BLOW_UP_FIXED, step, self._blown)
-            launch_kernel(_drift, n)(state.positions, self.velocities, dt, self._new_positions)
+            self._kick(0.5 * dt, step)
+            launch_kernel(kernels.drift, n)(state.positions, self.velocities, dt,
+                                            self._new_positions)
         self._finish_drift(dt)
         self.backend.accumulate(self.box, "all")
         self._forces_current = True
         with phase("integration"):
-            launch_kernel(_kick, n)(self.velocities, state.forces, self._inverse_masses, 0.5 * dt,
-                                    BLOW_UP_FIXED, step, self._blown)
+            self._kick(0.5 * dt, step)
         if self.constraints is not None:
             with phase("constraints"):
                 self.constraints.apply_velocities(state.positions, self.velocities, check=False)
         self._thermostat_half_step(dt)
 
     def _thermostat_half_step(self, dt: float) -> None:
-        from bencao.profiling import phase
-
         with phase("thermostat"):
             self._kinetic.copy_to_device(np.zeros(1, np.int64))
-            launch_kernel(_sum_kinetic, self.n)(self.velocities, self._masses, self._kinetic)
-            kinetic = 0.5 * float(self._kinetic.copy_to_host()[0]) * (1.0 / KINETIC_SCALE)
+            launch_kernel(kernels.sum_kinetic, self.n)(self.velocities, self._masses, self._kinetic)
+            kinetic = 0.5 * float(self._kinetic.copy_to_host()[0]) * (1.0 / kernels.KINETIC_SCALE)
             scale = self.chain.propagate(kinetic, 0.5 * dt)
-            launch_kernel(_scale_velocities, self.n)(self.velocities, scale)
+            launch_kernel(kernels.scale_velocities, self.n)(self.velocities, scale)
 
     def _remove_center_of_mass_motion(self) -> None:
         self._momentum.copy_to_device(np.zeros(3, np.int64))
-        launch_kernel(_sum_momentum, self.n)(self.velocities, self._masses, self._momentum)
-        launch_kernel(_subtract_drift_velocity, self.n)(self.velocities, self._masses,
+        launch_kernel(kernels.sum_momentum, self.n)(self.velocities, self._masses, self._momentum)
+        launch_kernel(kernels.subtract_drift_velocity, self.n)(self.velocities, self._masses,
                                                         self._momentum, self._inverse_total_mass)
 
     # -- Monte Carlo volume moves ------------------------------------------------------------
@@ -469,7 +311,7 @@ class DeviceDynamics:
         start, atoms = self._molecules
         state = self.backend.state
         self._box_before_move = self.box
-        launch_kernel(_scale_molecules, start.shape[0] - 1)(
+        launch_kernel(kernels.scale_molecules, start.shape[0] - 1)(
             state.positions, start, atoms, cuda.to_device(np.linalg.inv(self.box)),
             cuda.to_device(np.ascontiguousarray(new_box, np.float64)), self._new_positions)
         # The scaled positions become current; the old ones wait in the spare array
@@ -494,7 +336,7 @@ class DeviceDynamics:
         """Keep the state at the start of a batch (device-to-device copies)."""
         self._saved_positions.copy_to_device(self.backend.state.positions)
         self._saved_velocities.copy_to_device(self.velocities)
-        launch_kernel(_copy_random_states, self.n)(self.random_states, self._saved_random)
+        launch_kernel(kernels.copy_random_states, self.n)(self.random_states, self._saved_random)
         self._saved_chain = None if self.chain is None else self.chain.get_state()
 
     def _blown_at(self):
@@ -508,7 +350,7 @@ class DeviceDynamics:
         self._blown.copy_to_device(np.full(1, np.iinfo(np.int64).max, np.int64))
         self.backend.state.positions.copy_to_device(self._saved_positions)
         self.velocities.copy_to_device(self._saved_velocities)
-        launch_kernel(_copy_random_states, self.n)(self._saved_random, self.random_states)
+        launch_kernel(kernels.copy_random_states, self.n)(self._saved_random, self.random_states)
         if self.chain is not None:
             self.chain.set_state(self._saved_chain)
         self._forces_current = False
@@ -522,8 +364,9 @@ class DeviceDynamics:
                 failure.step = step  # the device now holds the state of this step
                 raise failure from None
             self._one_step(step)
-        raise BlowUpError(f"a force reached the fixed-point limit in steps {start}..{start + batch - 1} "
-                          "but not when they were rerun one by one; please report this")
+        raise BlowUpError(f"a force reached the fixed-point limit in steps {start}.."
+                          f"{start + batch - 1} but not when they were rerun one by one; "
+                          "please report this")
 
 
 class _quiet_simulator:

@@ -282,7 +282,7 @@ class CudaNonbonded:
     Raises
     ------
     TypeError
-        For a term this backend does not run yet (plain Ewald, tabulated pair potentials).
+        For a term this backend does not run yet (plain Ewald).
     """
 
     profile_phase = "nonbonded"
