@@ -202,6 +202,21 @@ class Simulation:
             kernels.scale_velocities(velocities, math.sqrt(temperature / current))
         self._velocities = velocities
 
+    def set_random_state(self, host_state: dict, device_state=None) -> None:
+        """Continue the random streams of another simulation of the same system.
+
+        Parameters
+        ----------
+        host_state : dict
+            NumPy's ``bit_generator.state`` of the host stream (initial velocities, barostat).
+        device_state : (N, 2) uint64 array or None
+            The GPU's per-particle streams (``get_checkpoint_state()[0]["device.random"]``);
+            ignored on the CPU, and None keeps the GPU's seeded streams.
+        """
+        self._rng.bit_generator.state = host_state
+        if device_state is not None and self._device is not None:
+            self._device.set_random_state(device_state)
+
     def set_clock(self, step: int, time: float) -> None:
         """Set the step count and simulated time (ps), e.g. to continue a previous stage."""
         self.step_count = int(step)
@@ -274,7 +289,7 @@ class Simulation:
         self.step_count = int(values["step"])
         self.time = float(values["time"])
         self._clock_origin = (int(values["clock_origin"][0]), float(values["clock_origin"][1]))
-        self._rng.bit_generator.state = values["rng"]
+        self.set_random_state(values["rng"])
         if values.get("temperature") is not None and getattr(self.integrator, "thermostatted", False):
             self.set_temperature(values["temperature"])
         if self._volume_moves is not None and values.get("barostat") is not None:

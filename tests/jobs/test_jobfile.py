@@ -52,7 +52,7 @@ def test_shortest_job_runs_the_default_protocol(folder):
     assert result.system_dir == (folder / "system").resolve()
     assert result.output_dir == (folder / "md").resolve()
     assert result.seed is None and result.threads is None and result.path is None
-    assert result.trajectory_format == "xtc"
+    assert result.trajectory_format == "xtc" and result.backend == "cpu"
     assert (result.checkpoint_minutes, result.checkpoint_interval_ps) == (10.0, None)
     assert result.text.startswith('system = "system"')
 
@@ -83,9 +83,10 @@ def test_pressure_false_turns_the_default_protocol_into_nvt(folder):
 
 def test_top_level_settings(folder, tmp_path):
     result = job(folder, 'output = "runs/one"\nseed = 7\nthreads = 2\ntrajectory_format = "dcd"\n'
-                         'checkpoint_minutes = 0.5\ncheckpoint_interval = "10 ps"')
+                         'checkpoint_minutes = 0.5\ncheckpoint_interval = "10 ps"\nbackend = "cuda"')
     assert result.output_dir == (tmp_path / "runs" / "one").resolve()
     assert (result.seed, result.threads, result.trajectory_format) == (7, 2, "dcd")
+    assert result.backend == "cuda"
     assert (result.checkpoint_minutes, result.checkpoint_interval_ps) == (0.5, 10.0)
 
 
@@ -249,6 +250,7 @@ S = 'system = "system"\n'
         (S + "reciprocal_every = 0", ["'reciprocal_every'"]),
         (S + "integrator = 'leapfrog'", ["'integrator'", "'langevin'"]),
         (S + "trajectory_format = 'pdb'", ["'trajectory_format'"]),
+        (S + "backend = 'gpu'", ["'backend'", "'cuda'"]),
         (S + "checkpoint_minutes = 0", ["'checkpoint_minutes'"]),
         (S + "checkpoint_interval = '100 steps'", ["'checkpoint_interval'", "steps"]),
         (S + "timestep = '2 steps'", ["'timestep'"]),

@@ -138,7 +138,8 @@ def test_uninterrupted_run_writes_log_trajectory_and_final_state(uninterrupted):
     rows = (uninterrupted / "log.csv").read_text().splitlines()
     assert rows[0].startswith("stage,step,time_ps,potential_kj_mol")
     assert len(rows) == 1 + 15 + 30
-    assert json.loads((uninterrupted / "run.json").read_text())["steps"] == 450
+    summary = json.loads((uninterrupted / "run.json").read_text())
+    assert summary["steps"] == 450 and summary["backend"] == "cpu"
 
 
 def test_kill_9_then_resume_is_bit_identical_to_an_uninterrupted_run(prepared, tmp_path, uninterrupted):

@@ -45,6 +45,7 @@ INTEGRATORS = ("langevin", "nose-hoover", "verlet")
 RESTRAINTS = ("none", "heavy", "backbone", "protein")
 VELOCITIES = ("continue", "generate")
 TRAJECTORY_FORMATS = ("xtc", "dcd")
+BACKENDS = ("cpu", "cuda")
 
 # Files a prepared system folder must hold for a run to start (structure.pdb is optional here:
 # only the trajectory writer's topology needs it, and the runner says so if it is missing).
@@ -58,7 +59,7 @@ INHERITED_KEYS = (
 PROTOCOL_KEYS = ("production", "heating", "equilibration")
 TOP_LEVEL_KEYS = (
     "system", "output", "seed", *INHERITED_KEYS, "trajectory_format", "checkpoint_minutes",
-    "checkpoint_interval", "threads", *PROTOCOL_KEYS, "stage",
+    "checkpoint_interval", "threads", "backend", *PROTOCOL_KEYS, "stage",
 )
 MINIMIZE_KEYS = ("kind", "name", "tolerance", "max_iterations", "restraints", "restraint_k")
 DYNAMICS_KEYS = (
@@ -81,6 +82,7 @@ DEFAULTS = {
     "trajectory_interval": "10 ps",
     "trajectory_format": "xtc",
     "checkpoint_minutes": 10.0,    # wall-clock minutes
+    "backend": "cpu",
     "production": "1 ns",
     "heating": "20 ps",
     "equilibration": "100 ps",
@@ -199,6 +201,8 @@ class Job:
         It is a whole number of steps of every dynamics stage (checked on load).
     threads : int or None
         Number of threads; None for the default.
+    backend : {"cpu", "cuda"}
+        Where the steps run: the CPU, or an NVIDIA GPU (the whole step on the device).
     """
 
     path: pathlib.Path | None
@@ -211,6 +215,7 @@ class Job:
     checkpoint_minutes: float
     checkpoint_interval_ps: float | None
     threads: int | None
+    backend: str = "cpu"
 
     @property
     def total_steps(self) -> int:
@@ -535,6 +540,7 @@ _TOP_LEVEL_CHECKS: dict[str, Callable] = {
     "checkpoint_minutes": _positive_number(" of minutes"),
     "checkpoint_interval": _checkpoint_interval,
     "threads": _whole_number(1),
+    "backend": _one_of(BACKENDS),
     "production": _length,
     "heating": _optional_length,
     "equilibration": _optional_length,
@@ -608,6 +614,7 @@ def _build_job(text: str, base_dir: pathlib.Path, label: str, stem: str, path) -
         checkpoint_minutes=top["checkpoint_minutes"],
         checkpoint_interval_ps=top["checkpoint_interval"],
         threads=top.get("threads"),
+        backend=top["backend"],
     )
 
 

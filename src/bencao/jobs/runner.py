@@ -303,10 +303,12 @@ class JobRunner:
             barostat = MonteCarloBarostat(stage.pressure, stage.temperature[1],
                                           frequency=stage.barostat_frequency)
         simulation = Simulation(system, integrator, positions, box, velocities=velocities,
-                                seed=self.seed, barostat=barostat)
+                                seed=self.seed, barostat=barostat, backend=self.job.backend)
         if carry is not None:
             values = carry[1]["simulation"]
-            simulation._rng.bit_generator.state = values["rng"]
+            # The random streams go on from the previous stage: the host's, and on a GPU the
+            # per-particle ones (absent when the carry comes from a CPU run)
+            simulation.set_random_state(values["rng"], carry[0].get("sim.device.random"))
             simulation.set_clock(values["step"], values["time"])
         return simulation, (np.array(positions, np.float64), None if box is None else np.array(box))
 
@@ -467,7 +469,7 @@ class JobRunner:
                                   handle, keepIds=True)
         summary = {"job": str(self.job.path) if self.job.path else None, "seed": self.seed,
                    "steps": int(sim["step"]), "time_ps": float(sim["time"]),
-                   "atoms": int(self.system.n_particles),
+                   "atoms": int(self.system.n_particles), "backend": self.job.backend,
                    "stages": [stage.name for stage in self.job.stages]}
         with atomic_write(os.path.join(self.folder, "run.json"), "w") as handle:
             json.dump(summary, handle, indent=2)

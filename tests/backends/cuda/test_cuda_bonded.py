@@ -1,22 +1,16 @@
 """CUDA bonded kernels against the CPU backend, bit-identical reruns, and the CUDA errors.
 
-Numba reads ``NUMBA_ENABLE_CUDASIM`` when it is first imported, and pytest (through bencao's CPU
-kernels) has imported Numba long before these tests run; so the CUDA work runs in a subprocess,
-in Numba's CUDA simulator unless a real GPU is there.  The subprocess imports this file and calls
-:func:`cuda_results`, which evaluates every case and pickles the results; the tests compare them
-with the CPU backend computed here.  One subprocess for all cases keeps the file fast: the
-simulator runs each GPU thread in Python, so the cases are small.
+The CUDA work runs in one subprocess (see ``cuda_harness``); the tests compare its results with
+the CPU backend computed here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import pickle
 import subprocess
 import sys
-import textwrap
 
+import cuda_harness
 import numpy as np
 import pytest
 
@@ -36,10 +30,6 @@ from bencao.forces import (
     PositionRestraints,
     VirtualSites,
 )
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS = os.path.dirname(os.path.dirname(HERE))
-
 
 # ------------------------------------------------------------------------------------------
 # Cases, built the same way in this process (CPU) and in the subprocess (CUDA)
@@ -256,52 +246,25 @@ def cuda_results(path):
     except BlowUpError as error:
         results["blow_up"] = (str(error), error.term, error.particles)
 
-    with open(path, "wb") as file:
-        pickle.dump(results, file)
+    cuda_harness.save(results, path)
 
 
 # ------------------------------------------------------------------------------------------
-# Subprocess plumbing
+# The subprocess (cuda_harness)
 # ------------------------------------------------------------------------------------------
-
-
-def _environment(simulator: bool) -> dict:
-    env = dict(os.environ)
-    env.pop("NUMBA_ENABLE_CUDASIM", None)
-    if simulator:
-        env["NUMBA_ENABLE_CUDASIM"] = "1"
-    return env
-
-
-def _python(code: str, simulator: bool) -> subprocess.CompletedProcess:
-    # check=False: the callers assert on the return code and show stderr when it fails.
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=False,
-                          env=_environment(simulator), capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
 def real_gpu() -> bool:
     """True if a real CUDA GPU is usable here (asked in a process without the simulator)."""
-    out = _python("from numba import cuda; print(cuda.is_available())", simulator=False)
-    return out.returncode == 0 and out.stdout.strip().splitlines()[-1:] == ["True"]
+    return cuda_harness.real_gpu()
 
 
 @pytest.fixture(scope="module")
-def cuda(real_gpu, tmp_path_factory):
+def cuda(tmp_path_factory):
     """The pickled results of :func:`cuda_results`, on the GPU if there is one."""
     path = tmp_path_factory.mktemp("cuda") / "results.pkl"
-    code = f"""
-        import sys
-        sys.path[:0] = [{TESTS!r}, {HERE!r}]
-        import test_cuda_bonded
-        test_cuda_bonded.cuda_results({str(path)!r})
-    """
-    out = _python(code, simulator=not real_gpu)
-    assert out.returncode == 0, out.stderr[-4000:]
-    with open(path, "rb") as file:
-        results = pickle.load(file)
-    assert results["simulator"] == (not real_gpu)
-    return results
+    return cuda_harness.cuda_results("test_cuda_bonded", path)
 
 
 def assert_same_as_cpu(system, positions, cuda_result):
@@ -433,7 +396,7 @@ def test_no_gpu_and_no_simulator_gives_a_clear_error(real_gpu):
         pytest.skip("a real CUDA GPU is available, so there is no error to see")
     code = f"""
         import sys
-        sys.path[:0] = [{HERE!r}]
+        sys.path[:0] = [{cuda_harness.HERE!r}]
         import numpy as np
         import bencao
         from bencao.backends.cuda import cuda_available, using_simulator
@@ -444,7 +407,7 @@ def test_no_gpu_and_no_simulator_gives_a_clear_error(real_gpu):
         except RuntimeError as error:
             print("RuntimeError:", error)
     """
-    out = _python(code, simulator=False)
+    out = cuda_harness.python(code, simulator=False)
     assert out.returncode == 0, out.stderr[-4000:]
     lines = out.stdout.strip().splitlines()
     assert lines[-2] == "False False"
@@ -457,7 +420,7 @@ def test_bench_on_cuda_without_a_gpu_says_what_to_install(real_gpu):
         pytest.skip("a CUDA GPU is present here")
     out = subprocess.run([sys.executable, "-m", "bencao.cli", "bench", "dhfr", "--backend", "cuda",
                           "--steps", "1", "--repeats", "1", "--compare", "none"],
-                         env=_environment(simulator=False), capture_output=True, text=True,
-                         check=False, timeout=600)
+                         env=cuda_harness.environment(simulator=False), capture_output=True,
+                         text=True, check=False, timeout=600)
     assert out.returncode == 1
     assert "bencao: error: no CUDA GPU found; install bencao[cuda]" in out.stderr

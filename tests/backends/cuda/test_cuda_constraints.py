@@ -1,31 +1,21 @@
 """CUDA constraints (SETTLE, SHAKE, RATTLE) against the CPU class, failures, bit-identical reruns.
 
-As in ``test_cuda_bonded.py``: Numba reads ``NUMBA_ENABLE_CUDASIM`` when it is first imported, so
-the CUDA work runs in one subprocess (in Numba's CUDA simulator unless a real GPU is there).  The
-subprocess imports this file and calls :func:`cuda_results`, which builds the cases, runs them on
-the device and pickles inputs and outputs; the tests compare them with
-:class:`~bencao.backends.cpu.constraints.CpuConstraints` run here on the same inputs.  The
-simulator runs every GPU thread in Python, so the cases are small: alanine dipeptide in TIP3P
-(749 rigid waters for SETTLE, 6 SHAKE clusters from its X-H bonds) and its 22-atom solute alone
-with H-angle constraints (larger coupled clusters, where the Gauss-Seidel order matters).
+The CUDA work runs in one subprocess (see ``cuda_harness``), which pickles inputs and outputs;
+the tests compare them with :class:`~bencao.backends.cpu.constraints.CpuConstraints` run here on
+the same inputs.  The cases are small for the simulator: alanine dipeptide in TIP3P (749 rigid
+waters for SETTLE, 6 SHAKE clusters from its X-H bonds) and its 22-atom solute alone with H-angle
+constraints (larger coupled clusters, where the Gauss-Seidel order matters).
 """
 
 from __future__ import annotations
 
-import os
-import pickle
 import re
-import subprocess
-import sys
-import textwrap
 
+import cuda_harness
 import numpy as np
 import pytest
 
 from bencao.backends.cpu.constraints import ConstraintError, CpuConstraints
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS = os.path.dirname(os.path.dirname(HERE))
 
 KT = 2.494  # kJ/mol at 300 K
 STEP = 0.002  # ps
@@ -165,47 +155,19 @@ def cuda_results(path):
     shake["velocities"] = _outcome(lambda: device.apply_velocities(reference, velocities))
     results["shake_failure"] = shake
 
-    with open(path, "wb") as file:
-        pickle.dump(results, file)
+    cuda_harness.save(results, path)
 
 
 # ------------------------------------------------------------------------------------------
-# Subprocess plumbing (as in test_cuda_bonded.py)
+# The subprocess (cuda_harness)
 # ------------------------------------------------------------------------------------------
-
-
-def _environment(simulator: bool) -> dict:
-    env = dict(os.environ)
-    env.pop("NUMBA_ENABLE_CUDASIM", None)
-    if simulator:
-        env["NUMBA_ENABLE_CUDASIM"] = "1"
-    return env
-
-
-def _python(code: str, simulator: bool) -> subprocess.CompletedProcess:
-    # check=False: the callers assert on the return code and show stderr when it fails.
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=False,
-                          env=_environment(simulator), capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
 def cuda(tmp_path_factory):
     """The pickled results of :func:`cuda_results`, on the GPU if there is one."""
-    gpu = _python("from numba import cuda; print(cuda.is_available())", simulator=False)
-    real_gpu = gpu.returncode == 0 and gpu.stdout.strip().splitlines()[-1:] == ["True"]
     path = tmp_path_factory.mktemp("cuda") / "constraints.pkl"
-    code = f"""
-        import sys
-        sys.path[:0] = [{TESTS!r}, {HERE!r}]
-        import test_cuda_constraints
-        test_cuda_constraints.cuda_results({str(path)!r})
-    """
-    out = _python(code, simulator=not real_gpu)
-    assert out.returncode == 0, out.stderr[-4000:]
-    with open(path, "rb") as file:
-        results = pickle.load(file)
-    assert results["simulator"] == (not real_gpu)
-    return results
+    return cuda_harness.cuda_results("test_cuda_constraints", path)
 
 
 def cpu_run(case, max_iterations=1000):

@@ -1,20 +1,13 @@
 """CUDA NonbondedForce against OpenMM's Reference platform and the CPU term, and run to run.
 
-As in ``test_cuda_bonded``: Numba reads ``NUMBA_ENABLE_CUDASIM`` when it is first imported, long
-before these tests run, so the CUDA work runs in one subprocess (Numba's CUDA simulator unless a
-real GPU is there) that imports this file and calls :func:`cuda_results`; OpenMM and the CPU
-term are evaluated here.  The simulator runs every GPU thread in Python, so the systems are tiny:
-a 1.9 nm water box (651 atoms, cutoff 0.8 nm) and 48 charged particles in a triclinic box.
+The CUDA work runs in one subprocess (see ``cuda_harness``); OpenMM and the CPU term are evaluated
+here.  The systems are tiny for the simulator: a 1.9 nm water box (651 atoms, cutoff 0.8 nm) and
+48 charged particles in a triclinic box.
 """
 
 from __future__ import annotations
 
-import os
-import pickle
-import subprocess
-import sys
-import textwrap
-
+import cuda_harness
 import numpy as np
 import openmm as mm
 import pytest
@@ -26,9 +19,6 @@ import bencao
 from bencao.backends.cpu.fixed_point import forces_from_fixed
 from bencao.backends.cpu.nonbonded import CpuNonbonded
 from bencao.forces import Nonbonded
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS = os.path.dirname(os.path.dirname(HERE))
 
 # ------------------------------------------------------------------------------------------
 # Cases, built the same way here and in the subprocess: (openmm System, positions nm, box nm)
@@ -149,38 +139,14 @@ def cuda_results(path):
     except TypeError as error:
         results["ewald"] = str(error)
 
-    with open(path, "wb") as file:
-        pickle.dump(results, file)
-
-
-def _python(code: str, simulator: bool) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.pop("NUMBA_ENABLE_CUDASIM", None)
-    if simulator:
-        env["NUMBA_ENABLE_CUDASIM"] = "1"
-    # check=False: the caller asserts on the return code and shows stderr when it fails
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=False, env=env,
-                          capture_output=True, text=True, timeout=600)
+    cuda_harness.save(results, path)
 
 
 @pytest.fixture(scope="module")
 def cuda_run(tmp_path_factory):
     """The pickled results of :func:`cuda_results`, on a real GPU if there is one."""
-    probe = _python("from numba import cuda; print(cuda.is_available())", simulator=False)
-    real_gpu = probe.returncode == 0 and probe.stdout.strip().splitlines()[-1:] == ["True"]
     path = tmp_path_factory.mktemp("cuda_nonbonded") / "results.pkl"
-    code = f"""
-        import sys
-        sys.path[:0] = [{TESTS!r}, {HERE!r}]
-        import test_cuda_nonbonded
-        test_cuda_nonbonded.cuda_results({str(path)!r})
-    """
-    out = _python(code, simulator=not real_gpu)
-    assert out.returncode == 0, out.stderr[-4000:]
-    with open(path, "rb") as file:
-        results = pickle.load(file)
-    assert results["simulator"] == (not real_gpu)
-    return results
+    return cuda_harness.cuda_results("test_cuda_nonbonded", path)
 
 
 # ------------------------------------------------------------------------------------------

@@ -1,28 +1,21 @@
 """``Simulation(..., backend="cuda")``: the whole leapfrog step on the GPU (or Numba's CUDA
 simulator), against the CPU backend's trajectories, run to run and across a checkpoint.
 
-As in ``test_cuda_bonded``: Numba reads ``NUMBA_ENABLE_CUDASIM`` when it is first imported, so
-the CUDA runs happen in one subprocess that imports this file and calls :func:`cuda_results`;
-the CPU runs and the comparisons happen here.  The simulator runs every GPU thread in Python,
-so the boxes are small and the runs a few steps long.
+The CUDA runs happen in one subprocess (see ``cuda_harness``); the CPU runs and the comparisons
+happen here.  The boxes are small and the runs a few steps long, for the simulator.
 """
 
 from __future__ import annotations
 
-import os
-import pickle
-import subprocess
 import sys
-import textwrap
 
+import cuda_harness
 import numpy as np
 import pytest
 
 import bencao
 from bencao.constants import BOLTZMANN
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS = os.path.dirname(os.path.dirname(HERE))
 STEPS = 3
 
 
@@ -32,7 +25,7 @@ STEPS = 3
 
 
 def _water_system(size, cutoff, rigid=True):
-    sys.path.insert(0, TESTS)
+    sys.path.insert(0, cuda_harness.TESTS)
     from openmm import app, unit
     from systems import water_box
 
@@ -145,43 +138,19 @@ def cuda_results(path):
                                       barostat=MonteCarloBarostat(1.0, 300.0, 1))
     results["ideal_gas"] = ideal_gas_velocities("cuda")
     results["collision"] = colliding_water("cuda")
-    with open(path, "wb") as file:
-        pickle.dump(results, file)
+    cuda_harness.save(results, path)
 
 
 # ------------------------------------------------------------------------------------------
-# The subprocess
+# The subprocess (cuda_harness)
 # ------------------------------------------------------------------------------------------
-
-
-def _environment(simulator: bool) -> dict:
-    env = dict(os.environ)
-    env.pop("NUMBA_ENABLE_CUDASIM", None)
-    if simulator:
-        env["NUMBA_ENABLE_CUDASIM"] = "1"
-    return env
 
 
 @pytest.fixture(scope="module")
 def cuda(tmp_path_factory):
     """The pickled results of :func:`cuda_results`, on a GPU if there is one."""
-    probe = subprocess.run([sys.executable, "-c", "from numba import cuda; print(cuda.is_available())"],
-                           env=_environment(False), capture_output=True, text=True, check=False)
-    real_gpu = probe.stdout.strip().splitlines()[-1:] == ["True"]
     path = tmp_path_factory.mktemp("cuda") / "results.pkl"
-    code = f"""
-        import sys
-        sys.path[:0] = [{TESTS!r}, {HERE!r}]
-        import test_cuda_simulation
-        test_cuda_simulation.cuda_results({str(path)!r})
-    """
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=_environment(not real_gpu),
-                         capture_output=True, text=True, check=False, timeout=1200)
-    assert out.returncode == 0, out.stderr[-4000:]
-    with open(path, "rb") as file:
-        results = pickle.load(file)
-    assert results["simulator"] == (not real_gpu)
-    return results
+    return cuda_harness.cuda_results("test_cuda_simulation", path, timeout=1200)
 
 
 # ------------------------------------------------------------------------------------------

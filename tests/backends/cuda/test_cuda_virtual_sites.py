@@ -1,21 +1,14 @@
 """Virtual sites on the CUDA backend against OpenMM's Reference platform and the CPU backend.
 
-As in ``test_cuda_nonbonded``: Numba reads ``NUMBA_ENABLE_CUDASIM`` when it is first imported,
-long before these tests run, so the CUDA work runs in one subprocess (Numba's CUDA simulator
-unless a real GPU is there) that imports this file and calls :func:`cuda_results`; OpenMM and the
-CPU backend are evaluated here.  The simulator runs every GPU thread in Python, so the systems are
-small: a 1.6 nm TIP4P-Ew box (126 waters, 504 particles, PME 0.75 nm) and 12 particles carrying
-every kind of site the CPU backend has, one of them built from another site.
+The CUDA work runs in one subprocess (see ``cuda_harness``); OpenMM and the CPU backend are
+evaluated here.  The systems are small for the simulator: a 1.6 nm TIP4P-Ew box (126 waters, 504
+particles, PME 0.75 nm) and 12 particles carrying every kind of site the CPU backend has, one of
+them built from another site.
 """
 
 from __future__ import annotations
 
-import os
-import pickle
-import subprocess
-import sys
-import textwrap
-
+import cuda_harness
 import numpy as np
 import openmm as mm
 import pytest
@@ -27,9 +20,6 @@ import bencao
 from bencao.backends.cpu.fixed_point import forces_from_fixed
 from bencao.backends.cpu.virtual_sites import CpuVirtualSites
 from bencao.constants import FORCE_SCALE
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS = os.path.dirname(os.path.dirname(HERE))
 
 # ------------------------------------------------------------------------------------------
 # Cases, built the same way here and in the subprocess: (openmm System, positions nm, box nm)
@@ -160,38 +150,14 @@ def cuda_results(path):
     results["steps"] = every_kind_steps("cuda")
     cuda.synchronize()
 
-    with open(path, "wb") as file:
-        pickle.dump(results, file)
-
-
-def _python(code: str, simulator: bool) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.pop("NUMBA_ENABLE_CUDASIM", None)
-    if simulator:
-        env["NUMBA_ENABLE_CUDASIM"] = "1"
-    # check=False: the caller asserts on the return code and shows stderr when it fails
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=False, env=env,
-                          capture_output=True, text=True, timeout=600)
+    cuda_harness.save(results, path)
 
 
 @pytest.fixture(scope="module")
 def cuda_run(tmp_path_factory):
     """The pickled results of :func:`cuda_results`, on a real GPU if there is one."""
-    probe = _python("from numba import cuda; print(cuda.is_available())", simulator=False)
-    real_gpu = probe.returncode == 0 and probe.stdout.strip().splitlines()[-1:] == ["True"]
     path = tmp_path_factory.mktemp("cuda_virtual_sites") / "results.pkl"
-    code = f"""
-        import sys
-        sys.path[:0] = [{TESTS!r}, {HERE!r}]
-        import test_cuda_virtual_sites
-        test_cuda_virtual_sites.cuda_results({str(path)!r})
-    """
-    out = _python(code, simulator=not real_gpu)
-    assert out.returncode == 0, out.stderr[-4000:]
-    with open(path, "rb") as file:
-        results = pickle.load(file)
-    assert results["simulator"] == (not real_gpu)
-    return results
+    return cuda_harness.cuda_results("test_cuda_virtual_sites", path)
 
 
 def _cpu(system, positions, box):
