@@ -355,7 +355,6 @@ class Simulation:
             if barostat_every and self.step_count % barostat_every == 0:
                 self._volume_move(device)
         self._positions, self._velocities = device.download()
-        self._new_positions = np.empty_like(self._positions)
         self._invalidate()
 
     def minimize(self, tolerance: float = 10.0, max_iterations: int = 0):
