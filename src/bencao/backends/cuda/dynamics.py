@@ -354,7 +354,9 @@ class DeviceDynamics:
         if self.chain is not None:
             self.chain.set_state(self._saved_chain)
         self._forces_current = False
-        for step in range(start, start + batch):
+        # Nosé–Hoover flags the forces at the end of a step, which are those of the next step's
+        # start: the positions after the batch's last step are checked too
+        for step in range(start, start + batch + 1):
             positions = self.backend.state.positions.copy_to_host()
             try:
                 # The CPU backend's own test and diagnosis, on the positions of this step
@@ -363,7 +365,8 @@ class DeviceDynamics:
                 failure = BlowUpError(f"at step {step}: {error}", error.particles, error.term)
                 failure.step = step  # the device now holds the state of this step
                 raise failure from None
-            self._one_step(step)
+            if step < start + batch:
+                self._one_step(step)
         raise BlowUpError(f"a force reached the fixed-point limit in steps {start}.."
                           f"{start + batch - 1} but not when they were rerun one by one; "
                           "please report this")
