@@ -547,6 +547,11 @@ class Simulation:
                 moves.record(False, volume)
                 return
             new_box = box * (new_volume / volume) ** (1.0 / 3.0)
+            if device is None:
+                new_positions = np.empty_like(self._positions)
+                start, atoms = self._molecules
+                kernels.scale_molecules(self._positions, start, atoms, np.linalg.inv(box),
+                                        new_box, new_positions)
         if device is not None:
             change = device.scale_to(new_box, self._molecules) - old_energy
             with phase("barostat"):
@@ -557,11 +562,6 @@ class Simulation:
                 else:
                     device.undo_scale()
             return
-        with phase("barostat"):
-            new_positions = np.empty_like(self._positions)
-            start, atoms = self._molecules
-            kernels.scale_molecules(self._positions, start, atoms, np.linalg.inv(box), new_box,
-                                    new_positions)
         self._place_sites(new_positions)
         try:
             trial = self.backend.compute(new_positions, new_box)
