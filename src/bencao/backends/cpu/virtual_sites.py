@@ -52,8 +52,79 @@ def _local_frame(positions, parents, weights, m):
 
 
 @njit(cache=True)
+def place_site(positions, m, site, kind, parents, weights, params):
+    """Overwrite the position of virtual site ``m`` (its table row) from its parents.
+
+    One site's work, shared by the CPU loop below and the CUDA kernel (compiled for the GPU from
+    this source), so the two backends place sites with the same arithmetic.
+
+    Parameters
+    ----------
+    positions : (N, 3) float64 array
+        Positions, nm; the site's row is written in place.
+    m : int
+        Row of the site table.
+    site, kind, parents, weights, params : arrays
+        The fields of :class:`~bencao.forces.virtual_sites.VirtualSites`.
+    """
+    v = site[m]
+    if kind[m] == LINEAR:
+        x = y = z = 0.0
+        for j in range(parents.shape[1]):
+            p = parents[m, j]
+            if p < 0:
+                continue
+            w = weights[m, j, 0]
+            x += w * positions[p, 0]
+            y += w * positions[p, 1]
+            z += w * positions[p, 2]
+    elif kind[m] == OUT_OF_PLANE:
+        p1 = parents[m, 0]
+        p2 = parents[m, 1]
+        p3 = parents[m, 2]
+        ax = positions[p2, 0] - positions[p1, 0]
+        ay = positions[p2, 1] - positions[p1, 1]
+        az = positions[p2, 2] - positions[p1, 2]
+        bx = positions[p3, 0] - positions[p1, 0]
+        by = positions[p3, 1] - positions[p1, 1]
+        bz = positions[p3, 2] - positions[p1, 2]
+        cx, cy, cz = _cross(ax, ay, az, bx, by, bz)
+        w12 = params[m, 0]
+        w13 = params[m, 1]
+        wc = params[m, 2]
+        x = positions[p1, 0] + w12 * ax + w13 * bx + wc * cx
+        y = positions[p1, 1] + w12 * ay + w13 * by + wc * cy
+        z = positions[p1, 2] + w12 * az + w13 * bz + wc * cz
+    else:  # LOCAL_COORDINATES
+        ox, oy, oz, xx, xy, xz, yx, yy, yz = _local_frame(positions, parents, weights, m)
+        zx, zy, zz = _cross(xx, xy, xz, yx, yy, yz)
+        nx = math.sqrt(xx * xx + xy * xy + xz * xz)
+        nz = math.sqrt(zx * zx + zy * zy + zz * zz)
+        # A degenerate frame leaves the vector unnormalised (zero), as OpenMM does.
+        if nx > 0.0:
+            xx /= nx
+            xy /= nx
+            xz /= nx
+        if nz > 0.0:
+            zx /= nz
+            zy /= nz
+            zz /= nz
+        ex, ey, ez = _cross(zx, zy, zz, xx, xy, xz)  # unit y axis
+        lx = params[m, 0]
+        ly = params[m, 1]
+        lz = params[m, 2]
+        x = ox + lx * xx + ly * ex + lz * zx
+        y = oy + lx * xy + ly * ey + lz * zy
+        z = oz + lx * xz + ly * ez + lz * zz
+    positions[v, 0] = x
+    positions[v, 1] = y
+    positions[v, 2] = z
+
+
+@njit(cache=True)
 def place_kernel(positions, site, kind, parents, weights, params):
-    """Overwrite every virtual site's position from its parents, in table order.
+    """Overwrite every virtual site's position from its parents, in table order (a site built
+    from another site comes after it).
 
     Parameters
     ----------
@@ -63,58 +134,7 @@ def place_kernel(positions, site, kind, parents, weights, params):
         The fields of :class:`~bencao.forces.virtual_sites.VirtualSites`.
     """
     for m in range(site.shape[0]):
-        v = site[m]
-        if kind[m] == LINEAR:
-            x = y = z = 0.0
-            for j in range(parents.shape[1]):
-                p = parents[m, j]
-                if p < 0:
-                    continue
-                w = weights[m, j, 0]
-                x += w * positions[p, 0]
-                y += w * positions[p, 1]
-                z += w * positions[p, 2]
-        elif kind[m] == OUT_OF_PLANE:
-            p1 = parents[m, 0]
-            p2 = parents[m, 1]
-            p3 = parents[m, 2]
-            ax = positions[p2, 0] - positions[p1, 0]
-            ay = positions[p2, 1] - positions[p1, 1]
-            az = positions[p2, 2] - positions[p1, 2]
-            bx = positions[p3, 0] - positions[p1, 0]
-            by = positions[p3, 1] - positions[p1, 1]
-            bz = positions[p3, 2] - positions[p1, 2]
-            cx, cy, cz = _cross(ax, ay, az, bx, by, bz)
-            w12 = params[m, 0]
-            w13 = params[m, 1]
-            wc = params[m, 2]
-            x = positions[p1, 0] + w12 * ax + w13 * bx + wc * cx
-            y = positions[p1, 1] + w12 * ay + w13 * by + wc * cy
-            z = positions[p1, 2] + w12 * az + w13 * bz + wc * cz
-        else:  # LOCAL_COORDINATES
-            ox, oy, oz, xx, xy, xz, yx, yy, yz = _local_frame(positions, parents, weights, m)
-            zx, zy, zz = _cross(xx, xy, xz, yx, yy, yz)
-            nx = math.sqrt(xx * xx + xy * xy + xz * xz)
-            nz = math.sqrt(zx * zx + zy * zy + zz * zz)
-            # A degenerate frame leaves the vector unnormalised (zero), as OpenMM does.
-            if nx > 0.0:
-                xx /= nx
-                xy /= nx
-                xz /= nx
-            if nz > 0.0:
-                zx /= nz
-                zy /= nz
-                zz /= nz
-            ex, ey, ez = _cross(zx, zy, zz, xx, xy, xz)  # unit y axis
-            lx = params[m, 0]
-            ly = params[m, 1]
-            lz = params[m, 2]
-            x = ox + lx * xx + ly * ex + lz * zx
-            y = oy + lx * xy + ly * ey + lz * zy
-            z = oz + lx * xz + ly * ez + lz * zz
-        positions[v, 0] = x
-        positions[v, 1] = y
-        positions[v, 2] = z
+        place_site(positions, m, site, kind, parents, weights, params)
 
 
 @njit(cache=True, inline="always")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import types
+
 from numba import cuda
+from numba.core.dispatcher import Dispatcher
 
 from bencao.backends.cpu.fixed_point import to_fixed as cpu_to_fixed
 from bencao.backends.cuda.device import using_simulator
@@ -38,6 +41,39 @@ def device_function(function):
     if using_simulator():
         return function
     return cuda.jit(device=True)(function)
+
+
+def _pure_python(function, done):
+    """``function`` with every ``@njit`` dispatcher it names replaced by that dispatcher's Python
+    source, recursively (``done`` memoises the copies, so shared helpers are copied once)."""
+    if function in done:
+        return done[function]
+    namespace = dict(function.__globals__)
+    copy = types.FunctionType(function.__code__, namespace, function.__name__,
+                              function.__defaults__, function.__closure__)
+    done[function] = copy
+    for name in function.__code__.co_names:
+        value = namespace.get(name)
+        if isinstance(value, Dispatcher):
+            namespace[name] = _pure_python(value.py_func, done)
+    return copy
+
+
+def device_version(function):
+    """The device function that computes what ``function`` (a plain or ``@njit`` CPU function,
+    possibly calling other ``@njit`` helpers) computes on the CPU: one source for both backends.
+
+    On a GPU it is the Python source compiled with ``cuda.jit(device=True)``; the ``@njit``
+    helpers it calls need nothing, Numba compiles a CPU dispatcher called from CUDA code for the
+    CUDA target (checked without a GPU with ``cuda.compile_ptx`` for sm_90).  In Numba's CUDA
+    simulator a kernel is plain Python and its arrays are the simulator's wrappers, which an
+    ``@njit`` function cannot take: there the same source runs as Python, its helpers swapped
+    for their Python source (:func:`device_function` is the simpler case without helpers).
+    """
+    python = getattr(function, "py_func", function)
+    if using_simulator():
+        return _pure_python(python, {})
+    return cuda.jit(device=True)(python)
 
 
 # The CPU's own conversion compiled for the GPU: same clamp, scale and truncation.

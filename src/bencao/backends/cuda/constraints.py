@@ -22,11 +22,8 @@ calls ``check`` once per batch, which keeps the host out of every step.
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 from numba import cuda
-from numba.core.dispatcher import Dispatcher
 
 from bencao.backends.cpu import constraints as cpu
 from bencao.backends.cpu.constraints import (
@@ -34,8 +31,7 @@ from bencao.backends.cpu.constraints import (
     ConstraintError,
     CpuConstraints,
 )
-from bencao.backends.cuda.common import launch_kernel
-from bencao.backends.cuda.device import using_simulator
+from bencao.backends.cuda.common import device_version, launch_kernel
 
 __all__ = ["MAX_ITERATIONS", "ConstraintError", "CudaConstraints"]
 
@@ -45,44 +41,10 @@ __all__ = ["MAX_ITERATIONS", "ConstraintError", "CudaConstraints"]
 # --------------------------------------------------------------------------------------------
 
 
-def _pure_python(function, done):
-    """``function`` with every ``@njit`` dispatcher it names replaced by that dispatcher's Python
-    source, recursively (``done`` memoises the copies, so shared helpers are copied once)."""
-    if function in done:
-        return done[function]
-    namespace = dict(function.__globals__)
-    copy = types.FunctionType(function.__code__, namespace, function.__name__,
-                              function.__defaults__, function.__closure__)
-    done[function] = copy
-    for name in function.__code__.co_names:
-        value = namespace.get(name)
-        if isinstance(value, Dispatcher):
-            namespace[name] = _pure_python(value.py_func, done)
-    return copy
-
-
-def _device_version(function):
-    """The device function that computes what ``function`` (a plain or ``@njit`` function)
-    computes on the CPU.
-
-    On a GPU it is the Python source compiled with ``cuda.jit(device=True)``; the ``@njit``
-    helpers it calls need nothing: Numba compiles a CPU dispatcher called from CUDA code for the
-    CUDA target (checked without a GPU with ``cuda.compile_ptx`` for sm_90: the four kernels
-    below compile, helpers included).  In Numba's CUDA simulator a kernel is plain Python and its arrays are the
-    simulator's wrappers, which an ``@njit`` function cannot take: there the same source runs as
-    Python, its helpers swapped for their Python source (``common.device_function`` does the
-    same for a function without helpers).
-    """
-    python = getattr(function, "py_func", function)
-    if using_simulator():
-        return _pure_python(python, {})
-    return cuda.jit(device=True)(python)
-
-
-settle_one = _device_version(cpu._settle_one)
-shake_cluster = _device_version(cpu._shake_cluster)
-rattle_cluster = _device_version(cpu._rattle_cluster)
-settle_velocities_one = _device_version(cpu._settle_velocities_one)
+settle_one = device_version(cpu._settle_one)
+shake_cluster = device_version(cpu._shake_cluster)
+rattle_cluster = device_version(cpu._rattle_cluster)
+settle_velocities_one = device_version(cpu._settle_velocities_one)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,11 +1,10 @@
 """Virtual sites on the GPU: place them from their parents, move their forces onto the parents.
 
-The kernels mirror the CPU's ``place_kernel`` and ``distribute_kernel``
-(``backends.cpu.virtual_sites``: OpenMM's formulas, float64) line for line, one thread per site
-instead of one loop over the table; the CPU's per-site helpers (cross product, local frame,
-projection) are compiled for the GPU from their own Python source, so the two cannot drift apart.
-The CPU kernels themselves are loops over the whole table, not per-site functions, so their
-bodies are ported (keep them in step when either changes).
+Placement runs the CPU's own per-site function (``backends.cpu.virtual_sites.place_site``,
+OpenMM's formulas, float64) compiled for the GPU, one thread per site.  Distribution mirrors the
+CPU's ``distribute_kernel`` line for line, with the CPU's helpers (cross product, local frame,
+projection) compiled from their own source; its body is ported because it adds into a fixed-point
+accumulator with atomics where the CPU adds float64 (keep the two in step when either changes).
 
 Order.  The CPU places sites in table order and distributes in reverse order, so that a site
 built from another site is placed after it and hands its force to it before that site passes
@@ -35,11 +34,12 @@ from bencao.backends.cpu import virtual_sites as cpu_vsites
 from bencao.backends.cpu.fixed_point import forces_from_fixed
 from bencao.backends.cpu.virtual_sites import CpuVirtualSites
 from bencao.backends.cuda.bonded import add_force
-from bencao.backends.cuda.common import device_function, launch_kernel
+from bencao.backends.cuda.common import device_function, device_version, launch_kernel
 from bencao.constants import FORCE_SCALE
 from bencao.forces.virtual_sites import LINEAR, OUT_OF_PLANE, VirtualSites
 
-# The CPU's per-site helpers, compiled for the GPU (plain Python in the simulator).
+# The CPU's per-site placement and helpers, compiled for the GPU (plain Python in the simulator).
+_place_site = device_version(cpu_vsites.place_site)
 _cross = device_function(cpu_vsites._cross.py_func)
 _local_frame = device_function(cpu_vsites._local_frame.py_func)
 _project_out = device_function(cpu_vsites._project_out.py_func)
@@ -51,7 +51,7 @@ _INV_FORCE_SCALE = 1.0 / FORCE_SCALE
 @cuda.jit
 def place_sites_kernel(positions, start, count, site, kind, parents, weights, params):
     """Overwrite the positions of sites ``start .. start + count - 1`` (one level); one thread
-    per site.  The body of the CPU's ``place_kernel`` for one site.
+    per site, with the CPU's own ``place_site``.
 
     Parameters
     ----------
@@ -63,63 +63,8 @@ def place_sites_kernel(positions, start, count, site, kind, parents, weights, pa
         The fields of :class:`~bencao.forces.virtual_sites.VirtualSites` (int64 / float64).
     """
     t = cuda.grid(1)
-    if t >= count:
-        return
-    m = start + t
-    v = site[m]
-    if kind[m] == LINEAR:
-        x = 0.0
-        y = 0.0
-        z = 0.0
-        for j in range(parents.shape[1]):
-            p = parents[m, j]
-            if p < 0:
-                continue
-            w = weights[m, j, 0]
-            x += w * positions[p, 0]
-            y += w * positions[p, 1]
-            z += w * positions[p, 2]
-    elif kind[m] == OUT_OF_PLANE:
-        p1 = parents[m, 0]
-        p2 = parents[m, 1]
-        p3 = parents[m, 2]
-        ax = positions[p2, 0] - positions[p1, 0]
-        ay = positions[p2, 1] - positions[p1, 1]
-        az = positions[p2, 2] - positions[p1, 2]
-        bx = positions[p3, 0] - positions[p1, 0]
-        by = positions[p3, 1] - positions[p1, 1]
-        bz = positions[p3, 2] - positions[p1, 2]
-        cx, cy, cz = _cross(ax, ay, az, bx, by, bz)
-        w12 = params[m, 0]
-        w13 = params[m, 1]
-        wc = params[m, 2]
-        x = positions[p1, 0] + w12 * ax + w13 * bx + wc * cx
-        y = positions[p1, 1] + w12 * ay + w13 * by + wc * cy
-        z = positions[p1, 2] + w12 * az + w13 * bz + wc * cz
-    else:  # LOCAL_COORDINATES
-        ox, oy, oz, xx, xy, xz, yx, yy, yz = _local_frame(positions, parents, weights, m)
-        zx, zy, zz = _cross(xx, xy, xz, yx, yy, yz)
-        nx = math.sqrt(xx * xx + xy * xy + xz * xz)
-        nz = math.sqrt(zx * zx + zy * zy + zz * zz)
-        # A degenerate frame leaves the vector unnormalised (zero), as OpenMM and the CPU do.
-        if nx > 0.0:
-            xx /= nx
-            xy /= nx
-            xz /= nx
-        if nz > 0.0:
-            zx /= nz
-            zy /= nz
-            zz /= nz
-        ex, ey, ez = _cross(zx, zy, zz, xx, xy, xz)  # unit y axis
-        lx = params[m, 0]
-        ly = params[m, 1]
-        lz = params[m, 2]
-        x = ox + lx * xx + ly * ex + lz * zx
-        y = oy + lx * xy + ly * ey + lz * zy
-        z = oz + lx * xz + ly * ez + lz * zz
-    positions[v, 0] = x
-    positions[v, 1] = y
-    positions[v, 2] = z
+    if t < count:
+        _place_site(positions, start + t, site, kind, parents, weights, params)
 
 
 @cuda.jit
