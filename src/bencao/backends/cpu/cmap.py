@@ -109,6 +109,49 @@ def cmap_patch_coefficients(size: int, energies: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(coeff.transpose(1, 0, 2, 3).reshape(size * size, 16))
 
 
+@njit(cache=True, inline="always")
+def cmap_patch(coeffs, row, u, v):
+    """Value and gradient of one bicubic CMAP patch at (u, v).
+
+    Shared by :func:`cmap_kernel` and the CUDA kernel (compiled for the GPU from this source), so
+    both backends round alike.
+
+    Parameters
+    ----------
+    coeffs : (P, 16) float64 array
+        Patch coefficients (:func:`cmap_patch_coefficients`), kJ/mol; entry ``4 p + q`` of a
+        row multiplies u^p v^q.
+    row : int
+        Patch to evaluate.
+    u, v : float
+        Fractional positions inside the patch along phi and psi, in [0, 1] (dimensionless).
+
+    Returns
+    -------
+    tuple of float
+        (E, dE/du, dE/dv), kJ/mol (per patch width for the derivatives).
+    """
+    # Horner in both variables: E = sum_pq c[4p+q] u^p v^q.  One loop index serves as the power
+    # of u for E and dE/dv and as the power of v for dE/du.
+    e = 0.0
+    de_du = 0.0
+    de_dv = 0.0
+    for p in range(3, -1, -1):
+        c0 = coeffs[row, 4 * p]
+        c1 = coeffs[row, 4 * p + 1]
+        c2 = coeffs[row, 4 * p + 2]
+        c3 = coeffs[row, 4 * p + 3]
+        e = u * e + ((c3 * v + c2) * v + c1) * v + c0
+        de_dv = u * de_dv + (3.0 * c3 * v + 2.0 * c2) * v + c1
+        # Coefficients of u^1, u^2, u^3 in the factor of v^p.
+        d1 = coeffs[row, 4 + p]
+        d2 = coeffs[row, 8 + p]
+        d3 = coeffs[row, 12 + p]
+        de_du = v * de_du + (3.0 * d3 * u + 2.0 * d2) * u + d1
+    return e, de_du, de_dv
+
+
+
 @njit(cache=True)
 def cmap_kernel(positions, atoms, torsion_map, map_sizes, patch_offsets, coeffs, forces):
     """Energy (kJ/mol) of all CMAP torsion pairs; adds their forces.
@@ -162,23 +205,7 @@ def cmap_kernel(positions, atoms, torsion_map, map_sizes, patch_offsets, coeffs,
         u = phi / delta - s
         v = psi / delta - t
 
-        # Horner in both variables: E = sum_pq c[4p+q] u^p v^q.  One loop index serves as the
-        # power of u for E and dE/dv and as the power of v for dE/du.
-        e = 0.0
-        de_du = 0.0
-        de_dv = 0.0
-        for p in range(3, -1, -1):
-            c0 = coeffs[row, 4 * p]
-            c1 = coeffs[row, 4 * p + 1]
-            c2 = coeffs[row, 4 * p + 2]
-            c3 = coeffs[row, 4 * p + 3]
-            e = u * e + ((c3 * v + c2) * v + c1) * v + c0
-            de_dv = u * de_dv + (3.0 * c3 * v + 2.0 * c2) * v + c1
-            # Coefficients of u^1, u^2, u^3 in the factor of v^p.
-            d1 = coeffs[row, 4 + p]
-            d2 = coeffs[row, 8 + p]
-            d3 = coeffs[row, 12 + p]
-            de_du = v * de_du + (3.0 * d3 * u + 2.0 * d2) * u + d1
+        e, de_du, de_dv = cmap_patch(coeffs, row, u, v)
         energy += e
         add_dihedral_forces(forces, a1, a2, a3, a4, de_du / delta, geom_a)
         add_dihedral_forces(forces, b1, b2, b3, b4, de_dv / delta, geom_b)

@@ -20,6 +20,7 @@ import numpy as np
 from numba import cuda
 
 from bencao.backends.cpu import bonded as cpu_bonded
+from bencao.backends.cpu import cmap as cpu_cmap
 from bencao.backends.cpu.cmap import CpuCMAPTorsions
 from bencao.backends.cuda.common import device_function, launch_config, to_fixed
 from bencao.forces.bonded import (
@@ -355,50 +356,9 @@ def position_restraints_kernel(positions, atoms, reference, k, system_index, box
     add_force(forces, i, -k[m] * dx, -k[m] * dy, -k[m] * dz)
 
 
-def _cmap_patch(coeffs, row, u, v):
-    """Value and gradient of one bicubic CMAP patch at (u, v).
-
-    Mirrors the inner loop of the CPU's ``cpu.cmap.cmap_kernel`` (which has no per-item function
-    to reuse), operation for operation, so both backends round alike.
-
-    Parameters
-    ----------
-    coeffs : (P, 16) float64 array
-        Patch coefficients (``cpu.cmap.cmap_patch_coefficients``), kJ/mol; entry ``4 p + q`` of a
-        row multiplies u^p v^q.
-    row : int
-        Patch to evaluate.
-    u, v : float
-        Fractional positions inside the patch along phi and psi, in [0, 1] (dimensionless).
-
-    Returns
-    -------
-    tuple of float
-        (E, dE/du, dE/dv), kJ/mol (per patch width for the derivatives).
-    """
-    # Horner in both variables: E = sum_pq c[4p+q] u^p v^q.  One loop index serves as the power
-    # of u for E and dE/dv and as the power of v for dE/du.
-    e = 0.0
-    de_du = 0.0
-    de_dv = 0.0
-    for p in range(3, -1, -1):
-        c0 = coeffs[row, 4 * p]
-        c1 = coeffs[row, 4 * p + 1]
-        c2 = coeffs[row, 4 * p + 2]
-        c3 = coeffs[row, 4 * p + 3]
-        e = u * e + ((c3 * v + c2) * v + c1) * v + c0
-        de_dv = u * de_dv + (3.0 * c3 * v + 2.0 * c2) * v + c1
-        # Coefficients of u^1, u^2, u^3 in the factor of v^p.
-        d1 = coeffs[row, 4 + p]
-        d2 = coeffs[row, 8 + p]
-        d3 = coeffs[row, 12 + p]
-        de_du = v * de_du + (3.0 * d3 * u + 2.0 * d2) * u + d1
-    return e, de_du, de_dv
-
-
-# A pure function (array reads and arithmetic only): compiled for the GPU, plain Python in the
-# simulator (see ``common.device_function``).
-cmap_patch = device_function(_cmap_patch)
+# The CPU's patch polynomial, a pure function (array reads and arithmetic only): compiled for the
+# GPU, plain Python in the simulator (see ``common.device_function``).
+cmap_patch = device_function(cpu_cmap.cmap_patch.py_func)
 
 
 @cuda.jit
@@ -425,7 +385,7 @@ def cmap_torsions_kernel(positions, atoms, torsion_map, map_sizes, patch_offsets
     patch_offsets : (K,) int64 device array
         First row of each map in ``coeffs``.
     coeffs : (P, 16) float64 device array
-        Patch coefficients, kJ/mol (see :func:`_cmap_patch`).
+        Patch coefficients, kJ/mol (see ``cpu.cmap.cmap_patch``).
     forces : (N, 3) int64 device array
         Fixed-point force accumulator; the forces (kJ/mol/nm) are added to it.
     energies : (M,) float64 device array
