@@ -9,6 +9,34 @@ from __future__ import annotations
 import os
 
 
+def _ligand_options(args):
+    """The ligand options as a LigandOptions, or None when none was given."""
+    from bencao.errors import PreparationError
+    from bencao.prep.complex import LigandOptions
+
+    residues = {}
+    for item in args.ligand_residue or ():
+        name, _, smiles = item.partition("=")
+        if not name.strip() or not smiles.strip():
+            raise PreparationError(f"--ligand-residue {item}: write it as NAME=SMILES, e.g. "
+                                   f"--ligand-residue TMP=Cc1ccc(C)cc1")
+        residues[name.strip().upper()] = smiles.strip()
+    net_charges = {}
+    for item in args.ligand_net_charge or ():
+        name, _, value = item.rpartition("=")
+        try:
+            net_charges[name.strip().upper() or None] = int(value)
+        except ValueError:
+            raise PreparationError(f"--ligand-net-charge {item}: give an integer charge (e.g. -1) "
+                                   f"or NAME=CHARGE") from None
+    options = LigandOptions(files=list(args.ligand or ()), residues=residues,
+                            charge_method=args.ligand_charge_method, net_charges=net_charges,
+                            forcefield=args.ligand_forcefield,
+                            params_files=list(args.ligand_params or ()),
+                            remove=[n.upper() for n in args.remove_residue or ()])
+    return options if options.any or net_charges else None
+
+
 def _prepare(args) -> int:
     from bencao.prep.prepare import load_inputs, summarize, write_prepared
 
@@ -27,6 +55,7 @@ def _prepare(args) -> int:
         nonbonded_cutoff=args.cutoff,
         constraints=args.constraints,
         hydrogen_mass=args.hydrogen_mass,
+        ligands=_ligand_options(args),
     )
     written = write_prepared(prepared, args.output)
     _print_summary(prepared, summarize(prepared), written)
@@ -90,6 +119,26 @@ def register(commands) -> None:
                            help="box shape (default: cube; a dodecahedron has 71%% of its volume)")
     structure.add_argument("--no-solvent", action="store_true",
                            help="do not add water and ions (vacuum, unless the input is solvated)")
+    ligands = prepare.add_argument_group(
+        "ligands (GAFF2 + AM1-BCC with AmberTools; needs pip install 'bencao[ligand]')")
+    ligands.add_argument("--ligand", metavar="FILE", action="append",
+                         help="a ligand as SDF/MOL (explicit hydrogens) or MOL2, 3-D coordinates "
+                              "in the protein's frame (repeatable)")
+    ligands.add_argument("--ligand-residue", metavar="NAME=SMILES", action="append",
+                         help="keep the structure's residue NAME as a ligand: bond orders and "
+                              "protonation from the SMILES, hydrogens added (repeatable)")
+    ligands.add_argument("--ligand-charge-method", choices=["am1bcc", "am1bcc-fast", "file"],
+                         default="am1bcc",
+                         help="am1bcc (sqm optimises first), am1bcc-fast (at the input "
+                              "geometry) or file (the MOL2/SDF's charges); default am1bcc")
+    ligands.add_argument("--ligand-net-charge", metavar="[NAME=]Q", action="append",
+                         help="net charge of the ligand (default: the sum of formal charges)")
+    ligands.add_argument("--ligand-forcefield", choices=["gaff2", "gaff"], default="gaff2",
+                         help="general Amber force field (default: gaff2)")
+    ligands.add_argument("--ligand-params", metavar="FILE.xml", action="append",
+                         help="reuse ligand parameters written before (ligands/NAME.xml)")
+    ligands.add_argument("--remove-residue", metavar="NAME", action="append",
+                         help="remove every residue NAME on purpose (a chain is split there)")
     system = prepare.add_argument_group("every input")
     system.add_argument("--hydrogen-mass", type=_number, default=None,
                         help="mass of hydrogens on heavy atoms, amu (e.g. 1.5 for 4 fs; "

@@ -21,7 +21,7 @@ import os
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,6 +31,13 @@ from bencao.io.files import (
     describe_os_error,
     ensure_output_folder,
     save_state,
+)
+from bencao.prep.complex import (
+    add_to_modeller,
+    check_geometry,
+    load_templates,
+    parametrize_staged,
+    stage_ligands,
 )
 from bencao.prep.forcefields import (
     SOLVENT_BOX,
@@ -81,7 +88,7 @@ GROMACS_INCLUDE_CANDIDATES = (
 
 #: Options of prepare_structure that only make sense for a structure to be parametrised.
 STRUCTURE_OPTIONS = ("forcefield", "water", "padding", "ionic_strength", "ph", "box_shape",
-                     "solvate", "positive_ion", "negative_ion")
+                     "solvate", "positive_ion", "negative_ion", "ligands")
 #: Options every input takes (how the OpenMM system is built).
 SYSTEM_OPTIONS = ("nonbonded_cutoff", "constraints", "hydrogen_mass")
 
@@ -106,6 +113,11 @@ class PreparedSystem:
         What was prepared and how (input files, force field, water model).
     notes : tuple of str
         What preparation changed or ignored (residues removed, gaps filled, options ignored).
+    ligand_files : dict
+        File name -> text of each ligand's parameters (``NAME.xml`` force field, antechamber's
+        ``NAME.mol2``, parmchk2's ``NAME.frcmod``, ``NAME.sdf``), written to ``ligands/``.
+    ligand_names : tuple of str
+        Residue names of the ligands.
     """
 
     system: object
@@ -115,6 +127,8 @@ class PreparedSystem:
     box: np.ndarray | None
     source: str = ""
     notes: tuple = ()
+    ligand_files: dict = field(default_factory=dict)
+    ligand_names: tuple = ()
 
 
 # ------------------------------------------------------------------ small helpers
@@ -305,12 +319,16 @@ def _remove_heterogens(fixer) -> list[str]:
     """Delete every residue that is not polymer, water or a solvent ion; return what went.
 
     Ligands, cofactors and bound metals need parameters the protein force fields do not have;
-    they are removed (and reported) rather than failing later without a template.
+    they are removed (and reported) rather than failing later without a template.  A residue
+    bonded into a polymer chain is an error instead: removing it would break the chain.
     """
     from openmm import app
 
+    from bencao.prep.complex import check_unknown_residues
+
     keep = POLYMER_RESIDUES | WATER_RESIDUES | ION_RESIDUES
     drop = [r for r in fixer.topology.residues() if r.name not in keep]
+    check_unknown_residues(fixer.topology, fixer.positions, drop, POLYMER_RESIDUES)
     if drop:
         modeller = app.Modeller(fixer.topology, fixer.positions)
         modeller.delete(drop)
@@ -395,7 +413,7 @@ def prepare_structure(path, forcefield: str = "amber14", water: str | None = Non
                       box_shape: str = "cube", hydrogen_mass: float | None = None,
                       nonbonded_cutoff: float = 1.0, constraints: str | None = "hbonds",
                       solvate: bool = True, positive_ion: str = "Na+",
-                      negative_ion: str = "Cl-") -> PreparedSystem:
+                      negative_ion: str = "Cl-", ligands=None) -> PreparedSystem:
     """Repair, solvate and parametrise a structure from a PDB or PDBx/mmCIF file.
 
     Parameters
@@ -427,6 +445,9 @@ def prepare_structure(path, forcefield: str = "amber14", water: str | None = Non
         box, which is wider than twice the cutoff): that box is then kept (PME).
     positive_ion, negative_ion : str
         Ions added: "Na+", "K+", "Li+", "Rb+", "Cs+"; "Cl-", "Br-", "F-", "I-".
+    ligands : bencao.prep.complex.LigandOptions or None
+        Ligands to keep or add (files, residues of the structure with their SMILES), their
+        charge method and force field (GAFF2/AM1-BCC by default), residues to remove on purpose.
 
     Returns
     -------
@@ -457,9 +478,16 @@ def prepare_structure(path, forcefield: str = "amber14", water: str | None = Non
     openmm_forcefield = make_forcefield(spec.name, water)
 
     fixer = _read_structure(path)
-    notes = _fix_structure(fixer, float(ph), path)
+    staged = stage_ligands(fixer, ligands, path) if ligands is not None and ligands.any else None
+    notes = (staged.notes if staged else []) + _fix_structure(fixer, float(ph), path)
     modeller = app.Modeller(fixer.topology, fixer.positions)
     label = f"{spec.name}/{water}"
+    if staged is not None:
+        parametrize_staged(staged, ligands)
+        label += " + " + ligands.forcefield
+        add_to_modeller(modeller, staged)
+        load_templates(openmm_forcefield, staged)
+        notes += check_geometry(modeller.topology, modeller.positions, staged.all_names)
     if solvate:
         _solvate(modeller, openmm_forcefield, label, water, float(padding), float(ionic_strength),
                  box_shape, positive_ion, negative_ion)
@@ -477,7 +505,14 @@ def prepare_structure(path, forcefield: str = "amber14", water: str | None = Non
         openmm_system = openmm_forcefield.createSystem(modeller.topology, **options)
     positions = modeller.getPositions().value_in_unit(unit.nanometer)
     source = f"{os.path.basename(path)} with {spec.name} + {water}"
-    return _finish(openmm_system, modeller.topology, positions, options, source, notes)
+    prepared = _finish(openmm_system, modeller.topology, positions, options, source, notes)
+    if staged is not None:
+        prepared.source += f" + {', '.join(sorted(staged.names))} ({ligands.forcefield})" \
+            if staged.names else ""
+        prepared.ligand_files = {name: text for p in staged.parameters
+                                 for name, text in p.files.items()}
+        prepared.ligand_names = tuple(sorted(staged.all_names))
+    return prepared
 
 
 # ------------------------------------------------------------------ common end of every route
@@ -836,7 +871,8 @@ def write_prepared(prepared: PreparedSystem, folder) -> dict[str, str]:
     dict
         File name -> path: ``system.npz`` (bencao System), ``state.npz`` (positions and box),
         ``structure.pdb`` and ``structure.cif`` (topology and positions), ``system.xml`` (the
-        OpenMM system, serialised, to compare with OpenMM).
+        OpenMM system, serialised, to compare with OpenMM), and ``ligands/NAME.xml`` (reuse
+        with ``--ligand-params``), ``.mol2``, ``.frcmod``, ``.sdf`` for each ligand.
 
     Raises
     ------
@@ -856,6 +892,12 @@ def write_prepared(prepared: PreparedSystem, folder) -> dict[str, str]:
     with atomic_write(paths["system.xml"], "w") as handle:
         handle.write(openmm.XmlSerializer.serialize(prepared.openmm_system))
     save_state(paths["state.npz"], prepared.positions, prepared.box)
+    if prepared.ligand_files:
+        ligand_folder = ensure_output_folder(os.path.join(folder, "ligands"))
+        for name, text in sorted(prepared.ligand_files.items()):
+            paths[f"ligands/{name}"] = os.path.join(ligand_folder, name)
+            with atomic_write(paths[f"ligands/{name}"], "w") as handle:
+                handle.write(text)
     try:
         prepared.system.save(paths["system.npz"])
     except OSError as exc:
