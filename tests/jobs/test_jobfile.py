@@ -124,7 +124,7 @@ kind = "nvt"
 name = "heat"
 length = "20 ps"
 temperature = [100, 310]
-restraints = "heavy"
+restraints = "backbone+ligand"
 restraint_k = 500
 velocities = "generate"
 
@@ -161,7 +161,8 @@ def test_explicit_stages_inherit_from_the_top_level(folder):
 
     assert heat.steps == 5000 and heat.timestep == 0.004
     assert heat.temperature == (100.0, 310.0)
-    assert (heat.restraints, heat.restraint_k, heat.generate_velocities) == ("heavy", 500.0, True)
+    assert (heat.restraints, heat.restraint_k, heat.generate_velocities) == ("backbone+ligand", 500.0,
+                                                                              True)
     assert (heat.friction, heat.report_every, heat.trajectory_every) == (2.0, 500, 2500)
 
     assert npt.steps == 5000 and npt.timestep == 0.002 and npt.length_ps == pytest.approx(10.0)
@@ -252,6 +253,8 @@ S = 'system = "system"\n'
         (S + "trajectory_format = 'pdb'", ["'trajectory_format'"]),
         (S + "backend = 'gpu'", ["'backend'", "'cuda'"]),
         (S + "checkpoint_minutes = 0", ["'checkpoint_minutes'"]),
+        (S + "[[stage]]\nkind = 'nvt'\nlength = '1 ps'\nrestraints = 'backbone+ligands'",
+         ["'restraints'", "'ligand'", "joined with '+'"]),
         (S + "checkpoint_interval = '100 steps'", ["'checkpoint_interval'", "steps"]),
         (S + "timestep = '2 steps'", ["'timestep'"]),
         (S + "timestep = 0", ["'timestep'"]),

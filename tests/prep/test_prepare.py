@@ -436,7 +436,7 @@ def test_residue_without_template_is_named(tmp_path):
     with pytest.raises(PreparationError) as exc_info:
         prepare_structure(path, solvate=False)
     assert_one_line(exc_info, "residue UNK 24 (chain A) has no template in amber14",
-                    "openmmforcefields")
+                    "--ligand-residue UNK=SMILES", "--remove-residue UNK")
 
 
 def test_unrecognised_input_combination():

@@ -3,11 +3,13 @@
 import mdtraj
 import numpy as np
 import openmm as mm
+import pytest
 from openmm import app
 from reference import data_path, openmm_evaluation
 from systems import alanine_dipeptide
 
 import bencao
+from bencao.errors import JobFileError
 from bencao.prep.restraints import restrained_atoms, with_position_restraints
 
 
@@ -60,3 +62,24 @@ def test_restraint_choices_select_the_expected_atoms():
     assert all(topology.atom(i).element.symbol != "H" for i in heavy)
     assert {topology.atom(i).name for i in backbone} <= {"N", "CA", "C", "O"}
     assert set(backbone) <= set(protein) and len(protein) <= 22
+
+
+def test_ligand_restraints_hold_its_heavy_atoms():
+    # T4 lysozyme L99A with p-xylene (residue TMP, heavy atoms only, as in a crystal structure)
+    topology = mdtraj.load_pdb(data_path("t4l-l99a-pxylene.pdb")).topology
+    ligand = restrained_atoms(topology, "ligand")
+    assert [topology.atom(i).residue.name for i in ligand] == ["TMP"] * 8
+    heavy = restrained_atoms(topology, "heavy")
+    assert set(ligand) <= set(heavy)
+    combined = restrained_atoms(topology, "backbone+ligand")
+    backbone = restrained_atoms(topology, "backbone")
+    assert set(combined) == set(backbone) | set(ligand)
+    assert len(combined) == len(backbone) + 8
+    assert np.all(np.diff(combined) > 0)
+
+
+def test_unknown_restraint_choice_lists_the_choices():
+    topology = mdtraj.load_prmtop(data_path("alanine-dipeptide-explicit.prmtop"))
+    with pytest.raises(JobFileError) as exc_info:
+        restrained_atoms(topology, "backbone+ligands")
+    assert "ligand" in str(exc_info.value) and "'+'" in str(exc_info.value)

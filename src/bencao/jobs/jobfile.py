@@ -42,7 +42,7 @@ Time = float | tuple
 STAGE_KINDS = ("minimize", "nvt", "npt", "nve")
 DYNAMICS_KINDS = ("nvt", "npt", "nve")
 INTEGRATORS = ("langevin", "nose-hoover", "verlet")
-RESTRAINTS = ("none", "heavy", "backbone", "protein")
+RESTRAINTS = ("none", "heavy", "backbone", "protein", "ligand")
 VELOCITIES = ("continue", "generate")
 TRAJECTORY_FORMATS = ("xtc", "dcd")
 BACKENDS = ("cpu", "cuda")
@@ -134,8 +134,9 @@ class Stage:
         Steps between log rows (0 = none).
     trajectory_every : int
         Steps between trajectory frames (0 = none).
-    restraints : {"none", "heavy", "backbone", "protein"}
-        Which atoms are held at their starting positions by harmonic restraints.
+    restraints : str
+        Which atoms are held at their starting positions by harmonic restraints: "none",
+        "heavy", "backbone", "protein", "ligand" (its heavy atoms), or several joined with "+".
     restraint_k : float
         Restraint force constant, kJ/mol/nm^2.
     tolerance : float
@@ -443,6 +444,16 @@ def _one_of(choices) -> Callable:
     return check
 
 
+def _restraint_choice(value, key, where) -> str:
+    """One of RESTRAINTS, or several joined with '+' ("backbone+ligand")."""
+    parts = value.split("+") if isinstance(value, str) else [None]
+    if not all(isinstance(p, str) and p.strip() in RESTRAINTS for p in parts):
+        options = ", ".join(f"'{choice}'" for choice in RESTRAINTS)
+        raise where.error(f"'{key}' must be one of {options}, or several joined with '+' "
+                          f"(e.g. 'backbone+ligand'), got {_show(value)}")
+    return "+".join(p.strip() for p in parts)
+
+
 def _string(value, key, where) -> str:
     if not isinstance(value, str) or not value.strip():
         raise where.error(f"'{key}' must be a non-empty string, got {_show(value)}")
@@ -557,7 +568,7 @@ _STAGE_CHECKS: dict[str, Callable] = {
     "barostat_frequency": _whole_number(1),
     "report_interval": _interval,
     "trajectory_interval": _interval,
-    "restraints": _one_of(RESTRAINTS),
+    "restraints": _restraint_choice,
     "restraint_k": _positive_number(" in kJ/mol/nm^2"),
     "velocities": _one_of(VELOCITIES),
     "tolerance": _positive_number(" in kJ/mol/nm"),

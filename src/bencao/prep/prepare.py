@@ -263,9 +263,10 @@ def _template_error(exc: Exception, topology, forcefield_name: str):
     # OpenMM's first sentence of diagnosis ("...is missing 1 H atom") helps with damaged residues
     diagnosis = text[match.end():].strip(" .").split(".  ")[0].split(" For more information")[0]
     hint = f" (OpenMM: {' '.join(diagnosis.split())})" if diagnosis else ""
-    return PreparationError(f"{where} has no template in {forcefield_name}: a ligand or unusual "
-                            f"residue needs parameters (e.g. from openmmforcefields/GAFF), or "
-                            f"remove it{hint}")
+    return PreparationError(f"{where} has no template in {forcefield_name}: a ligand needs "
+                            f"parameters (--ligand-residue {name}=SMILES for GAFF2/AM1-BCC, or "
+                            f"--ligand-params FILE.xml), or remove it with --remove-residue "
+                            f"{name}{hint}")
 
 
 @contextlib.contextmanager
@@ -479,11 +480,12 @@ def prepare_structure(path, forcefield: str = "amber14", water: str | None = Non
 
     fixer = _read_structure(path)
     staged = stage_ligands(fixer, ligands, path) if ligands is not None and ligands.any else None
-    notes = (staged.notes if staged else []) + _fix_structure(fixer, float(ph), path)
+    notes = _fix_structure(fixer, float(ph), path)
     modeller = app.Modeller(fixer.topology, fixer.positions)
     label = f"{spec.name}/{water}"
     if staged is not None:
         parametrize_staged(staged, ligands)
+        notes = staged.notes + notes
         label += " + " + ligands.forcefield
         add_to_modeller(modeller, staged)
         load_templates(openmm_forcefield, staged)

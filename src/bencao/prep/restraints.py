@@ -8,16 +8,35 @@ import numpy as np
 
 from bencao.errors import JobFileError
 from bencao.forces import PositionRestraints
+from bencao.selections import is_ligand, is_solvent
 
-#: What each restraint choice of a job file holds in place.
-RESTRAINT_CHOICES = ("none", "heavy", "backbone", "protein")
+#: What each restraint choice of a job file holds in place; choices combine with "+"
+#: ("backbone+ligand").
+RESTRAINT_CHOICES = ("none", "heavy", "backbone", "protein", "ligand")
 
 _BACKBONE_NAMES = {"N", "CA", "C", "O"}
 
 
-def _is_solvent(residue) -> bool:
-    """Water and monatomic ions: what restraints never hold."""
-    return residue.is_water or residue.n_atoms == 1
+def _is_heavy(atom) -> bool:
+    return atom.element is None or atom.element.symbol != "H"
+
+
+_SELECTS = {
+    "none": lambda atom: False,
+    "heavy": lambda atom: not is_solvent(atom.residue) and _is_heavy(atom),
+    "backbone": lambda atom: atom.residue.is_protein and atom.name in _BACKBONE_NAMES,
+    "protein": lambda atom: atom.residue.is_protein,
+    "ligand": lambda atom: is_ligand(atom.residue) and _is_heavy(atom),
+}
+
+
+def restraint_parts(which: str) -> list:
+    """The choices in ``which`` ("backbone+ligand" -> ["backbone", "ligand"]), checked."""
+    parts = [part.strip() for part in str(which).split("+")]
+    if not all(part in RESTRAINT_CHOICES for part in parts):
+        raise JobFileError(f"restraints must be one of {', '.join(RESTRAINT_CHOICES)} or several "
+                           f"joined with '+' (e.g. 'backbone+ligand'), got {which!r}")
+    return parts
 
 
 def restrained_atoms(topology, which: str) -> np.ndarray:
@@ -27,29 +46,18 @@ def restrained_atoms(topology, which: str) -> np.ndarray:
     ----------
     topology : mdtraj.Topology
         The system's topology (residue and atom names, elements).
-    which : {"none", "heavy", "backbone", "protein"}
+    which : str
         "heavy": every non-hydrogen atom outside water and ions (protein, nucleic acids,
-        ligands); "backbone": protein N, CA, C, O; "protein": all atoms of protein residues.
+        ligands); "backbone": protein N, CA, C, O; "protein": all atoms of protein residues;
+        "ligand": heavy atoms of ligands (residues that are neither polymer nor solvent, see
+        :func:`bencao.selections.is_ligand`); "none"; or several joined with "+".
 
     Returns
     -------
     (M,) int64 array
     """
-    if which not in RESTRAINT_CHOICES:
-        raise JobFileError(f"restraints must be one of {', '.join(RESTRAINT_CHOICES)}, got {which!r}")
-    chosen = []
-    for atom in topology.atoms:
-        residue = atom.residue
-        if which == "heavy":
-            keep = not _is_solvent(residue) and (atom.element is None or atom.element.symbol != "H")
-        elif which == "backbone":
-            keep = residue.is_protein and atom.name in _BACKBONE_NAMES
-        elif which == "protein":
-            keep = residue.is_protein
-        else:
-            keep = False
-        if keep:
-            chosen.append(atom.index)
+    selects = [_SELECTS[part] for part in restraint_parts(which)]
+    chosen = [atom.index for atom in topology.atoms if any(select(atom) for select in selects)]
     return np.array(chosen, dtype=np.int64)
 
 

@@ -2,7 +2,9 @@
 
 The page shows a summary table, plots of the log (energies, temperature, density) and of the
 trajectory (backbone RMSD, radius of gyration, computed with MDTraj), and a 3-D movie of the
-protein drawn with the vendored 3Dmol.js.  It works offline: nothing is fetched from a network.
+protein drawn with the vendored 3Dmol.js.  A protein–ligand complex also gets the ligand in the
+movie and a ligand section: RMSD, centroid displacement and protein contacts
+(:mod:`bencao.report.ligand`).  It works offline: nothing is fetched from a network.
 """
 
 from bencao.report.analysis import analyse_trajectory, load_trajectory

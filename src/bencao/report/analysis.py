@@ -1,9 +1,11 @@
 """Trajectory analysis for the run report, with MDTraj: backbone RMSD and radius of gyration.
 
-Only the atoms the report needs are read from the trajectory (the protein, or the solute of a
-system without protein), which keeps a solvated system's trajectory cheap to analyse.  Molecules
-are made whole before any analysis: a protein split across the periodic boundary would give a
-meaningless RMSD and radius of gyration.
+Only the atoms the report needs are read from the trajectory (the protein and its ligands, or the
+solute of a system without protein), which keeps a solvated system's trajectory cheap to analyse.
+Molecules are made whole before any analysis: a protein split across the periodic boundary would
+give a meaningless RMSD and radius of gyration, and a ligand drawn a box length away from its
+pocket would give meaningless contacts.  The ligand analysis itself is in
+:mod:`bencao.report.ligand`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from bencao.errors import InputFileError
+from bencao.report.ligand import (
+    MAX_LIGANDS,
+    analyse_ligands,
+    ligand_residues,
+    place_ligands_near_protein,
+)
 
 #: Trajectory file names a run writes, in order of preference (XTC stores the time of each frame).
 TRAJECTORY_NAMES = ("trajectory.xtc", "trajectory.dcd")
@@ -41,9 +49,10 @@ class TrajectoryData:
     traj : mdtraj.Trajectory
         The selected atoms (``selection``), molecules made whole; positions in nm.
     selection : str
-        "protein", "solute" (no protein: every atom that is not water or a monatomic ion), "all
-        atoms" (a small system of solvent only) or "none" (a large solvent box: only the frame count
-        and times are read; ``traj`` then holds a single atom).
+        "protein" (the protein and its ligands, if any), "solute" (no protein: every atom that is
+        not water or a monatomic ion), "all atoms" (a small system of solvent only) or "none" (a
+        large solvent box: only the frame count and times are read; ``traj`` then holds a single
+        atom).
     n_atoms_total : int
         Atoms in the system (topology.pdb).
     time_ps : (n_frames,) float64 array or None
@@ -57,6 +66,9 @@ class TrajectoryData:
         How molecules were made whole, in words.
     notes : list of str
         Things the reader of the report should know (shown on the page).
+    ligands : list of mdtraj Residue
+        The ligand residues of ``traj.topology`` (see :func:`bencao.report.ligand.ligand_residues`)
+        loaded with the protein; empty without protein or ligand.
     """
 
     path: Path
@@ -68,6 +80,7 @@ class TrajectoryData:
     periodic: bool
     imaging: str
     notes: list = field(default_factory=list)
+    ligands: list = field(default_factory=list)
 
     @property
     def n_frames(self) -> int:
@@ -127,16 +140,20 @@ def _solvent_atoms(topology) -> set:
 def choose_selection(topology) -> tuple:
     """The atoms the report analyses and shows, and what they are.
 
+    A system with a protein gives the protein and its first :data:`MAX_LIGANDS` ligand residues.
+
     Returns
     -------
     selection : str
         "protein", "solute", "all atoms" or "none" (see :class:`TrajectoryData`).
     indices : (n,) int array
-        Atom indices into the full system.
+        Atom indices into the full system, increasing.
     """
     protein = topology.select("protein")
     if len(protein):
-        return "protein", protein
+        ligand_atoms = [a.index for residue in ligand_residues(topology)[:MAX_LIGANDS]
+                        for a in residue.atoms]
+        return "protein", np.union1d(protein, np.array(ligand_atoms, dtype=int))
     solvent = _solvent_atoms(topology)
     solute = np.array([a.index for a in topology.atoms if a.index not in solvent], dtype=int)
     if len(solute):
@@ -196,20 +213,34 @@ def _is_periodic(traj) -> bool:
     return bool(np.all(volumes > 1e-6))
 
 
-def make_whole(traj, periodic: bool) -> str:
+def make_whole(traj, periodic: bool, ligands=()) -> str:
     """Make the molecules of ``traj`` whole, in place; returns how, in words.
 
     The largest molecule (the protein, or its largest chain) is made whole and anchors the
     others, which are imaged around it with ``image_molecules``.  The anchor is named rather than
     left to MDTraj's guess, which ignores molecules of 22 atoms or fewer (alanine dipeptide).
     Should imaging fail (a topology whose bonds MDTraj cannot follow), each molecule is only made
-    whole.
+    whole.  Ligand residues are then made whole and put in the periodic image nearest the protein
+    (:func:`bencao.report.ligand.place_ligands_near_protein`).
+
+    Parameters
+    ----------
+    traj : mdtraj.Trajectory
+    periodic : bool
+        Whether ``traj`` has a periodic box (without one its box vectors are dropped).
+    ligands : list of mdtraj Residue
+        Ligand residues of ``traj.topology``; with ligands the anchor is the largest molecule that
+        holds protein atoms.
     """
     if not periodic:
         traj.unitcell_vectors = None
         return "none needed (no periodic box)"
+    protein = traj.topology.select("protein") if ligands else np.array([], dtype=int)
     try:
         molecules = sorted(traj.topology.find_molecules(), key=len, reverse=True)
+        if len(protein):
+            # a ligand larger than a short peptide must not become the anchor
+            molecules.sort(key=lambda m: not any(a.residue.is_protein for a in m))
         traj.image_molecules(inplace=True, anchor_molecules=molecules[:1],
                              other_molecules=molecules[1:])
     except Exception:  # noqa: BLE001 - MDTraj raises several types; fall back below
@@ -217,12 +248,19 @@ def make_whole(traj, periodic: bool) -> str:
     else:
         imaged = True
     if imaged:
-        return "molecules made whole and imaged around the largest one (mdtraj image_molecules)"
-    try:
-        traj.make_molecules_whole(inplace=True)
-        return "molecules made whole (mdtraj make_molecules_whole)"
-    except Exception:  # noqa: BLE001
-        return "none (MDTraj could not make the molecules whole; RMSD may jump at the boundary)"
+        anchor = "the largest protein molecule" if len(protein) else "the largest one"
+        how = f"molecules made whole and imaged around {anchor} (mdtraj image_molecules)"
+    else:
+        try:
+            traj.make_molecules_whole(inplace=True)
+            how = "molecules made whole (mdtraj make_molecules_whole)"
+        except Exception:  # noqa: BLE001
+            return ("none (MDTraj could not make the molecules whole; RMSD may jump at the "
+                    "boundary)")
+    if len(protein):
+        place_ligands_near_protein(traj, list(ligands), protein)
+        how += "; each ligand put in the periodic image nearest the protein"
+    return how
 
 
 @contextlib.contextmanager
@@ -289,7 +327,16 @@ def load_trajectory(run_dir) -> TrajectoryData:
     data = TrajectoryData(path=path, traj=traj, selection=selection,
                           n_atoms_total=topology.n_atoms, time_ps=time_ps,
                           time_source=time_source, periodic=periodic, imaging="")
-    data.imaging = make_whole(traj, periodic) if selection != "none" else "not needed"
+    if selection == "protein":
+        # the loaded atoms hold whole residues, so the definition picks the same residues again
+        data.ligands = ligand_residues(traj.topology)
+        found = len(ligand_residues(topology))
+        if found > MAX_LIGANDS:
+            data.notes.append(f"{found} residues are ligands by the report's definition (not "
+                              f"protein, nucleic acid or water, more than one atom); only the "
+                              f"first {MAX_LIGANDS} are shown and analysed.")
+    data.imaging = (make_whole(traj, periodic, data.ligands) if selection != "none"
+                    else "not needed")
     if time_ps is None:
         data.notes.append(f"Trajectory plots use the frame index: {time_source}.")
     return data
@@ -301,7 +348,7 @@ def protein_analysis(traj) -> dict:
     Parameters
     ----------
     traj : mdtraj.Trajectory
-        Protein atoms only, molecules whole; positions in nm.
+        Protein atoms, and maybe ligands (not counted), molecules whole; positions in nm.
 
     Returns
     -------
@@ -313,6 +360,9 @@ def protein_analysis(traj) -> dict:
     """
     import mdtraj as md
 
+    protein = traj.topology.select("protein")
+    if len(protein) < traj.n_atoms:
+        traj = traj.atom_slice(protein)  # the radius of gyration is the protein's alone
     backbone = traj.topology.select("backbone")
     rmsd = None
     if len(backbone) >= 3:
@@ -340,6 +390,8 @@ def analyse_trajectory(run_dir, data: TrajectoryData | None = None) -> dict:
         ``time_ps``: (n_frames,) float64 frame times, ps (the frame index when the file does not
         record times; see ``time_source``); ``frame``: (n_frames,) int frame index;
         ``rmsd_nm``, ``rg_nm``: (n_frames,) float64 arrays in nm, or None without a protein;
+        ``ligands``: one dict per ligand residue loaded with the protein (see
+        :func:`bencao.report.ligand.analyse_ligands`), empty without;
         ``n_frames``, ``n_atoms``, ``selection``, ``time_source``, ``imaging``, ``trajectory``,
         ``notes``.
 
@@ -363,10 +415,12 @@ def analyse_trajectory(run_dir, data: TrajectoryData | None = None) -> dict:
         "imaging": data.imaging,
         "rmsd_nm": None,
         "rg_nm": None,
+        "ligands": [],
         "notes": list(data.notes),
     }
     if data.selection == "protein":
         result.update(protein_analysis(data.traj))
+        result["ligands"] = analyse_ligands(data.traj, data.ligands) if data.ligands else []
     else:
         result["notes"].append("The system holds no protein: no backbone RMSD or radius of "
                                "gyration.")

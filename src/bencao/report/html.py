@@ -20,6 +20,8 @@ from bencao.errors import BencaoError, InputFileError
 from bencao.io.files import atomic_write
 from bencao.report import plots
 from bencao.report.analysis import analyse_trajectory, load_topology, load_trajectory
+from bencao.report.ligand_page import ligand_section, ligand_summary_rows
+from bencao.report.plots import figure_html as _figure_html
 from bencao.report.runlog import read_log
 from bencao.report.viewer import movie_payload, movie_section
 
@@ -42,6 +44,10 @@ table.summary td { padding: 0.2em 0; }
 figure { margin: 1.2em 0; }
 figure img { max-width: 100%; }
 figcaption { color: #555; font-size: 0.92em; }
+table.contacts { border-collapse: collapse; margin: 0.5em 0 1.2em; font-size: 0.92em; }
+table.contacts caption { text-align: left; color: #555; padding-bottom: 0.3em; }
+table.contacts th, table.contacts td { padding: 0.15em 1em 0.15em 0; text-align: left; }
+table.contacts td:nth-child(2), table.contacts td:nth-child(4) { text-align: right; }
 pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
 """
 
@@ -132,6 +138,8 @@ def _summary_rows(run_dir, log, counts, analysis) -> list:
         rows.append(("Backbone RMSD, last frame", f"{10 * analysis['rmsd_nm'][-1]:.2f} Å"))
     if analysis and analysis["rg_nm"] is not None:
         rows.append(("Radius of gyration, mean", f"{analysis['rg_nm'].mean():.3f} nm"))
+    if analysis:
+        rows.extend(ligand_summary_rows(analysis.get("ligands")))
     return rows
 
 
@@ -144,13 +152,6 @@ def _files_list(run_dir) -> str:
             shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.1f} kB"
             items.append(f"<li><code>{html.escape(path.name)}</code> ({shown})</li>")
     return "<ul>" + "".join(items) + "</ul>"
-
-
-def _figure_html(fig, caption: str, name: str) -> str:
-    """An embedded figure with its caption."""
-    return (f'<figure id="plot-{name}"><img alt="{html.escape(caption)}" '
-            f'src="{plots.figure_to_data_uri(fig)}"><figcaption>{html.escape(caption)}'
-            "</figcaption></figure>")
 
 
 def _log_plots(log, segments) -> list:
@@ -210,9 +211,14 @@ def _text_file_block(path: Path, title: str) -> str:
 
 def _movie_caption(data, payload) -> str:
     """What the movie shows, in words."""
-    drawn = ("cartoon and side-chain sticks" if payload["n_residues"] >= 10
-             else "balls and sticks")
-    what = {"protein": f"protein heavy atoms ({drawn}), superposed on the first frame's backbone",
+    protein_residues = payload["n_residues"] - payload.get("n_ligand_residues", 0)
+    drawn = "cartoon and side-chain sticks" if protein_residues >= 10 else "balls and sticks"
+    ligands = ""
+    if payload.get("ligand_names"):
+        ligands = (f" and the ligand{'s' if payload['n_ligand_residues'] > 1 else ''} "
+                   f"{', '.join(payload['ligand_names'])} (sticks, green carbons)")
+    what = {"protein": f"protein heavy atoms ({drawn}){ligands}, superposed on the first frame's "
+                       "backbone",
             "solute": "solute heavy atoms (no protein in the system), centred on the first frame",
             "all atoms": "every heavy atom of the system (no protein or solute), centred on the "
                          "first frame"}[data.selection]
@@ -276,7 +282,8 @@ def build_report(run_dir, output=None, max_frames: int = 60) -> Path:
         movie = ('<section id="movie"><h2>3-D movie</h2><p class="note">No movie: the system '
                  "holds no protein or solute, and too many atoms to show them all.</p></section>")
     elif data is not None:
-        payload = movie_payload(data.traj, data.selection, data.time_ps, int(max_frames))
+        payload = movie_payload(data.traj, data.selection, data.time_ps, int(max_frames),
+                                data.ligands)
         movie = movie_section(payload, _movie_caption(data, payload))
     if data is not None and data.periodic:
         notes.append(f"Periodic boundaries: {data.imaging}.")
@@ -285,7 +292,7 @@ def build_report(run_dir, output=None, max_frames: int = 60) -> Path:
     rows = _summary_rows(run_dir, log, counts, analysis)
     figures = _log_plots(log, segments) + (_trajectory_plots(analysis, segments)
                                            if analysis else [])
-    page = _page(run_dir, rows, notes, movie, figures)
+    page = _page(run_dir, rows, notes, movie, figures, ligand_section(analysis, segments))
     with atomic_write(output, "wb") as handle:
         handle.write(page.encode("utf-8"))
     _make_readable(output)
@@ -306,8 +313,8 @@ def _make_readable(path: Path) -> None:
         pass
 
 
-def _page(run_dir, rows, notes, movie, figures) -> str:
-    """The whole HTML document."""
+def _page(run_dir, rows, notes, movie, figures, ligand: str = "") -> str:
+    """The whole HTML document; ``ligand`` is the ligand section (empty without ligand)."""
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     table = "".join(f"<tr><th>{label}</th><td>{value}</td></tr>" for label, value in rows)
     note_html = "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes)
@@ -329,7 +336,7 @@ def _page(run_dir, rows, notes, movie, figures) -> str:
 <table class="summary">{table}</table>
 {note_html}
 </section>
-{movie}
+{movie}{ligand}
 <section id="plots">
 <h2>Plots</h2>
 {plots_html}

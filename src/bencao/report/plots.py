@@ -8,6 +8,7 @@ so building a report changes no global Matplotlib state and opens no window.
 from __future__ import annotations
 
 import base64
+import html
 import io
 
 import numpy as np
@@ -24,6 +25,13 @@ def figure_to_data_uri(fig) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def figure_html(fig, caption: str, name: str) -> str:
+    """An embedded figure of the page, ``<figure id="plot-NAME">``, with its caption."""
+    return (f'<figure id="plot-{name}"><img alt="{html.escape(caption)}" '
+            f'src="{figure_to_data_uri(fig)}"><figcaption>{html.escape(caption)}'
+            "</figcaption></figure>")
 
 
 def mark_stages(ax, segments, label: bool = True) -> None:
@@ -126,3 +134,57 @@ def trajectory_figure(analysis: dict, key: str, y_label: str, scale: float,
         return series_figure(analysis["time_ps"], [(y_label, [(values * scale, None)])], segments)
     return series_figure(analysis["frame"], [(y_label, [(values * scale, None)])],
                          time_label="trajectory frame")
+
+
+def frames_figure(analysis: dict, panels, segments) -> Figure:
+    """Panels of per-frame trajectory values (see :func:`series_figure`) against the frame times.
+
+    As in :func:`trajectory_figure`, the x axis is the frame index, without stage bands, when the
+    trajectory does not record the time of its frames.
+    """
+    if analysis["time_known"]:
+        return series_figure(analysis["time_ps"], panels, segments)
+    return series_figure(analysis["frame"], panels, time_label="trajectory frame")
+
+
+def _cell_edges(centres) -> np.ndarray:
+    """Edges of cells centred on increasing ``centres`` (midpoints; half a step at the ends)."""
+    centres = np.asarray(centres, np.float64)
+    if len(centres) == 1:
+        return centres[0] + np.array([-0.5, 0.5])
+    middle = (centres[1:] + centres[:-1]) / 2
+    return np.concatenate([[2 * centres[0] - middle[0]], middle, [2 * centres[-1] - middle[-1]]])
+
+
+def contact_map_figure(analysis: dict, occupancy, row_labels, segments) -> Figure:
+    """Residue × time map of contacts: a dark cell where residue ``j`` touches the ligand.
+
+    Parameters
+    ----------
+    analysis : dict
+        From :func:`bencao.report.analysis.analyse_trajectory` (frame times).
+    occupancy : (n_frames, n_rows) bool array
+        Contact of each shown residue in each frame.
+    row_labels : list of str
+        One label per residue, drawn top to bottom.
+    segments : list of StageSegment
+        Stages, marked when the frame times are known.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    occupancy = np.asarray(occupancy, bool)
+    known = analysis["time_known"]
+    x = np.asarray(analysis["time_ps"] if known else analysis["frame"], np.float64)
+    fig = Figure(figsize=(9.0, 1.3 + 0.22 * max(len(row_labels), 3)))
+    ax = fig.subplots()
+    if known and len(segments):
+        mark_stages(ax, segments)
+    # above the stage bands (zorder 0), below the lines where stages start (zorder 1)
+    ax.pcolormesh(_cell_edges(x), np.arange(len(row_labels) + 1) - 0.5, occupancy.T.astype(float),
+                  cmap="Greys", vmin=0.0, vmax=1.25, zorder=0.5, shading="flat")
+    ax.set_yticks(np.arange(len(row_labels)), labels=row_labels, fontsize=8)
+    ax.set_ylim(len(row_labels) - 0.5, -0.5)
+    ax.set_xlabel("time (ps)" if known else "trajectory frame")
+    return fig

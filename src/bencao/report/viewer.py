@@ -101,20 +101,22 @@ def _quantise(xyz_angstrom) -> tuple:
     return ints, scale
 
 
-def movie_payload(traj, selection: str, time_ps, max_frames: int) -> dict:
+def movie_payload(traj, selection: str, time_ps, max_frames: int, ligands=()) -> dict:
     """The data the page needs to play the movie.
 
     Parameters
     ----------
     traj : mdtraj.Trajectory
-        The analysed atoms (protein or solute), molecules whole; nm.
+        The analysed atoms (protein and ligands, or solute), molecules whole; nm.
     selection : str
-        "protein" superposes every frame on the first frame's backbone; other selections are
-        only centred on the first frame's centre.
+        "protein" superposes every frame on the first frame's backbone (ligands move with the
+        protein); other selections are only centred on the first frame's centre.
     time_ps : (n_frames,) array or None
         Frame times, ps (None: frames are labelled by index).
     max_frames : int
         Most frames to embed.
+    ligands : list of mdtraj Residue
+        Ligand residues of ``traj.topology``, drawn as sticks with green carbons.
 
     Returns
     -------
@@ -122,7 +124,9 @@ def movie_payload(traj, selection: str, time_ps, max_frames: int) -> dict:
         ``template`` (see :func:`_pdb_template`), ``coords`` (base64 int16, frame-major,
         ``n_atoms * 3`` values per frame), ``scale`` (int units per Å), ``n_atoms``,
         ``n_residues``, ``n_frames``, ``frames`` (trajectory frame indices), ``times_ps``
-        (ps, or None), ``style`` ("protein" or "atoms").
+        (ps, or None), ``style`` ("protein" or "atoms"); with ligands also ``ligand_atoms``
+        (indices of the ligands' atoms among the ``n_atoms`` shown, increasing) and
+        ``ligand_names`` (their residue names) and ``n_ligand_residues``.
     """
     shown = _display_atoms(traj.topology)
     indices = movie_frame_indices(traj.n_frames, max_frames)
@@ -142,7 +146,7 @@ def movie_payload(traj, selection: str, time_ps, max_frames: int) -> dict:
     movie.xyz -= centre
     movie = movie.atom_slice(shown)
     ints, scale = _quantise(movie.xyz * 10.0)  # nm -> Å, the PDB unit
-    return {
+    payload = {
         "template": _pdb_template(movie),
         "coords": base64.b64encode(ints.tobytes()).decode("ascii"),
         "scale": scale,
@@ -153,6 +157,12 @@ def movie_payload(traj, selection: str, time_ps, max_frames: int) -> dict:
         "times_ps": None if time_ps is None else [round(float(time_ps[i]), 4) for i in indices],
         "style": "protein" if selection == "protein" else "atoms",
     }
+    if ligands:
+        ligand_atoms = [a.index for residue in ligands for a in residue.atoms]
+        payload["ligand_atoms"] = [int(i) for i in np.flatnonzero(np.isin(shown, ligand_atoms))]
+        payload["ligand_names"] = sorted({residue.name for residue in ligands})
+        payload["n_ligand_residues"] = len(ligands)
+    return payload
 
 
 def _json_for_script(value) -> str:
@@ -182,6 +192,8 @@ _PLAYER_JS = r"""
     while (s.length < 8) s = " " + s;
     return s;
   }
+  // PDB serial numbers of the ligand atoms: 3Dmol selects the ligand by them
+  var ligandSerials = new Set(), isLigandAtom = new Set(data.ligand_atoms || []);
   function multiModelPdb() {
     var q = decode(data.coords), parts = [], n = data.n_atoms;
     for (var f = 0; f < data.n_frames; f++) {
@@ -190,6 +202,9 @@ _PLAYER_JS = r"""
       for (var t = 0; t < data.template.length; t++) {
         var rec = data.template[t];
         if (rec.length === 1) { parts.push(rec[0]); continue; }
+        if (f === 0 && isLigandAtom.has(atom)) {
+          ligandSerials.add(parseInt(rec[0].substring(6, 11), 10));
+        }
         var k = 3 * (f * n + atom);
         parts.push(rec[0] + coordinate(q[k] / data.scale) + coordinate(q[k + 1] / data.scale) +
                    coordinate(q[k + 2] / data.scale) + rec[1]);
@@ -221,7 +236,7 @@ _PLAYER_JS = r"""
     return;
   }
   viewer.addModelsAsFrames(multiModelPdb(), "pdb");
-  if (data.style === "protein" && data.n_residues >= 10) {
+  if (data.style === "protein" && data.n_residues - (data.n_ligand_residues || 0) >= 10) {
     viewer.setStyle({}, {cartoon: {color: "spectrum"}});
     // side chains as thin sticks on top of the cartoon; the backbone is the cartoon itself
     viewer.addStyle({atom: ["N", "C", "O"], invert: true},
@@ -229,6 +244,13 @@ _PLAYER_JS = r"""
   } else {
     // small molecules and peptides too short for a cartoon: balls and sticks
     viewer.setStyle({}, {stick: {radius: 0.14}, sphere: {scale: 0.25}});
+  }
+  if (ligandSerials.size) {
+    // the ligand as sticks with green carbons, so that it stands out from the protein
+    var ligand = {predicate: function (atom) { return ligandSerials.has(atom.serial); }};
+    viewer.setStyle(ligand, {stick: {radius: 0.22, colorscheme: "greenCarbon"}});
+    // how many atoms 3Dmol draws as the ligand, for a test in a headless browser
+    document.body.dataset.ligandAtomsDrawn = String(viewer.selectedAtoms(ligand).length);
   }
   viewer.zoomTo();
   // where the viewer is on the page (CSS px), for a screenshot test in a headless browser

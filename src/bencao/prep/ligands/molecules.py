@@ -9,8 +9,6 @@ electrons, a PDB residue that does not match its SMILES.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import re
 from collections import Counter
@@ -96,28 +94,24 @@ class Ligand:
         return Chem.MolToSmiles(self.molecule, isomericSmiles=True, allHsExplicit=True)
 
 
-@contextlib.contextmanager
-def rdkit_messages():
-    """Collect RDKit's warnings and errors (it logs them instead of raising); yields the list."""
+def quiet_rdkit():
+    """Silence RDKit's logging (it prints C++ stack traces for bad input); a context manager.
+
+    The reasons for a failure are asked for afterwards with :func:`chemistry_problem`.
+    """
     from rdkit import rdBase
 
-    messages: list = []
+    return rdBase.BlockLogs()
 
-    class _Collect(logging.Handler):
-        def emit(self, record):
-            messages.append(" ".join(record.getMessage().split()))
 
-    handler = _Collect(level=logging.WARNING)
-    rdBase.LogToPythonLogger()
-    logger = logging.getLogger("rdkit")
-    previous = logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        yield messages
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = previous
+def chemistry_problem(molecule) -> str:
+    """RDKit's first complaint about an unsanitised molecule (a valence, a kekulisation), or ""."""
+    Chem = require_rdkit()
+    if molecule is None:
+        return ""
+    with quiet_rdkit():
+        problems = Chem.DetectChemistryProblems(molecule)
+    return " ".join(problems[0].Message().split()) if problems else ""
 
 
 def check_name(name: str, what: str) -> str:
@@ -201,15 +195,30 @@ def _file_partial_charges(molecule) -> np.ndarray | None:
     return None
 
 
-def _read_molecules(path: str, Chem) -> list:
+def _read_molecules(path: str, Chem, sanitize: bool = True) -> list:
     """Every molecule in an SDF/MOL/MOL2 file (None for one RDKit could not read)."""
     extension = os.path.splitext(path)[1].lower()
-    if extension == ".mol2":
-        return [Chem.MolFromMol2File(path, removeHs=False)]
-    if extension == ".mol":
-        return [Chem.MolFromMolFile(path, removeHs=False)]
-    supplier = Chem.SDMolSupplier(path, removeHs=False)
-    return [molecule for molecule in supplier]
+    with quiet_rdkit():
+        if extension == ".mol2":
+            return [Chem.MolFromMol2File(path, removeHs=False, sanitize=sanitize)]
+        if extension == ".mol":
+            return [Chem.MolFromMolFile(path, removeHs=False, sanitize=sanitize)]
+        supplier = Chem.SDMolSupplier(path, removeHs=False, sanitize=sanitize)
+        return [molecule for molecule in supplier]
+
+
+def _why_unreadable(path: str, Chem) -> str:
+    """Why RDKit could not read a molecule from ``path``, as far as it can say."""
+    try:
+        raw = _read_molecules(path, Chem, sanitize=False)
+    except (OSError, RuntimeError, ValueError):
+        raw = []
+    problem = chemistry_problem(raw[0]) if raw and raw[0] is not None else ""
+    if problem:
+        return f" ({problem})"
+    if path.lower().endswith(".mol2"):
+        return " (is it a SYBYL MOL2, with SYBYL atom types such as C.ar and N.3?)"
+    return ""
 
 
 def read_ligand_file(path, name: str | None = None, net_charge: int | None = None) -> Ligand:
@@ -243,14 +252,13 @@ def read_ligand_file(path, name: str | None = None, net_charge: int | None = Non
     if os.path.splitext(path)[1].lower() not in LIGAND_FILE_EXTENSIONS:
         raise InputFileError(f"{path}: a ligand must be an SDF/MOL or MOL2 file "
                              f"({', '.join(LIGAND_FILE_EXTENSIONS)})")
-    with rdkit_messages() as messages:
-        try:
-            molecules = _read_molecules(path, Chem)
-        except OSError as exc:
-            raise InputFileError(f"{path}: cannot read the ligand file ({exc})") from exc
+    try:
+        molecules = _read_molecules(path, Chem)
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot read the ligand file ({exc})") from exc
     if not molecules or molecules[0] is None:
-        why = f" ({messages[-1]})" if messages else ""
-        raise InputFileError(f"{path}: RDKit could not read a molecule{why}")
+        raise InputFileError(f"{path}: RDKit could not read a molecule"
+                             f"{_why_unreadable(path, Chem)}")
     if len(molecules) > 1:
         raise InputFileError(f"{path}: holds {len(molecules)} molecules; give one ligand per file")
     molecule = molecules[0]
@@ -315,15 +323,16 @@ def ligand_from_residue(name: str, smiles: str, atom_names, elements, positions_
         An unreadable SMILES, or a residue whose heavy atoms do not match it.
     """
     Chem = require_rdkit()
-    from rdkit import rdBase
     from rdkit.Chem import AllChem, rdDetermineBonds
     from rdkit.Geometry import Point3D
 
     label = f"{source}"
-    with rdkit_messages() as messages:
+    with quiet_rdkit():
         template = Chem.MolFromSmiles(smiles)
+        raw = Chem.MolFromSmiles(smiles, sanitize=False) if template is None else None
     if template is None:
-        why = f" ({messages[-1]})" if messages else ""
+        problem = chemistry_problem(raw)
+        why = f" ({problem})" if problem else ""
         raise PreparationError(f"--ligand-residue {name}={smiles}: RDKit cannot read the "
                                f"SMILES{why}")
     template = Chem.RemoveHs(template)
@@ -348,10 +357,10 @@ def ligand_from_residue(name: str, smiles: str, atom_names, elements, positions_
                                f"missing atoms in the structure")
     try:
         rdDetermineBonds.DetermineConnectivity(skeleton)
-        with rdBase.BlockLogs():  # "more than one matching pattern" for symmetric molecules
+        with quiet_rdkit():  # "more than one matching pattern" for symmetric molecules
             molecule = AllChem.AssignBondOrdersFromTemplate(template, skeleton)
         match = molecule.GetSubstructMatch(template)
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError):
         match = ()
     if len(match) != template.GetNumAtoms():
         raise PreparationError(f"{label}: the bonds of the residue (from its coordinates) do not "

@@ -33,7 +33,7 @@ from bencao.prep.ligands.ambertools import (
     run_parmchk2,
 )
 from bencao.prep.ligands.molecules import Ligand, require_rdkit
-from bencao.prep.ligands.templates import forcefield_xml
+from bencao.prep.ligands.templates import forcefield_xml, reorder_mol2
 
 CACHE_FORMAT = 1
 
@@ -188,22 +188,24 @@ def parametrize_ligand(ligand: Ligand, charge_method: str = "am1bcc", forcefield
     else:
         source = entry
     try:
-        names = [ligand.atom_names[i] for i in order]
-        charges = None
-        if charge_method == "file":
-            charges = np.asarray(ligand.partial_charges)[order]
-        xml = forcefield_xml(os.path.join(source, "antechamber.mol2"),
-                             os.path.join(source, "parmchk2.frcmod"),
-                             tools.parameter_file(forcefield), ligand.name, names, charges)
-        files = {f"{ligand.name}.xml": xml}
-        for suffix, entry_file in ((".mol2", "antechamber.mol2"), (".frcmod", "parmchk2.frcmod")):
-            with open(os.path.join(source, entry_file), encoding="utf-8") as handle:
-                files[ligand.name + suffix] = handle.read()
+        with open(os.path.join(source, "antechamber.mol2"), encoding="utf-8") as handle:
+            mol2 = reorder_mol2(handle.read(), order, ligand.atom_names, ligand.name,
+                                ligand.partial_charges if charge_method == "file" else None)
+        with open(os.path.join(source, "parmchk2.frcmod"), encoding="utf-8") as handle:
+            frcmod = handle.read()
         if scratch is not None and use_cache:
             _store(scratch, entry)
+        with tempfile.TemporaryDirectory(prefix="bencao-ligand-") as folder:
+            mol2_path = os.path.join(folder, f"{ligand.name}.mol2")
+            with open(mol2_path, "w", encoding="utf-8") as handle:
+                handle.write(mol2)
+            xml = forcefield_xml(mol2_path, os.path.join(source, "parmchk2.frcmod"),
+                                 tools.parameter_file(forcefield), ligand.name)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+    files = {f"{ligand.name}.xml": xml, f"{ligand.name}.mol2": mol2,
+             f"{ligand.name}.frcmod": frcmod}
     Chem = require_rdkit()
     files[f"{ligand.name}.sdf"] = Chem.MolToMolBlock(ligand.molecule) + "$$$$\n"
     seconds = time.perf_counter() - start

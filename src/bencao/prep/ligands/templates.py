@@ -43,8 +43,57 @@ def _prefix_types(xml_text: str, prefix: str) -> str:
     return ElementTree.tostring(root, encoding="unicode") + "\n"
 
 
-def forcefield_xml(mol2_path: str, frcmod_path: str, gaff_path: str, name: str, atom_names,
-                   charges=None) -> str:
+def reorder_mol2(text: str, order, names, residue_name: str, charges=None) -> str:
+    """A MOL2 file's molecule in another atom order, with other atom names and residue name.
+
+    Parameters
+    ----------
+    text : str
+        antechamber's MOL2 (one molecule, one residue).
+    order : list of int
+        ``order[i]`` is the new index of the file's atom ``i``.
+    names : list of str
+        New atom names, in the new order.
+    residue_name : str
+    charges : (n,) array or None
+        New partial charges, e, in the new order (None keeps the file's).
+
+    Returns
+    -------
+    str
+        The MOL2 text; tleap reads it and finds the atoms of ``structure.pdb`` by these names.
+    """
+    lines = text.splitlines()
+    out, section, atoms, bonds = [], None, {}, []
+    for line in lines:
+        if line.startswith("@<TRIPOS>"):
+            section = line.strip()
+            out.append(line)
+            if section in ("@<TRIPOS>ATOM", "@<TRIPOS>BOND"):
+                out.append(f"{{{section}}}")  # placeholder, filled below
+            continue
+        fields = line.split()
+        if section == "@<TRIPOS>ATOM" and fields:
+            new = order[int(fields[0]) - 1]
+            charge = float(fields[8]) if charges is None else float(charges[new])
+            atoms[new] = (f"{new + 1:7d} {names[new]:<8s}{float(fields[2]):12.4f}"
+                          f"{float(fields[3]):12.4f}{float(fields[4]):12.4f} {fields[5]:<8s}"
+                          f"{1:3d} {residue_name:<8s}{charge:12.6f}")
+        elif section == "@<TRIPOS>BOND" and fields:
+            bonds.append((order[int(fields[1]) - 1] + 1, order[int(fields[2]) - 1] + 1, fields[3]))
+        elif section == "@<TRIPOS>SUBSTRUCTURE" and fields:
+            out.append(line.replace(fields[1], residue_name, 1))
+        elif section is None or section not in ("@<TRIPOS>ATOM", "@<TRIPOS>BOND"):
+            out.append(line if not (section == "@<TRIPOS>MOLECULE" and out[-1] == section)
+                       else residue_name)
+    bonds.sort()
+    atom_block = "\n".join(atoms[k] for k in range(len(atoms)))
+    bond_block = "\n".join(f"{k + 1:6d}{a:6d}{b:6d} {kind}" for k, (a, b, kind) in enumerate(bonds))
+    text = "\n".join(out) + "\n"
+    return text.replace("{@<TRIPOS>ATOM}", atom_block).replace("{@<TRIPOS>BOND}", bond_block)
+
+
+def forcefield_xml(mol2_path: str, frcmod_path: str, gaff_path: str, name: str) -> str:
     """The ligand's OpenMM force-field XML.
 
     Parameters
@@ -57,10 +106,6 @@ def forcefield_xml(mol2_path: str, frcmod_path: str, gaff_path: str, name: str, 
         ``gaff2.dat`` or ``gaff.dat``.
     name : str
         Residue name of the template, and the prefix of its atom types.
-    atom_names : list of str
-        Names of the template's atoms, in the MOL2's order.
-    charges : (n,) array or None
-        Partial charges to use instead of the MOL2's, e (the "file" charge method).
 
     Returns
     -------
@@ -76,14 +121,7 @@ def forcefield_xml(mol2_path: str, frcmod_path: str, gaff_path: str, name: str, 
     except Exception as exc:  # ParmEd raises many kinds on a malformed file
         raise PreparationError(f"ligand {name}: ParmEd could not read antechamber's output "
                                f"({' '.join(str(exc).split())})") from exc
-    if len(template.atoms) != len(atom_names):
-        raise PreparationError(f"ligand {name}: antechamber wrote {len(template.atoms)} atoms for "
-                               f"a molecule of {len(atom_names)}")
     template.name = name
-    for k, (atom, atom_name) in enumerate(zip(template.atoms, atom_names)):
-        atom.name = atom_name
-        if charges is not None:
-            atom.charge = float(charges[k])
     forcefield = OpenMMParameterSet.from_parameterset(parameters)
     forcefield.residues[name] = template
     buffer = io.StringIO()
