@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -304,12 +305,8 @@ def parametrize_staged(staged: StagedComplex, options: LigandOptions) -> None:
     """Parametrise each distinct ligand once (copies of one residue share a template)."""
     from bencao.prep.ligands import parametrize_ligand
 
-    templated_names = set()
-    for xml in staged.params_xml:
-        import xml.etree.ElementTree as ElementTree
-
-        root = ElementTree.fromstring(xml)
-        templated_names.update(r.get("name") for r in root.iter("Residue"))
+    templated_names = {residue.get("name") for text in staged.params_xml
+                       for residue in ElementTree.fromstring(text).iter("Residue")}
     done = {}
     for ligand in staged.ligands:
         if ligand.name in templated_names:
