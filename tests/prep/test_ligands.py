@@ -490,3 +490,24 @@ def test_openmm_system_of_the_complex_has_the_ligand_charges(vacuum_complex):
     charges = [force.getParticleParameters(i)[0].value_in_unit(unit.elementary_charge)
                for i in ligand]
     assert abs(sum(charges)) < 1e-5 and max(map(abs, charges)) > 0.05
+
+
+def test_missing_ligand_dependencies_say_what_to_install(monkeypatch, tmp_path):
+    import sys
+
+    from bencao.prep.ligands import ambertools
+    from bencao.prep.ligands.molecules import require_rdkit
+
+    monkeypatch.setitem(sys.modules, "rdkit", None)  # as if RDKit were not installed
+    with pytest.raises(PreparationError) as exc_info:
+        require_rdkit()
+    one_line(exc_info, "pip install 'bencao[ligand]'")
+    monkeypatch.delenv("AMBERHOME", raising=False)
+    monkeypatch.setattr(ambertools, "_candidate_bin_dirs", lambda: [str(tmp_path)])
+    ambertools.find_ambertools.cache_clear()
+    try:
+        with pytest.raises(PreparationError) as exc_info:
+            ambertools.find_ambertools()
+        one_line(exc_info, "antechamber", "pip install 'bencao[ligand]'")
+    finally:
+        ambertools.find_ambertools.cache_clear()

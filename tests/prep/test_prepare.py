@@ -443,3 +443,11 @@ def test_unrecognised_input_combination():
     with pytest.raises(PreparationError) as exc_info:
         load_inputs(["a.xyz", "b.top"])
     assert_one_line(exc_info, "a.xyz + b.top", ".prmtop")
+
+
+def test_the_same_structure_prepares_to_the_same_positions():
+    # heavy atoms only (as from a crystal structure): every hydrogen is placed by preparation
+    first = prepare_structure(data_path("t4l-l99a-pxylene.pdb"), solvate=False)
+    again = prepare_structure(data_path("t4l-l99a-pxylene.pdb"), solvate=False)
+    assert first.system.n_particles == again.system.n_particles > 2000
+    np.testing.assert_array_equal(first.positions, again.positions)

@@ -34,7 +34,7 @@ def _ligand_options(args):
                             forcefield=args.ligand_forcefield,
                             params_files=list(args.ligand_params or ()),
                             remove=[n.upper() for n in args.remove_residue or ()])
-    return options if options.any or net_charges else None
+    return options if options.any else None
 
 
 def _prepare(args) -> int:

@@ -291,12 +291,17 @@ def _openmm_errors(topology, forcefield_name: str, what: str):
 
 
 def _read_structure(path: str):
-    """A PDBFixer holding the structure in ``path`` (PDB or PDBx/mmCIF, by extension)."""
+    """A PDBFixer holding the structure in ``path`` (PDB or PDBx/mmCIF, by extension).
+
+    PDBFixer relaxes the hydrogens it adds with a short OpenMM minimisation, run on OpenMM's
+    Reference platform so that its result does not depend on the machine's threads.
+    """
+    import openmm
     from pdbfixer import PDBFixer
 
     kind = "PDB" if _extension(path) in (".pdb", ".ent") else "PDBx/mmCIF"
     try:
-        return PDBFixer(filename=path)
+        return PDBFixer(filename=path, platform=openmm.Platform.getPlatformByName("Reference"))
     except Exception as exc:  # the readers fail with IndexError, AssertionError... on junk
         detail = _one_line(exc, 120)
         detail = "" if detail in ("Structure contains no atoms.", type(exc).__name__) else f" ({detail})"
@@ -465,9 +470,10 @@ def prepare_structure(path, forcefield: str = "amber14", water: str | None = Non
     Notes
     -----
     PDBFixer fills internal gaps (not missing termini), replaces non-standard residues (MSE ->
-    MET...), removes ligands, cofactors and bound metals (listed in ``notes``), keeps water and
-    solvent ions, and adds missing heavy atoms and hydrogens.  Ions are placed with a fixed seed:
-    the same input gives the same system.
+    MET...), removes the ligands, cofactors and bound metals that ``ligands`` does not keep
+    (listed in ``notes``; one bonded into a polymer chain is an error), keeps water and solvent
+    ions, and adds missing heavy atoms and hydrogens.  Ligands are taken out before and put back
+    after (see :mod:`bencao.prep.complex`).  Ions are placed with a fixed seed.
     """
     from openmm import app, unit
 
@@ -480,7 +486,8 @@ def prepare_structure(path, forcefield: str = "amber14", water: str | None = Non
 
     fixer = _read_structure(path)
     staged = stage_ligands(fixer, ligands, path) if ligands is not None and ligands.any else None
-    notes = _fix_structure(fixer, float(ph), path)
+    with _seeded_random(0):  # Modeller.addHydrogens starts hydrogens in random directions
+        notes = _fix_structure(fixer, float(ph), path)
     modeller = app.Modeller(fixer.topology, fixer.positions)
     label = f"{spec.name}/{water}"
     if staged is not None:
