@@ -30,7 +30,8 @@ def register(commands) -> None:
     report = commands.add_parser(
         "report", help="write a self-contained HTML report of a run folder",
         description="Write RUN_DIR/report.html: summary, plots of log.csv, backbone RMSD and "
-                    "radius of gyration of the trajectory, and a 3-D movie of the protein. The "
+                    "radius of gyration of the trajectory, a 3-D movie of the protein, and for "
+                    "a ligand its RMSD, displacement and contacts with protein residues. The "
                     "page works offline.")
     report.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by 'bencao run'")
     report.add_argument("-o", "--output", metavar="OUT.html", default=None,
