@@ -24,7 +24,12 @@ GAFF_ELEMENTS = frozenset({"H", "C", "N", "O", "F", "P", "S", "Cl", "Br", "I"})
 LIGAND_FILE_EXTENSIONS = (".sdf", ".sd", ".mol", ".mol2")
 
 #: Residue names that a ligand may not take (they mean something else to the force fields).
-RESERVED_NAMES = frozenset({"HOH", "WAT", "NA", "CL", "K", "UNK", "N", "A", "C", "G", "U"})
+RESERVED_NAMES = frozenset({
+    "HOH", "WAT", "SOL", "NA", "CL", "K", "UNK", "N", "A", "C", "G", "U", "DA", "DC", "DG", "DT",
+    "ALA", "ARG", "ASN", "ASP", "CYS", "GLN", "GLU", "GLY", "HIS", "ILE", "LEU", "LYS", "MET",
+    "PHE", "PRO", "SER", "THR", "TRP", "TYR", "VAL", "HID", "HIE", "HIP", "CYX", "ASH", "GLH",
+    "LYN", "ACE", "NME",
+})
 
 
 def require_rdkit():
@@ -119,7 +124,8 @@ def check_name(name: str, what: str) -> str:
     text = str(name).strip().upper()
     if not re.fullmatch(r"[A-Z0-9]{1,3}", text) or text in RESERVED_NAMES:
         raise PreparationError(f"{what}: {name!r} is not a usable residue name for a ligand (1-3 "
-                               f"letters or digits, not a water, ion or nucleotide name)")
+                               f"letters or digits, not the name of an amino acid, nucleotide, "
+                               f"water or ion)")
     return text
 
 
@@ -148,7 +154,7 @@ def _check_molecule(molecule, label: str, net_charge) -> int:
         raise PreparationError(f"{label}: no coordinates; give the ligand with 3-D coordinates "
                                f"in the protein's frame")
     xyz = molecule.GetConformer().GetPositions()
-    if molecule.GetNumAtoms() > 1 and np.ptp(xyz[:, 2]) == 0 and np.ptp(xyz[:, 0]) > 0:
+    if molecule.GetNumAtoms() > 2 and np.all(xyz[:, 2] == 0) and np.ptp(xyz[:, 0]) > 0:
         raise PreparationError(f"{label}: the coordinates are 2-D (all z = 0); give 3-D "
                                f"coordinates in the protein's frame (the docked or crystal pose)")
     bad = sorted({a.GetSymbol() for a in molecule.GetAtoms()} - GAFF_ELEMENTS)
