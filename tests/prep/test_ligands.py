@@ -378,10 +378,14 @@ def test_written_parameters_are_reused_without_ambertools(vacuum_complex, tmp_pa
                               ligands=LigandOptions(params_files=[written["ligands/LIG.xml"]]))
     assert again.system.n_particles == vacuum_complex.system.n_particles
     assert any("kept LIG" in note for note in again.notes)
+    assert ([(a.residue.name, a.name) for a in again.topology.atoms()]
+            == [(a.residue.name, a.name) for a in vacuum_complex.topology.atoms()])
+    # same coordinates for both systems, so only the parameters can differ (they must not);
+    # 1e-9 relative: summation order only
     ours = _terms(again.openmm_system, again.positions)
-    first = _terms(vacuum_complex.openmm_system, vacuum_complex.positions)
-    # the structure file rounds coordinates to 1e-4 nm; parameters are the same
-    assert abs(ours["NonbondedForce"] - first["NonbondedForce"]) < 1.0
+    first = _terms(vacuum_complex.openmm_system, again.positions)
+    for term, value in first.items():
+        assert abs(ours[term] - value) <= 1e-9 * max(1.0, abs(value)), term
 
 
 def test_solvated_complex_matches_openmm_reference():

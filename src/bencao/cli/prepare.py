@@ -38,7 +38,8 @@ def _ligand_options(args):
 
 
 def _prepare(args) -> int:
-    from bencao.prep.prepare import load_inputs, summarize, write_prepared
+    from bencao.prep.inputs import load_inputs
+    from bencao.prep.prepare import summarize, write_prepared
 
     prepared = load_inputs(
         args.inputs,

@@ -35,14 +35,14 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from bencao.errors import JobFileError
+from bencao.jobs.stages import Job, Stage
+from bencao.prep.restraints import RESTRAINT_CHOICES, restraint_parts
 
 #: A parsed time: ps, or ``("steps", n)`` to be converted with a stage's time step.
 Time = float | tuple
 
 STAGE_KINDS = ("minimize", "nvt", "npt", "nve")
-DYNAMICS_KINDS = ("nvt", "npt", "nve")
 INTEGRATORS = ("langevin", "nose-hoover", "verlet")
-RESTRAINTS = ("none", "heavy", "backbone", "protein", "ligand")
 VELOCITIES = ("continue", "generate")
 TRAJECTORY_FORMATS = ("xtc", "dcd")
 BACKENDS = ("cpu", "cuda")
@@ -99,129 +99,6 @@ _TIME_PATTERN = re.compile(
     r"^\s*(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>[^\d\s.+-]+)\s*$"
 )
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-# ---------------------------------------------------------------------------------------------
-# Data model
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One stage of a job: a minimization or a stretch of dynamics, fully resolved.
-
-    Attributes
-    ----------
-    name : str
-        Unique within the job; names the stage's log rows and checkpoints.
-    kind : {"minimize", "nvt", "npt", "nve"}
-    steps : int
-        Number of time steps (0 for minimize).
-    timestep : float
-        Time step, ps.
-    temperature : tuple of float
-        (start, end), K: a linear ramp over the stage; equal for a constant temperature.
-    pressure : float or None
-        Barostat pressure, bar (npt only, else None).
-    integrator : {"langevin", "nose-hoover", "verlet"}
-    friction : float
-        Langevin friction or Nosé–Hoover collision frequency, 1/ps.
-    reciprocal_every : int
-        Reciprocal-space forces every this many steps (multiple time stepping).
-    barostat_frequency : int
-        Steps between Monte Carlo volume moves (npt).
-    report_every : int
-        Steps between log rows (0 = none).
-    trajectory_every : int
-        Steps between trajectory frames (0 = none).
-    restraints : str
-        Which atoms are held at their starting positions by harmonic restraints: "none",
-        "heavy", "backbone", "protein", "ligand" (its heavy atoms), or several joined with "+".
-    restraint_k : float
-        Restraint force constant, kJ/mol/nm^2.
-    tolerance : float
-        Minimizer convergence: RMS force, kJ/mol/nm (minimize only).
-    max_iterations : int
-        Minimizer iteration limit, 0 = until converged (minimize only).
-    generate_velocities : bool
-        Draw Maxwell–Boltzmann velocities at the start temperature before the stage.
-    """
-
-    name: str
-    kind: str
-    steps: int
-    timestep: float
-    temperature: tuple[float, float]
-    pressure: float | None
-    integrator: str
-    friction: float
-    reciprocal_every: int
-    barostat_frequency: int
-    report_every: int
-    trajectory_every: int
-    restraints: str
-    restraint_k: float
-    tolerance: float
-    max_iterations: int
-    generate_velocities: bool
-
-    @property
-    def is_dynamics(self) -> bool:
-        """True for nvt, npt and nve stages; False for minimize."""
-        return self.kind in DYNAMICS_KINDS
-
-    @property
-    def length_ps(self) -> float:
-        """Simulated time of the stage, ps (0 for minimize)."""
-        return self.steps * self.timestep
-
-
-@dataclass(frozen=True)
-class Job:
-    """A validated job file.
-
-    Attributes
-    ----------
-    path : pathlib.Path or None
-        The job file, absolute (None when built from text).
-    text : str
-        The TOML text as given (the runner copies it into the run folder).
-    system_dir : pathlib.Path
-        Prepared system folder, absolute; holds system.npz and state.npz.
-    output_dir : pathlib.Path
-        Run folder, absolute (it may not exist yet).
-    seed : int or None
-        Random seed; None lets the runner pick one (and record it).
-    stages : tuple of Stage
-        In the order they run.
-    trajectory_format : {"xtc", "dcd"}
-    checkpoint_minutes : float
-        Wall-clock minutes between checkpoints.
-    checkpoint_interval_ps : float or None
-        Simulated time between checkpoints as well, ps (deterministic); None for wall-clock only.
-        It is a whole number of steps of every dynamics stage (checked on load).
-    threads : int or None
-        Number of threads; None for the default.
-    backend : {"cpu", "cuda"}
-        Where the steps run: the CPU, or an NVIDIA GPU (the whole step on the device).
-    """
-
-    path: pathlib.Path | None
-    text: str
-    system_dir: pathlib.Path
-    output_dir: pathlib.Path
-    seed: int | None
-    stages: tuple[Stage, ...]
-    trajectory_format: str
-    checkpoint_minutes: float
-    checkpoint_interval_ps: float | None
-    threads: int | None
-    backend: str = "cpu"
-
-    @property
-    def total_steps(self) -> int:
-        """Number of dynamics steps over all stages."""
-        return sum(stage.steps for stage in self.stages if stage.is_dynamics)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,13 +322,13 @@ def _one_of(choices) -> Callable:
 
 
 def _restraint_choice(value, key, where) -> str:
-    """One of RESTRAINTS, or several joined with '+' ("backbone+ligand")."""
-    parts = value.split("+") if isinstance(value, str) else [None]
-    if not all(isinstance(p, str) and p.strip() in RESTRAINTS for p in parts):
-        options = ", ".join(f"'{choice}'" for choice in RESTRAINTS)
+    """One of RESTRAINT_CHOICES, or several joined with '+' ("backbone+ligand")."""
+    try:
+        return "+".join(restraint_parts(value if isinstance(value, str) else ""))
+    except JobFileError:
+        options = ", ".join(f"'{choice}'" for choice in RESTRAINT_CHOICES)
         raise where.error(f"'{key}' must be one of {options}, or several joined with '+' "
-                          f"(e.g. 'backbone+ligand'), got {_show(value)}")
-    return "+".join(p.strip() for p in parts)
+                          f"(e.g. 'backbone+ligand'), got {_show(value)}") from None
 
 
 def _string(value, key, where) -> str:

@@ -7,12 +7,9 @@ from bencao.prep.forcefields import (
     make_forcefield,
 )
 from bencao.prep.hydrogen_mass import repartition_hydrogen_mass
+from bencao.prep.inputs import load_amber, load_charmm, load_gromacs, load_inputs
 from bencao.prep.prepare import (
     PreparedSystem,
-    load_amber,
-    load_charmm,
-    load_gromacs,
-    load_inputs,
     prepare_structure,
     summarize,
     write_prepared,
