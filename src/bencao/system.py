@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bencao.forces import TERM_TYPES, VirtualSites
-from bencao.io.files import publish
+from bencao.io.files import DAMAGED_NPZ_ERRORS, array_checksum, publish
 
 FORMAT_VERSION = 1
 
@@ -63,7 +63,7 @@ class System:
         return any(getattr(term, "periodic", False) for term in self.terms)
 
     @classmethod
-    def from_openmm(cls, openmm_system) -> "System":
+    def from_openmm(cls, openmm_system) -> System:
         """Import an ``openmm.System`` (see :func:`bencao.io.openmm_import.system_from_openmm`)."""
         from bencao.io.openmm_import import system_from_openmm
 
@@ -100,11 +100,12 @@ class System:
                 else:
                     scalars[f.name] = value
             header["terms"].append({"type": type(term).__name__, "scalars": scalars})
+        header["sha256"] = array_checksum(arrays)
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
         _atomic_savez(path, arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "System":
+    def load(cls, path: str | os.PathLike) -> System:
         """Read a system written by :meth:`save`.
 
         Raises
@@ -113,12 +114,16 @@ class System:
             If the file is not a bencao System file or was written by a newer format.
         """
         try:
-            data = np.load(path, allow_pickle=False)
-            header = json.loads(bytes(data["header"]).decode())
-        except (OSError, KeyError, ValueError) as exc:
-            raise ValueError(f"{path}: not a bencao System file ({exc})") from exc
+            with np.load(path, allow_pickle=False) as archive:
+                data = {key: archive[key] for key in archive.files}
+            header = json.loads(bytes(data.pop("header")).decode())
+        except DAMAGED_NPZ_ERRORS as exc:
+            raise ValueError(f"{path}: not a readable bencao System file, damaged or truncated "
+                             f"({type(exc).__name__}: {exc})") from exc
         if header.get("format") != "bencao.System" or header.get("version", 0) > FORMAT_VERSION:
             raise ValueError(f"{path}: not a bencao System file of a version this bencao reads")
+        if "sha256" in header and header["sha256"] != array_checksum(data):
+            raise ValueError(f"{path}: damaged (its checksum does not match its contents)")
         terms = []
         for index, entry in enumerate(header["terms"]):
             term_type = TERM_TYPES.get(entry["type"])

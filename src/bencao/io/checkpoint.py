@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from bencao.errors import InputFileError
 from bencao.io.files import load_npz, save_npz
 from bencao.reporters.base import FileMark
 
@@ -13,8 +14,22 @@ CHECKPOINT_FORMAT = "bencao.Checkpoint"
 CHECKPOINT_VERSION = 1
 
 
+def previous_checkpoint(path) -> str:
+    """Where the checkpoint before ``path`` is kept: ``checkpoint.npz`` -> ``checkpoint.prev.npz``."""
+    root, ext = os.path.splitext(os.fspath(path))
+    return f"{root}.prev{ext}"
+
+
+def checkpoint_exists(path) -> bool:
+    """True if ``path`` or the previous checkpoint kept beside it exists."""
+    return os.path.exists(path) or os.path.exists(previous_checkpoint(path))
+
+
 def save_checkpoint(path, arrays: dict, values: dict, marks: list[FileMark]) -> None:
-    """Write a checkpoint (temporary file, fsync, rename: the previous one survives any failure).
+    """Write a checkpoint (temporary file, fsync, rename), keeping the one it replaces.
+
+    The current checkpoint is first renamed to :func:`previous_checkpoint`, so that a latest
+    checkpoint damaged later (a truncated copy, a bad disk) still leaves one to resume from.
 
     Parameters
     ----------
@@ -36,6 +51,8 @@ def save_checkpoint(path, arrays: dict, values: dict, marks: list[FileMark]) -> 
         mark_list.append({"path": os.path.relpath(mark.path, folder), "size": mark.size})
     header = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "values": values,
               "marks": mark_list}
+    if os.path.exists(path):
+        os.replace(path, previous_checkpoint(path))
     save_npz(path, arrays, header)
 
 
@@ -48,3 +65,23 @@ def load_checkpoint(path) -> tuple[dict, dict, list[FileMark]]:
         head = arrays.pop(f"mark{index}.head").tobytes()
         marks.append(FileMark(os.path.join(folder, mark["path"]), int(mark["size"]), head))
     return arrays, header["values"], marks
+
+
+def load_latest_checkpoint(path, say) -> tuple[dict, dict, list[FileMark]]:
+    """:func:`load_checkpoint` of ``path``, or of the previous checkpoint if ``path`` is missing
+    or damaged (``say`` gets one line naming the damaged file).
+
+    Raises
+    ------
+    bencao.errors.InputFileError
+        If neither can be read.
+    """
+    try:
+        return load_checkpoint(path)
+    except InputFileError as exc:
+        previous = previous_checkpoint(path)
+        if not os.path.exists(previous):
+            raise
+        if os.path.exists(path):
+            say(f"{exc}; resuming from the previous checkpoint {previous}")
+        return load_checkpoint(previous)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -94,12 +97,31 @@ def ensure_output_folder(folder) -> str:
     return folder
 
 
+def array_checksum(arrays: dict) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of ``arrays`` (in name order)."""
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        value = np.ascontiguousarray(arrays[key])
+        digest.update(f"{key}|{value.dtype.str}|{value.shape}|".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
 def save_npz(path, arrays: dict, header: dict) -> None:
-    """Write ``arrays`` plus a JSON ``header`` as an uncompressed ``.npz``, atomically."""
+    """Write ``arrays`` plus a JSON ``header`` as an uncompressed ``.npz``, atomically.
+
+    The header carries a SHA-256 of the arrays (``sha256``), which :func:`load_npz` checks: a
+    file damaged after it was written (a truncated copy, a bad disk) is refused by name.
+    """
     arrays = dict(arrays)
+    header = dict(header, sha256=array_checksum(arrays))
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     with atomic_write(path, "wb") as handle:
         np.savez(handle, **arrays)
+
+
+#: What NumPy raises on a truncated or corrupted ``.npz`` (a zip archive).
+DAMAGED_NPZ_ERRORS = (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 def load_npz(path, expected_format: str, version: int) -> tuple[dict, dict]:
@@ -108,18 +130,22 @@ def load_npz(path, expected_format: str, version: int) -> tuple[dict, dict]:
     Raises
     ------
     bencao.errors.InputFileError
-        If the file is missing, unreadable, of another format or of a newer version.
+        If the file is missing, unreadable, damaged (truncated, or its checksum does not match),
+        of another format or of a newer version.
     """
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
         header = json.loads(bytes(arrays.pop("header")).decode())
-    except (OSError, KeyError, ValueError) as exc:
-        raise InputFileError(f"{os.fspath(path)}: not a readable bencao file ({exc})") from exc
+    except DAMAGED_NPZ_ERRORS as exc:
+        raise InputFileError(f"{os.fspath(path)}: not a readable bencao file, damaged or "
+                             f"truncated ({type(exc).__name__}: {exc})") from exc
     if header.get("format") != expected_format or header.get("version", 0) > version:
         raise InputFileError(
             f"{os.fspath(path)}: not a {expected_format} file of a version this bencao reads"
         )
+    if "sha256" in header and header["sha256"] != array_checksum(arrays):
+        raise InputFileError(f"{os.fspath(path)}: damaged (its checksum does not match its contents)")
     return arrays, header
 
 

@@ -20,8 +20,6 @@ restraint force constants in kJ/mol/nm^2; minimizer tolerance in kJ/mol/nm.
 
 from __future__ import annotations
 
-import difflib
-import math
 import pathlib
 import re
 import sys
@@ -36,10 +34,26 @@ else:  # pragma: no cover - Python 3.10
 
 from bencao.errors import JobFileError
 from bencao.jobs.stages import Job, Stage
-from bencao.prep.restraints import RESTRAINT_CHOICES, restraint_parts
-
-#: A parsed time: ps, or ``("steps", n)`` to be converted with a stage's time step.
-Time = float | tuple
+from bencao.jobs.values import (
+    Where,
+    checkpoint_interval,
+    fmt,
+    interval_value,
+    length_value,
+    nonnegative_number,
+    one_line,
+    one_of,
+    optional_length,
+    positive_number,
+    restraint_choice,
+    show,
+    stage_temperature,
+    string_value,
+    timestep_value,
+    top_pressure,
+    unknown_key,
+    whole_number,
+)
 
 STAGE_KINDS = ("minimize", "nvt", "npt", "nve")
 INTEGRATORS = ("langevin", "nose-hoover", "verlet")
@@ -94,10 +108,6 @@ HEATING_START = 50.0               # K: the default heating ramp starts here (or
 # round-off of decimal times ("0.002 ps"), far too narrow for a genuine mismatch.
 WHOLE_STEPS_RTOL = 1e-6
 
-_PS_PER_UNIT = {"fs": 1e-3, "ps": 1.0, "ns": 1e3, "us": 1e6, "µs": 1e6, "μs": 1e6}
-_TIME_PATTERN = re.compile(
-    r"^\s*(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>[^\d\s.+-]+)\s*$"
-)
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -128,15 +138,15 @@ def load_job(path) -> Job:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise JobFileError(_one_line(f"{label}: no such job file")) from None
+        raise JobFileError(one_line(f"{label}: no such job file")) from None
     except IsADirectoryError:
-        raise JobFileError(_one_line(f"{label}: is a folder, not a job file")) from None
+        raise JobFileError(one_line(f"{label}: is a folder, not a job file")) from None
     except UnicodeDecodeError as error:
         message = f"{label}: not valid TOML: not UTF-8 text ({error.reason})"
-        raise JobFileError(_one_line(message)) from None
+        raise JobFileError(one_line(message)) from None
     except OSError as error:
         message = f"{label}: cannot read the job file: {error.strerror or error}"
-        raise JobFileError(_one_line(message)) from None
+        raise JobFileError(one_line(message)) from None
     path = path.resolve()
     return _build_job(text, path.parent, label, path.stem, path)
 
@@ -162,294 +172,46 @@ def job_from_text(text: str, base_dir, name: str = "job.toml") -> Job:
     return _build_job(text, base_dir, name, pathlib.Path(name).stem, None)
 
 
-def parse_time(value, key: str, *, allow_steps: bool = True) -> Time:
-    """Parse a time value from a job file.
-
-    Parameters
-    ----------
-    value : int, float or str
-        A number (ps), ``"<number> <unit>"`` with unit fs, ps, ns, us or µs, or (when
-        ``allow_steps``) ``"<int> steps"``.
-    key : str
-        The key the value belongs to, for messages.
-    allow_steps : bool
-        Whether a number of steps is acceptable (lengths and intervals; not a time step).
-
-    Returns
-    -------
-    float or tuple
-        The time in ps (>= 0), or ``("steps", n)`` with n >= 0.
-
-    Raises
-    ------
-    JobFileError
-        With a message (no file or stage prefix) naming the key.
-    """
-    example = "'100 ps', '1 ns' or '5000 steps'" if allow_steps else "'2 fs', '100 ps' or 0.002 (ps)"
-    problem = f"'{key}' must be a time like {example}, got {_show(value)}"
-    if _is_number(value):
-        if not math.isfinite(value):
-            raise JobFileError(problem)
-        if value < 0:
-            raise JobFileError(f"'{key}' must not be negative, got {_show(value)}")
-        return float(value)
-    if not isinstance(value, str):
-        raise JobFileError(problem)
-    match = _TIME_PATTERN.match(value)
-    if match is None:
-        raise JobFileError(problem)
-    number, unit = match["number"], match["unit"]
-    unit = unit.lower()
-    if unit in ("step", "steps") and allow_steps:
-        if not number.isdigit():
-            raise JobFileError(f"'{key}' must be a whole number of steps, got {_show(value)}")
-        return ("steps", int(number))
-    if unit not in _PS_PER_UNIT:
-        raise JobFileError(problem)
-    ps = _to_ps(float(number), unit)
-    if not math.isfinite(ps):
-        raise JobFileError(problem)
-    if ps < 0:
-        raise JobFileError(f"'{key}' must not be negative, got {_show(value)}")
-    return ps
-
-
-# ---------------------------------------------------------------------------------------------
-# Messages
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Where:
-    """Where a value sits (file, and stage if any): prefixes every message."""
-
-    file: str
-    stage: str | None = None   # e.g. "stage 'heat'" or "stage 3"
-
-    def at_stage(self, label: str) -> _Where:
-        return _Where(self.file, label)
-
-    def error(self, message: str) -> JobFileError:
-        parts = [self.file] + ([self.stage] if self.stage else []) + [message]
-        return JobFileError(_one_line(": ".join(parts)))
-
-
-def _one_line(message: str) -> str:
-    """The CLI prints errors as one line: fold any line breaks (from TOML strings, say)."""
-    return " ".join(message.splitlines())
-
-
-def _show(value) -> str:
-    """A value as the user wrote it in TOML, for messages."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_show(item) for item in value) + "]"
-    if isinstance(value, dict):
-        return "a table"
-    if hasattr(value, "isoformat"):   # TOML dates and times
-        return value.isoformat()
-    return repr(value)
-
-
-def _fmt(number: float) -> str:
-    """A float without round-off noise (0.002 * 3 -> '0.006')."""
-    return f"{number:.10g}"
-
-
-def _unknown_key(key: str, known) -> str:
-    message = f"unknown key {_show(key)}"
-    close = difflib.get_close_matches(key, known, n=1)
-    if close:
-        message += f" (did you mean '{close[0]}'?)"
-    return message
-
-
-# ---------------------------------------------------------------------------------------------
-# Value checks: each takes (value, key, where) and returns the normalized value
-# ---------------------------------------------------------------------------------------------
-
-
-def _is_number(value) -> bool:
-    # TOML booleans are Python bools, which are ints: 'true' is not a temperature.
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _to_ps(number: float, unit: str) -> float:
-    # Divide by 1000 rather than multiply by 1e-3 so that "2 fs" is exactly the float 0.002.
-    if unit == "fs":
-        return number / 1000.0
-    return number * _PS_PER_UNIT[unit]
-
-
-def _is_positive(value) -> bool:
-    return _is_number(value) and math.isfinite(value) and value > 0
-
-
-def _positive_number(unit: str) -> Callable:
-    def check(value, key, where) -> float:
-        if not _is_positive(value):
-            raise where.error(f"'{key}' must be a positive number{unit}, got {_show(value)}")
-        return float(value)
-    return check
-
-
-def _nonnegative_number(unit: str) -> Callable:
-    def check(value, key, where) -> float:
-        if not _is_number(value) or not math.isfinite(value) or value < 0:
-            raise where.error(f"'{key}' must be a number >= 0{unit}, got {_show(value)}")
-        return float(value)
-    return check
-
-
-def _whole_number(minimum: int) -> Callable:
-    def check(value, key, where) -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise where.error(f"'{key}' must be a whole number >= {minimum}, got {_show(value)}")
-        return value
-    return check
-
-
-def _one_of(choices) -> Callable:
-    def check(value, key, where) -> str:
-        if not isinstance(value, str) or value not in choices:
-            options = ", ".join(f"'{choice}'" for choice in choices)
-            raise where.error(f"'{key}' must be one of {options}, got {_show(value)}")
-        return value
-    return check
-
-
-def _restraint_choice(value, key, where) -> str:
-    """One of RESTRAINT_CHOICES, or several joined with '+' ("backbone+ligand")."""
-    try:
-        return "+".join(restraint_parts(value if isinstance(value, str) else ""))
-    except JobFileError:
-        options = ", ".join(f"'{choice}'" for choice in RESTRAINT_CHOICES)
-        raise where.error(f"'{key}' must be one of {options}, or several joined with '+' "
-                          f"(e.g. 'backbone+ligand'), got {_show(value)}") from None
-
-
-def _string(value, key, where) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise where.error(f"'{key}' must be a non-empty string, got {_show(value)}")
-    return value
-
-
-def _timestep(value, key, where) -> float:
-    ps = _time(value, key, where, allow_steps=False)
-    if ps <= 0:
-        raise where.error(f"'{key}' must be positive, got {_show(value)}")
-    return ps
-
-
-def _time(value, key, where, allow_steps=True) -> Time:
-    try:
-        return parse_time(value, key, allow_steps=allow_steps)
-    except JobFileError as error:
-        raise where.error(str(error)) from None
-
-
-def _length(value, key, where) -> Time:
-    length = _time(value, key, where)
-    if _is_zero(length):
-        raise where.error(f"'{key}' must be longer than zero, got {_show(value)}")
-    return length
-
-
-def _optional_length(value, key, where) -> Time | None:
-    """A default-protocol stage length: 0 leaves the stage out."""
-    length = _time(value, key, where)
-    return None if _is_zero(length) else length
-
-
-def _interval(value, key, where) -> Time | None:
-    """A reporting interval; 0 or false mean never (None)."""
-    if value is False:
-        return None
-    interval = _time(value, key, where)
-    return None if _is_zero(interval) else interval
-
-
-def _checkpoint_interval(value, key, where) -> float | None:
-    # Stored in ps and converted per stage by the runner, so it cannot be a number of steps
-    # (stages may differ in time step).
-    if value is False:
-        return None
-    if isinstance(value, str) and value.rstrip().endswith(("step", "steps")):
-        raise where.error(
-            f"'{key}' must be a time like '100 ps', not a number of steps (stages may differ in "
-            f"time step), got {_show(value)}"
-        )
-    ps = _time(value, key, where, allow_steps=False)
-    return None if ps == 0 else ps
-
-
-def _is_zero(time: Time) -> bool:
-    return time == ("steps", 0) or time == 0
-
-
-def _top_pressure(value, key, where) -> float | None:
-    if value is False:
-        return None   # no pressure coupling: the default protocol runs NVT
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:
-        raise where.error(f"'{key}' must be a positive number in bar or false, got {_show(value)}")
-    return float(value)
-
-
-def _stage_temperature(value, key, where) -> tuple[float, float]:
-    """A number (K), or a [start, end] list for a linear ramp (heating or cooling)."""
-    if isinstance(value, list):
-        if len(value) != 2 or not all(_is_positive(item) for item in value):
-            raise where.error(
-                f"'{key}' must be a positive number in K or a [start, end] ramp, got {_show(value)}"
-            )
-        return (float(value[0]), float(value[1]))
-    temperature = _positive_number(" in K")(value, key, where)
-    return (temperature, temperature)
-
-
 _TOP_LEVEL_CHECKS: dict[str, Callable] = {
-    "system": _string,
-    "output": _string,
-    "seed": _whole_number(0),   # TOML integers fit NumPy seeds
-    "temperature": _positive_number(" in K"),
-    "pressure": _top_pressure,
-    "timestep": _timestep,
-    "friction": _nonnegative_number(" in 1/ps"),
-    "integrator": _one_of(INTEGRATORS),
-    "reciprocal_every": _whole_number(1),
-    "barostat_frequency": _whole_number(1),
-    "restraint_k": _positive_number(" in kJ/mol/nm^2"),
-    "report_interval": _interval,
-    "trajectory_interval": _interval,
-    "trajectory_format": _one_of(TRAJECTORY_FORMATS),
-    "checkpoint_minutes": _positive_number(" of minutes"),
-    "checkpoint_interval": _checkpoint_interval,
-    "threads": _whole_number(1),
-    "backend": _one_of(BACKENDS),
-    "production": _length,
-    "heating": _optional_length,
-    "equilibration": _optional_length,
+    "system": string_value,
+    "output": string_value,
+    "seed": whole_number(0),   # TOML integers fit NumPy seeds
+    "temperature": positive_number(" in K"),
+    "pressure": top_pressure,
+    "timestep": timestep_value,
+    "friction": nonnegative_number(" in 1/ps"),
+    "integrator": one_of(INTEGRATORS),
+    "reciprocal_every": whole_number(1),
+    "barostat_frequency": whole_number(1),
+    "restraint_k": positive_number(" in kJ/mol/nm^2"),
+    "report_interval": interval_value,
+    "trajectory_interval": interval_value,
+    "trajectory_format": one_of(TRAJECTORY_FORMATS),
+    "checkpoint_minutes": positive_number(" of minutes"),
+    "checkpoint_interval": checkpoint_interval,
+    "threads": whole_number(1),
+    "backend": one_of(BACKENDS),
+    "production": length_value,
+    "heating": optional_length,
+    "equilibration": optional_length,
 }
 
 _STAGE_CHECKS: dict[str, Callable] = {
-    "length": _length,
-    "temperature": _stage_temperature,
-    "pressure": _positive_number(" in bar"),
-    "timestep": _timestep,
-    "integrator": _one_of(INTEGRATORS),
-    "friction": _nonnegative_number(" in 1/ps"),
-    "reciprocal_every": _whole_number(1),
-    "barostat_frequency": _whole_number(1),
-    "report_interval": _interval,
-    "trajectory_interval": _interval,
-    "restraints": _restraint_choice,
-    "restraint_k": _positive_number(" in kJ/mol/nm^2"),
-    "velocities": _one_of(VELOCITIES),
-    "tolerance": _positive_number(" in kJ/mol/nm"),
-    "max_iterations": _whole_number(0),
+    "length": length_value,
+    "temperature": stage_temperature,
+    "pressure": positive_number(" in bar"),
+    "timestep": timestep_value,
+    "integrator": one_of(INTEGRATORS),
+    "friction": nonnegative_number(" in 1/ps"),
+    "reciprocal_every": whole_number(1),
+    "barostat_frequency": whole_number(1),
+    "report_interval": interval_value,
+    "trajectory_interval": interval_value,
+    "restraints": restraint_choice,
+    "restraint_k": positive_number(" in kJ/mol/nm^2"),
+    "velocities": one_of(VELOCITIES),
+    "tolerance": positive_number(" in kJ/mol/nm"),
+    "max_iterations": whole_number(0),
 }
 
 
@@ -467,7 +229,7 @@ class _Setting:
 
 
 def _build_job(text: str, base_dir: pathlib.Path, label: str, stem: str, path) -> Job:
-    where = _Where(label)
+    where = Where(label)
     table = _parse_toml(text, where)
     _check_keys(table, TOP_LEVEL_KEYS, where)
     if "system" not in table:
@@ -506,20 +268,20 @@ def _build_job(text: str, base_dir: pathlib.Path, label: str, stem: str, path) -
     )
 
 
-def _parse_toml(text: str, where: _Where) -> dict:
+def _parse_toml(text: str, where: Where) -> dict:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise where.error(f"not valid TOML: {error}") from None
 
 
-def _check_keys(table: dict, known, where: _Where) -> None:
+def _check_keys(table: dict, known, where: Where) -> None:
     for key in table:
         if key not in known:
-            raise where.error(_unknown_key(key, known))
+            raise where.error(unknown_key(key, known))
 
 
-def _with_defaults(top: dict, where: _Where) -> dict:
+def _with_defaults(top: dict, where: Where) -> dict:
     """Fill in defaults for the keys the file leaves out (through the same checks)."""
     top = dict(top)
     for key, default in DEFAULTS.items():
@@ -529,24 +291,24 @@ def _with_defaults(top: dict, where: _Where) -> dict:
     return top
 
 
-def _system_dir(raw: str, base_dir: pathlib.Path, where: _Where) -> pathlib.Path:
+def _system_dir(raw: str, base_dir: pathlib.Path, where: Where) -> pathlib.Path:
     folder = (base_dir / pathlib.Path(raw).expanduser()).resolve()
     if not folder.exists():
         raise where.error(
-            f"'system' folder {_show(raw)} does not exist (looked for {folder}; make it with bencao prepare)"
+            f"'system' folder {show(raw)} does not exist (looked for {folder}; make it with bencao prepare)"
         )
     if not folder.is_dir():
-        raise where.error(f"'system' {_show(raw)} is a file, not a folder written by bencao prepare")
+        raise where.error(f"'system' {show(raw)} is a file, not a folder written by bencao prepare")
     for name in SYSTEM_FILES:
         if not (folder / name).is_file():
-            raise where.error(f"'system' folder {_show(raw)} has no {name} (make one with bencao prepare)")
+            raise where.error(f"'system' folder {show(raw)} has no {name} (make one with bencao prepare)")
     return folder
 
 
 def _output_dir(raw: str | None, base_dir: pathlib.Path, stem: str, system_dir: pathlib.Path,
-                where: _Where) -> pathlib.Path:
+                where: Where) -> pathlib.Path:
     folder = (base_dir / (pathlib.Path(raw).expanduser() if raw is not None else stem)).resolve()
-    shown = _show(raw) if raw is not None else f"{_show(stem)} (the default: the job file's name)"
+    shown = show(raw) if raw is not None else f"{show(stem)} (the default: the job file's name)"
     if folder.exists() and not folder.is_dir():
         raise where.error(f"'output' {shown} is a file, not a folder")
     # The run writes its own state.npz and checkpoints: keep it away from the prepared inputs.
@@ -560,7 +322,7 @@ def _output_dir(raw: str | None, base_dir: pathlib.Path, stem: str, system_dir: 
 # ---------------------------------------------------------------------------------------------
 
 
-def _default_stages(top: dict, where: _Where) -> list[Stage]:
+def _default_stages(top: dict, where: Where) -> list[Stage]:
     """The default protocol: minimize, heat, equilibrate, production.
 
     Heating is NVT with a linear ramp from min(50 K, T) to T; equilibration and production are
@@ -586,7 +348,7 @@ def _default_stages(top: dict, where: _Where) -> list[Stage]:
     return stages
 
 
-def _explicit_stages(tables, top: dict, where: _Where) -> list[Stage]:
+def _explicit_stages(tables, top: dict, where: Where) -> list[Stage]:
     if not isinstance(tables, list) or not all(isinstance(table, dict) for table in tables):
         raise where.error("'stage' must be written as [[stage]] tables (an array of tables)")
     if not tables:
@@ -607,7 +369,7 @@ def _explicit_stages(tables, top: dict, where: _Where) -> list[Stage]:
     return stages
 
 
-def _stage_names(tables: list, where: _Where) -> list[str]:
+def _stage_names(tables: list, where: Where) -> list[str]:
     """Each stage's name (explicit, or kind, kind-2, kind-3 ...), checking 'kind' and 'name'."""
     names, repeats = [], {}
     for number, table in enumerate(tables, start=1):
@@ -617,17 +379,17 @@ def _stage_names(tables: list, where: _Where) -> list[str]:
         if "kind" not in table:
             _check_keys(table, STAGE_KEYS, stage_where)   # a misspelt 'kind' reads better so
             raise stage_where.error(f"missing required key 'kind' ({_choices(STAGE_KINDS)})")
-        kind = _one_of(STAGE_KINDS)(table["kind"], "kind", stage_where)
+        kind = one_of(STAGE_KINDS)(table["kind"], "kind", stage_where)
         if name is None:
             repeats[kind] = repeats.get(kind, 0) + 1
             name = kind if repeats[kind] == 1 else f"{kind}-{repeats[kind]}"
         elif not isinstance(name, str) or not _NAME_PATTERN.match(name):
             raise stage_where.error(
-                f"'name' must be letters, digits, '.', '_' or '-' (it names files), got {_show(name)}"
+                f"'name' must be letters, digits, '.', '_' or '-' (it names files), got {show(name)}"
             )
         if name in names:
             raise where.at_stage(f"stage {number}").error(
-                f"'name' {_show(name)} is already the name of stage {names.index(name) + 1}; "
+                f"'name' {show(name)} is already the name of stage {names.index(name) + 1}; "
                 "stage names must be unique"
             )
         names.append(name)
@@ -638,7 +400,7 @@ def _choices(choices) -> str:
     return "one of " + ", ".join(f"'{choice}'" for choice in choices)
 
 
-def _reject_foreign_keys(table: dict, own_keys, kind: str, where: _Where) -> None:
+def _reject_foreign_keys(table: dict, own_keys, kind: str, where: Where) -> None:
     """Refuse keys that belong to other kinds of stage, naming the key and why."""
     for key in table:
         if key not in own_keys:
@@ -646,7 +408,7 @@ def _reject_foreign_keys(table: dict, own_keys, kind: str, where: _Where) -> Non
             raise where.error(f"'{key}' applies only to {other} stages, and this stage is {kind}")
 
 
-def _minimize_stage(name: str, table: dict, top: dict, where: _Where) -> Stage:
+def _minimize_stage(name: str, table: dict, top: dict, where: Where) -> Stage:
     values = {key: _STAGE_CHECKS[key](table[key], key, where) for key in table if key in _STAGE_CHECKS}
     temperature = top["temperature"]
     return Stage(
@@ -683,7 +445,7 @@ def _inherited(top: dict, kind: str) -> dict[str, _Setting]:
     return settings
 
 
-def _stage_settings(table: dict, kind: str, top: dict, where: _Where) -> dict[str, _Setting]:
+def _stage_settings(table: dict, kind: str, top: dict, where: Where) -> dict[str, _Setting]:
     """A dynamics stage's own keys, checked, over the top-level ones it inherits."""
     if "length" not in table:
         raise where.error("missing required key 'length' (a time like '100 ps', '1 ns' or '5000 steps')")
@@ -695,7 +457,7 @@ def _stage_settings(table: dict, kind: str, top: dict, where: _Where) -> dict[st
         if "integrator" in table and table["integrator"] != "verlet":
             raise where.error(
                 "'integrator' must be 'verlet' on an nve stage (no thermostat), "
-                f"got {_show(table['integrator'])}"
+                f"got {show(table['integrator'])}"
             )
         if "friction" in table:
             raise where.error("'friction' has no effect on an nve stage (Verlet has no thermostat)")
@@ -708,7 +470,7 @@ def _stage_settings(table: dict, kind: str, top: dict, where: _Where) -> dict[st
     return settings
 
 
-def _dynamics_stage(name: str, kind: str, settings: dict[str, _Setting], where: _Where) -> Stage:
+def _dynamics_stage(name: str, kind: str, settings: dict[str, _Setting], where: Where) -> Stage:
     """Resolve a dynamics stage: steps from times, and the checks that span several keys."""
     timestep = settings["timestep"].value
     integrator = settings["integrator"]
@@ -752,7 +514,7 @@ def _dynamics_stage(name: str, kind: str, settings: dict[str, _Setting], where: 
     )
 
 
-def _steps(setting: _Setting, timestep: float, where: _Where) -> int:
+def _steps(setting: _Setting, timestep: float, where: Where) -> int:
     """A length or interval as a whole number (>= 1) of time steps; None (never) is 0."""
     time = setting.value
     if time is None:
@@ -762,18 +524,18 @@ def _steps(setting: _Setting, timestep: float, where: _Where) -> int:
     return _whole_steps(time, timestep, setting.label, where)
 
 
-def _whole_steps(time: float, timestep: float, label: str, where: _Where) -> int:
+def _whole_steps(time: float, timestep: float, label: str, where: Where) -> int:
     ratio = time / timestep
     steps = round(ratio)
-    step_text = f"{_fmt(timestep * 1000)} fs"
+    step_text = f"{fmt(timestep * 1000)} fs"
     if steps < 1:
-        raise where.error(f"{label} {_fmt(time)} ps is shorter than one {step_text} step")
+        raise where.error(f"{label} {fmt(time)} ps is shorter than one {step_text} step")
     if abs(ratio - steps) > WHOLE_STEPS_RTOL * ratio:
-        raise where.error(f"{label} {_fmt(time)} ps is not a whole number of {step_text} steps")
+        raise where.error(f"{label} {fmt(time)} ps is not a whole number of {step_text} steps")
     return steps
 
 
-def _check_checkpoint_interval(interval: float | None, stages: list[Stage], where: _Where) -> None:
+def _check_checkpoint_interval(interval: float | None, stages: list[Stage], where: Where) -> None:
     """The runner converts the interval with each stage's time step: check that it can."""
     if interval is None:
         return

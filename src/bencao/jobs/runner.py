@@ -27,7 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from bencao.errors import BencaoError, InputFileError, OutputError
-from bencao.io.checkpoint import load_checkpoint, save_checkpoint
+from bencao.io.checkpoint import (
+    checkpoint_exists,
+    load_latest_checkpoint,
+    save_checkpoint,
+)
 from bencao.io.files import atomic_write, ensure_output_folder, load_state, save_state
 
 CHECKPOINT = "checkpoint.npz"
@@ -158,7 +162,7 @@ class JobRunner:
     def _check_folder(self) -> bool:
         """Create the run folder; return True if there is a checkpoint to resume from."""
         ensure_output_folder(self.folder)
-        exists = os.path.exists(self.checkpoint_path)
+        exists = checkpoint_exists(self.checkpoint_path)
         if exists and not self.resume and not self.overwrite:
             raise OutputError(
                 f"{self.folder} already holds a run ({CHECKPOINT}); continue it with --resume "
@@ -192,7 +196,7 @@ class JobRunner:
         resuming = self._check_folder()
         job_hash = _sha256(job.text)
         if resuming:
-            arrays, values, marks = load_checkpoint(self.checkpoint_path)
+            arrays, values, marks = load_latest_checkpoint(self.checkpoint_path, self._say)
             if values["job_sha256"] != job_hash:
                 raise InputFileError(
                     f"the job file differs from the one {self.checkpoint_path} was written with; "
