@@ -4,17 +4,42 @@ from __future__ import annotations
 
 
 def _run(args) -> int:
+    from bencao.errors import JobFileError
     from bencao.jobs import load_job
     from bencao.jobs.runner import JobRunner
 
     job = load_job(args.job)
-    result = JobRunner(job, resume=args.resume, overwrite=args.overwrite,
-                       write_report=not args.no_report).run()
+    if job.ensemble is not None:
+        from bencao.ensemble import EnsembleRunner
+
+        runner = EnsembleRunner(job, resume=args.resume, overwrite=args.overwrite,
+                                write_report=not args.no_report, workers=args.workers,
+                                threads_per_worker=args.threads_per_worker,
+                                scheduler=args.scheduler)
+    else:
+        if args.workers is not None or args.scheduler is not None:
+            raise JobFileError(f"{args.job}: --workers and --scheduler run the replicas of an "
+                               "[ensemble] table, and this job has none")
+        runner = JobRunner(job, resume=args.resume, overwrite=args.overwrite,
+                           write_report=not args.no_report)
+    result = runner.run()
     if result.stopped_by == "SIGINT":
         return 130
     if result.stopped_by == "SIGTERM":
         return 143
     return 0
+
+
+def _count(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return value
 
 
 def register(commands) -> None:
@@ -29,4 +54,15 @@ def register(commands) -> None:
     run.add_argument("--overwrite", action="store_true",
                      help="start again even if the run folder holds a previous run")
     run.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
+    cluster = run.add_argument_group(
+        "ensembles", "where the replicas of an [ensemble] job run (Dask; the run folder must be on "
+                     "a file system the workers share)")
+    cluster.add_argument("--workers", type=_count, metavar="W",
+                         help="local worker processes (default: cores / threads per worker; 0 runs "
+                              "the replicas one after another in this process)")
+    cluster.add_argument("--threads-per-worker", type=_count, metavar="T", default=None,
+                         help="Numba threads of each worker (default 1)")
+    cluster.add_argument("--scheduler", metavar="ADDRESS",
+                         help="a running Dask scheduler (tcp://host:8786), e.g. one that "
+                              "dask-jobqueue started on SLURM or PBS")
     run.set_defaults(handler=_run)

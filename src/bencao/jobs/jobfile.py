@@ -33,6 +33,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from bencao.errors import JobFileError
+from bencao.jobs.ensemble_table import ensemble_from_table
 from bencao.jobs.stages import Job, Stage
 from bencao.jobs.values import (
     Where,
@@ -73,7 +74,7 @@ INHERITED_KEYS = (
 PROTOCOL_KEYS = ("production", "heating", "equilibration")
 TOP_LEVEL_KEYS = (
     "system", "output", "seed", *INHERITED_KEYS, "trajectory_format", "checkpoint_minutes",
-    "checkpoint_interval", "threads", "backend", *PROTOCOL_KEYS, "stage",
+    "checkpoint_interval", "threads", "backend", *PROTOCOL_KEYS, "stage", "ensemble",
 )
 MINIMIZE_KEYS = ("kind", "name", "tolerance", "max_iterations", "restraints", "restraint_k")
 DYNAMICS_KEYS = (
@@ -241,7 +242,8 @@ def _build_job(text: str, base_dir: pathlib.Path, label: str, stem: str, path) -
                 f"'{protocol_keys[0]}': use either [[stage]] tables or the default protocol's "
                 "production/heating/equilibration keys, not both"
             )
-    top = {key: _TOP_LEVEL_CHECKS[key](table[key], key, where) for key in table if key != "stage"}
+    top = {key: _TOP_LEVEL_CHECKS[key](table[key], key, where) for key in table
+           if key not in ("stage", "ensemble")}
     top = _with_defaults(top, where)
 
     system_dir = _system_dir(table["system"], base_dir, where)
@@ -252,6 +254,9 @@ def _build_job(text: str, base_dir: pathlib.Path, label: str, stem: str, path) -
     else:
         stages = _default_stages(top, where)
     _check_checkpoint_interval(top["checkpoint_interval"], stages, where)
+    ensemble = None
+    if "ensemble" in table:
+        ensemble = ensemble_from_table(table["ensemble"], stages, where)
 
     return Job(
         path=path,
@@ -265,6 +270,7 @@ def _build_job(text: str, base_dir: pathlib.Path, label: str, stem: str, path) -
         checkpoint_interval_ps=top["checkpoint_interval"],
         threads=top.get("threads"),
         backend=top["backend"],
+        ensemble=ensemble,
     )
 
 

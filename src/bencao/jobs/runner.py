@@ -76,7 +76,33 @@ def describe_atoms(topology, particles) -> str:
     return ", ".join(parts)
 
 
-class _StopSignals:
+def stage_integrator(stage, temperature: float):
+    """The integrator a stage asks for, thermostatted at ``temperature`` (K)."""
+    from bencao.dynamics.integrators import (
+        LangevinMiddleIntegrator,
+        NoseHooverIntegrator,
+        VerletIntegrator,
+    )
+
+    every = stage.reciprocal_every
+    if stage.kind == "nve" or stage.integrator == "verlet" or stage.kind == "minimize":
+        return VerletIntegrator(stage.timestep, reciprocal_every=every)
+    if stage.integrator == "nose-hoover":
+        return NoseHooverIntegrator(temperature, stage.friction, stage.timestep)
+    return LangevinMiddleIntegrator(temperature, stage.friction, stage.timestep,
+                                    reciprocal_every=every)
+
+
+def stage_barostat(stage, temperature: float):
+    """The Monte Carlo barostat of an npt stage at ``temperature`` (K); None for other kinds."""
+    if stage.kind != "npt":
+        return None
+    from bencao.dynamics.barostat import MonteCarloBarostat
+
+    return MonteCarloBarostat(stage.pressure, temperature, frequency=stage.barostat_frequency)
+
+
+class StopSignals:
     """Turn SIGINT/SIGTERM into a flag the run checks between chunks (and restore handlers)."""
 
     def __init__(self):
@@ -219,7 +245,7 @@ class JobRunner:
         reporters = self._make_reporters(append=resuming)
         stopped_by = None
         try:
-            with _StopSignals() as signals:
+            with StopSignals() as signals:
                 self._signals = signals
                 while stage_index < len(job.stages):
                     outcome, carry = self._run_stage(stage_index, carry, reporters, job_hash)
@@ -273,12 +299,6 @@ class JobRunner:
 
     def _stage_simulation(self, stage, carry):
         """The Simulation of a stage, started from the carry (or the prepared state)."""
-        from bencao.dynamics.barostat import MonteCarloBarostat
-        from bencao.dynamics.integrators import (
-            LangevinMiddleIntegrator,
-            NoseHooverIntegrator,
-            VerletIntegrator,
-        )
         from bencao.prep.restraints import restrained_atoms, with_position_restraints
         from bencao.simulation import Simulation
 
@@ -293,21 +313,10 @@ class JobRunner:
         if stage.restraints != "none":
             atoms = restrained_atoms(self.topology, stage.restraints)
             system = with_position_restraints(system, atoms, positions, stage.restraint_k)
-        t_start = stage.temperature[0]
-        every = stage.reciprocal_every
-        if stage.kind == "nve" or stage.integrator == "verlet" or stage.kind == "minimize":
-            integrator = VerletIntegrator(stage.timestep, reciprocal_every=every)
-        elif stage.integrator == "nose-hoover":
-            integrator = NoseHooverIntegrator(t_start, stage.friction, stage.timestep)
-        else:
-            integrator = LangevinMiddleIntegrator(t_start, stage.friction, stage.timestep,
-                                                  reciprocal_every=every)
-        barostat = None
-        if stage.kind == "npt":
-            barostat = MonteCarloBarostat(stage.pressure, stage.temperature[1],
-                                          frequency=stage.barostat_frequency)
-        simulation = Simulation(system, integrator, positions, box, velocities=velocities,
-                                seed=self.seed, barostat=barostat, backend=self.job.backend)
+        simulation = Simulation(system, stage_integrator(stage, stage.temperature[0]), positions, box,
+                                velocities=velocities, seed=self.seed,
+                                barostat=stage_barostat(stage, stage.temperature[1]),
+                                backend=self.job.backend)
         if carry is not None:
             values = carry[1]["simulation"]
             # The random streams go on from the previous stage: the host's, and on a GPU the

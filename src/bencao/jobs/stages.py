@@ -79,6 +79,47 @@ class Stage:
         return self.steps * self.timestep
 
 
+EXCHANGES = ("none", "temperature", "rest2")
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """Many replicas of a job's last stage, with or without exchanges (the ``[ensemble]`` table).
+
+    Attributes
+    ----------
+    replicas : int
+        Number of replicas (and of states: replica r starts in state r).
+    exchange : {"none", "temperature", "rest2"}
+        Independent replicas, temperature replica exchange, or replica exchange with solute
+        tempering (REST2: scaled solute Hamiltonians, every replica at the stage's temperature).
+    temperatures : tuple of float
+        Thermostat temperature of each state, K.
+    solute : str or None
+        REST2 solute: "ligand", "protein", or an MDTraj selection.
+    solute_temperatures : tuple of float or None
+        REST2 effective solute temperature of each state, K (the first is the stage's temperature);
+        state k scales the solute Hamiltonian by ``temperatures[k] / solute_temperatures[k]``.
+    segment_steps : int
+        Steps between exchange attempts: the length of one segment (checkpoint in, steps,
+        checkpoint and energies out), the unit of work that runs on a worker.
+    """
+
+    replicas: int
+    exchange: str
+    temperatures: tuple[float, ...]
+    solute: str | None
+    solute_temperatures: tuple[float, ...] | None
+    segment_steps: int
+
+    @property
+    def scales(self) -> tuple[float, ...]:
+        """REST2 solute scaling factor lambda of each state (1 for every state otherwise)."""
+        if self.solute_temperatures is None:
+            return (1.0,) * self.replicas
+        return tuple(t / ts for t, ts in zip(self.temperatures, self.solute_temperatures))
+
+
 @dataclass(frozen=True)
 class Job:
     """A validated job file.
@@ -107,6 +148,8 @@ class Job:
         Number of threads; None for the default.
     backend : {"cpu", "cuda"}
         Where the steps run: the CPU, or an NVIDIA GPU (the whole step on the device).
+    ensemble : Ensemble or None
+        Replicas of the last stage (after the others have run once), or None for one run.
     """
 
     path: pathlib.Path | None
@@ -120,6 +163,7 @@ class Job:
     checkpoint_interval_ps: float | None
     threads: int | None
     backend: str = "cpu"
+    ensemble: Ensemble | None = None
 
     @property
     def total_steps(self) -> int:
