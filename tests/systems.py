@@ -72,3 +72,24 @@ def dhfr(**options):
     ff = app.ForceField("amber99sb.xml", "tip3p.xml")
     system = ff.createSystem(pdb.topology, **options)
     return system, _positions(pdb.positions), _box(pdb.topology)
+
+
+def write_vacuum_dipeptide(folder) -> None:
+    """Alanine dipeptide without its water (22 atoms, amber14, no cutoff, H-bond constraints) as
+    ``bencao prepare`` writes a system folder: small enough for many replicas in seconds."""
+    import os
+
+    import bencao
+    from bencao.io.files import save_state
+
+    prmtop = app.AmberPrmtopFile(data_path("alanine-dipeptide-explicit.prmtop"))
+    inpcrd = app.AmberInpcrdFile(data_path("alanine-dipeptide-explicit.inpcrd"))
+    modeller = app.Modeller(prmtop.topology, inpcrd.positions)
+    modeller.deleteWater()
+    system = app.ForceField("amber14-all.xml").createSystem(
+        modeller.topology, nonbondedMethod=app.NoCutoff, constraints=app.HBonds)
+    os.makedirs(folder, exist_ok=True)
+    bencao.System.from_openmm(system).save(os.path.join(folder, "system.npz"))
+    save_state(os.path.join(folder, "state.npz"), _positions(modeller.positions))
+    with open(os.path.join(folder, "structure.pdb"), "w") as handle:
+        app.PDBFile.writeFile(modeller.topology, modeller.positions, handle)

@@ -98,6 +98,7 @@ class EnsembleRunner:
 
     def run(self) -> RunResult:
         """Run (or resume) the ensemble to its end, or until SIGINT/SIGTERM."""
+        self._check_inputs()
         resuming = self._open_folder()
         ensemble = self.ensemble
         with open_executor(ensemble.replicas, **self.cluster) as executor, StopSignals() as signals:
@@ -114,6 +115,24 @@ class EnsembleRunner:
                 if signals.received:
                     return self._stopped(signals.received)
         return self._finish()
+
+    def _check_inputs(self) -> None:
+        """Read the prepared system once here, so that a damaged file is named before any work
+        is handed to the workers."""
+        from bencao.system import System
+
+        system_dir = str(self.job.system_dir)
+        try:
+            system = System.load(os.path.join(system_dir, "system.npz"))
+        except ValueError as exc:
+            raise InputFileError(str(exc)) from exc
+        state = load_state(os.path.join(system_dir, "state.npz"))
+        if len(state["positions"]) != system.n_particles:
+            raise InputFileError(f"{system_dir}: state.npz has {len(state['positions'])} positions "
+                                 f"but system.npz {system.n_particles} particles; prepare it again")
+        if not os.path.exists(os.path.join(system_dir, "structure.pdb")):
+            raise InputFileError(f"{system_dir}: no structure.pdb (the replicas' trajectories need "
+                                 "its topology); prepare the system with bencao prepare")
 
     @property
     def _segment_ps(self) -> float:
