@@ -26,8 +26,8 @@ from bencao.jobs import load_job
 
 # 6 segments of 1000 steps: long enough that a kill lands inside a segment, not between them.
 JOB = """\
-system = "{system}"
-output = "{output}"
+system = "system"
+output = "job"
 seed = 7
 timestep = "2 fs"
 friction = 5.0
@@ -58,9 +58,12 @@ def system_dir(tmp_path_factory):
     return folder
 
 
-def _write_job(folder, system_dir, name="job"):
-    path = folder / f"{name}.toml"
-    path.write_text(JOB.format(system=system_dir, output=folder / name))
+def _write_job(folder, system_dir):
+    """``folder/job.toml`` running ``folder/system`` (a copy) into ``folder/job``: paths relative
+    to the job file, so the whole folder can be copied and resumed elsewhere."""
+    shutil.copytree(system_dir, folder / "system")
+    path = folder / "job.toml"
+    path.write_text(JOB)
     return path
 
 
@@ -167,28 +170,22 @@ def test_the_driver_killed_resumes_bit_identically(system_dir, tmp_path, undistu
 
 
 def test_a_truncated_latest_checkpoint_is_rerun_from_the_previous_one(undisturbed, tmp_path, capsys):
-    folder = tmp_path / "job"
-    shutil.copytree(undisturbed, folder)
-    job = (undisturbed.parent / "job.toml").read_text().replace(str(undisturbed), str(folder))
-    (tmp_path / "job.toml").write_text(job)
-    state = json.loads((folder / "ensemble.json").read_text())
-    state["job_sha256"] = __import__("hashlib").sha256(job.encode()).hexdigest()
-    (folder / "ensemble.json").write_text(json.dumps(state))
+    copy = tmp_path / "copy"
+    shutil.copytree(undisturbed.parent, copy)
+    folder = copy / "job"
     latest = segment_path(folder, 2, SEGMENTS - 1)
     with open(latest, "r+b") as handle:
         handle.truncate(os.path.getsize(latest) // 2)
-    assert main(["run", str(tmp_path / "job.toml"), "--resume", "--no-report", "--workers", "0"]) == 0
+    assert main(["run", str(copy / "job.toml"), "--resume", "--no-report", "--workers", "0"]) == 0
     err = capsys.readouterr().err
     assert f"{latest}: not a readable bencao file" in err and "previous checkpoint" in err
     _assert_same_ensemble(folder, undisturbed)
 
 
 def test_a_damaged_system_file_is_one_line_naming_it(system_dir, tmp_path, capsys):
-    broken = tmp_path / "system"
-    shutil.copytree(system_dir, broken)
-    with open(broken / "system.npz", "r+b") as handle:
+    path = _write_job(tmp_path, system_dir)
+    with open(tmp_path / "system" / "system.npz", "r+b") as handle:
         handle.truncate(200)
-    path = _write_job(tmp_path, broken)
     assert main(["run", str(path), "--workers", "0"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "system.npz" in err[0] and "damaged or truncated" in err[0]
