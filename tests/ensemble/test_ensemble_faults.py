@@ -189,3 +189,16 @@ def test_a_damaged_system_file_is_one_line_naming_it(system_dir, tmp_path, capsy
     assert main(["run", str(path), "--workers", "0"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "system.npz" in err[0] and "damaged or truncated" in err[0]
+
+
+def test_a_replica_that_fails_stops_the_ensemble_naming_it(system_dir, tmp_path, capsys):
+    path = _write_job(tmp_path, system_dir)
+    # 10 fs steps tear the dipeptide's H-bond constraints apart at once
+    path.write_text(JOB.replace('timestep = "2 fs"', 'timestep = "10 fs"'))
+    assert main(["run", str(path), "--workers", "0", "--no-report"]) == 1
+    stderr = capsys.readouterr().err
+    err = [line for line in stderr.splitlines() if line.startswith("bencao: error:")]
+    assert len(err) == 1 and "Traceback" not in stderr
+    assert "replica 0 (state 0, 300.0 K) failed in segment 0 at step" in err[0]
+    assert "Constraints did not converge" in err[0]
+    assert f"{tmp_path / 'job' / 'replicas' / 'replica00'}" in err[0]

@@ -100,10 +100,14 @@ def open_executor(replicas: int, workers: int | None = None, threads_per_worker:
             n = len(client.scheduler_info().get("workers", {}))
             yield DaskExecutor(client, f"the Dask cluster at {scheduler} ({n} workers)")
         return
+    import dask
+
     count = int(workers) if workers is not None else default_workers(replicas, threads)
-    # Each worker runs one segment at a time (one Dask thread) with `threads` Numba threads.
-    env = {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": "1"}
-    cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=logging.ERROR, env=env)
+    # Each worker runs one segment at a time (one Dask thread) with `threads` Numba threads,
+    # set in its environment before the process starts (Numba reads it once, at import).
+    environ = {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": "1"}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=True,
+                               dashboard_address=":0", silence_logs=logging.CRITICAL)
     with cluster, Client(cluster) as client:
         yield DaskExecutor(client, f"a local Dask cluster of {count} workers x {threads} threads")

@@ -114,14 +114,22 @@ class ReplicaContext:
 
     def blow_up_error(self, task, simulation, exc):
         """The usual blow-up diagnosis, naming the replica and its state."""
-        from bencao.jobs.runner import SimulationError, describe_atoms
+        from bencao.jobs.runner import describe_atoms
 
         particles = getattr(exc, "particles", [])
         where = describe_atoms(self.topology, particles[:4]) if particles else "unknown atoms"
+        return self.failure_error(
+            task, simulation, f"blew up: largest forces on {where}; term responsible: "
+            f"{getattr(exc, 'term', None) or 'unknown'} (overlapping atoms, a bad starting "
+            "structure or too long a time step)")
+
+    def failure_error(self, task, simulation, what):
+        """A replica's dynamics failed: one line naming the replica, its state and the step."""
+        from bencao.jobs.runner import SimulationError
+
         temperature = self.job.ensemble.temperatures[task.state]
         return SimulationError(
-            f"replica {task.replica} (state {task.state}, {temperature:.1f} K) blew up in "
-            f"segment {task.segment} at step {simulation.step_count}: largest forces on {where}; "
-            f"term responsible: {getattr(exc, 'term', None) or 'unknown'} (overlapping atoms, a "
-            f"bad starting structure or too long a time step); the ensemble stops here and "
-            f"--resume reruns the segment from {replica_dir(self.run_dir, task.replica)}")
+            f"replica {task.replica} (state {task.state}, {temperature:.1f} K) failed in segment "
+            f"{task.segment} at step {simulation.step_count}: {str(what).rstrip('.')}; the ensemble stops here, and "
+            f"--resume reruns the segment from its input checkpoint in "
+            f"{replica_dir(self.run_dir, task.replica)}")

@@ -86,7 +86,11 @@ class EnsembleRunner:
         self.write_report = write_report
         self.cluster = {"workers": workers, "threads_per_worker": threads_per_worker,
                         "scheduler": scheduler}
+        # Numba threads of a segment: as asked; one per worker of a local cluster by default;
+        # the process's own when segments run here; the workers' own on a running scheduler
         self.threads = threads_per_worker
+        if threads_per_worker is None and scheduler is None and workers != 0:
+            self.threads = 1
         self.folder = str(job.output_dir)
         self.state_path = os.path.join(self.folder, STATE_FILE)
         self.rounds = self.stage.steps // self.ensemble.segment_steps

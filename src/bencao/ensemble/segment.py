@@ -189,6 +189,12 @@ def _advance(task: SegmentTask, context, simulation, reporters) -> None:
                     reporter.report(simulation, state)
     except FloatingPointError as exc:   # BlowUpError
         raise context.blow_up_error(task, simulation, exc) from exc
+    except Exception as exc:
+        from bencao.backends.cpu.constraints import ConstraintError
+
+        if isinstance(exc, ConstraintError):
+            raise context.failure_error(task, simulation, exc) from exc
+        raise
 
 
 def _energies(task: SegmentTask, context, simulation) -> dict:
