@@ -18,9 +18,16 @@ def _positive_int(text: str) -> int:
 
 def _report(args) -> int:
     # imported here so that `bencao --help` does not load MDTraj and Matplotlib
+    import os
+
     from bencao.report import build_report
 
-    path = build_report(args.run_dir, output=args.output, max_frames=args.max_frames)
+    if os.path.exists(os.path.join(args.run_dir, "ensemble.json")):
+        from bencao.report.ensemble import build_ensemble_report
+
+        path = build_ensemble_report(args.run_dir, output=args.output)
+    else:
+        path = build_report(args.run_dir, output=args.output, max_frames=args.max_frames)
     print(path)
     return 0
 
@@ -31,7 +38,8 @@ def register(commands) -> None:
         "report", help="write a self-contained HTML report of a run folder",
         description="Write RUN_DIR/report.html: summary, plots of log.csv, backbone RMSD and "
                     "radius of gyration of the trajectory, a 3-D movie of the protein, and for "
-                    "a ligand its RMSD, displacement and contacts with protein residues. The "
+                    "a ligand its RMSD, displacement and contacts with protein residues; for an "
+                    "ensemble run, the replicas' walks, exchange acceptance and round trips. The "
                     "page works offline.")
     report.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by 'bencao run'")
     report.add_argument("-o", "--output", metavar="OUT.html", default=None,

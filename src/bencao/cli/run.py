@@ -30,16 +30,19 @@ def _run(args) -> int:
     return 0
 
 
-def _count(text: str) -> int:
-    import argparse
+def _whole(minimum: int):
+    """An argparse type: a whole number of at least ``minimum``."""
+    def parse(text: str) -> int:
+        import argparse
 
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
-    return value
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {text!r}")
+        return value
+    return parse
 
 
 def register(commands) -> None:
@@ -57,10 +60,10 @@ def register(commands) -> None:
     cluster = run.add_argument_group(
         "ensembles", "where the replicas of an [ensemble] job run (Dask; the run folder must be on "
                      "a file system the workers share)")
-    cluster.add_argument("--workers", type=_count, metavar="W",
+    cluster.add_argument("--workers", type=_whole(0), metavar="W",
                          help="local worker processes (default: cores / threads per worker; 0 runs "
                               "the replicas one after another in this process)")
-    cluster.add_argument("--threads-per-worker", type=_count, metavar="T", default=None,
+    cluster.add_argument("--threads-per-worker", type=_whole(1), metavar="T", default=None,
                          help="Numba threads of each worker (default 1)")
     cluster.add_argument("--scheduler", metavar="ADDRESS",
                          help="a running Dask scheduler (tcp://host:8786), e.g. one that "

@@ -35,7 +35,7 @@ from bencao.ensemble.segment import (
 )
 from bencao.errors import InputFileError, OutputError
 from bencao.io.files import atomic_write, ensure_output_folder, load_state, save_state
-from bencao.jobs.runner import RunResult, StopSignals, _sha256
+from bencao.jobs.runner import RunResult, StopSignals, text_sha256
 
 STATE_FILE = "ensemble.json"
 EXCHANGES = "exchanges.csv"
@@ -89,8 +89,8 @@ class EnsembleRunner:
         # Numba threads of a segment: as asked; one per worker of a local cluster by default;
         # the process's own when segments run here; the workers' own on a running scheduler
         self.threads = threads_per_worker
-        if threads_per_worker is None and scheduler is None and workers != 0:
-            self.threads = 1
+        if threads_per_worker is None and scheduler is None:
+            self.threads = job.threads if workers == 0 else 1
         self.folder = str(job.output_dir)
         self.state_path = os.path.join(self.folder, STATE_FILE)
         self.rounds = self.stage.steps // self.ensemble.segment_steps
@@ -113,8 +113,12 @@ class EnsembleRunner:
             if resuming:
                 self._repair(executor)
             clock = (time.monotonic(), self.state["rounds_done"])
+            self._timing = [0.0, 0]   # seconds in rounds and rounds run in this session
             while self.state["rounds_done"] < self.rounds:
+                started = time.monotonic()
                 self._round(executor)
+                self._timing[0] += time.monotonic() - started
+                self._timing[1] += 1
                 clock = self._progress(clock)
                 if signals.received:
                     return self._stopped(signals.received)
@@ -149,7 +153,7 @@ class EnsembleRunner:
         if exists and not self.resume and not self.overwrite:
             raise OutputError(f"{self.folder} already holds a run ({STATE_FILE}); continue it with "
                               "--resume or start again with --overwrite")
-        job_hash = _sha256(self.job.text)
+        job_hash = text_sha256(self.job.text)
         if exists and self.resume:
             self.state = self._read_state()
             if self.state["job_sha256"] != job_hash:
@@ -311,10 +315,16 @@ class EnsembleRunner:
                    "scales": list(self.ensemble.scales), "segments": self.rounds,
                    "steps": steps, "time_ps": end_time, "backend": self.job.backend,
                    "stages": [stage.name for stage in self.job.stages], "ensemble": True}
+        seconds, rounds = getattr(self, "_timing", (0.0, 0))
+        speed = ""
+        if rounds and seconds > 0:
+            summary["replica_ns_per_day"] = (rounds * self._segment_ps * self.ensemble.replicas
+                                             * 1e-3 / seconds * 86400.0)
+            speed = f" at {summary['replica_ns_per_day']:.1f} replica-ns/day"
         with atomic_write(os.path.join(self.folder, "run.json"), "w") as handle:
             json.dump(summary, handle, indent=2)
-        self._say(f"done: {self.ensemble.replicas} replicas x {self.stage.length_ps:g} ps; results "
-                  f"in {self.folder} (replicas/, states/, {EXCHANGES})")
+        self._say(f"done: {self.ensemble.replicas} replicas x {self.stage.length_ps:g} ps{speed}; "
+                  f"results in {self.folder} (replicas/, states/, {EXCHANGES})")
         report = None
         if self.write_report:
             from bencao.errors import BencaoError

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from xml.etree import ElementTree
+import xml.etree.ElementTree as ElementTree
 
 import numpy as np
 import openmm
 
-from bencao.forces.virtual_sites import (
-    LINEAR,
-    LOCAL_COORDINATES,
-    OUT_OF_PLANE,
-    VirtualSites,
-)
+from bencao.forces.virtual_sites import LINEAR, LOCAL_COORDINATES, OUT_OF_PLANE, VirtualSites
 
 _SUPPORTED = (
     "TwoParticleAverageSite",

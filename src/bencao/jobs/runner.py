@@ -61,7 +61,8 @@ class RunResult:
     report: str | None
 
 
-def _sha256(text: str) -> str:
+def text_sha256(text: str) -> str:
+    """SHA-256 of a text (a job file's, to recognise it on resume)."""
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -220,7 +221,7 @@ class JobRunner:
             numba.set_num_threads(min(int(job.threads), numba.config.NUMBA_NUM_THREADS))
         self._load_inputs()
         resuming = self._check_folder()
-        job_hash = _sha256(job.text)
+        job_hash = text_sha256(job.text)
         if resuming:
             arrays, values, marks = load_latest_checkpoint(self.checkpoint_path, self._say)
             if values["job_sha256"] != job_hash:
