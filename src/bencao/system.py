@@ -118,7 +118,7 @@ class System:
                 data = {key: archive[key] for key in archive.files}
             header = json.loads(bytes(data.pop("header")).decode())
         except DAMAGED_NPZ_ERRORS as exc:
-            raise ValueError(f"{path}: not a readable bencao System file, damaged or truncated "
+            raise ValueError(f"{path}: not a bencao System file, or a damaged or truncated one "
                              f"({type(exc).__name__}: {exc})") from exc
         if header.get("format") != "bencao.System" or header.get("version", 0) > FORMAT_VERSION:
             raise ValueError(f"{path}: not a bencao System file of a version this bencao reads")

@@ -52,8 +52,9 @@ def run_setup(job) -> tuple[bool, str]:
     if os.path.exists(os.path.join(folder, "run.json")):
         return True, ""
     result = JobRunner(job, resume=True, stream=stream, write_report=False).run()
+    # the set-up's own opening and closing lines would read as the ensemble's
     said = "\n".join(line for line in stream.getvalue().splitlines()
-                     if not line.startswith("no checkpoint in"))
+                     if not line.startswith(("no checkpoint in", "done:")))
     return result.completed, said
 
 
