@@ -202,3 +202,21 @@ def test_a_replica_that_fails_stops_the_ensemble_naming_it(system_dir, tmp_path,
     assert "replica 0 (state 0, 300.0 K) failed in segment 0 at step" in err[0]
     assert "Constraints did not converge" in err[0]
     assert f"{tmp_path / 'job' / 'replicas' / 'replica00'}" in err[0]
+
+
+def test_ctrl_c_to_the_whole_process_group_stops_after_the_round(system_dir, tmp_path, undisturbed):
+    """A terminal's Ctrl-C reaches the local workers too: they must leave it to the driver, which
+    stops after the round it is in (exit 130) and resumes bit-identically."""
+    path = _write_job(tmp_path, system_dir)
+    process = _start_driver(path)
+    _wait_for_rounds(process, tmp_path / "job" / "ensemble.json", 1)
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "stopped by SIGINT after segment" in stderr and "Traceback" not in stderr
+    assert main(["run", str(path), "--resume", "--no-report", "--workers", "0"]) == 0
+    _assert_same_ensemble(tmp_path / "job", undisturbed)

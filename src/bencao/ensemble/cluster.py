@@ -108,6 +108,7 @@ def open_executor(replicas: int, workers: int | None = None, threads_per_worker:
     environ = {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": "1"}
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
         cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=logging.CRITICAL)
+                               dashboard_address=":0", silence_logs=logging.CRITICAL,
+                               preload=["bencao.ensemble.worker_setup"])
     with cluster, Client(cluster) as client:
         yield DaskExecutor(client, f"a local Dask cluster of {count} workers x {threads} threads")
