@@ -18,6 +18,7 @@ import dataclasses
 import io
 import json
 import os
+import pathlib
 import secrets
 import shutil
 import sys
@@ -29,7 +30,6 @@ from bencao.ensemble.segment import (
     START,
     SegmentTask,
     recorded_energies,
-    replica_dir,
     run_segment,
     segment_path,
 )
@@ -42,20 +42,21 @@ EXCHANGES = "exchanges.csv"
 STATE_FORMAT = "bencao.Ensemble"
 
 
-def run_setup(job) -> tuple[bool, str]:
+def run_setup(job) -> tuple[str | None, str]:
     """Run the stages before the ensemble's (a task: it may run on a worker); resumes if a
-    previous attempt was interrupted.  Returns (completed, what it said)."""
+    previous attempt was interrupted.  Returns (the signal that stopped it or None, what it
+    said)."""
     from bencao.jobs.runner import JobRunner
 
     stream = io.StringIO()
     folder = str(job.output_dir)
     if os.path.exists(os.path.join(folder, "run.json")):
-        return True, ""
+        return None, ""
     result = JobRunner(job, resume=True, stream=stream, write_report=False).run()
     # the set-up's own opening and closing lines would read as the ensemble's
     said = "\n".join(line for line in stream.getvalue().splitlines()
                      if not line.startswith(("no checkpoint in", "done:")))
-    return result.completed, said
+    return (None if result.completed else result.stopped_by or "SIGINT"), said
 
 
 class EnsembleRunner:
@@ -109,8 +110,9 @@ class EnsembleRunner:
         with open_executor(ensemble.replicas, **self.cluster) as executor, StopSignals() as signals:
             self._say(f"ensemble: {ensemble.replicas} replicas, exchange '{ensemble.exchange}', "
                       f"{self.rounds} segments of {self._segment_ps:g} ps, on {executor.description}")
-            if not self._setup(executor):
-                return self._stopped("SIGINT")
+            stopped = self._setup(executor)
+            if stopped:
+                return self._stopped(stopped)
             if resuming:
                 self._repair(executor)
             clock = (time.monotonic(), self.state["rounds_done"])
@@ -206,27 +208,28 @@ class EnsembleRunner:
 
     # -- set-up -----------------------------------------------------------------------------
 
-    def _setup(self, executor) -> bool:
-        """Run the stages before the last once and write ``start.npz``; False if stopped."""
+    def _setup(self, executor) -> str | None:
+        """Run the stages before the last once and write ``start.npz``; the name of the signal
+        that stopped the set-up, or None."""
         start = os.path.join(self.folder, START)
         if os.path.exists(start):
-            return True
+            return None
         if len(self.job.stages) > 1:
             setup = dataclasses.replace(self.job, stages=self.job.stages[:-1], ensemble=None,
-                                        output_dir=self._path("setup"), seed=self.state["seed"])
+                                        output_dir=pathlib.Path(self.folder, "setup"), seed=self.state["seed"])
             self._say(f"set-up: {', '.join(s.name for s in setup.stages)} (once, in setup/)")
-            completed, said = executor.map(run_setup, [setup])[0]
+            stopped, said = executor.map(run_setup, [setup])[0]
             if said:
                 self._say(said)
-            if not completed:
-                return False
+            if stopped:
+                return stopped
             initial = load_state(os.path.join(self.folder, "setup", "final_state.npz"))
         else:
             initial = load_state(os.path.join(self.job.system_dir, "state.npz"))
             initial["step"], initial["time"] = 0, 0.0
         save_state(start, initial["positions"], box=initial["box"],
                    velocities=initial["velocities"], step=initial["step"], time=initial["time"])
-        return True
+        return None
 
     def _repair(self, executor) -> None:
         """Rerun the latest finished segment of any replica whose checkpoint is damaged."""
@@ -294,12 +297,11 @@ class EnsembleRunner:
     def _stopped(self, signal_name: str) -> RunResult:
         self._say(f"stopped by {signal_name} after segment {self.state['rounds_done']}; continue "
                   "with: bencao run JOB --resume")
-        return RunResult(self.folder, False, signal_name, self.state["rounds_done"], 0.0, None)
-
-    def _path(self, *parts):
-        import pathlib
-
-        return pathlib.Path(self.folder, *parts)
+        done = self.state["rounds_done"]
+        started = os.path.exists(os.path.join(self.folder, START))
+        time_ps = self._start_time() + done * self._segment_ps if started else 0.0
+        return RunResult(self.folder, False, signal_name, done * self.ensemble.segment_steps,
+                         time_ps, None)
 
     # -- the end ----------------------------------------------------------------------------
 
@@ -339,9 +341,4 @@ class EnsembleRunner:
         return RunResult(self.folder, True, None, steps, end_time, report)
 
 
-def final_segment(run_dir, replica: int, segments: int) -> str:
-    """The checkpoint of a replica's last segment."""
-    return segment_path(run_dir, replica, segments - 1)
-
-
-__all__ = ["EnsembleRunner", "final_segment", "replica_dir", "run_setup"]
+__all__ = ["EnsembleRunner", "run_setup"]
