@@ -13,7 +13,7 @@ import sys
 
 from bencao.errors import BencaoError
 
-SUBCOMMANDS = ("prepare", "run", "demo", "report", "info", "bench")
+SUBCOMMANDS = ("prepare", "run", "demo", "report", "pockets", "info", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,1 @@
+"""Analysis of trajectories: pockets along trajectories (``bencao.analysis.pockets``)."""
