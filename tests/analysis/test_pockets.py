@@ -165,3 +165,38 @@ def test_errors_are_one_line(tmp_path, capsys):
         assert main(["pockets", *arguments, "-o", str(tmp_path / "out"), "--workers", "1"]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and expected in err[0], (arguments, err)
+
+
+def test_report_section_lists_the_tracked_pockets(adk):
+    out, _ = adk
+    from bencao.report.pockets_page import pockets_section
+
+    page = pockets_section(out.parent)
+    with open(out / "tracks.csv") as handle:
+        first = next(csv.DictReader(handle))
+    assert f"<tr><td>{first['pocket']}</td><td>{float(first['open_fraction']):.0%}</td>" in page
+    assert 'id="plot-pocket-volumes"' in page
+    assert pockets_section(out) == ""       # a folder without pockets/ has no section
+
+
+def test_a_job_file_runs_pockets_at_the_end(tmp_path):
+    from systems import write_vacuum_dipeptide
+
+    write_vacuum_dipeptide(tmp_path / "system")
+    (tmp_path / "job.toml").write_text(
+        'system = "system"\npockets = true\ntrajectory_interval = "0.1 ps"\nthreads = 1\n'
+        '[[stage]]\nkind = "nvt"\nlength = "0.4 ps"\n')
+    assert main(["run", str(tmp_path / "job.toml"), "--no-report"]) == 0
+    with open(tmp_path / "job" / "pockets" / "pockets.json") as handle:
+        summary = json.load(handle)
+    assert summary["frames"] == 4      # 22 atoms hold no pocket, but every frame was looked at
+    assert "'pockets' must be true or false" in _job_error(tmp_path, 'pockets = "yes"')
+
+
+def _job_error(folder, line):
+    from bencao.errors import JobFileError
+    from bencao.jobs import job_from_text
+
+    with pytest.raises(JobFileError) as raised:
+        job_from_text(f'system = "system"\n{line}\n', folder)
+    return str(raised.value)

@@ -37,6 +37,7 @@ from bencao.jobs.ensemble_table import ensemble_from_table
 from bencao.jobs.stages import Job, Stage
 from bencao.jobs.values import (
     Where,
+    boolean,
     checkpoint_interval,
     fmt,
     interval_value,
@@ -74,7 +75,7 @@ INHERITED_KEYS = (
 PROTOCOL_KEYS = ("production", "heating", "equilibration")
 TOP_LEVEL_KEYS = (
     "system", "output", "seed", *INHERITED_KEYS, "trajectory_format", "checkpoint_minutes",
-    "checkpoint_interval", "threads", "backend", *PROTOCOL_KEYS, "stage", "ensemble",
+    "checkpoint_interval", "threads", "backend", "pockets", *PROTOCOL_KEYS, "stage", "ensemble",
 )
 MINIMIZE_KEYS = ("kind", "name", "tolerance", "max_iterations", "restraints", "restraint_k")
 DYNAMICS_KEYS = (
@@ -98,6 +99,7 @@ DEFAULTS = {
     "trajectory_format": "xtc",
     "checkpoint_minutes": 10.0,    # wall-clock minutes
     "backend": "cpu",
+    "pockets": False,              # run bencao pockets on the trajectory at the end
     "production": "1 ns",
     "heating": "20 ps",
     "equilibration": "100 ps",
@@ -192,6 +194,7 @@ _TOP_LEVEL_CHECKS: dict[str, Callable] = {
     "checkpoint_interval": checkpoint_interval,
     "threads": whole_number(1),
     "backend": one_of(BACKENDS),
+    "pockets": boolean,
     "production": length_value,
     "heating": optional_length,
     "equilibration": optional_length,
@@ -271,6 +274,7 @@ def _build_job(text: str, base_dir: pathlib.Path, label: str, stem: str, path) -
         threads=top.get("threads"),
         backend=top["backend"],
         ensemble=ensemble,
+        pockets=top["pockets"],
     )
 
 

@@ -488,6 +488,13 @@ class JobRunner:
         with atomic_write(os.path.join(self.folder, "run.json"), "w") as handle:
             json.dump(summary, handle, indent=2)
         self._say(f"done: {sim['step']} steps, {sim['time']:.1f} ps; results in {self.folder}")
+        if self.job.pockets:
+            from bencao.analysis.pockets import analyse_pockets
+
+            try:
+                analyse_pockets(self.folder, workers=self.job.threads, stream=self.stream)
+            except BencaoError as exc:
+                self._say(f"pockets could not be found: {exc}")
         if not self.write_report:
             return None
         try:

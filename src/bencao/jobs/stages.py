@@ -150,6 +150,8 @@ class Job:
         Where the steps run: the CPU, or an NVIDIA GPU (the whole step on the device).
     ensemble : Ensemble or None
         Replicas of the last stage (after the others have run once), or None for one run.
+    pockets : bool
+        Find and track pockets along the trajectory at the end (``bencao pockets``).
     """
 
     path: pathlib.Path | None
@@ -164,6 +166,7 @@ class Job:
     threads: int | None
     backend: str = "cpu"
     ensemble: Ensemble | None = None
+    pockets: bool = False
 
     @property
     def total_steps(self) -> int:

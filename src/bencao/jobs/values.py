@@ -269,3 +269,10 @@ def stage_temperature(value, key, where) -> tuple[float, float]:
     return (temperature, temperature)
 
 
+
+
+def boolean(value, key, where) -> bool:
+    """true or false."""
+    if not isinstance(value, bool):
+        raise where.error(f"'{key}' must be true or false, got {show(value)}")
+    return value

@@ -22,6 +22,7 @@ from bencao.report import plots
 from bencao.report.analysis import analyse_trajectory, load_topology, load_trajectory
 from bencao.report.ligand_page import ligand_section, ligand_summary_rows
 from bencao.report.plots import figure_html as _figure_html
+from bencao.report.pockets_page import pockets_section
 from bencao.report.runlog import read_log
 from bencao.report.viewer import movie_payload, movie_section
 
@@ -292,7 +293,8 @@ def build_report(run_dir, output=None, max_frames: int = 60) -> Path:
     rows = _summary_rows(run_dir, log, counts, analysis)
     figures = _log_plots(log, segments) + (_trajectory_plots(analysis, segments)
                                            if analysis else [])
-    page = _page(run_dir, rows, notes, movie, figures, ligand_section(analysis, segments))
+    page = _page(run_dir, rows, notes, movie, figures,
+                 ligand_section(analysis, segments) + pockets_section(run_dir))
     with atomic_write(output, "wb") as handle:
         handle.write(page.encode("utf-8"))
     _make_readable(output)
