@@ -111,6 +111,7 @@ def analyse_pockets(source, topology=None, output=None, stride: int = 1, workers
     path, top, default_output = resolve_inputs(source, topology)
     output = ensure_output_folder(output or default_output)
     workers = workers or (os.cpu_count() or 1)
+    progress = _Progress(stream)
     start = time.perf_counter()
     rows, tracker, grid, atoms, reference = [], Tracker(), None, None, None
     n_frames = 0
@@ -139,8 +140,9 @@ def analyse_pockets(source, topology=None, output=None, stride: int = 1, workers
                 rows.extend(_pocket_row(frame, time_ps, number, rank, pocket)
                             for rank, (number, pocket) in enumerate(zip(numbers, pockets), start=1))
             n_frames += len(chunk)
-            _progress(stream, n_frames, start)
+            progress.update(n_frames, start)
     finally:
+        progress.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     if n_frames == 0:
@@ -193,6 +195,34 @@ def _write_csv(path, columns, rows) -> None:
             handle.write(",".join(str(v) for v in numbers) + f',"{residues}"\n')
 
 
-def _progress(stream, frames: int, start: float) -> None:
-    elapsed = time.perf_counter() - start
-    print(f"pockets: {frames} frames, {elapsed / frames:.3f} s per frame", file=stream, flush=True)
+class _Progress:
+    """A rich progress line on a terminal; a line per chunk of frames in a log file."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self._bar = None
+        if getattr(stream, "isatty", lambda: False)():
+            from rich.console import Console
+            from rich.progress import (
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._bar = Progress(SpinnerColumn(), TextColumn("pockets: {task.description}"),
+                                 TimeElapsedColumn(), console=Console(file=stream), transient=True)
+            self._task = self._bar.add_task("reading frames", total=None)
+            self._bar.start()
+
+    def update(self, frames: int, start: float) -> None:
+        per_frame = (time.perf_counter() - start) / frames
+        text = f"{frames} frames, {per_frame:.3f} s per frame"
+        if self._bar is not None:
+            self._bar.update(self._task, description=text)
+        else:
+            print(f"pockets: {text}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
