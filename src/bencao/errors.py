@@ -28,3 +28,8 @@ class OutputError(BencaoError):
 
 class DeviceError(BencaoError, RuntimeError):
     """The requested device (a CUDA GPU, or OpenMM's platform for it) is not available here."""
+
+
+class ConstraintFailure(RuntimeError):
+    """Constraints could not be satisfied during dynamics (a backend's solver raises a subclass,
+    so that the layers above catch it without importing a backend)."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bencao.errors import InputFileError
+from bencao.errors import ConstraintFailure, InputFileError
 from bencao.io.checkpoint import load_checkpoint, save_checkpoint
 
 #: The state every replica starts the ensemble stage from (written by the driver).
@@ -189,12 +189,8 @@ def _advance(task: SegmentTask, context, simulation, reporters) -> None:
                     reporter.report(simulation, state)
     except FloatingPointError as exc:   # BlowUpError
         raise context.blow_up_error(task, simulation, exc) from exc
-    except Exception as exc:
-        from bencao.backends.cpu.constraints import ConstraintError
-
-        if isinstance(exc, ConstraintError):
-            raise context.failure_error(task, simulation, exc) from exc
-        raise
+    except ConstraintFailure as exc:
+        raise context.failure_error(task, simulation, exc) from exc
 
 
 def _energies(task: SegmentTask, context, simulation) -> dict:

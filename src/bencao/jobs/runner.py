@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bencao.errors import BencaoError, InputFileError, OutputError
+from bencao.errors import BencaoError, ConstraintFailure, InputFileError, OutputError
 from bencao.io.checkpoint import (
     checkpoint_exists,
     load_latest_checkpoint,
@@ -360,14 +360,10 @@ class JobRunner:
             return self._run_dynamics(index, stage, simulation, reporters, job_hash, mid_stage)
         except FloatingPointError as exc:   # BlowUpError
             raise self._blow_up_error(stage, simulation, exc) from exc
-        except Exception as exc:
-            from bencao.backends.cpu.constraints import ConstraintError
-
-            if isinstance(exc, ConstraintError):
-                raise SimulationError(
-                    f"stage '{stage.name}' failed at step {simulation.step_count}: {exc}; the last "
-                    f"good checkpoint is {self.checkpoint_path}") from exc
-            raise
+        except ConstraintFailure as exc:
+            raise SimulationError(
+                f"stage '{stage.name}' failed at step {simulation.step_count}: {exc}; the last "
+                f"good checkpoint is {self.checkpoint_path}") from exc
 
     def _run_dynamics(self, index, stage, simulation, reporters, job_hash, mid_stage):
         first = self._stage_starts[index]

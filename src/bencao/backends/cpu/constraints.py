@@ -23,6 +23,8 @@ from numba import njit, prange
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from bencao.errors import ConstraintFailure
+
 # SHAKE and RATTLE give up after this many Gauss-Seidel sweeps of a cluster.
 MAX_ITERATIONS = 1000
 
@@ -42,7 +44,7 @@ _MIN_PROJECTION = 1.0e-6
 _SAME = 1.0e-10
 
 
-class ConstraintError(RuntimeError):
+class ConstraintError(ConstraintFailure):
     """Constraints could not be satisfied (iteration did not converge, or SETTLE failed)."""
 
 
