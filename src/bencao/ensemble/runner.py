@@ -294,6 +294,18 @@ class EnsembleRunner:
                   f"{speed:.2f} replica-ns/day")
         return (now, done)
 
+    def _pockets(self) -> None:
+        """``pockets = true``: pockets along the first state's demultiplexed trajectory."""
+        from bencao.analysis.pockets import analyse_pockets
+        from bencao.errors import BencaoError
+
+        trajectory = os.path.join(self.folder, "states", f"state00.{self.job.trajectory_format}")
+        try:
+            analyse_pockets(trajectory, topology=os.path.join(self.folder, "topology.pdb"),
+                            output=os.path.join(self.folder, "pockets"), stream=self.stream)
+        except BencaoError as exc:
+            self._say(f"pockets could not be found: {exc}")
+
     def _stopped(self, signal_name: str) -> RunResult:
         self._say(f"stopped by {signal_name} after segment {self.state['rounds_done']}; continue "
                   "with: bencao run JOB --resume")
@@ -328,6 +340,8 @@ class EnsembleRunner:
             json.dump(summary, handle, indent=2)
         self._say(f"done: {self.ensemble.replicas} replicas x {self.stage.length_ps:g} ps{speed}; "
                   f"results in {self.folder} (replicas/, states/, {EXCHANGES})")
+        if self.job.pockets and self.stage.trajectory_every:
+            self._pockets()
         report = None
         if self.write_report:
             from bencao.errors import BencaoError

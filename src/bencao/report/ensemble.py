@@ -152,8 +152,10 @@ def build_ensemble_report(run_dir, output=None) -> Path:
     if energy is not None:
         figures.append(figure_html(energy, "Potential energy in each state (states/stateNN.csv).",
                                    "state-energies"))
+    from bencao.report.pockets_page import pockets_section
+
     section = (f'<section id="ensemble"><h2>Exchanges</h2>{_matrix_html(accepted, attempted)}'
-               "</section>")
+               f"</section>{pockets_section(run_dir)}")
     page = _page(run_dir, rows, [], section, figures)
     output = Path(output) if output is not None else run_dir / "report.html"
     with atomic_write(output, "wb") as handle:
