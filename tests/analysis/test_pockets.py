@@ -8,6 +8,7 @@ import os
 import mdtraj
 import numpy as np
 import pytest
+from browser import needs_chromium, run_chromium
 from scipy.stats import spearmanr
 
 from bencao.analysis.pockets import analyse_pockets, find_pockets, pocket_atoms
@@ -200,3 +201,56 @@ def _job_error(folder, line):
     with pytest.raises(JobFileError) as raised:
         job_from_text(f'system = "system"\n{line}\n', folder)
     return str(raised.value)
+
+
+def test_the_movie_draws_the_top_pockets_where_they_are(tmp_path):
+    """A run folder's pockets come back as spheres in the movie's coordinates, in the frames
+    they are open, next to the residues that line them."""
+    from bencao.report.analysis import load_trajectory
+    from bencao.report.pockets_page import pocket_markers
+    from bencao.report.viewer import movie_payload
+
+    traj = mdtraj.load(_data("adk_dims.xtc"), top=_data("adk_top.pdb"))[::10]
+    traj.save_xtc(str(tmp_path / "trajectory.xtc"))
+    traj[0].save_pdb(str(tmp_path / "topology.pdb"))
+    analyse_pockets(str(tmp_path), workers=1)
+    data = load_trajectory(tmp_path)
+    markers = pocket_markers(tmp_path, data.traj)
+    with open(tmp_path / "pockets" / "pockets.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    with open(tmp_path / "pockets" / "tracks.csv") as handle:
+        top = [t["pocket"] for t in csv.DictReader(handle)][:3]
+    drawn = [r for r in rows if r["pocket"] in top]
+    assert sum(len(v) for v in markers.values()) == len(drawn) > 0
+    fitted = data.traj.superpose(data.traj, 0, atom_indices=data.traj.topology.select("name CA"))
+    for row in drawn:
+        frame = int(row["frame"])
+        lining = {label.split(":")[0] for label in row["residues"].split()}
+        atoms = [a.index for a in fitted.topology.atoms
+                 if f"{a.residue.name}{a.residue.resSeq}" in lining and a.element.symbol != "H"]
+        centre = np.array(next(m[:3] for m in markers[frame] if m[4] == top.index(row["pocket"])))
+        # a pocket's centre sits in the hollow its lining residues surround
+        assert np.linalg.norm(centre - fitted.xyz[frame, atoms].mean(axis=0)) < 0.8
+    payload = movie_payload(data.traj, data.selection, data.time_ps, 10, pockets=markers)
+    assert [len(p) for p in payload["pockets"]] == [len(markers.get(i, [])) for i in payload["frames"]]
+
+
+@needs_chromium
+def test_the_report_movie_draws_pockets_in_headless_chromium(tmp_path):
+    import re
+
+    from bencao.report import build_report
+    from bencao.reporters.state_data import COLUMNS
+
+    traj = mdtraj.load(_data("adk_dims.xtc"), top=_data("adk_top.pdb"))[::20]
+    traj.save_xtc(str(tmp_path / "trajectory.xtc"))
+    traj[0].save_pdb(str(tmp_path / "topology.pdb"))
+    (tmp_path / "log.csv").write_text(",".join(COLUMNS) + "\n")
+    analyse_pockets(str(tmp_path), workers=1)
+    page = build_report(tmp_path, max_frames=5)
+    assert 'id="pockets"' in page.read_text()
+    dom = run_chromium(["--virtual-time-budget=1000", "--dump-dom", page.resolve().as_uri()])
+    body = re.search(r"<body[^>]*>", dom.stdout)
+    assert body and "data-viewer-error" not in body.group(0), dom.stdout[:300]
+    drawn = re.search(r'data-pockets-drawn="(\d+)"', body.group(0))
+    assert drawn and int(drawn.group(1)) >= 1, "no pocket drawn in the movie"

@@ -22,7 +22,7 @@ from bencao.report import plots
 from bencao.report.analysis import analyse_trajectory, load_topology, load_trajectory
 from bencao.report.ligand_page import ligand_section, ligand_summary_rows
 from bencao.report.plots import figure_html as _figure_html
-from bencao.report.pockets_page import pockets_section
+from bencao.report.pockets_page import pocket_markers, pockets_section
 from bencao.report.runlog import read_log
 from bencao.report.viewer import movie_payload, movie_section
 
@@ -284,7 +284,7 @@ def build_report(run_dir, output=None, max_frames: int = 60) -> Path:
                  "holds no protein or solute, and too many atoms to show them all.</p></section>")
     elif data is not None:
         payload = movie_payload(data.traj, data.selection, data.time_ps, int(max_frames),
-                                data.ligands)
+                                data.ligands, pocket_markers(run_dir, data.traj))
         movie = movie_section(payload, _movie_caption(data, payload))
     if data is not None and data.periodic:
         notes.append(f"Periodic boundaries: {data.imaging}.")

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import csv
 import html
+import json
 import os
 
 import numpy as np
 
 from bencao.report.plots import figure_html
 
-#: Tracked pockets listed in the table and drawn in the volume plot.
+#: Tracked pockets listed in the table, drawn in the volume plot, and drawn in the movie.
 TABLE_ROWS = 10
 PLOTTED = 5
+IN_MOVIE = 3
 
 
 def _read(path) -> list[dict]:
@@ -35,6 +37,40 @@ def _volume_figure(rows, tracks):
     ax.set_ylabel("volume (nm³)")
     ax.legend(fontsize=7)
     return fig
+
+
+def pocket_markers(run_dir, traj) -> dict | None:
+    """The top tracked pockets as spheres for the movie: {frame: [(x, y, z, radius, colour)]}
+    in nm, in ``traj``'s coordinates (a sphere of the pocket's volume at its centre); None
+    without ``RUN/pockets``.
+
+    The pocket centres are in the first frame's coordinates as ``bencao pockets`` read it; the
+    report may have put the protein back in the box by whole box vectors, so the centres follow
+    the shift of the first frame's C-alpha centroid.
+    """
+    folder = os.path.join(os.fspath(run_dir), "pockets")
+    try:
+        with open(os.path.join(folder, "pockets.json"), encoding="utf-8") as handle:
+            summary = json.load(handle)
+        tracks = _read(os.path.join(folder, "tracks.csv"))
+        rows = _read(os.path.join(folder, "pockets.csv"))
+    except (OSError, ValueError):
+        return None
+    if "reference_ca_centroid" not in summary:
+        return None
+    ca = traj.topology.select("name CA")
+    if not len(ca):
+        return None
+    shift = traj.xyz[0, ca].mean(axis=0) - np.array(summary["reference_ca_centroid"])
+    colours = {track["pocket"]: k for k, track in enumerate(tracks[:IN_MOVIE])}
+    markers: dict = {}
+    for row in rows:
+        if row["pocket"] in colours:
+            centre = np.array([float(row[f"center_{a}"]) for a in "xyz"]) + shift
+            radius = (3.0 * float(row["volume_nm3"]) / (4.0 * np.pi)) ** (1.0 / 3.0)
+            markers.setdefault(int(row["frame"]), []).append(
+                (*centre.tolist(), max(radius, 0.2), colours[row["pocket"]]))
+    return markers
 
 
 def pockets_section(run_dir) -> str:
@@ -64,6 +100,8 @@ def pockets_section(run_dir) -> str:
         figure = figure_html(_volume_figure(rows, tracks),
                              "Volume of the top tracked pockets in the frames they are open.",
                              "pocket-volumes")
-    return (f'<section id="pockets"><h2>Pockets</h2>{table}{figure}<p class="subtle">The '
+    return (f'<section id="pockets"><h2>Pockets</h2>{table}{figure}<p class="subtle">The movie '
+            f"shows the top {IN_MOVIE} tracked pockets as translucent spheres of their volume in "
+            "the frames they are open (red, blue, orange in the order of the table). The "
             "frequency grid pockets/pocket_frequency.dx (OpenDX, Å) opens in VMD, PyMOL or NGL "
             "over topology.pdb.</p></section>")

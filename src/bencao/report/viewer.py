@@ -101,7 +101,7 @@ def _quantise(xyz_angstrom) -> tuple:
     return ints, scale
 
 
-def movie_payload(traj, selection: str, time_ps, max_frames: int, ligands=()) -> dict:
+def movie_payload(traj, selection: str, time_ps, max_frames: int, ligands=(), pockets=None) -> dict:
     """The data the page needs to play the movie.
 
     Parameters
@@ -117,6 +117,9 @@ def movie_payload(traj, selection: str, time_ps, max_frames: int, ligands=()) ->
         Most frames to embed.
     ligands : list of mdtraj Residue
         Ligand residues of ``traj.topology``, drawn as sticks with green carbons.
+    pockets : dict or None
+        {trajectory frame: [(x, y, z, radius, colour index), ...]} in nm, in the coordinates
+        of ``traj``'s first frame: pockets drawn as translucent spheres in those frames.
 
     Returns
     -------
@@ -126,7 +129,8 @@ def movie_payload(traj, selection: str, time_ps, max_frames: int, ligands=()) ->
         ``n_residues``, ``n_frames``, ``frames`` (trajectory frame indices), ``times_ps``
         (ps, or None), ``style`` ("protein" or "atoms"); with ligands also ``ligand_atoms``
         (indices of the ligands' atoms among the ``n_atoms`` shown, increasing) and
-        ``ligand_names`` (their residue names) and ``n_ligand_residues``.
+        ``ligand_names`` (their residue names) and ``n_ligand_residues``; with pockets,
+        ``pockets`` (per shown frame, [x, y, z, radius] in Å and a colour index).
     """
     shown = _display_atoms(traj.topology)
     indices = movie_frame_indices(traj.n_frames, max_frames)
@@ -157,6 +161,11 @@ def movie_payload(traj, selection: str, time_ps, max_frames: int, ligands=()) ->
         "times_ps": None if time_ps is None else [round(float(time_ps[i]), 4) for i in indices],
         "style": "protein" if selection == "protein" else "atoms",
     }
+    if pockets:
+        payload["pockets"] = [
+            [[*(np.round((np.asarray(p[:3]) - centre) * 10.0, 2)).tolist(),
+              round(float(p[3]) * 10.0, 2), int(p[4])] for p in pockets.get(int(i), [])]
+            for i in indices]
     if ligands:
         ligand_atoms = [a.index for residue in ligands for a in residue.atoms]
         payload["ligand_atoms"] = [int(i) for i in np.flatnonzero(np.isin(shown, ligand_atoms))]
@@ -259,9 +268,22 @@ _PLAYER_JS = r"""
                                       box.width, box.height].join(",");
   slider.max = String(data.n_frames - 1);
 
+  // tracked pockets as translucent spheres, a colour per pocket
+  var pocketColours = ["#e6194b", "#4363d8", "#f58231", "#911eb4", "#3cb44b"];
+  function drawPockets(k) {
+    if (!data.pockets) return;
+    viewer.removeAllShapes();
+    var here = data.pockets[k] || [];
+    here.forEach(function (p) {
+      viewer.addSphere({center: {x: p[0], y: p[1], z: p[2]}, radius: p[3],
+                        color: pocketColours[p[4] % pocketColours.length], opacity: 0.45});
+    });
+    document.body.dataset.pocketsDrawn = String(here.length);
+  }
   function draw(k) {
     busy = true;
     return Promise.resolve(viewer.setFrame(k)).then(function () {
+      drawPockets(k);
       viewer.render();
       current = k;
       slider.value = String(k);

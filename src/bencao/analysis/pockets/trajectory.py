@@ -153,7 +153,10 @@ def analyse_pockets(source, topology=None, output=None, stride: int = 1, workers
     _write_csv(os.path.join(output, "tracks.csv"), TRACK_COLUMNS,
                [_track_row(track, n_frames, stride) for track in tracks])
     grid.write_dx(os.path.join(output, "pocket_frequency.dx"))
+    ca = atoms.indices[atoms.backbone] if len(atoms.backbone) else atoms.indices
     summary = {"source": os.path.abspath(path), "topology": top and os.path.abspath(top),
+               # where frame 0's C-alpha atoms are (nm): pocket centres are in that frame
+               "reference_ca_centroid": [float(v) for v in reference.xyz[0][ca].mean(axis=0)],
                "frames": n_frames, "stride": stride, "pockets": len(rows), "tracks": len(tracks),
                "cryptic": sum(track.cryptic(n_frames) for track in tracks), "seconds": seconds,
                "seconds_per_frame": seconds / n_frames, "workers": workers}
