@@ -71,12 +71,16 @@ def _frames(path, topology, stride: int):
 _ATOMS = None
 
 
-def _init_worker(atoms) -> None:
+def _use_atoms(atoms) -> None:
     global _ATOMS
+    _ATOMS = atoms
+
+
+def _init_worker(atoms) -> None:
     import numba
 
     numba.set_num_threads(1)   # one process per core: no threads inside
-    _ATOMS = atoms
+    _use_atoms(atoms)
 
 
 def _detect(positions):
@@ -127,7 +131,7 @@ def analyse_pockets(source, topology=None, output=None, stride: int = 1, workers
                         workers, mp_context=multiprocessing.get_context("spawn"),
                         initializer=_init_worker, initargs=(atoms,))
                 else:
-                    _init_worker(atoms)
+                    _use_atoms(atoms)
             if len(atoms.backbone) >= 3:
                 chunk.superpose(reference, 0, atom_indices=atoms.indices[atoms.backbone])
             positions = [np.asarray(xyz, np.float64) for xyz in chunk.xyz]
@@ -151,7 +155,7 @@ def analyse_pockets(source, topology=None, output=None, stride: int = 1, workers
     tracks = tracker.ranked(n_frames)
     _write_csv(os.path.join(output, "pockets.csv"), POCKET_COLUMNS, rows)
     _write_csv(os.path.join(output, "tracks.csv"), TRACK_COLUMNS,
-               [_track_row(track, n_frames, stride) for track in tracks])
+               [_track_row(track, n_frames) for track in tracks])
     grid.write_dx(os.path.join(output, "pocket_frequency.dx"))
     ca = atoms.indices[atoms.backbone] if len(atoms.backbone) else atoms.indices
     summary = {"source": os.path.abspath(path), "topology": top and os.path.abspath(top),
@@ -176,7 +180,7 @@ def _pocket_row(frame, time_ps, number, rank, pocket) -> list:
             f"{z:.4f}", " ".join(pocket.residues)]
 
 
-def _track_row(track, n_frames: int, stride: int) -> list:
+def _track_row(track, n_frames: int) -> list:
     return [track.number, track.frames[0], len(track.frames),
             f"{track.open_fraction(n_frames):.4f}", f"{np.mean(track.volumes):.4f}",
             f"{np.max(track.volumes):.4f}", f"{np.mean(track.druggability):.4f}",
