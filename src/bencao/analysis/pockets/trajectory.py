@@ -42,6 +42,10 @@ def resolve_inputs(source, topology=None) -> tuple[str, str | None, str]:
         if not os.path.exists(top):
             raise InputFileError(f"{source}: no topology.pdb (is it a folder written by bencao run?)")
         trajectory = find_trajectory(source)
+        if trajectory is None and os.path.exists(os.path.join(source, "ensemble.json")):
+            # an ensemble: the first state's demultiplexed trajectory
+            candidates = [os.path.join(source, "states", f"state00.{ext}") for ext in ("xtc", "dcd")]
+            trajectory = next((c for c in candidates if os.path.exists(c)), None)
         if trajectory is None:
             raise InputFileError(f"{source}: no trajectory.xtc or trajectory.dcd to find pockets in")
         return os.fspath(trajectory), top, os.path.join(source, "pockets")
