@@ -18,6 +18,7 @@ system = "system"
 output = "remd"
 seed = 2
 friction = 5.0
+pockets = true
 report_interval = "0.1 ps"
 trajectory_interval = "0.2 ps"
 
@@ -69,6 +70,14 @@ def test_states_hold_one_replica_per_frame(run):
         assert held == [0, 1, 2]
     with open(run / "states" / "state00.csv") as handle:
         assert len(list(csv.DictReader(handle))) == 40
+
+
+def test_pockets_run_on_the_first_state(run):
+    import json
+
+    summary = json.loads((run / "pockets" / "pockets.json").read_text())
+    assert summary["frames"] == 20 and summary["source"].endswith("state00.xtc")
+    assert 'id="pockets"' in (run / "report.html").read_text()
 
 
 def test_round_trips_count_bottom_top_bottom():
