@@ -33,3 +33,21 @@ class DeviceError(BencaoError, RuntimeError):
 class ConstraintFailure(RuntimeError):
     """Constraints could not be satisfied during dynamics (a backend's solver raises a subclass,
     so that the layers above catch it without importing a backend)."""
+
+
+class BlowUpError(FloatingPointError):
+    """Forces or energy are not finite, or too large to represent: the structure has exploded
+    (raised by every backend; the layers above name the atoms and the term from it).
+
+    Attributes
+    ----------
+    particles : list of int
+        The particles with the largest forces, largest first.
+    term : str or None
+        The force term responsible (its OpenMM force class name).
+    """
+
+    def __init__(self, message: str, particles=(), term=None):
+        super().__init__(message)
+        self.particles = [int(i) for i in particles]
+        self.term = term

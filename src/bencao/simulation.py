@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from bencao.backends.cpu import integrate as kernels
-from bencao.backends.cpu.backend import BlowUpError, Evaluation
+from bencao.backends.cpu.backend import Evaluation
 from bencao.constants import BOLTZMANN, DENSITY_FACTOR
 from bencao.dynamics.barostat import MonteCarloBarostat, VolumeMoves, box_volume
 from bencao.dynamics.integrators import (
@@ -17,6 +17,7 @@ from bencao.dynamics.integrators import (
 )
 from bencao.dynamics.molecules import find_molecules
 from bencao.dynamics.nose_hoover import NoseHooverChain
+from bencao.errors import BlowUpError
 from bencao.evaluate import make_backend
 from bencao.profiling import phase
 from bencao.state import State

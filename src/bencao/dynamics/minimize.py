@@ -30,7 +30,7 @@ import scipy.optimize
 import scipy.sparse
 import scipy.sparse.linalg
 
-from bencao.backends.cpu.backend import BlowUpError
+from bencao.errors import BlowUpError
 
 #: Constraint errors are driven below max(this, solver tolerance) by the restraints; the solver's
 #: final projection does the rest (OpenMM's choice: tighter restraints make L-BFGS crawl).

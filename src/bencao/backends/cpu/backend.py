@@ -9,6 +9,7 @@ import numpy as np
 from bencao.backends.cpu.fixed_point import forces_from_fixed
 from bencao.backends.cpu.nonbonded import DEFAULT_BUFFER
 from bencao.constants import FORCE_CLAMP
+from bencao.errors import BlowUpError
 from bencao.forces import (
     CMAPTorsions,
     HarmonicAngles,
@@ -21,23 +22,6 @@ from bencao.forces import (
     TabulatedPairs,
 )
 from bencao.profiling import phase
-
-
-class BlowUpError(FloatingPointError):
-    """Forces or energy are not finite, or too large to represent: the structure has exploded.
-
-    Attributes
-    ----------
-    particles : list of int
-        The particles with the largest forces, largest first.
-    term : str or None
-        The force term responsible (its OpenMM force class name).
-    """
-
-    def __init__(self, message: str, particles=(), term=None):
-        super().__init__(message)
-        self.particles = [int(i) for i in particles]
-        self.term = term
 
 
 @dataclass

@@ -345,7 +345,7 @@ class DeviceDynamics:
 
     def _replay(self, start: int, batch: int) -> None:
         """Rerun a flagged batch from its start, checking every step, and raise at the bad one."""
-        from bencao.backends.cpu.backend import BlowUpError
+        from bencao.errors import BlowUpError
 
         self._blown.copy_to_device(np.full(1, np.iinfo(np.int64).max, np.int64))
         self.backend.state.positions.copy_to_device(self._saved_positions)
