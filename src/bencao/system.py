@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bencao.forces import TERM_TYPES, VirtualSites
-from bencao.io.files import DAMAGED_NPZ_ERRORS, array_checksum, publish
+from bencao.io.files import array_checksum, publish, read_npz
 
 FORMAT_VERSION = 1
 
@@ -113,17 +113,9 @@ class System:
         ValueError
             If the file is not a bencao System file or was written by a newer format.
         """
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                data = {key: archive[key] for key in archive.files}
-            header = json.loads(bytes(data.pop("header")).decode())
-        except DAMAGED_NPZ_ERRORS as exc:
-            raise ValueError(f"{path}: not a bencao System file, or a damaged or truncated one "
-                             f"({type(exc).__name__}: {exc})") from exc
+        data, header = read_npz(path, "not a bencao System file, or a damaged or truncated one")
         if header.get("format") != "bencao.System" or header.get("version", 0) > FORMAT_VERSION:
             raise ValueError(f"{path}: not a bencao System file of a version this bencao reads")
-        if "sha256" in header and header["sha256"] != array_checksum(data):
-            raise ValueError(f"{path}: damaged (its checksum does not match its contents)")
         terms = []
         for index, entry in enumerate(header["terms"]):
             term_type = TERM_TYPES.get(entry["type"])

@@ -15,16 +15,6 @@ length = "{length}"
 """
 
 
-@pytest.fixture
-def folder(tmp_path):
-    """A job folder with a fake prepared system (the loader only checks the files exist)."""
-    system = tmp_path / "system"
-    system.mkdir()
-    (system / "system.npz").write_bytes(b"")
-    (system / "state.npz").write_bytes(b"")
-    return tmp_path
-
-
 def ensemble(folder, table, length="10 ps", top=""):
     text = f'system = "system"\n{top}' + STAGES.format(length=length) + "\n[ensemble]\n" + table
     return job_from_text(text, folder, "remd.toml").ensemble

@@ -6,16 +6,6 @@ from bencao.errors import BencaoError, JobFileError
 from bencao.jobs import Job, Stage, job_from_text, load_job, parse_time
 
 
-@pytest.fixture
-def folder(tmp_path):
-    """A job folder with a fake prepared system (the loader only checks the files exist)."""
-    system = tmp_path / "system"
-    system.mkdir()
-    (system / "system.npz").write_bytes(b"")
-    (system / "state.npz").write_bytes(b"")
-    return tmp_path
-
-
 def job(folder, text, name="md.toml") -> Job:
     return job_from_text('system = "system"\n' + text, folder, name)
 

@@ -124,6 +124,27 @@ def save_npz(path, arrays: dict, header: dict) -> None:
 DAMAGED_NPZ_ERRORS = (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
+def read_npz(path, unreadable: str = "not a readable bencao file, damaged or truncated"):
+    """(arrays, header) of an ``.npz`` with a JSON header, read whole and checked against the
+    header's SHA-256 when it has one; ``unreadable`` says what a file that cannot be read is.
+
+    Raises
+    ------
+    ValueError
+        Naming ``path``: unreadable, damaged or truncated, or contents that do not match the
+        checksum.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        header = json.loads(bytes(arrays.pop("header")).decode())
+    except DAMAGED_NPZ_ERRORS as exc:
+        raise ValueError(f"{os.fspath(path)}: {unreadable} ({type(exc).__name__}: {exc})") from exc
+    if "sha256" in header and header["sha256"] != array_checksum(arrays):
+        raise ValueError(f"{os.fspath(path)}: damaged (its checksum does not match its contents)")
+    return arrays, header
+
+
 def load_npz(path, expected_format: str, version: int) -> tuple[dict, dict]:
     """Read a file written by :func:`save_npz`; return (arrays, header).
 
@@ -134,18 +155,13 @@ def load_npz(path, expected_format: str, version: int) -> tuple[dict, dict]:
         of another format or of a newer version.
     """
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-        header = json.loads(bytes(arrays.pop("header")).decode())
-    except DAMAGED_NPZ_ERRORS as exc:
-        raise InputFileError(f"{os.fspath(path)}: not a readable bencao file, damaged or "
-                             f"truncated ({type(exc).__name__}: {exc})") from exc
+        arrays, header = read_npz(path)
+    except ValueError as exc:
+        raise InputFileError(str(exc)) from exc
     if header.get("format") != expected_format or header.get("version", 0) > version:
         raise InputFileError(
             f"{os.fspath(path)}: not a {expected_format} file of a version this bencao reads"
         )
-    if "sha256" in header and header["sha256"] != array_checksum(arrays):
-        raise InputFileError(f"{os.fspath(path)}: damaged (its checksum does not match its contents)")
     return arrays, header
 
 

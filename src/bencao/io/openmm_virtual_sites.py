@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 
 import numpy as np
 import openmm
 
-from bencao.forces.virtual_sites import LINEAR, LOCAL_COORDINATES, OUT_OF_PLANE, VirtualSites
+from bencao.forces.virtual_sites import (
+    LINEAR,
+    LOCAL_COORDINATES,
+    OUT_OF_PLANE,
+    VirtualSites,
+)
 
 _SUPPORTED = (
     "TwoParticleAverageSite",

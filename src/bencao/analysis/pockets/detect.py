@@ -145,8 +145,10 @@ def union_volume(centres: np.ndarray, radii: np.ndarray, spacing: float = VOLUME
     high = (centres + radii[:, None]).max(axis=0)
     axes = [np.arange(lo + spacing / 2, hi, spacing) for lo, hi in zip(low, high)]
     points = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    tree = cKDTree(points)
-    hits = tree.query_ball_point(centres, radii, return_sorted=False)
+    # every (point, sphere) pair within the largest radius, kept where the point lies inside
+    # that sphere: all in SciPy, no Python loop over spheres or points
+    pairs = cKDTree(points).sparse_distance_matrix(cKDTree(centres), float(radii.max()),
+                                                   output_type="coo_matrix")
     inside = np.zeros(len(points), bool)
-    inside[np.fromiter((i for hit in hits for i in hit), np.int64)] = True
+    inside[pairs.row[pairs.data <= radii[pairs.col]]] = True
     return float(inside.sum() * spacing**3)

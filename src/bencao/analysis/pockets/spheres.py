@@ -61,12 +61,11 @@ def buriedness(centres: np.ndarray, positions: np.ndarray, tree: cKDTree | None 
     if len(centres) == 0:
         return np.zeros(0)
     tree = tree if tree is not None else cKDTree(positions)
-    neighbours = tree.query_ball_point(centres, RAY_REACH, return_sorted=False)
-    counts = np.fromiter((len(n) for n in neighbours), np.int64, len(neighbours))
-    starts = np.zeros(len(counts) + 1, np.int64)
-    np.cumsum(counts, out=starts[1:])
-    flat = np.fromiter((i for n in neighbours for i in n), np.int64, int(starts[-1]))
-    return _blocked_fraction(centres, positions, starts, flat, _DIRECTIONS, RAY_WIDTH**2)
+    # every (sphere, atom) pair within reach, as CSR rows: no Python loop over the pairs
+    pairs = cKDTree(centres).sparse_distance_matrix(tree, RAY_REACH, output_type="coo_matrix")
+    rows = pairs.tocsr()
+    return _blocked_fraction(centres, positions, rows.indptr.astype(np.int64),
+                             rows.indices.astype(np.int64), _DIRECTIONS, RAY_WIDTH**2)
 
 
 @njit(parallel=True, cache=True)
