@@ -7,7 +7,6 @@ import functools
 import numpy as np
 import openmm as mm
 from openmm import app, unit
-
 from reference import data_path
 
 NM = unit.nanometer

@@ -4,7 +4,6 @@ OpenMM's own CPU platform does (DESIGN.md correctness ladder, rung 4)."""
 import numpy as np
 import openmm as mm
 from openmm import app, unit
-
 from reference import check_against_openmm, data_path
 from systems import alanine_dipeptide, dhfr, solvated_trpcage
 

@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 from openmm import app, unit
+from systems import solvated_trpcage
 
 import bencao
-from systems import solvated_trpcage
 
 
 @pytest.fixture(scope="module")

@@ -146,9 +146,8 @@ def run_demo(folder: str = "demo", production_ps: float = 10.0, heat_ps: float =
     from bencao.io.files import atomic_write, ensure_output_folder
     from bencao.jobs import load_job
     from bencao.jobs.runner import JobRunner
-    from bencao.prep.prepare import prepare_structure, summarize, write_prepared
-
     from bencao.prep.complex import LigandOptions
+    from bencao.prep.prepare import prepare_structure, summarize, write_prepared
 
     if demo not in DEMOS:
         raise PreparationError(f"unknown demo {demo!r}; choose one of: {', '.join(DEMOS)}")

@@ -30,9 +30,10 @@ class DeviceError(BencaoError, RuntimeError):
     """The requested device (a CUDA GPU, or OpenMM's platform for it) is not available here."""
 
 
-class ConstraintFailure(RuntimeError):
-    """Constraints could not be satisfied during dynamics (a backend's solver raises a subclass,
-    so that the layers above catch it without importing a backend)."""
+class ConstraintError(RuntimeError):
+    """Constraints could not be satisfied during dynamics: an iteration did not converge, or
+    SETTLE failed (raised by every backend's solver; the layers above catch it without importing
+    a backend)."""
 
 
 class BlowUpError(FloatingPointError):

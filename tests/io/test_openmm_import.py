@@ -4,11 +4,11 @@ import numpy as np
 import openmm as mm
 import pytest
 from openmm import app, unit
+from systems import alanine_dipeptide
 
 import bencao
 from bencao.forces import HarmonicImpropers, LJPairs, Nonbonded, TabulatedPairs
 from bencao.io.openmm_import import UnsupportedForceError
-from systems import alanine_dipeptide
 
 
 def _system_with(force, n=4):

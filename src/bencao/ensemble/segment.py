@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bencao.errors import ConstraintFailure, InputFileError
+from bencao.errors import ConstraintError, InputFileError
 from bencao.io.checkpoint import load_checkpoint, save_checkpoint
 
 #: The state every replica starts the ensemble stage from (written by the driver).
@@ -189,7 +189,7 @@ def _advance(task: SegmentTask, context, simulation, reporters) -> None:
                     reporter.report(simulation, state)
     except FloatingPointError as exc:   # BlowUpError
         raise context.blow_up_error(task, simulation, exc) from exc
-    except ConstraintFailure as exc:
+    except ConstraintError as exc:
         raise context.failure_error(task, simulation, exc) from exc
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bencao.errors import BencaoError, ConstraintFailure, InputFileError, OutputError
+from bencao.errors import BencaoError, ConstraintError, InputFileError, OutputError
 from bencao.io.checkpoint import (
     checkpoint_exists,
     load_latest_checkpoint,
@@ -360,7 +360,7 @@ class JobRunner:
             return self._run_dynamics(index, stage, simulation, reporters, job_hash, mid_stage)
         except FloatingPointError as exc:   # BlowUpError
             raise self._blow_up_error(stage, simulation, exc) from exc
-        except ConstraintFailure as exc:
+        except ConstraintError as exc:
             raise SimulationError(
                 f"stage '{stage.name}' failed at step {simulation.step_count}: {exc}; the last "
                 f"good checkpoint is {self.checkpoint_path}") from exc

@@ -6,6 +6,7 @@ import numpy as np
 import openmm
 import pytest
 
+from bencao.backends.common.fixed_point import forces_from_fixed
 from bencao.backends.cpu.bonded import (
     CpuHarmonicAngles,
     CpuHarmonicBonds,
@@ -13,7 +14,6 @@ from bencao.backends.cpu.bonded import (
     CpuLJPairs,
     CpuPeriodicTorsions,
 )
-from bencao.backends.cpu.fixed_point import forces_from_fixed
 from bencao.forces.bonded import (
     HarmonicAngles,
     HarmonicBonds,

@@ -7,8 +7,8 @@ import openmm
 import pytest
 from scipy.interpolate import CubicSpline
 
+from bencao.backends.common.fixed_point import forces_from_fixed
 from bencao.backends.cpu.cmap import CpuCMAPTorsions
-from bencao.backends.cpu.fixed_point import forces_from_fixed
 from bencao.forces.bonded import CMAPTorsions
 
 

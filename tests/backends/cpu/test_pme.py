@@ -12,8 +12,8 @@ import openmm
 import pytest
 from reference import force_agreement
 
-from bencao.backends.cpu.ewald_parameters import ewald_parameters
-from bencao.backends.cpu.fixed_point import forces_from_fixed
+from bencao.backends.common.ewald_parameters import ewald_parameters
+from bencao.backends.common.fixed_point import forces_from_fixed
 from bencao.backends.cpu.pme import CpuEwald, CpuPME
 from bencao.forces.nonbonded import Nonbonded
 

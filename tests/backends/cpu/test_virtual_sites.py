@@ -7,7 +7,12 @@ import pytest
 
 from bencao.backends.cpu.virtual_sites import CpuVirtualSites
 from bencao.constants import ONE_4PI_EPS0
-from bencao.forces.virtual_sites import LINEAR, LOCAL_COORDINATES, OUT_OF_PLANE, VirtualSites
+from bencao.forces.virtual_sites import (
+    LINEAR,
+    LOCAL_COORDINATES,
+    OUT_OF_PLANE,
+    VirtualSites,
+)
 from bencao.io.openmm_virtual_sites import virtual_sites_from_openmm
 
 

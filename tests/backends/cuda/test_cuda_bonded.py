@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import bencao
+from bencao.backends.common.fixed_point import forces_from_fixed
 from bencao.backends.cpu.bonded import CpuPositionRestraints, dihedral_geometry
 from bencao.backends.cpu.cmap import CpuCMAPTorsions
-from bencao.backends.cpu.fixed_point import forces_from_fixed
 from bencao.constants import FORCE_SCALE
 from bencao.forces import (
     CMAPTorsions,

@@ -21,7 +21,7 @@ import pytest
 from reference import force_agreement, openmm_evaluation
 
 import bencao
-from bencao.backends.cpu.long_range_correction import table_coefficient
+from bencao.backends.common.long_range_correction import table_coefficient
 from bencao.constants import FORCE_SCALE
 from bencao.evaluate import make_backend
 

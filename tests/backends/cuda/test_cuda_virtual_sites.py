@@ -17,7 +17,7 @@ from reference import force_agreement, openmm_evaluation
 from systems import water_box
 
 import bencao
-from bencao.backends.cpu.fixed_point import forces_from_fixed
+from bencao.backends.common.fixed_point import forces_from_fixed
 from bencao.backends.cpu.virtual_sites import CpuVirtualSites
 from bencao.constants import FORCE_SCALE
 

@@ -1,7 +1,7 @@
 """CPU kernels for the bonded terms: bonds, angles, torsions, harmonic impropers and LJ pairs.
 
 Every kernel is a serial Numba loop (bonded work is small next to the nonbonded pairs) that
-computes in float64 and adds forces only through :func:`~bencao.backends.cpu.fixed_point.add_force`.
+computes in float64 and adds forces only through :func:`~bencao.backends.common.fixed_point.add_force`.
 Bonded terms never use periodic boundaries (OpenMM's default for these forces), so the box is
 ignored.  The geometry follows OpenMM's Reference platform exactly, including the torsion sign
 convention and the guards for degenerate (collinear) geometry, so that energies agree to rounding.
@@ -14,8 +14,9 @@ import math
 import numpy as np
 from numba import njit
 
+from bencao.backends.common.fixed_point import add_force
+from bencao.backends.common.registry import register_kernel
 from bencao.backends.cpu.base import CpuTerm
-from bencao.backends.cpu.fixed_point import add_force
 from bencao.backends.cpu.neighbors import minimum_image
 from bencao.forces.bonded import (
     HarmonicAngles,
@@ -398,6 +399,7 @@ def _float_array(values) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(values, dtype=np.float64).reshape(-1))
 
 
+@register_kernel("cpu", HarmonicBonds)
 class CpuHarmonicBonds(CpuTerm):
     """Harmonic bonds on the CPU.
 
@@ -421,6 +423,7 @@ class CpuHarmonicBonds(CpuTerm):
         return float(harmonic_bonds_kernel(positions, self.atoms, self.length, self.k, forces))
 
 
+@register_kernel("cpu", HarmonicAngles)
 class CpuHarmonicAngles(CpuTerm):
     """Harmonic angles on the CPU.
 
@@ -444,6 +447,7 @@ class CpuHarmonicAngles(CpuTerm):
         return float(harmonic_angles_kernel(positions, self.atoms, self.angle, self.k, forces))
 
 
+@register_kernel("cpu", PeriodicTorsions)
 class CpuPeriodicTorsions(CpuTerm):
     """Periodic (cosine) torsions on the CPU.
 
@@ -472,6 +476,7 @@ class CpuPeriodicTorsions(CpuTerm):
         )
 
 
+@register_kernel("cpu", HarmonicImpropers)
 class CpuHarmonicImpropers(CpuTerm):
     """Harmonic impropers E = k d^2 on the CPU (wrapped or literal difference).
 
@@ -500,6 +505,7 @@ class CpuHarmonicImpropers(CpuTerm):
         )
 
 
+@register_kernel("cpu", LJPairs)
 class CpuLJPairs(CpuTerm):
     """Listed Lennard-Jones pairs E = c12/r^12 - c6/r^6 on the CPU (scaled 1-4 pairs).
 
@@ -537,6 +543,7 @@ def position_restraints_kernel(positions, atoms, reference, k, box, periodic, fo
     return energy
 
 
+@register_kernel("cpu", PositionRestraints)
 class CpuPositionRestraints(CpuTerm):
     """Position restraints on the CPU (periodic minimum image when the system has a box).
 

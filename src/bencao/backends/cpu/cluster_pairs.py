@@ -26,10 +26,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from bencao.backends.common.exclusions import exclusion_table
 from bencao.backends.cpu.neighbors import (
     NO_SHIFT,
     _cell_neighbor_table,
-    exclusion_table,
     shift_vectors,
     wrapped_fractional,
 )

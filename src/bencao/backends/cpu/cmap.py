@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit
 from scipy.interpolate import CubicSpline
 
+from bencao.backends.common.registry import register_kernel
 from bencao.backends.cpu.base import CpuTerm
 from bencao.backends.cpu.bonded import add_dihedral_forces, dihedral_geometry
 from bencao.forces.bonded import CMAPTorsions
@@ -212,6 +213,7 @@ def cmap_kernel(positions, atoms, torsion_map, map_sizes, patch_offsets, coeffs,
     return energy
 
 
+@register_kernel("cpu", CMAPTorsions)
 class CpuCMAPTorsions(CpuTerm):
     """CMAP torsion-pair corrections on the CPU, with OpenMM's interpolation scheme.
 

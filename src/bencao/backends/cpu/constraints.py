@@ -23,7 +23,7 @@ from numba import njit, prange
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from bencao.errors import ConstraintFailure
+from bencao.errors import ConstraintError
 
 # SHAKE and RATTLE give up after this many Gauss-Seidel sweeps of a cluster.
 MAX_ITERATIONS = 1000
@@ -42,10 +42,6 @@ _MIN_PROJECTION = 1.0e-6
 
 # Constraint lengths and hydrogen masses of a water count as equal within this relative difference.
 _SAME = 1.0e-10
-
-
-class ConstraintError(ConstraintFailure):
-    """Constraints could not be satisfied (iteration did not converge, or SETTLE failed)."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,15 +14,15 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from bencao.backends.cpu.base import CpuTerm
-from bencao.backends.cpu.ewald_parameters import (
+from bencao.backends.common.ewald_parameters import (
     check_reduced_box,
     ewald_parameters,
     ewald_self_energy,
     neutralizing_energy,
     reciprocal_box,
 )
-from bencao.backends.cpu.fixed_point import add_force
+from bencao.backends.common.fixed_point import add_force
+from bencao.backends.cpu.base import CpuTerm
 from bencao.constants import ONE_4PI_EPS0
 from bencao.forces.nonbonded import Nonbonded
 

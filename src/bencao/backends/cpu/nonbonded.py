@@ -8,6 +8,12 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from bencao.backends.common.fixed_point import add_force
+from bencao.backends.common.long_range_correction import (
+    lennard_jones_coefficient,
+    table_coefficient,
+)
+from bencao.backends.common.registry import register_kernel
 from bencao.backends.cpu.base import CpuTerm
 from bencao.backends.cpu.cluster_energies import cluster_pairs_energy
 from bencao.backends.cpu.cluster_kernels import (
@@ -19,14 +25,10 @@ from bencao.backends.cpu.cluster_kernels import (
     reduce_cluster_forces,
 )
 from bencao.backends.cpu.cluster_pairs import ClusterPairList
-from bencao.backends.cpu.fixed_point import add_force
-from bencao.backends.cpu.long_range_correction import (
-    lennard_jones_coefficient,
-    table_coefficient,
-)
 from bencao.backends.cpu.neighbors import NeighborList, minimum_image, shift_vectors
 from bencao.backends.cpu.pair_kernels import reduce_thread_forces, tabulated_pairs
 from bencao.constants import ONE_4PI_EPS0
+from bencao.forces.nonbonded import Nonbonded, TabulatedPairs
 from bencao.profiling import phase
 
 #: Default Verlet buffer, nm.  The list is rebuilt exactly when needed (two atoms may have
@@ -181,6 +183,7 @@ class _PairTerm(CpuTerm):
         self._sort_parameters(self.neighbors.order)
 
 
+@register_kernel("cpu", Nonbonded)
 class CpuNonbonded(CpuTerm):
     """OpenMM's NonbondedForce: real-space pairs, exceptions, Ewald/PME reciprocal space and the
     dispersion correction.
@@ -201,6 +204,11 @@ class CpuNonbonded(CpuTerm):
     profile_phase = "nonbonded"
     #: ``compute(..., energy=False)`` skips the pair energies (a separate float64 pass)
     energy_optional = True
+
+    @classmethod
+    def from_term(cls, term, system, buffer=DEFAULT_BUFFER):
+        """The kernel of ``system``'s ``term``, with the system's box as the default box."""
+        return cls(term, system.box, buffer=buffer)
 
     def __init__(self, term, default_box, buffer=DEFAULT_BUFFER):
         self.name = term.name
@@ -343,6 +351,7 @@ class CpuNonbonded(CpuTerm):
         return result
 
 
+@register_kernel("cpu", TabulatedPairs)
 class CpuTabulatedPairs(_PairTerm):
     """Type-tabulated c12/c6/c4 pair potential (CustomNonbondedForce NBFIX and 12-6-4 forms).
 
@@ -353,6 +362,11 @@ class CpuTabulatedPairs(_PairTerm):
     buffer : float
         Verlet buffer, nm.
     """
+
+    @classmethod
+    def from_term(cls, term, system, buffer=DEFAULT_BUFFER):
+        """The kernel of ``system``'s ``term``."""
+        return cls(term, buffer=buffer)
 
     def __init__(self, term, buffer=DEFAULT_BUFFER):
         self.name = term.name

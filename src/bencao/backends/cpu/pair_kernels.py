@@ -14,7 +14,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from bencao.backends.cpu.fixed_point import to_fixed
+from bencao.backends.common.fixed_point import to_fixed
 from bencao.backends.cpu.neighbors import SHIFT_BITS, SHIFT_MASK, minimum_image
 
 

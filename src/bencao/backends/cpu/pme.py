@@ -56,9 +56,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-from bencao.backends.cpu.base import CpuTerm
-from bencao.backends.cpu.ewald import CpuEwald
-from bencao.backends.cpu.ewald_parameters import (
+from bencao.backends.common.ewald_parameters import (
     PME_ORDER,
     bspline_moduli,
     check_reduced_box,
@@ -67,7 +65,9 @@ from bencao.backends.cpu.ewald_parameters import (
     neutralizing_energy,
     reciprocal_box,
 )
-from bencao.backends.cpu.fixed_point import add_force
+from bencao.backends.common.fixed_point import add_force
+from bencao.backends.cpu.base import CpuTerm
+from bencao.backends.cpu.ewald import CpuEwald
 from bencao.constants import ONE_4PI_EPS0
 from bencao.forces.nonbonded import Nonbonded
 from bencao.profiling import phase

@@ -4,7 +4,7 @@ A cluster has 8 slots, so the pair kernel copies partner data and adds partner f
 of 8 contiguous elements.  LLVM does not vectorise these short loops itself (it cannot prove
 that the source and destination arrays do not overlap), so each run is written here as one
 ``<8 x T>`` load and store.  The arithmetic is exactly that of the scalar code it replaces
-(an IEEE add; :func:`bencao.backends.cpu.fixed_point.to_fixed`'s clamp and truncation), so the
+(an IEEE add; :func:`bencao.backends.common.fixed_point.to_fixed`'s clamp and truncation), so the
 results do not change, only the instruction count.
 
 All arrays must be C-contiguous and 1-D; indices are element indices.  There is no bounds

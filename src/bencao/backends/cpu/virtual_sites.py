@@ -14,7 +14,12 @@ import math
 import numpy as np
 from numba import njit
 
-from bencao.forces.virtual_sites import LINEAR, LOCAL_COORDINATES, OUT_OF_PLANE, VirtualSites
+from bencao.forces.virtual_sites import (
+    LINEAR,
+    LOCAL_COORDINATES,
+    OUT_OF_PLANE,
+    VirtualSites,
+)
 
 
 @njit(cache=True, inline="always")

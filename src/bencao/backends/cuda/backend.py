@@ -7,61 +7,16 @@ errors are the CPU backend's own, so both backends behave the same to their call
 
 from __future__ import annotations
 
-import numpy as np
-
-from bencao.backends.cpu.backend import PARTS, BlowUpError, CpuBackend, Evaluation
-from bencao.backends.cpu.fixed_point import forces_from_fixed
+from bencao.backends.common.backend import Backend
+from bencao.backends.common.evaluation import Evaluation, check_parts
+from bencao.backends.common.fixed_point import forces_from_fixed
+from bencao.backends.common.registry import kernel_for
 from bencao.backends.cuda.device import require_cuda
-from bencao.constants import FORCE_CLAMP
-from bencao.forces import (
-    CMAPTorsions,
-    HarmonicAngles,
-    HarmonicBonds,
-    HarmonicImpropers,
-    LJPairs,
-    Nonbonded,
-    PeriodicTorsions,
-    PositionRestraints,
-    TabulatedPairs,
-)
 from bencao.profiling import phase
 
-
-def _make_term(term, system):
-    """The CUDA counterpart of one force term of ``system``; TypeError if there is none yet."""
-    from bencao.backends.cuda import bonded
-
-    if isinstance(term, HarmonicBonds):
-        return bonded.CudaHarmonicBonds(term)
-    if isinstance(term, HarmonicAngles):
-        return bonded.CudaHarmonicAngles(term)
-    if isinstance(term, PeriodicTorsions):
-        return bonded.CudaPeriodicTorsions(term)
-    if isinstance(term, HarmonicImpropers):
-        return bonded.CudaHarmonicImpropers(term)
-    if isinstance(term, LJPairs):
-        return bonded.CudaLJPairs(term)
-    if isinstance(term, PositionRestraints):
-        return bonded.CudaPositionRestraints(term)
-    if isinstance(term, CMAPTorsions):
-        return bonded.CudaCMAPTorsions(term)
-    if isinstance(term, TabulatedPairs):
-        # Imported here, as the Nonbonded kernels below: only systems with such a term need it.
-        from bencao.backends.cuda.tabulated import CudaTabulatedPairs
-
-        return CudaTabulatedPairs(term, system.box)
-    if isinstance(term, Nonbonded):
-        try:
-            # Imported here: the pair kernels are large and only systems with pairs need them.
-            from bencao.backends.cuda.nonbonded import CudaNonbonded
-        except ImportError as error:
-            raise TypeError(
-                f"{type(term).__name__} ({term.name}) is not yet on the CUDA backend "
-                f"(bencao.backends.cuda.nonbonded could not be imported: {error}); "
-                "use backend='cpu'"
-            ) from error
-        return CudaNonbonded(term, system.box)
-    raise TypeError(f"the CUDA backend has no kernel for {type(term).__name__}")
+#: Modules whose term classes register themselves for CUDA (``register_kernel("cuda", ...)``).
+#: The pair modules are large but compile lazily, at a kernel's first launch.
+KERNEL_MODULES = ("bonded", "tabulated", "nonbonded")
 
 
 def _compute_part(term, parts, state, box, energy=True):
@@ -83,10 +38,10 @@ def _compute_part(term, parts, state, box, energy=True):
             return None
         with phase("reciprocal space"):
             return reciprocal.compute(state, box, energy)
-    raise ValueError(f"parts must be one of {PARTS}, got {parts!r}")
+    check_parts(parts)
 
 
-class CudaBackend:
+class CudaBackend(Backend):
     """A System compiled for an NVIDIA GPU (or Numba's CUDA simulator).
 
     Parameters
@@ -110,13 +65,19 @@ class CudaBackend:
     does in ``compute``; ``virtual_sites`` places them on host arrays for ``Simulation``.
     """
 
+    kind = "cuda"
+
     def __init__(self, system):
         require_cuda()
+        import importlib
+
         from bencao.backends.cuda.state import CudaState
 
+        for module in KERNEL_MODULES:
+            importlib.import_module(f"bencao.backends.cuda.{module}")
         self.system = system
         self.n_particles = system.n_particles
-        self.terms = [_make_term(term, system) for term in system.terms]
+        self.terms = [kernel_for("cuda", term, system) for term in system.terms]
         self.state = CudaState.allocate(self.n_particles, n_systems=1)
         has_sites = len(system.virtual_sites) > 0
         #: Host-side placement, the CPU backend's attribute: ``Simulation`` places the sites on
@@ -130,14 +91,6 @@ class CudaBackend:
 
             self.virtual_sites = CpuVirtualSites(system.virtual_sites)
             self.device_virtual_sites = CudaVirtualSites(system.virtual_sites)
-
-    # The same validation as the CPU backend (shapes, finite positions, reduced box), so both
-    # backends accept and refuse exactly the same inputs; and the same checkpoint state (each
-    # term's own, "term<i>.<key>") and MTS grouping, which only ask the terms.
-    check_inputs = CpuBackend.check_inputs
-    get_state = CpuBackend.get_state
-    set_state = CpuBackend.set_state
-    has_reciprocal = CpuBackend.has_reciprocal
 
     def compute(self, positions, box=None, parts: str = "all", energy: bool = True) -> Evaluation:
         """Energy and forces.
@@ -163,8 +116,7 @@ class CudaBackend:
         BlowUpError
             If the energy is not finite or a force is too large to represent.
         """
-        if parts not in PARTS:
-            raise ValueError(f"parts must be one of {PARTS}, got {parts!r}")
+        check_parts(parts)
         with phase("force bookkeeping"):
             positions, box = self.check_inputs(positions, box)
             self.state.upload(positions, box)
@@ -179,55 +131,14 @@ class CudaBackend:
             # them, as on the CPU and in OpenMM's getForces (integrators skip massless particles).
             with phase("virtual sites"):
                 sites.restore_site_forces(forces)
-        total = float(sum(terms.values()))
-        # As on the CPU: a NaN or huge force is clamped on its way into fixed point, so the force
-        # test catches a blow-up whether or not the energy was computed.
-        if (energy and not np.isfinite(total)) or \
-                np.max(np.abs(forces), initial=0.0) >= 0.5 * FORCE_CLAMP:
-            message, worst, culprit = self.diagnose(forces, terms, box)
-            raise BlowUpError(message, worst, culprit)
-        return Evaluation(energy=total, forces=forces, terms=terms)
+        self.check_blow_up(forces, terms, positions, box, energy)
+        return Evaluation(energy=float(sum(terms.values())), forces=forces, terms=terms)
 
-    def diagnose(self, forces, terms, box):
-        """Describe a blow-up: the particles with the largest forces and the term behind them.
-
-        Uses the per-term energies of the failed evaluation (a non-finite one names the culprit)
-        and otherwise re-runs each term alone, on the positions still on the device, to see
-        whose forces on the worst particles are largest.
-
-        Parameters
-        ----------
-        forces : (N, 3) float64 array
-            The forces of the failed evaluation, kJ/mol/nm.
-        terms : dict[str, float]
-            Its per-term energies, kJ/mol.
-        box : (3, 3) float64 array or None
-            Its box, nm.
-
-        Returns
-        -------
-        tuple
-            (message, the five particles with the largest forces, the responsible term's name).
-        """
-        magnitude = np.linalg.norm(np.nan_to_num(forces, nan=np.inf), axis=1)
-        worst = np.argsort(-magnitude, kind="stable")[:5]
-        culprit = next((name for name, value in terms.items() if not np.isfinite(value)), None)
-        if culprit is None:
-            largest = -1.0
-            for term in self.terms:
-                self.state.zero_forces()
-                term.compute(self.state, box)
-                own = np.abs(self.state.download_forces()[worst]).max() if len(worst) else 0
-                if own > largest:
-                    largest = own
-                    culprit = term.name
-        listing = ", ".join(f"particle {i} (|F| = {magnitude[i]:.3g} kJ/mol/nm)" for i in worst)
-        energies = ", ".join(f"{k} = {v:.6g}" for k, v in terms.items())
-        message = (
-            f"the forces blew up (overlapping or exploded atoms): largest on {listing}; "
-            f"the term responsible is {culprit}; energies (kJ/mol): {energies}"
-        )
-        return message, worst, culprit
+    def term_forces(self, term, positions, box):
+        """One term alone, at the positions on the device: (fixed-point forces, energy kJ/mol)."""
+        self.state.zero_forces()
+        energy = term.compute(self.state, box)
+        return self.state.download_forces(), energy
 
     # -- the device-resident step (bencao.backends.cuda.dynamics) --------------------------------
 

@@ -7,7 +7,7 @@ import types
 from numba import cuda
 from numba.core.dispatcher import Dispatcher
 
-from bencao.backends.cpu.fixed_point import to_fixed as cpu_to_fixed
+from bencao.backends.common.fixed_point import to_fixed as cpu_to_fixed
 from bencao.backends.cuda.device import using_simulator
 
 #: Threads per block: a multiple of the 32-thread warp, small enough that short term lists

@@ -26,8 +26,8 @@ import math
 import numpy as np
 from numba import cuda
 
-from bencao.backends.cpu.long_range_correction import lennard_jones_coefficient
-from bencao.backends.cpu.neighbors import exclusion_table
+from bencao.backends.common.exclusions import exclusion_table
+from bencao.backends.common.long_range_correction import lennard_jones_coefficient
 from bencao.backends.cuda.common import device_function, launch_kernel, to_fixed
 from bencao.backends.cuda.pairs import CudaPairList, minimum_image
 from bencao.constants import ONE_4PI_EPS0

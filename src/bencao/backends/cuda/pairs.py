@@ -32,7 +32,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from bencao.backends.cpu.neighbors import exclusion_table
+from bencao.backends.common.exclusions import exclusion_table
 from bencao.backends.cuda.common import device_function, launch_kernel
 
 #: Fixed-point scale of squared displacements in the rebuild test, 1/nm^2: resolution

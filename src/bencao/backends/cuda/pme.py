@@ -26,7 +26,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from bencao.backends.cpu.ewald_parameters import (
+from bencao.backends.common.ewald_parameters import (
     PME_ORDER,
     bspline_moduli,
     check_reduced_box,

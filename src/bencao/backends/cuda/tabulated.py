@@ -28,8 +28,8 @@ import math
 import numpy as np
 from numba import cuda
 
-from bencao.backends.cpu.long_range_correction import table_coefficient
-from bencao.backends.cpu.neighbors import exclusion_table
+from bencao.backends.common.exclusions import exclusion_table
+from bencao.backends.common.long_range_correction import table_coefficient
 from bencao.backends.cpu.pair_kernels import switch_factor as cpu_switch_factor
 from bencao.backends.cuda.common import device_function, launch_kernel, to_fixed
 from bencao.backends.cuda.pairs import CudaPairList, minimum_image

@@ -30,8 +30,8 @@ import math
 import numpy as np
 from numba import cuda
 
+from bencao.backends.common.fixed_point import forces_from_fixed
 from bencao.backends.cpu import virtual_sites as cpu_vsites
-from bencao.backends.cpu.fixed_point import forces_from_fixed
 from bencao.backends.cpu.virtual_sites import CpuVirtualSites
 from bencao.backends.cuda.bonded import add_force
 from bencao.backends.cuda.common import device_function, device_version, launch_kernel

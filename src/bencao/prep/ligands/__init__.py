@@ -7,7 +7,11 @@ ParmEd).
 
 from bencao.prep.ligands.ambertools import CHARGE_METHODS, FORCE_FIELDS, find_ambertools
 from bencao.prep.ligands.molecules import Ligand, ligand_from_residue, read_ligand_file
-from bencao.prep.ligands.parametrize import LigandParameters, cache_folder, parametrize_ligand
+from bencao.prep.ligands.parametrize import (
+    LigandParameters,
+    cache_folder,
+    parametrize_ligand,
+)
 
 __all__ = [
     "CHARGE_METHODS",

@@ -1,0 +1,127 @@
+"""The part of a backend that does not depend on its hardware: input checks, checkpoint state,
+force groups and the description of a blow-up."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bencao.constants import FORCE_CLAMP
+from bencao.errors import BlowUpError
+
+
+class Backend:
+    """Base of the CPU and CUDA backends: a System compiled for one kind of hardware.
+
+    A subclass sets ``system``, ``n_particles`` and ``terms`` (its compiled kernels, each with
+    ``name`` and optionally ``reciprocal``, ``get_state`` and ``set_state``) and implements
+    ``compute(positions, box, parts, energy) -> Evaluation``, ``term_forces(term, positions,
+    box)`` (one term alone, as fixed-point forces and its energy, for the blow-up diagnosis) and
+    ``dynamics(...)`` (the step primitives, :class:`bencao.backends.common.dynamics.Dynamics`).
+    """
+
+    #: Registry key of the backend ("cpu", "cuda").
+    kind = "backend"
+
+    def check_inputs(self, positions, box):
+        """Validate and normalise positions (N, 3) and box (3, 3); return float64 copies."""
+        positions = np.array(positions, dtype=np.float64)
+        if positions.shape != (self.n_particles, 3):
+            raise ValueError(
+                f"positions have shape {positions.shape}; the system has {self.n_particles} "
+                "particles, so (N, 3) in nm is expected"
+            )
+        if not np.all(np.isfinite(positions)):
+            bad = np.flatnonzero(~np.all(np.isfinite(positions), axis=1))
+            raise ValueError(f"positions of particles {bad[:10].tolist()} are not finite")
+        if box is None:
+            box = self.system.box
+        if self.system.periodic:
+            if box is None:
+                raise ValueError("this system is periodic: a (3, 3) box in nm is required")
+            box = np.array(box, dtype=np.float64)
+            if box.shape != (3, 3):
+                raise ValueError(f"box has shape {box.shape}; (3, 3) box vectors as rows (nm) expected")
+            reduced = (
+                box[0, 1] == 0 and box[0, 2] == 0 and box[1, 2] == 0
+                and box[0, 0] > 0 and box[1, 1] > 0 and box[2, 2] > 0
+                and abs(box[1, 0]) <= 0.5 * box[0, 0] + 1e-12
+                and abs(box[2, 0]) <= 0.5 * box[0, 0] + 1e-12
+                and abs(box[2, 1]) <= 0.5 * box[1, 1] + 1e-12
+            )
+            if not reduced:
+                raise ValueError(
+                    "box vectors must be in OpenMM's reduced form: a=(ax,0,0), b=(bx,by,0), "
+                    "c=(cx,cy,cz) with ax,by,cz > 0, |bx|,|cx| <= ax/2, |cy| <= by/2"
+                )
+        else:
+            box = None
+        return positions, box
+
+    def get_state(self) -> dict:
+        """What a checkpoint needs for a bit-identical restart: each pair term's neighbour-list
+        build (positions and box), as {"term<i>.reference": array, "term<i>.box": array}."""
+        state = {}
+        for index, term in enumerate(self.terms):
+            if hasattr(term, "get_state"):
+                for key, value in term.get_state().items():
+                    if value is not None:
+                        state[f"term{index}.{key}"] = np.asarray(value)
+        return state
+
+    def set_state(self, state: dict) -> None:
+        """Restore what ``get_state`` returned (rebuilds the neighbour lists as they were)."""
+        for index, term in enumerate(self.terms):
+            if hasattr(term, "set_state"):
+                term.set_state({key: state.get(f"term{index}.{key}") for key in ("reference", "box")})
+
+    @property
+    def has_reciprocal(self) -> bool:
+        """True if some term has a reciprocal-space (Ewald/PME) part, the slow group of MTS."""
+        return any(getattr(term, "reciprocal", None) is not None for term in self.terms)
+
+    # -- blow-ups ---------------------------------------------------------------------------
+
+    def check_blow_up(self, forces, terms, positions, box, energy: bool = True) -> None:
+        """Raise :class:`BlowUpError` if the energy is not finite or a force is too large.
+
+        A NaN or huge force is clamped on its way into fixed point, so the force test catches
+        a blow-up whether or not the energy was computed (``energy`` False skips the energy test).
+        """
+        total = float(sum(terms.values()))
+        if (energy and not np.isfinite(total)) or \
+                np.max(np.abs(forces), initial=0.0) >= 0.5 * FORCE_CLAMP:
+            message, worst, culprit = self.diagnose(positions, box, forces, terms)
+            raise BlowUpError(message, worst, culprit)
+
+    def diagnose(self, positions, box, forces, terms):
+        """Describe a blow-up: the particles with the largest forces and the term behind them.
+
+        A term whose energy is not finite is the culprit; otherwise each term is computed alone
+        and the one with the largest force on the worst particles is.
+
+        Returns
+        -------
+        tuple
+            (message, the five particles with the largest forces, the responsible term's name).
+        """
+        magnitude = np.linalg.norm(np.nan_to_num(forces, nan=np.inf), axis=1)
+        worst = np.argsort(-magnitude, kind="stable")[:5]
+        culprit = None
+        largest = -1.0
+        for term in self.terms:
+            try:
+                fixed, energy = self.term_forces(term, positions, box)
+            except Exception:  # a kernel failing here is itself the culprit
+                culprit = term.name
+                break
+            own = np.abs(fixed[worst]).max() if len(worst) else 0
+            if not np.isfinite(energy) or own > largest:
+                largest = np.inf if not np.isfinite(energy) else own
+                culprit = term.name
+        listing = ", ".join(f"particle {i} (|F| = {magnitude[i]:.3g} kJ/mol/nm)" for i in worst)
+        energies = ", ".join(f"{k} = {v:.6g}" for k, v in terms.items())
+        message = (
+            f"the forces blew up (overlapping or exploded atoms): largest on {listing}; "
+            f"the term responsible is {culprit}; energies (kJ/mol): {energies}"
+        )
+        return message, worst, culprit
