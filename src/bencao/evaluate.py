@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-BACKENDS = ("cpu", "cuda")
+from bencao.backends import BACKENDS, backend_class
+
+__all__ = ["BACKENDS", "evaluate", "make_backend"]
 
 
 def make_backend(system, backend: str = "cpu", **options):
@@ -24,16 +26,7 @@ def make_backend(system, backend: str = "cpu", **options):
     RuntimeError
         For "cuda" when there is no GPU and no simulator.
     """
-    if backend == "cpu":
-        from bencao.backends.cpu import CpuBackend
-
-        return CpuBackend(system, **options)
-    if backend == "cuda":
-        # Imported only when asked for: the CPU path must not need numba.cuda.
-        from bencao.backends.cuda.backend import CudaBackend
-
-        return CudaBackend(system, **options)
-    raise ValueError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    return backend_class(backend)(system, **options)
 
 
 def evaluate(system, positions, box=None, backend: str = "cpu"):
@@ -52,7 +45,7 @@ def evaluate(system, positions, box=None, backend: str = "cpu"):
 
     Returns
     -------
-    bencao.backends.cpu.Evaluation
+    bencao.backends.common.evaluation.Evaluation
         ``.energy`` (kJ/mol), ``.forces`` ((N, 3) float64, kJ/mol/nm), ``.terms`` (kJ/mol by
         OpenMM force class).
 

@@ -6,23 +6,14 @@ import math
 
 import numpy as np
 
-from bencao.backends.cpu import integrate as kernels
-from bencao.backends.cpu.backend import Evaluation
 from bencao.constants import BOLTZMANN, DENSITY_FACTOR
 from bencao.dynamics.barostat import MonteCarloBarostat, VolumeMoves, box_volume
-from bencao.dynamics.integrators import (
-    LangevinMiddleIntegrator,
-    NoseHooverIntegrator,
-    VerletIntegrator,
-)
+from bencao.dynamics.integrators import INTEGRATORS
 from bencao.dynamics.molecules import find_molecules
-from bencao.dynamics.nose_hoover import NoseHooverChain
 from bencao.errors import BlowUpError
 from bencao.evaluate import make_backend
 from bencao.profiling import phase
 from bencao.state import State
-
-INTEGRATORS = (VerletIntegrator, LangevinMiddleIntegrator, NoseHooverIntegrator)
 
 
 def _as_nm(values):
@@ -42,7 +33,7 @@ class Simulation:
     system : bencao.System
         What to simulate.
     integrator : VerletIntegrator, LangevinMiddleIntegrator or NoseHooverIntegrator
-        How to step it.
+        How to step it (any record registered in ``bencao.dynamics.integrators.INTEGRATORS``).
     positions : (N, 3) array_like
         Initial positions, nm.  Constraints are applied to them on construction.
     box : (3, 3) array_like or None
@@ -55,72 +46,44 @@ class Simulation:
     backend : str
         "cpu", or "cuda" (an NVIDIA GPU, or Numba's CUDA simulator): steps then run wholly on
         the device (forces, constraints, MTS, noise, barostat moves; the Nosé–Hoover chain's
-        few numbers are propagated on the host), the state coming back to the host once per
-        ``step`` call; minimisation runs on the host with forces from the device.
+        few numbers are propagated on the host), the state coming back to the host only when
+        asked for; minimisation runs on the host with forces from the device.
     barostat : MonteCarloBarostat or None
         Pressure coupling (needs a periodic system).
 
     Notes
     -----
-    One ``step(n)`` call runs n steps with no per-particle Python work: each step is a fixed
-    sequence of compiled kernels (forces, kicks, drifts, constraints) on arrays allocated once.
+    The backend's step primitives (``backend.dynamics``) hold the state; one ``step(n)`` call
+    runs the integrator's scheme (:mod:`bencao.dynamics.schemes`) n times over them, with no
+    per-particle Python work, and Monte Carlo volume moves in between.  Nothing here depends on
+    which backend it is.
     """
 
     def __init__(self, system, integrator, positions, box=None, velocities=None, seed=None,
                  backend: str = "cpu", barostat: MonteCarloBarostat | None = None):
-        if not isinstance(integrator, INTEGRATORS):
-            names = ", ".join(cls.__name__ for cls in INTEGRATORS)
+        if type(integrator) not in INTEGRATORS.values():
+            names = ", ".join(cls.__name__ for cls in INTEGRATORS.values())
             raise TypeError(f"integrator must be one of {names}, got {type(integrator).__name__}")
         self.system = system
         self.integrator = integrator
         self.backend = make_backend(system, backend)
-        n = system.n_particles
         self.masses = np.ascontiguousarray(system.masses, np.float64)
-        self.inverse_masses = np.divide(1.0, self.masses, out=np.zeros(n), where=self.masses > 0)
         positions, box = self.backend.check_inputs(_as_nm(positions), _as_nm(box))
-        self._box = box
         self._rng = np.random.Generator(np.random.PCG64(seed))
-        self._constraints = None
-        if len(system.constraint_atoms):
-            from bencao.backends.cpu.constraints import CpuConstraints
-
-            self._constraints = CpuConstraints(system.constraint_atoms, system.constraint_lengths,
-                                               self.masses, tolerance=integrator.constraint_tolerance)
         self.degrees_of_freedom = int(
             3 * np.count_nonzero(self.masses > 0) - len(system.constraint_atoms)
             - (3 if system.cm_motion_removal else 0)
         )
-        if self._constraints is not None:
-            self._constraints.apply_positions(positions, positions)  # the solver copies the reference
-        self._positions = positions
-        self._place_sites(self._positions)
-        self._new_positions = np.empty_like(positions)
-        self._unconstrained = np.empty_like(positions)
-        self._velocities = np.zeros((n, 3))
+        every = integrator.reciprocal_every if self.backend.has_reciprocal else 1
+        self._dynamics = self.backend.dynamics(
+            integrator, self.masses, positions, box, seed=seed, rng=self._rng,
+            cm_every=system.cm_motion_removal, every=every,
+            chain=integrator.make_chain(self.degrees_of_freedom))
         if velocities is not None:
             self.velocities = velocities
-        self._noise = np.empty((n, 3))
         self.step_count = 0
         self.time = 0.0
         self._clock_origin = (0, 0.0)   # (step, time in ps) from which time counts with this dt
-        self._fast = None    # Evaluation at the current positions (all forces unless MTS)
-        self._slow = None    # reciprocal-space Evaluation at the current positions (MTS only)
-        self._every = integrator.reciprocal_every if self.backend.has_reciprocal else 1
-        self._chain = None
-        if isinstance(integrator, NoseHooverIntegrator):
-            self._chain = NoseHooverChain(
-                integrator.temperature, integrator.collision_frequency, self.degrees_of_freedom,
-                integrator.chain_length, integrator.chain_steps, integrator.yoshida_suzuki)
-        self._device = None
-        if hasattr(self.backend, "device_dynamics"):
-            # Steps run entirely on the GPU; the host arrays above are refreshed after every
-            # ``step`` call.  The device's random streams get their own seed, derived from
-            # ``seed`` without drawing from ``self._rng``, so the host stream (initial velocities,
-            # barostat moves) is the same on every backend.
-            device_seed = int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0])
-            self._device = self.backend.device_dynamics(
-                integrator, self.masses, device_seed, cm_every=system.cm_motion_removal,
-                every=self._every, chain=self._chain)
         self.barostat = barostat
         self._volume_moves = None
         if barostat is not None:
@@ -134,52 +97,58 @@ class Simulation:
     @property
     def positions(self) -> np.ndarray:
         """Current positions, nm (a copy)."""
-        return self._positions.copy()
+        return np.array(self._dynamics.positions)
 
     @positions.setter
     def positions(self, positions) -> None:
-        positions, _ = self.backend.check_inputs(_as_nm(positions), self._box)
-        self._positions = positions
-        self._place_sites(self._positions)
-        self._invalidate()
+        positions, box = self.backend.check_inputs(_as_nm(positions), self._dynamics.box)
+        self._dynamics.set_positions(positions, box)
 
     @property
     def velocities(self) -> np.ndarray:
         """Current velocities as stored by the integrator, nm/ps (a copy)."""
-        return self._velocities.copy()
+        return np.array(self._dynamics.velocities)
 
     @velocities.setter
     def velocities(self, velocities) -> None:
         velocities = np.array(_as_nm(velocities), dtype=np.float64)
-        if velocities.shape != self._positions.shape:
+        if velocities.shape != (self.system.n_particles, 3):
             raise ValueError(f"velocities have shape {velocities.shape}; (N, 3) in nm/ps expected")
         if not np.all(np.isfinite(velocities)):
             raise ValueError("velocities are not finite")
         velocities[self.masses == 0] = 0.0
-        self._velocities = velocities
+        self._dynamics.set_velocities(velocities)
 
     @property
     def constraints(self):
-        """The constraint solver (``CpuConstraints``), or None if the system has no constraints."""
-        return self._constraints
+        """The backend's constraint solver, or None if the system has no constraints."""
+        return self._dynamics.constraints
 
     @property
     def box(self) -> np.ndarray | None:
         """Current periodic box vectors as rows, nm (a copy)."""
-        return None if self._box is None else self._box.copy()
+        box = self._dynamics.box
+        return None if box is None else box.copy()
+
+    @property
+    def currentStep(self) -> int:  # OpenMM's name, for OpenMM-style reporters
+        """The step count, under OpenMM's name (``Simulation.currentStep``)."""
+        return self.step_count
 
     @property
     def state(self) -> State:
         """Positions, velocities, box and energies now (evaluates forces if they are stale)."""
-        potential = self._potential_energy()
-        kinetic = self._kinetic_energy()
+        potential = float(self._dynamics.evaluation().energy)
+        kinetic = float(self._dynamics.kinetic_energy(self.integrator.kinetic_shift))
+        box = self.box
         volume = density = None
-        if self._box is not None:
-            volume = box_volume(self._box)
+        if box is not None:
+            volume = box_volume(box)
             density = DENSITY_FACTOR * float(np.sum(self.masses)) / volume
-        conserved = potential + kinetic + (self._chain.energy() if self._chain is not None else 0.0)
+        chain = self._dynamics.chain
+        conserved = potential + kinetic + (chain.energy() if chain is not None else 0.0)
         return State(
-            positions=self.positions, velocities=self.velocities, box=self.box,
+            positions=self.positions, velocities=self.velocities, box=box,
             step=self.step_count, time=self.time, potential_energy=potential, kinetic_energy=kinetic,
             temperature=self._temperature(kinetic), degrees_of_freedom=self.degrees_of_freedom,
             volume=volume, density=density, conserved_energy=conserved,
@@ -193,15 +162,18 @@ class Simulation:
         """
         rng = self._rng if seed is None else np.random.Generator(np.random.PCG64(seed))
         kt = BOLTZMANN * float(temperature)
-        velocities = rng.standard_normal(self._positions.shape) * np.sqrt(kt * self.inverse_masses)[:, None]
+        inverse_masses = np.divide(1.0, self.masses, out=np.zeros_like(self.masses),
+                                   where=self.masses > 0)
+        velocities = rng.standard_normal((self.system.n_particles, 3)) \
+            * np.sqrt(kt * inverse_masses)[:, None]
+        dynamics = self._dynamics
+        dynamics.set_velocities(velocities)
         if self.system.cm_motion_removal:
-            kernels.remove_center_of_mass_motion(velocities, self.masses)
-        if self._constraints is not None:
-            self._constraints.apply_velocities(self._positions, velocities)
-        current = self._temperature(kernels.kinetic_energy(velocities, self.masses))
+            dynamics.remove_center_of_mass_motion()
+        dynamics.constrain_velocities()
+        current = self._temperature(dynamics.kinetic_energy())
         if current > 0:
-            kernels.scale_velocities(velocities, math.sqrt(temperature / current))
-        self._velocities = velocities
+            dynamics.scale_velocities(math.sqrt(temperature / current))
 
     def set_random_state(self, host_state: dict, device_state=None) -> None:
         """Continue the random streams of another simulation of the same system.
@@ -209,14 +181,15 @@ class Simulation:
         Parameters
         ----------
         host_state : dict
-            NumPy's ``bit_generator.state`` of the host stream (initial velocities, barostat).
+            NumPy's ``bit_generator.state`` of the host stream (initial velocities, barostat,
+            Langevin noise on the CPU).
         device_state : (N, 2) uint64 array or None
-            The GPU's per-particle streams (``get_checkpoint_state()[0]["device.random"]``);
+            A GPU's per-particle streams (``get_checkpoint_state()[0]["device.random"]``);
             ignored on the CPU, and None keeps the GPU's seeded streams.
         """
         self._rng.bit_generator.state = host_state
-        if device_state is not None and self._device is not None:
-            self._device.set_random_state(device_state)
+        if device_state is not None and hasattr(self._dynamics, "set_random_state"):
+            self._dynamics.set_random_state(device_state)
 
     def set_clock(self, step: int, time: float) -> None:
         """Set the step count and simulated time (ps), e.g. to continue a previous stage."""
@@ -228,38 +201,30 @@ class Simulation:
         """Change the thermostat's target temperature (K), e.g. along a heating ramp."""
         if not getattr(self.integrator, "thermostatted", False):
             raise ValueError(f"{type(self.integrator).__name__} has no temperature to set")
-        self.integrator.temperature = float(temperature)
-        if self._chain is not None:
-            self._chain.kt = BOLTZMANN * float(temperature)
+        self._dynamics.set_temperature(temperature)
 
     # -- checkpoints ------------------------------------------------------------------------
 
     def get_checkpoint_state(self) -> tuple[dict, dict]:
         """Everything a bit-identical restart needs, as (arrays, JSON-able values).
 
-        Positions, velocities, box, step and time, the random stream, the Nosé–Hoover chain, the
-        barostat's adaptive proposal width and the neighbour lists' last builds (pair forces
-        depend to the last bit on the box images chosen at a build).
+        Positions, velocities, box and step and time, the random streams, the Nosé–Hoover chain,
+        the barostat's adaptive proposal width, the neighbour lists' last builds (pair forces
+        depend to the last bit on the box images chosen at a build) and the forces cached at
+        the current positions (kept, not recomputed on restart: they were evaluated with the
+        neighbour list of their time, whose box images a restarted list may not share).
         """
-        arrays = {"positions": self._positions.copy(), "velocities": self._velocities.copy()}
-        if self._box is not None:
-            arrays["box"] = self._box.copy()
-        if self._device is not None:
-            arrays["device.random"] = self._device.get_random_state()
-        if self._chain is not None:
-            for key, value in self._chain.get_state().items():
+        arrays = {"positions": self.positions, "velocities": self.velocities}
+        if self._dynamics.box is not None:
+            arrays["box"] = self.box
+        chain = self._dynamics.chain
+        if chain is not None:
+            for key, value in chain.get_state().items():
                 arrays[f"chain.{key}"] = np.asarray(value)
         for key, value in self.backend.get_state().items():
             arrays[f"backend.{key}"] = value
-        # Cached forces at the current positions are kept, not recomputed on restart: they were
-        # evaluated with the neighbour list of their time, whose box images the restarted list
-        # may not share (a rejected barostat move rebuilds the list in between).
-        cached = {}
-        for name in ("fast", "slow"):
-            evaluation = getattr(self, f"_{name}")
-            if evaluation is not None:
-                arrays[f"{name}.forces"] = evaluation.forces.copy()
-                cached[name] = {"energy": evaluation.energy, "terms": dict(evaluation.terms)}
+        dynamics_arrays, cached = self._dynamics.get_state()
+        arrays.update(dynamics_arrays)
         values = {
             "step": self.step_count,
             "time": self.time,
@@ -273,90 +238,91 @@ class Simulation:
 
     def set_checkpoint_state(self, arrays: dict, values: dict) -> None:
         """Restore what ``get_checkpoint_state`` returned (same system, integrator, barostat)."""
-        if arrays["positions"].shape != self._positions.shape:
+        if arrays["positions"].shape != (self.system.n_particles, 3):
             raise ValueError("the checkpoint belongs to a system with a different number of particles")
-        self._positions = np.array(arrays["positions"], np.float64)
-        self._new_positions = np.empty_like(self._positions)
-        self._velocities = np.array(arrays["velocities"], np.float64)
-        if "box" in arrays:
-            self._box = np.array(arrays["box"], np.float64)
-        if self._device is not None and "device.random" in arrays:
-            self._device.set_random_state(arrays["device.random"])
-        if self._chain is not None:
-            self._chain.set_state({"positions": arrays["chain.positions"],
-                                   "velocities": arrays["chain.velocities"]})
+        dynamics = self._dynamics
+        box = np.array(arrays["box"], np.float64) if "box" in arrays else dynamics.box
+        dynamics.set_positions(np.array(arrays["positions"], np.float64), box)
+        dynamics.set_velocities(np.array(arrays["velocities"], np.float64))
+        if dynamics.chain is not None:
+            dynamics.chain.set_state({"positions": arrays["chain.positions"],
+                                      "velocities": arrays["chain.velocities"]})
         self.backend.set_state({key[len("backend."):]: value for key, value in arrays.items()
                                 if key.startswith("backend.")})
         self.step_count = int(values["step"])
         self.time = float(values["time"])
         self._clock_origin = (int(values["clock_origin"][0]), float(values["clock_origin"][1]))
-        self.set_random_state(values["rng"])
+        self._rng.bit_generator.state = values["rng"]
         if values.get("temperature") is not None and getattr(self.integrator, "thermostatted", False):
             self.set_temperature(values["temperature"])
         if self._volume_moves is not None and values.get("barostat") is not None:
             self._volume_moves.set_state(values["barostat"])
-        self._invalidate()
-        for name, cached in values.get("cached", {}).items():
-            setattr(self, f"_{name}", Evaluation(energy=float(cached["energy"]),
-                                                 forces=np.array(arrays[f"{name}.forces"]),
-                                                 terms=dict(cached["terms"])))
+        dynamics.set_state(arrays, values.get("cached", {}))
 
     # -- running ----------------------------------------------------------------------------
 
     def step(self, n_steps: int) -> None:
-        """Advance ``n_steps`` time steps."""
+        """Advance ``n_steps`` time steps.
+
+        Raises
+        ------
+        BlowUpError
+            If the forces blew up; the simulation is left at the step that failed.
+        """
         if int(n_steps) != n_steps or n_steps < 0:
             raise ValueError(f"number of steps must be a non-negative whole number, got {n_steps!r}")
-        if self._device is not None:
-            self._step_on_device(int(n_steps))
-            return
-        if self._chain is not None:
-            run_one = self._nose_hoover_step
-        else:
-            run_one = self._leapfrog_step
-        if self._constraints is not None:
-            self._constraints.tolerance = self.integrator.constraint_tolerance
-        cm_every = self.system.cm_motion_removal
         barostat_every = self.barostat.frequency if self.barostat is not None else 0
-        for _ in range(int(n_steps)):
-            if cm_every and self.step_count % cm_every == 0:
-                with phase("integration"):
-                    kernels.remove_center_of_mass_motion(self._velocities, self.masses)
-            run_one()
-            self._advance_clock(1)
-            if barostat_every and self.step_count % barostat_every == 0:
-                self._volume_move()
-
-    def _advance_clock(self, n_steps: int) -> None:
-        self.step_count += n_steps
-        origin_step, origin_time = self._clock_origin
-        self.time = origin_time + (self.step_count - origin_step) * self.integrator.timestep
-
-    def _step_on_device(self, n_steps: int) -> None:
-        """``step`` on the GPU: the state goes up once and comes back once; barostat moves scale
-        the positions on the device too (only the energies and the box cross over)."""
-        device = self._device
-        barostat_every = self.barostat.frequency if self.barostat is not None else 0
-        device.upload(self._positions, self._velocities, self._box)
-        remaining = n_steps
+        remaining = int(n_steps)
         while remaining:
             chunk = remaining
             if barostat_every:
                 chunk = min(remaining, barostat_every - self.step_count % barostat_every)
             try:
-                device.run(self.step_count, chunk)
+                self._dynamics.run(self.step_count, chunk)
             except BlowUpError as error:
-                # Keep the last sound state, at the step that failed, as the CPU path does
-                self._positions, self._velocities = device.download()
                 self._advance_clock(getattr(error, "step", self.step_count) - self.step_count)
-                self._invalidate()
                 raise
             self._advance_clock(chunk)
             remaining -= chunk
             if barostat_every and self.step_count % barostat_every == 0:
-                self._volume_move(device)
-        self._positions, self._velocities = device.download()
-        self._invalidate()
+                self._volume_move()
+
+    def run(self, n_steps: int, reporters=()) -> None:
+        """Advance ``n_steps`` time steps, handing the state to each reporter when it asks.
+
+        Reporters follow OpenMM's protocol: ``describeNextReport(simulation)`` gives the steps
+        until its next report (a tuple whose first item is the step count, or a dict with
+        ``"steps"``; 0 or less means none), and ``report(simulation, state)`` receives a
+        :class:`bencao.State` at that step.  bencao's own reporters
+        (``bencao.reporters``) answer ``describe_next_report`` as well.
+
+        Parameters
+        ----------
+        n_steps : int
+            Time steps to run.
+        reporters : sequence
+            Objects with ``describeNextReport`` (or ``describe_next_report``) and ``report``.
+        """
+        if int(n_steps) != n_steps or n_steps < 0:
+            raise ValueError(f"number of steps must be a non-negative whole number, got {n_steps!r}")
+        end = self.step_count + int(n_steps)
+        while self.step_count < end:
+            chunk = end - self.step_count
+            asked = [_steps_until_report(reporter, self) for reporter in reporters]
+            for steps in asked:
+                if steps > 0:
+                    chunk = min(chunk, steps)
+            self.step(chunk)
+            due = [reporter for reporter, steps in zip(reporters, asked) if steps == chunk]
+            if due:
+                state = self.state
+                for reporter in due:
+                    reporter.report(self, state)
+
+    def _advance_clock(self, n_steps: int) -> None:
+        self.step_count += n_steps
+        origin_step, origin_time = self._clock_origin
+        self.time = origin_time + (self.step_count - origin_step) * self.integrator.timestep
 
     def minimize(self, tolerance: float = 10.0, max_iterations: int = 0):
         """L-BFGS energy minimisation honouring constraints (see ``dynamics.minimize``).
@@ -374,154 +340,17 @@ class Simulation:
         """
         from bencao.dynamics.minimize import minimize_energy
 
+        box = self._dynamics.box
+
         def energy_and_forces(positions):
-            evaluation = self.backend.compute(positions, self._box)
+            evaluation = self.backend.compute(positions, box)
             return evaluation.energy, evaluation.forces
 
-        result = minimize_energy(energy_and_forces, self._positions, self.masses,
-                                 constraints=self._constraints, tolerance=tolerance,
+        result = minimize_energy(energy_and_forces, self.positions, self.masses,
+                                 constraints=self._dynamics.host_constraints, tolerance=tolerance,
                                  max_iterations=max_iterations)
         self.positions = result.positions
         return result
-
-    # -- the integrators --------------------------------------------------------------------
-
-    def _leapfrog_step(self) -> None:
-        """One Verlet or LangevinMiddle step (OpenMM's sequence), with impulse MTS kicks."""
-        dt = self.integrator.timestep
-        fast, slow = self._forces()
-        with phase("integration"):
-            kernels.kick(self._velocities, fast.forces, self.inverse_masses, dt)
-            if slow is not None:
-                kernels.kick(self._velocities, slow.forces, self.inverse_masses, dt * self._every)
-        x, x_new = self._positions, self._new_positions
-        if isinstance(self.integrator, LangevinMiddleIntegrator):
-            if self._constraints is not None:
-                with phase("constraints"):
-                    self._constraints.apply_velocities(x, self._velocities)
-            integrator = self.integrator
-            with phase("random numbers"):
-                self._rng.standard_normal(out=self._noise)
-            with phase("integration"):
-                kernels.langevin_drift(x, self._velocities, self._noise, self.inverse_masses, dt,
-                                       math.exp(-integrator.friction * dt),
-                                       BOLTZMANN * integrator.temperature, x_new)
-        else:
-            with phase("integration"):
-                kernels.drift(x, self._velocities, dt, x_new)
-        self._finish_drift(dt)
-
-    def _nose_hoover_step(self) -> None:
-        """One velocity-Verlet step wrapped in two half steps of the Nosé–Hoover chain."""
-        dt = self.integrator.timestep
-        self._thermostat_half_step(dt)
-        fast, _ = self._forces()
-        with phase("integration"):
-            kernels.kick(self._velocities, fast.forces, self.inverse_masses, 0.5 * dt)
-            kernels.drift(self._positions, self._velocities, dt, self._new_positions)
-        self._finish_drift(dt)
-        fast, _ = self._forces()
-        with phase("integration"):
-            kernels.kick(self._velocities, fast.forces, self.inverse_masses, 0.5 * dt)
-        if self._constraints is not None:
-            with phase("constraints"):
-                self._constraints.apply_velocities(self._positions, self._velocities)
-        self._thermostat_half_step(dt)
-
-    def _thermostat_half_step(self, dt: float) -> None:
-        with phase("thermostat"):
-            kinetic = kernels.kinetic_energy(self._velocities, self.masses)
-            scale = self._chain.propagate(kinetic, 0.5 * dt)
-            kernels.scale_velocities(self._velocities, scale)
-
-    def _finish_drift(self, dt: float) -> None:
-        """Constrain the new positions, take velocities from the displacement, and move on."""
-        x, x_new = self._positions, self._new_positions
-        if self._constraints is not None:
-            with phase("constraints"):
-                unconstrained = self._unconstrained
-                np.copyto(unconstrained, x_new)
-                self._constraints.apply_positions(x, x_new)
-                kernels.add_constraint_velocity(x_new, unconstrained, self.inverse_masses, dt,
-                                                self._velocities)
-        self._positions, self._new_positions = x_new, x
-        self._place_sites(self._positions)
-        self._invalidate()
-
-    # -- forces and energies ----------------------------------------------------------------
-
-    def _invalidate(self) -> None:
-        self._fast = None
-        self._slow = None
-
-    def _place_sites(self, positions) -> None:
-        if self.backend.virtual_sites is not None:
-            with phase("virtual sites"):
-                self.backend.virtual_sites.place(positions)
-
-    def _forces(self):
-        """(fast, slow) Evaluations at the current positions; slow is None unless this step
-        applies the multiple-time-step reciprocal-space kick.
-
-        Forces only: the fast evaluation's energy is NaN until ``_full_evaluation`` asks for it.
-        """
-        if self._every == 1:
-            if self._fast is None:
-                self._fast = self.backend.compute(self._positions, self._box, energy=False)
-            return self._fast, None
-        if self._fast is None:
-            self._fast = self.backend.compute(self._positions, self._box, parts="direct",
-                                              energy=False)
-        slow = None
-        if self.step_count % self._every == 0:
-            if self._slow is None:
-                self._slow = self.backend.compute(self._positions, self._box, parts="reciprocal")
-            slow = self._slow
-        return self._fast, slow
-
-    def _fast_with_energy(self):
-        """The fast evaluation with its energy filled in.
-
-        The forces stay those the dynamics uses (the kernel that skips energies may round
-        differently from the one that computes them), so a trajectory does not depend on how
-        often energies are reported.
-        """
-        fast, _ = self._forces()
-        if math.isnan(fast.energy):
-            parts = "all" if self._every == 1 else "direct"
-            with_energy = self.backend.compute(self._positions, self._box, parts=parts)
-            fast = Evaluation(energy=with_energy.energy, forces=fast.forces,
-                              terms=with_energy.terms)
-            self._fast = fast
-        return fast
-
-    def _full_evaluation(self):
-        """Energy and total forces at the current positions (all parts)."""
-        fast = self._fast_with_energy()
-        if self._every == 1:
-            return fast
-        if self._slow is None:
-            self._slow = self.backend.compute(self._positions, self._box, parts="reciprocal")
-        terms = dict(fast.terms)
-        for name, energy in self._slow.terms.items():
-            terms[name] = terms.get(name, 0.0) + energy
-        return Evaluation(energy=fast.energy + self._slow.energy, forces=fast.forces + self._slow.forces,
-                          terms=terms)
-
-    def _potential_energy(self) -> float:
-        return float(self._full_evaluation().energy)
-
-    def _kinetic_energy(self) -> float:
-        """Kinetic energy with OpenMM's convention for the integrator, kJ/mol."""
-        shift = self.integrator.kinetic_shift
-        if shift == 0.0:
-            return float(kernels.kinetic_energy(self._velocities, self.masses))
-        velocities = self._velocities.copy()
-        kernels.kick(velocities, self._full_evaluation().forces, self.inverse_masses,
-                     shift * self.integrator.timestep)
-        if self._constraints is not None:
-            self._constraints.apply_velocities(self._positions, velocities)
-        return float(kernels.kinetic_energy(velocities, self.masses))
 
     def _temperature(self, kinetic: float) -> float:
         if self.degrees_of_freedom <= 0:
@@ -530,17 +359,18 @@ class Simulation:
 
     # -- pressure coupling ------------------------------------------------------------------
 
-    def _volume_move(self, device=None) -> None:
-        """One Monte Carlo volume move (see ``dynamics.barostat``), on the host or, given the
-        ``DeviceDynamics`` that holds the state, on the device (the same random draws and test).
+    def _volume_move(self) -> None:
+        """One Monte Carlo volume move (see ``dynamics.barostat``): the same random draws and
+        test on every backend, the molecules scaled where the state lives.
 
         Profiled as "barostat" around everything but the energy evaluations, which the backend
         times in its own phases.
         """
         moves = self._volume_moves
-        old_energy = self._potential_energy() if device is None else device.potential_energy()
+        dynamics = self._dynamics
+        old_energy = dynamics.potential_energy()
         with phase("barostat"):
-            box = self._box
+            box = dynamics.box
             volume = box_volume(box)
             new_volume = moves.propose(volume, self._rng.random())
             uniform = self._rng.random()
@@ -548,33 +378,19 @@ class Simulation:
                 moves.record(False, volume)
                 return
             new_box = box * (new_volume / volume) ** (1.0 / 3.0)
-            if device is None:
-                new_positions = np.empty_like(self._positions)
-                start, atoms = self._molecules
-                kernels.scale_molecules(self._positions, start, atoms, np.linalg.inv(box),
-                                        new_box, new_positions)
-        if device is not None:
-            change = device.scale_to(new_box, self._molecules) - old_energy
-            with phase("barostat"):
-                accepted = moves.accept(change, volume, new_volume, uniform)  # False if not finite
-                moves.record(accepted, volume)
-                if accepted:
-                    self._box = new_box
-                else:
-                    device.undo_scale()
-            return
-        self._place_sites(new_positions)
-        try:
-            trial = self.backend.compute(new_positions, new_box)
-            change = trial.energy - old_energy
-        except BlowUpError:
-            trial, change = None, math.inf
+        change = dynamics.scale_to(new_box, self._molecules) - old_energy
         with phase("barostat"):
-            accepted = moves.accept(change, volume, new_volume, uniform)
+            accepted = moves.accept(change, volume, new_volume, uniform)  # False if not finite
             moves.record(accepted, volume)
-        if accepted:
-            self._positions = new_positions
-            self._box = new_box
-            self._invalidate()
-            if self._every == 1:
-                self._fast = trial
+        if not accepted:
+            dynamics.undo_scale()
+
+
+def _steps_until_report(reporter, simulation) -> int:
+    """Steps until ``reporter``'s next report (0: none), from OpenMM's ``describeNextReport``
+    (a tuple or a dict) or bencao's ``describe_next_report``."""
+    if hasattr(reporter, "describe_next_report"):
+        return int(reporter.describe_next_report(simulation).steps)
+    request = reporter.describeNextReport(simulation)
+    steps = request["steps"] if isinstance(request, dict) else request[0]
+    return max(int(steps), 0)

@@ -19,6 +19,30 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from bencao.dynamics.schemes import leapfrog_step, velocity_verlet_nose_hoover_step
+
+#: Integrator classes by the name a job file gives them (``integrator = "langevin"``), in the
+#: order they are listed to users; each class registers itself with :func:`integrator`.
+INTEGRATORS: dict[str, type] = {}
+
+
+def integrator(job_name: str):
+    """Class decorator: register an integrator record under its job-file name.
+
+    A record holds parameters only and says what it is through class attributes: ``scheme``
+    (its step, a function of :mod:`bencao.dynamics.schemes`), ``thermostatted`` (it has a
+    ``temperature``), ``supports_mts`` (it honours ``reciprocal_every``), ``kinetic_shift``
+    (OpenMM's reporting convention), ``friction_is_collision_frequency`` and ``from_stage`` (how
+    a job-file stage builds it), ``make_chain`` (its thermostat chain, if any).
+    """
+
+    def register(cls):
+        cls.job_name = job_name
+        INTEGRATORS[job_name] = cls
+        return cls
+
+    return register
+
 
 def _check_positive(name: str, value: float) -> float:
     value = float(value)
@@ -33,6 +57,7 @@ def _check_every(value: int) -> int:
     return int(value)
 
 
+@integrator("verlet")
 @dataclass
 class VerletIntegrator:
     """Leapfrog Verlet (NVE), as OpenMM's ``VerletIntegrator``.
@@ -56,6 +81,17 @@ class VerletIntegrator:
     #: velocities advanced by this many time steps with the current forces, as OpenMM does.
     kinetic_shift = 0.5
     thermostatted = False
+    supports_mts = True
+    friction_is_collision_frequency = False
+    scheme = staticmethod(leapfrog_step)
+
+    @classmethod
+    def from_stage(cls, temperature, friction, timestep, reciprocal_every=1):
+        """As a job-file stage asks for it (no thermostat: temperature and friction unused)."""
+        return cls(timestep, reciprocal_every=reciprocal_every)
+
+    def make_chain(self, degrees_of_freedom):
+        """The thermostat chain this integrator carries: none."""
 
     def __post_init__(self):
         self.timestep = _check_positive("timestep (ps)", self.timestep)
@@ -63,6 +99,7 @@ class VerletIntegrator:
         self.reciprocal_every = _check_every(self.reciprocal_every)
 
 
+@integrator("langevin")
 @dataclass
 class LangevinMiddleIntegrator:
     """Langevin dynamics, BAOAB "middle" scheme, as OpenMM's ``LangevinMiddleIntegrator``.
@@ -93,6 +130,17 @@ class LangevinMiddleIntegrator:
 
     kinetic_shift = 0.0
     thermostatted = True
+    supports_mts = True
+    friction_is_collision_frequency = False
+    scheme = staticmethod(leapfrog_step)
+
+    @classmethod
+    def from_stage(cls, temperature, friction, timestep, reciprocal_every=1):
+        """As a job-file stage asks for it: temperature K, friction 1/ps, timestep ps."""
+        return cls(temperature, friction, timestep, reciprocal_every=reciprocal_every)
+
+    def make_chain(self, degrees_of_freedom):
+        """The thermostat chain this integrator carries: none."""
 
     def __post_init__(self):
         self.temperature = _check_positive("temperature (K)", self.temperature)
@@ -104,6 +152,7 @@ class LangevinMiddleIntegrator:
         self.reciprocal_every = _check_every(self.reciprocal_every)
 
 
+@integrator("nose-hoover")
 @dataclass
 class NoseHooverIntegrator:
     """Velocity Verlet with a Nosé–Hoover chain thermostat (NVT).
@@ -147,7 +196,24 @@ class NoseHooverIntegrator:
 
     kinetic_shift = 0.0
     thermostatted = True
+    supports_mts = False
+    #: A job file's 'friction' is this integrator's collision frequency (so it must be > 0)
+    friction_is_collision_frequency = True
     reciprocal_every = 1
+    scheme = staticmethod(velocity_verlet_nose_hoover_step)
+
+    @classmethod
+    def from_stage(cls, temperature, friction, timestep, reciprocal_every=1):
+        """As a job-file stage asks for it: the stage's friction (1/ps) is the collision
+        frequency; ``reciprocal_every`` must be 1 (the job file checks it)."""
+        return cls(temperature, friction, timestep)
+
+    def make_chain(self, degrees_of_freedom):
+        """The Nosé–Hoover chain for a system with ``degrees_of_freedom``."""
+        from bencao.dynamics.nose_hoover import NoseHooverChain
+
+        return NoseHooverChain(self.temperature, self.collision_frequency, degrees_of_freedom,
+                               self.chain_length, self.chain_steps, self.yoshida_suzuki)
 
     def __post_init__(self):
         self.temperature = _check_positive("temperature (K)", self.temperature)

@@ -171,22 +171,10 @@ def _advance(task: SegmentTask, context, simulation, reporters) -> None:
     """The segment's steps, with the reporters due along the way."""
     from bencao.jobs.runner import MAX_CHUNK
 
-    first = context.start["step"]
-    last = first + (task.segment + 1) * task.job.ensemble.segment_steps
+    last = context.start["step"] + (task.segment + 1) * task.job.ensemble.segment_steps
     try:
         while simulation.step_count < last:
-            chunk = min(MAX_CHUNK, last - simulation.step_count)
-            for reporter in reporters:
-                request = reporter.describe_next_report(simulation)
-                if request.steps:
-                    chunk = min(chunk, request.steps)
-            simulation.step(chunk)
-            done = simulation.step_count - first
-            due = [r for r in reporters if r.interval > 0 and done % r.interval == 0]
-            if due:
-                state = simulation.state
-                for reporter in due:
-                    reporter.report(simulation, state)
+            simulation.run(min(MAX_CHUNK, last - simulation.step_count), reporters)
     except FloatingPointError as exc:   # BlowUpError
         raise context.blow_up_error(task, simulation, exc) from exc
     except ConstraintError as exc:

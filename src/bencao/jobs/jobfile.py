@@ -32,6 +32,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from bencao.dynamics.integrators import INTEGRATORS as INTEGRATOR_CLASSES
 from bencao.errors import JobFileError
 from bencao.jobs.ensemble_table import ensemble_from_table
 from bencao.jobs.stages import Job, Stage
@@ -58,7 +59,7 @@ from bencao.jobs.values import (
 )
 
 STAGE_KINDS = ("minimize", "nvt", "npt", "nve")
-INTEGRATORS = ("langevin", "nose-hoover", "verlet")
+INTEGRATORS = tuple(sorted(INTEGRATOR_CLASSES))
 VELOCITIES = ("continue", "generate")
 TRAJECTORY_FORMATS = ("xtc", "dcd")
 BACKENDS = ("cpu", "cuda")
@@ -485,20 +486,24 @@ def _dynamics_stage(name: str, kind: str, settings: dict[str, _Setting], where: 
     timestep = settings["timestep"].value
     integrator = settings["integrator"]
     pressure = settings["pressure"]
-    if kind in ("nvt", "npt") and integrator.value == "verlet":
+    chosen = INTEGRATOR_CLASSES[integrator.value]
+    if kind in ("nvt", "npt") and not chosen.thermostatted:
+        thermostatted = " or ".join(f"'{name}'" for name in INTEGRATORS
+                                    if INTEGRATOR_CLASSES[name].thermostatted)
         raise where.error(
-            f"{integrator.label} 'verlet' has no thermostat: an {kind} stage needs 'langevin' or 'nose-hoover'"
+            f"{integrator.label} '{integrator.value}' has no thermostat: an {kind} stage needs {thermostatted}"
         )
-    if integrator.value == "nose-hoover":
-        if settings["friction"].value <= 0:
-            raise where.error(
-                f"{settings['friction'].label} is the Nose-Hoover collision frequency and must be positive"
-            )
-        if settings["reciprocal_every"].value != 1:
-            raise where.error(
-                f"{settings['reciprocal_every'].label} must be 1 with the nose-hoover integrator "
-                "(multiple time stepping needs 'langevin' or 'verlet')"
-            )
+    if chosen.friction_is_collision_frequency and settings["friction"].value <= 0:
+        raise where.error(
+            f"{settings['friction'].label} is the Nose-Hoover collision frequency and must be positive"
+        )
+    if not chosen.supports_mts and settings["reciprocal_every"].value != 1:
+        with_mts = " or ".join(f"'{name}'" for name in INTEGRATORS
+                               if INTEGRATOR_CLASSES[name].supports_mts)
+        raise where.error(
+            f"{settings['reciprocal_every'].label} must be 1 with the {integrator.value} integrator "
+            f"(multiple time stepping needs {with_mts})"
+        )
     if kind == "npt" and pressure.value is None:
         raise where.error(
             f"an npt stage needs a pressure, but {pressure.label} is false; set 'pressure' or use kind = 'nvt'"

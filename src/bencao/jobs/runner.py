@@ -79,19 +79,12 @@ def describe_atoms(topology, particles) -> str:
 
 def stage_integrator(stage, temperature: float):
     """The integrator a stage asks for, thermostatted at ``temperature`` (K)."""
-    from bencao.dynamics.integrators import (
-        LangevinMiddleIntegrator,
-        NoseHooverIntegrator,
-        VerletIntegrator,
-    )
+    from bencao.dynamics.integrators import INTEGRATORS
 
-    every = stage.reciprocal_every
-    if stage.kind == "nve" or stage.integrator == "verlet" or stage.kind == "minimize":
-        return VerletIntegrator(stage.timestep, reciprocal_every=every)
-    if stage.integrator == "nose-hoover":
-        return NoseHooverIntegrator(temperature, stage.friction, stage.timestep)
-    return LangevinMiddleIntegrator(temperature, stage.friction, stage.timestep,
-                                    reciprocal_every=every)
+    # NVE stages and minimisation run Verlet, whatever the thermostatted stages use
+    name = "verlet" if stage.kind in ("nve", "minimize") else stage.integrator
+    return INTEGRATORS[name].from_stage(temperature, stage.friction, stage.timestep,
+                                        reciprocal_every=stage.reciprocal_every)
 
 
 def stage_barostat(stage, temperature: float):
@@ -383,22 +376,17 @@ class JobRunner:
         ramp_segment = max(1, stage.steps // RAMP_SEGMENTS) if stage.temperature[0] != stage.temperature[1] else 0
         last_checkpoint = time.monotonic()
         if not mid_stage:
-            self._report(simulation, reporters, first, force=True)
+            self._report_stage_start(simulation, reporters)
         while simulation.step_count < last:
             done = simulation.step_count - first
             if ramp_segment:
                 simulation.set_temperature(self._ramp_temperature(stage, done))
             chunk = min(MAX_CHUNK, last - simulation.step_count)
-            for reporter in reporters:
-                request = reporter.describe_next_report(simulation)
-                if request.steps:
-                    chunk = min(chunk, request.steps)
             if checkpoint_every:
                 chunk = min(chunk, checkpoint_every - done % checkpoint_every)
             if ramp_segment:
                 chunk = min(chunk, ramp_segment - done % ramp_segment)
-            simulation.step(chunk)
-            self._report(simulation, reporters, first)
+            simulation.run(chunk, reporters)  # reports to each reporter at its steps
             done = simulation.step_count - first
             stop = self._signals.received
             timed = time.monotonic() - last_checkpoint >= 60.0 * self.job.checkpoint_minutes
@@ -410,17 +398,13 @@ class JobRunner:
                     return stop, self._carry(simulation, in_stage=True)
         return None, self._carry(simulation, in_stage=False)
 
-    def _report(self, simulation, reporters, first, force=False):
-        """Hand the state to the reporters due at this step (none at a stage's first step, which
-        the previous stage has reported as its last, except the progress bar)."""
-        done = simulation.step_count - first
-        due = []
-        for reporter in reporters:
-            if done > 0 and reporter.interval > 0 and done % reporter.interval == 0 or force and reporter.role == "progress":
-                due.append(reporter)
-        if due:
+    def _report_stage_start(self, simulation, reporters):
+        """Show the progress bar at a stage's first step (the other reporters have nothing to
+        say there: the previous stage reported that state as its last)."""
+        progress = [reporter for reporter in reporters if reporter.role == "progress"]
+        if progress:
             state = simulation.state
-            for reporter in due:
+            for reporter in progress:
                 reporter.report(simulation, state)
 
     # -- carries and checkpoints -------------------------------------------------------------

@@ -530,7 +530,7 @@ def _finish(openmm_system, topology, positions, options: dict, source: str,
     """Import the OpenMM system, place virtual sites, check the box; a PreparedSystem."""
     from openmm import unit
 
-    from bencao.backends.cpu.virtual_sites import CpuVirtualSites
+    from bencao.backends.common.virtual_site_tables import place_virtual_sites
     from bencao.io.openmm_import import UnsupportedForceError
     from bencao.system import System
 
@@ -546,7 +546,7 @@ def _finish(openmm_system, topology, positions, options: dict, source: str,
                                f"has {system.n_particles}; are they of the same system?")
     # solvent boxes come with one water model's geometry of extra sites: place them for this one
     if len(system.virtual_sites.site):
-        CpuVirtualSites(system.virtual_sites).place(xyz)
+        place_virtual_sites(system.virtual_sites, xyz)
     box = _box_of(openmm_system)
     if box is not None:
         cutoff = options["nonbondedCutoff"].value_in_unit(unit.nanometer)

@@ -1,19 +1,23 @@
 """Bonded CPU kernels: analytic cases, finite differences, and OpenMM's Reference platform."""
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import openmm
 import pytest
+from numba import njit
 
+import bencao
 from bencao.backends.common.fixed_point import forces_from_fixed
-from bencao.backends.cpu.bonded import (
-    CpuHarmonicAngles,
-    CpuHarmonicBonds,
-    CpuHarmonicImpropers,
-    CpuLJPairs,
-    CpuPeriodicTorsions,
-)
+from bencao.backends.common.laws import register_listed_law
+
+# One class computes every listed term on the CPU (its law comes from backends.common.laws).
+from bencao.backends.cpu.bonded import CpuListedTerm as CpuHarmonicAngles
+from bencao.backends.cpu.bonded import CpuListedTerm as CpuHarmonicBonds
+from bencao.backends.cpu.bonded import CpuListedTerm as CpuHarmonicImpropers
+from bencao.backends.cpu.bonded import CpuListedTerm as CpuLJPairs
+from bencao.backends.cpu.bonded import CpuListedTerm as CpuPeriodicTorsions
 from bencao.forces.bonded import (
     HarmonicAngles,
     HarmonicBonds,
@@ -405,3 +409,46 @@ def test_empty_terms_do_nothing():
     ):
         energy, forces = evaluate(cpu, pos)
         assert energy == 0.0 and np.all(forces == 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# (d) a new listed term needs no backend edit
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MorseBonds:
+    """A toy record: E = depth (1 - exp(-a (r - length)))^2 per bond (kJ/mol, 1/nm, nm)."""
+
+    atoms: np.ndarray
+    depth: np.ndarray
+    a: np.ndarray
+    length: np.ndarray
+    name = "MorseBondForce"
+
+
+@njit(cache=True, inline="always")
+def morse_bond(dx, dy, dz, params, m):
+    """Its law, columns (depth, a, length): (E, f) with F_i = f (x_j - x_i)."""
+    r = math.sqrt(dx * dx + dy * dy + dz * dz)
+    x = math.exp(-params[m, 1] * (r - params[m, 2]))
+    dE_dr = 2.0 * params[m, 0] * params[m, 1] * (1.0 - x) * x
+    return params[m, 0] * (1.0 - x) ** 2, dE_dr / r
+
+
+def test_a_registered_law_runs_on_the_cpu_backend_without_backend_code():
+    register_listed_law(MorseBonds, 2, morse_bond, lambda t: (t.depth, t.a, t.length))
+    rng = np.random.default_rng(21)
+    atoms = random_tuples(rng, 2, 12)
+    term = MorseBonds(atoms, rng.uniform(100, 400, 12), rng.uniform(10, 25, 12),
+                      rng.uniform(0.1, 0.3, 12))
+    positions = random_positions(seed=8)
+    system = bencao.System(masses=np.ones(N_ATOMS), terms=(term,))
+    result = bencao.evaluate(system, positions)
+    r = np.linalg.norm(positions[atoms[:, 1]] - positions[atoms[:, 0]], axis=1)
+    expected = np.sum(term.depth * (1 - np.exp(-term.a * (r - term.length))) ** 2)
+    assert result.terms == {"MorseBondForce": pytest.approx(expected, rel=1e-12)}
+    # The backend built the term from the registration alone; its forces are -grad E.
+    (cpu,) = bencao.make_backend(system, "cpu").terms
+    np.testing.assert_array_equal(evaluate(cpu, positions)[1], result.forces)
+    check_finite_difference(cpu, positions)

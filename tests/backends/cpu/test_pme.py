@@ -261,7 +261,10 @@ def test_bit_identical_on_one_and_two_threads(tmp_path):
 def test_vector_fft_matches_numpy(n, sigma):
     """Every radix pass (8, 4, 2, 3, 5, 7 written out; 11, 13, 53 generic) against numpy's FFT,
     on 8 lanes at once with a strided source and a separate destination."""
-    from bencao.backends.cpu.pme import LANES, _fft_line, _fft_plan, _fft_work_size
+    from bencao.backends.cpu.fft import LANES
+    from bencao.backends.cpu.fft import fft_line as _fft_line
+    from bencao.backends.cpu.fft import fft_plan as _fft_plan
+    from bencao.backends.cpu.fft import fft_work_size as _fft_work_size
 
     rng = np.random.default_rng(n)
     data = rng.normal(size=(n, LANES)) + 1j * rng.normal(size=(n, LANES))
@@ -283,7 +286,7 @@ def test_vector_fft_matches_numpy(n, sigma):
 def test_spread_is_independent_of_the_slab_count():
     """The grid is bit-identical for any slab count (the canonical order of _spread), which is
     what makes PME bit-identical on any number of threads."""
-    from bencao.backends.cpu import pme as kernels
+    from bencao.backends.cpu import pme_spread as kernels
 
     charges, positions = random_system(2000, TRICLINIC, False, seed=4)
     term = CpuPME(make_term(charges, "PME", alpha=3.0, grid=(12, 10, 14)), len(charges),
@@ -339,7 +342,7 @@ def test_inverse_fft_does_not_depend_on_what_the_work_buffers_held(grid):
     """Each thread reuses one work buffer for every plane it transforms, so on another number
     of threads a buffer holds other leftovers; the grid must not depend on them (nz not a
     multiple of 8 leaves padding lanes in the last 8-lane block of each row)."""
-    from bencao.backends.cpu import pme as kernels
+    from bencao.backends.cpu import pme_transform as kernels
 
     charges, positions = random_system(400, TRICLINIC, True, seed=21)
     term = CpuPME(make_term(charges, "PME", alpha=3.0, grid=grid), len(charges), TRICLINIC)

@@ -16,7 +16,8 @@ import pytest
 
 import bencao
 from bencao.backends.common.fixed_point import forces_from_fixed
-from bencao.backends.cpu.bonded import CpuPositionRestraints, dihedral_geometry
+from bencao.backends.common.laws.geometry import dihedral_geometry
+from bencao.backends.cpu.bonded import CpuPositionRestraints
 from bencao.backends.cpu.cmap import CpuCMAPTorsions
 from bencao.constants import FORCE_SCALE
 from bencao.forces import (

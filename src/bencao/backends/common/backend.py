@@ -111,7 +111,7 @@ class Backend:
         for term in self.terms:
             try:
                 fixed, energy = self.term_forces(term, positions, box)
-            except Exception:  # a kernel failing here is itself the culprit
+            except Exception:  # noqa: BLE001 (a kernel failing here is itself the culprit)
                 culprit = term.name
                 break
             own = np.abs(fixed[worst]).max() if len(worst) else 0

@@ -2,4 +2,4 @@
 
 from bencao.backends.cpu.backend import BlowUpError, CpuBackend, Evaluation
 
-__all__ = ["CpuBackend", "Evaluation", "BlowUpError"]
+__all__ = ["BlowUpError", "CpuBackend", "Evaluation"]

@@ -121,3 +121,13 @@ class CpuBackend(Backend):
         """One term alone at ``positions``: (fixed-point forces, energy in kJ/mol)."""
         fixed = np.zeros_like(self._forces)
         return fixed, term.compute(positions, box, fixed)
+
+    def dynamics(self, integrator, masses, positions, box, seed=None, rng=None, cm_every=0,
+                 every=1, chain=None):
+        """The step primitives of this system on the host, a
+        :class:`~bencao.backends.cpu.dynamics.CpuDynamics` holding ``positions`` (nm, constrained
+        in place) and ``box`` (nm); Langevin noise is drawn from ``rng``."""
+        from bencao.backends.cpu.dynamics import CpuDynamics
+
+        return CpuDynamics(self, integrator, masses, rng, positions, box, cm_every=cm_every,
+                           every=every, chain=chain)

@@ -14,32 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from bencao.backends.common.exclusions import exclusion_table
-
-
-@njit(cache=True, inline="always")
-def minimum_image(dx, dy, dz, box, periodic):
-    """Minimum-image displacement in a reduced triclinic box (OpenMM's convention).
-
-    Parameters
-    ----------
-    dx, dy, dz : float
-        Displacement, nm.
-    box : (3, 3) float64 array
-        Box vectors as rows in reduced form (a along x, b in the xy plane), nm.
-    periodic : bool
-        If False the displacement is returned unchanged.
-    """
-    if periodic:
-        s = np.floor(dz / box[2, 2] + 0.5)
-        dx -= s * box[2, 0]
-        dy -= s * box[2, 1]
-        dz -= s * box[2, 2]
-        s = np.floor(dy / box[1, 1] + 0.5)
-        dx -= s * box[1, 0]
-        dy -= s * box[1, 1]
-        s = np.floor(dx / box[0, 0] + 0.5)
-        dx -= s * box[0, 0]
-    return dx, dy, dz
+from bencao.backends.common.periodic import minimum_image
 
 
 @njit(cache=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 from numba import njit, prange
@@ -13,6 +11,7 @@ from bencao.backends.common.long_range_correction import (
     lennard_jones_coefficient,
     table_coefficient,
 )
+from bencao.backends.common.pair_laws import exception_pair
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cpu.base import CpuTerm
 from bencao.backends.cpu.cluster_energies import cluster_pairs_energy
@@ -45,8 +44,8 @@ def _exception_forces(
     alpha, ewald, pair_force,
 ):
     """Each exception's energy and force on its second atom, into ``pair_force[m]`` =
-    (fx, fy, fz, energy), in parallel (see :func:`exception_pairs`)."""
-    two_over_sqrt_pi = 2.0 / math.sqrt(math.pi)
+    (fx, fy, fz, energy), in parallel (see :func:`exception_pairs`; the law is
+    ``common.pair_laws.exception_pair``, which the CUDA kernel compiles too)."""
     for m in prange(atoms.shape[0]):
         i = atoms[m, 0]
         j = atoms[m, 1]
@@ -57,29 +56,10 @@ def _exception_forces(
             box,
             periodic,
         )
-        r2 = dx * dx + dy * dy + dz * dz
-        r = math.sqrt(r2)
-        energy = 0.0
-        f_over_r = 0.0
-        if chargeprod[m] != 0.0 or epsilon[m] != 0.0:
-            inv_r2 = 1.0 / r2
-            e_coul = coulomb_constant * chargeprod[m] / r
-            sr2 = sigma[m] * sigma[m] * inv_r2
-            sr6 = sr2 * sr2 * sr2
-            e_lj = 4.0 * epsilon[m] * (sr6 * sr6 - sr6)
-            energy += e_coul + e_lj
-            f_over_r += (e_coul + 4.0 * epsilon[m] * (12.0 * sr6 * sr6 - 6.0 * sr6)) * inv_r2
-        if ewald:
-            qq = coulomb_constant * charges[i] * charges[j]
-            if qq != 0.0:
-                ar = alpha * r
-                if ar < 1e-8:
-                    # erf(ar)/r -> 2 alpha/sqrt(pi) as r -> 0 (coincident sites); force -> 0
-                    energy -= qq * two_over_sqrt_pi * alpha
-                else:
-                    erf_term = math.erf(ar) / r
-                    energy -= qq * erf_term
-                    f_over_r -= qq * (erf_term - two_over_sqrt_pi * alpha * math.exp(-ar * ar)) / r2
+        f_over_r, energy = exception_pair(
+            dx * dx + dy * dy + dz * dz, chargeprod[m], sigma[m], epsilon[m], charges[i],
+            charges[j], coulomb_constant, alpha, ewald,
+        )
         pair_force[m, 0] = f_over_r * dx
         pair_force[m, 1] = f_over_r * dy
         pair_force[m, 2] = f_over_r * dz

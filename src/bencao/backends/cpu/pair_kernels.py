@@ -8,25 +8,13 @@ which thread did which atom, so the result is bit-identical on any number of thr
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 from numba import njit, prange
 
 from bencao.backends.common.fixed_point import to_fixed
+from bencao.backends.common.pair_laws import tabulated_pair32
 from bencao.backends.cpu.neighbors import SHIFT_BITS, SHIFT_MASK, minimum_image
-
-
-@njit(cache=True, inline="always")
-def switch_factor(r, switch_distance, cutoff):
-    """Switching function S(r) and dS/dr (OpenMM's 1 - 10x^3 + 15x^4 - 6x^5), x in [0, 1]."""
-    width = cutoff - switch_distance
-    x = min((r - switch_distance) / width, 1.0)
-    x2 = x * x
-    s = 1.0 + x2 * x * (-10.0 + x * (15.0 - 6.0 * x))
-    ds = -30.0 * x2 * (1.0 - x) * (1.0 - x) / width
-    return s, ds
 
 
 @njit(parallel=True, cache=True)
@@ -36,7 +24,8 @@ def tabulated_pairs(
 ):
     """E = c12/r^12 - c6/r^6 - c4/r^4 with per-type-pair tables (CustomNonbondedForce forms).
 
-    The switching function, if any, multiplies the whole energy, as OpenMM's
+    The law is ``common.pair_laws.tabulated_pair32`` (the CUDA kernel compiles the same source in
+    float64).  The switching function, if any, multiplies the whole energy, as OpenMM's
     CustomNonbondedForce does.
 
     Parameters
@@ -66,6 +55,7 @@ def tabulated_pairs(
     cutoff2 = np.float32(cutoff * cutoff)
     rc = np.float32(cutoff)
     rsw = np.float32(switch_distance)
+    switching = rsw > np.float32(0.0)
     for i in prange(n):
         tid = numba.get_thread_id()
         xi = positions[i, 0]
@@ -89,20 +79,8 @@ def tabulated_pairs(
             if r2 >= cutoff2:
                 continue
             tj = types[j]
-            inv_r2 = np.float32(1.0) / r2
-            inv_r4 = inv_r2 * inv_r2
-            inv_r6 = inv_r4 * inv_r2
-            a12 = c12[ti, tj] * inv_r6 * inv_r6
-            b6 = c6[ti, tj] * inv_r6
-            d4 = c4[ti, tj] * inv_r4
-            e = a12 - b6 - d4
-            f_over_r = (np.float32(12.0) * a12 - np.float32(6.0) * b6 - np.float32(4.0) * d4) * inv_r2
-            if rsw > np.float32(0.0):
-                r = np.float32(math.sqrt(r2))
-                if r > rsw:
-                    s, ds = switch_factor(r, rsw, rc)
-                    f_over_r = f_over_r * s - e * ds / r
-                    e = e * s
+            f_over_r, e = tabulated_pair32(r2, c12[ti, tj], c6[ti, tj], c4[ti, tj], switching,
+                                           rsw, rc)
             energy += e
             fx = f_over_r * np.float32(dx)
             fy = f_over_r * np.float32(dy)

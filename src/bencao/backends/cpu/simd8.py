@@ -1,14 +1,32 @@
-"""Eight-element vector moves for the pair kernel's gather and scatter, as Numba intrinsics.
+"""Eight-lane SIMD for the CPU kernels, as Numba intrinsics (LLVM vector instructions).
 
-A cluster has 8 slots, so the pair kernel copies partner data and adds partner forces in runs
-of 8 contiguous elements.  LLVM does not vectorise these short loops itself (it cannot prove
-that the source and destination arrays do not overlap), so each run is written here as one
-``<8 x T>`` load and store.  The arithmetic is exactly that of the scalar code it replaces
-(an IEEE add; :func:`bencao.backends.common.fixed_point.to_fixed`'s clamp and truncation), so the
-results do not change, only the instruction count.
+Why this exists: Numba runs LLVM's loop vectorizer but not its SLP vectorizer, and the loop
+vectorizer gives up on the kernels' short fixed loops (it cannot prove that source and
+destination arrays do not overlap; a 5-point B-spline loop is too short to be worth it).  So
+the kernels say "8 lanes at once" themselves, with the intrinsics below.  Each one is a
+single LLVM vector operation whose lanes do exactly the IEEE operations of the scalar code
+(explicit ``llvm.fma`` included, no fast-math flags), so results do not depend on how lanes,
+tasks or threads are arranged, nor on the code LLVM generates -- only the instruction count
+changes.
 
-All arrays must be C-contiguous and 1-D; indices are element indices.  There is no bounds
-check: the callers index within arrays whose sizes are multiples of 8.
+Two families share the lane count and the address arithmetic:
+
+* **Eight-element moves on arrays** (``copy8``, ``copy8_shifted``, ``zero8``, ``add_fixed8``,
+  ``sum_blocks8``): the cluster pair kernel's gather and scatter.  A cluster has 8 slots, so
+  it copies partner data and adds partner forces in runs of 8 contiguous float32 / int64
+  elements; ``add_fixed8`` repeats :func:`bencao.backends.common.fixed_point.to_fixed`'s
+  clamp and truncation lane by lane.
+* **An 8-lane float64 value type** (``f64x8``, LLVM ``<8 x double>``: one AVX-512 register,
+  two AVX2 ones) for the PME kernels: loads and stores (``vload``, ``vstore``), lane-wise
+  arithmetic (``vadd``, ``vsub``, ``vmul``, ``vfma``, ``vfms``), broadcasts and lanes
+  (``vsplat``, ``vzero``, ``vlane``), a lane sum in a fixed order (``vsum``) and an 8 x 8
+  transpose in registers (``transpose8``).  The FFT works on raw addresses instead of arrays
+  (``address``, ``pload``, ``pstore``, ``pget``, ``pgeti``; see :mod:`bencao.backends.cpu.fft`
+  for why).  An ``f64x8`` never crosses to Python.
+
+Arrays must be C-contiguous; indices are element indices into the flat array (``pload`` &
+co.: double-sized steps from the address).  There is no bounds check: the callers index within
+arrays sized for whole-vector access.
 """
 
 from __future__ import annotations
@@ -16,11 +34,16 @@ from __future__ import annotations
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, models, register_model
 
 from bencao.constants import FORCE_CLAMP, FORCE_SCALE
 
+#: Lanes of every vector here: a cluster's 8 slots; the PME_ORDER points of an atom's B-spline
+#: support along z; the 8 lines an FFT call transforms at once.
 LANES = 8
+
+_I32 = ir.IntType(32)
+_DOUBLE_VECTOR = ir.VectorType(ir.DoubleType(), LANES)
 
 
 def _pointer(context, builder, array_type, array, index, index_type):
@@ -32,7 +55,28 @@ def _pointer(context, builder, array_type, array, index, index_type):
 
 
 def _splat(value, element_type):
+    """A constant vector with every lane equal to the Python number ``value``."""
     return ir.Constant(ir.VectorType(element_type, LANES), [value] * LANES)
+
+
+def _broadcast(builder, value, vector_type):
+    """A vector with every lane equal to the run-time scalar ``value`` (insert + shuffle)."""
+    lane0 = builder.insert_element(ir.Constant(vector_type, ir.Undefined), value,
+                                   ir.Constant(_I32, 0))
+    return builder.shuffle_vector(lane0, lane0,
+                                  ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
+
+
+def _fma(builder, a, b, c):
+    """``llvm.fma`` on three double vectors: ``a * b + c`` with a single rounding."""
+    fma = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(_DOUBLE_VECTOR, [_DOUBLE_VECTOR] * 3),
+        f"llvm.fma.v{LANES}f64")
+    return builder.call(fma, [a, b, c])
+
+
+# ---------------------------------------------------------------------------------------------
+# Eight-element moves on arrays (the cluster pair kernel).
 
 
 @intrinsic
@@ -63,12 +107,7 @@ def copy8_shifted(typingctx, dst, dst_index, src, src_index, shift):
         d_type, d_index_type, s_type, s_index_type, _ = signature.args
         source = _pointer(context, builder, s_type, args[2], args[3], s_index_type)
         target = _pointer(context, builder, d_type, args[0], args[1], d_index_type)
-        vector = ir.VectorType(ir.FloatType(), LANES)
-        lane0 = builder.insert_element(ir.Constant(vector, None), args[4],
-                                       ir.Constant(ir.IntType(32), 0))
-        splat = builder.shuffle_vector(lane0, ir.Constant(vector, None),
-                                       ir.Constant(ir.VectorType(ir.IntType(32), LANES),
-                                                   [0] * LANES))
+        splat = _broadcast(builder, args[4], ir.VectorType(ir.FloatType(), LANES))
         builder.store(builder.fadd(builder.load(source, align=1), splat), target, align=1)
         return context.get_dummy_value()
 
@@ -106,7 +145,7 @@ def add_fixed8(typingctx, acc, acc_index, values, values_index):
         source = _pointer(context, builder, v_type, args[2], args[3], v_index_type)
         target = _pointer(context, builder, a_type, args[0], args[1], a_index_type)
         double = ir.DoubleType()
-        wide = builder.fpext(builder.load(source, align=1), ir.VectorType(double, LANES))
+        wide = builder.fpext(builder.load(source, align=1), _DOUBLE_VECTOR)
         low = _splat(-FORCE_CLAMP, double)
         high = _splat(FORCE_CLAMP, double)
         wide = builder.select(builder.fcmp_ordered("<", wide, low), low, wide)
@@ -162,9 +201,273 @@ def sum_blocks8(typingctx, values, start, count):
             builder.store(builder.fadd(builder.load(sums[0]), block(offset)), sums[0])
         total = builder.fadd(builder.fadd(builder.load(sums[0]), builder.load(sums[1])),
                              builder.fadd(builder.load(sums[2]), builder.load(sums[3])))
-        lane = [builder.extract_element(total, ir.Constant(ir.IntType(32), k))
-                for k in range(LANES)]
+        lane = [builder.extract_element(total, ir.Constant(_I32, k)) for k in range(LANES)]
         pairs = [builder.fadd(lane[2 * k], lane[2 * k + 1]) for k in range(4)]
         return builder.fadd(builder.fadd(pairs[0], pairs[1]), builder.fadd(pairs[2], pairs[3]))
+
+    return sig, codegen
+
+
+# ---------------------------------------------------------------------------------------------
+# An 8-lane float64 value (the PME kernels).
+
+
+class F64x8Type(types.Type):
+    """Numba type of an 8-lane float64 SIMD value (kernel-internal, never crosses to Python)."""
+
+    def __init__(self):
+        super().__init__(name="F64x8")
+
+
+#: The Numba type of an 8-lane float64 vector.
+f64x8 = F64x8Type()
+
+
+@register_model(F64x8Type)
+class _F64x8Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _DOUBLE_VECTOR)
+
+
+@intrinsic
+def vload(typingctx, array, index):
+    """``array.flat[index:index + 8]`` as a vector (C-contiguous float64 array)."""
+    if array.dtype != types.float64:
+        return None
+    sig = f64x8(array, types.intp)
+
+    def codegen(context, builder, signature, args):
+        pointer = _pointer(context, builder, signature.args[0], args[0], args[1],
+                           signature.args[1])
+        return builder.load(pointer, align=8)
+
+    return sig, codegen
+
+
+@intrinsic
+def vstore(typingctx, array, index, value):
+    """``array.flat[index:index + 8] = value`` (C-contiguous float64 array)."""
+    if array.dtype != types.float64:
+        return None
+    sig = types.void(array, types.intp, f64x8)
+
+    def codegen(context, builder, signature, args):
+        pointer = _pointer(context, builder, signature.args[0], args[0], args[1],
+                           signature.args[1])
+        builder.store(args[2], pointer, align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def vzero(typingctx):
+    """The all-zero vector."""
+    sig = f64x8()
+
+    def codegen(context, builder, signature, args):
+        return _splat(0.0, ir.DoubleType())
+
+    return sig, codegen
+
+
+@intrinsic
+def vsplat(typingctx, x):
+    """A vector with every lane equal to the float64 ``x``."""
+    sig = f64x8(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return _broadcast(builder, args[0], _DOUBLE_VECTOR)
+
+    return sig, codegen
+
+
+@intrinsic
+def vlane(typingctx, a, k):
+    """Lane k of the vector a (a float64)."""
+    sig = types.float64(f64x8, types.intp)
+
+    def codegen(context, builder, signature, args):
+        k = context.cast(builder, args[1], signature.args[1], types.intp)
+        return builder.extract_element(args[0], k)
+
+    return sig, codegen
+
+
+def _lanewise(operation):
+    @intrinsic
+    def binary(typingctx, a, b):
+        sig = f64x8(f64x8, f64x8)
+
+        def codegen(context, builder, signature, args):
+            return getattr(builder, operation)(args[0], args[1])
+
+        return sig, codegen
+
+    symbol = {"fadd": "+", "fsub": "-", "fmul": "*"}[operation]
+    binary.__doc__ = f"``a {symbol} b`` lane by lane (one IEEE operation per lane)."
+    return binary
+
+
+vadd = _lanewise("fadd")
+vsub = _lanewise("fsub")
+vmul = _lanewise("fmul")
+
+
+@intrinsic
+def vfma(typingctx, a, b, c):
+    """``a * b + c`` lane by lane with a single rounding (``llvm.fma``: one instruction with
+    FMA3 or AVX-512, a correctly rounded library call without; the same bits either way)."""
+    sig = f64x8(f64x8, f64x8, f64x8)
+
+    def codegen(context, builder, signature, args):
+        return _fma(builder, args[0], args[1], args[2])
+
+    return sig, codegen
+
+
+@intrinsic
+def vfms(typingctx, a, b, c):
+    """``a * b - c`` lane by lane with a single rounding (see ``vfma``)."""
+    sig = f64x8(f64x8, f64x8, f64x8)
+
+    def codegen(context, builder, signature, args):
+        return _fma(builder, args[0], args[1], builder.fneg(args[2]))
+
+    return sig, codegen
+
+
+@intrinsic
+def vsum(typingctx, a):
+    """Sum of the 8 lanes in a fixed order: ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))."""
+    sig = types.float64(f64x8)
+
+    def codegen(context, builder, signature, args):
+        v = args[0]
+        half = builder.fadd(
+            builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, 4), [0, 1, 2, 3])),
+            builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, 4), [4, 5, 6, 7])))
+        quarter = builder.fadd(
+            builder.shuffle_vector(half, half, ir.Constant(ir.VectorType(_I32, 2), [0, 1])),
+            builder.shuffle_vector(half, half, ir.Constant(ir.VectorType(_I32, 2), [2, 3])))
+        return builder.fadd(builder.extract_element(quarter, ir.Constant(_I32, 0)),
+                            builder.extract_element(quarter, ir.Constant(_I32, 1)))
+
+    return sig, codegen
+
+
+@intrinsic
+def transpose8(typingctx, src, s_off, s_stride, dst, d_off, d_stride):
+    """``dst[d_off + c d_stride + r] = src[s_off + r s_stride + c]`` for r, c < 8 (flat float64
+    arrays).
+
+    An 8 x 8 block transpose in registers: three rounds of lane shuffles (pairs, quads,
+    halves) instead of 64 scalar loads and stores.
+    """
+    if src.dtype != types.float64 or dst.dtype != types.float64:
+        return None
+    sig = types.void(src, types.intp, types.intp, dst, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        src_type, _, _, dst_type, _, _ = signature.args
+        s_off, s_stride, d_off, d_stride = (context.cast(builder, args[k], signature.args[k],
+                                                         types.intp) for k in (1, 2, 4, 5))
+
+        def shuffle(a, b, mask):
+            return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(_I32, LANES), mask))
+
+        rows = []
+        for r in range(LANES):
+            index = builder.add(s_off, builder.mul(s_stride, ir.Constant(s_stride.type, r)))
+            rows.append(builder.load(
+                _pointer(context, builder, src_type, args[0], index, types.intp), align=8))
+        for masks, width in (
+                (([0, 8, 2, 10, 4, 12, 6, 14], [1, 9, 3, 11, 5, 13, 7, 15]), 1),
+                (([0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]), 2),
+                (([0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]), 4)):
+            out = [None] * LANES
+            for a in range(LANES):
+                if a & width:
+                    continue
+                out[a] = shuffle(rows[a], rows[a + width], masks[0])
+                out[a + width] = shuffle(rows[a], rows[a + width], masks[1])
+            rows = out
+        for c in range(LANES):
+            index = builder.add(d_off, builder.mul(d_stride, ir.Constant(d_stride.type, c)))
+            builder.store(rows[c], _pointer(context, builder, dst_type, args[3], index,
+                                            types.intp), align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw addresses (the FFT: passing integers instead of arrays avoids Numba's reference counts).
+
+
+@intrinsic
+def address(typingctx, array):
+    """Address of ``array``'s first element, an int64 (the caller keeps the array alive)."""
+    sig = types.intp(array)
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        return builder.ptrtoint(data, ir.IntType(64))
+
+    return sig, codegen
+
+
+def _double_pointer(context, builder, signature, args):
+    """``(double*) address + index`` from the (address, index) arguments of an intrinsic."""
+    base = context.cast(builder, args[0], signature.args[0], types.intp)
+    index = context.cast(builder, args[1], signature.args[1], types.intp)
+    return builder.gep(builder.inttoptr(base, ir.DoubleType().as_pointer()), [index])
+
+
+@intrinsic
+def pload(typingctx, base, index):
+    """The 8 doubles at ``base`` + 8 ``index`` bytes, as a vector."""
+    sig = f64x8(types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        pointer = _double_pointer(context, builder, signature, args)
+        return builder.load(builder.bitcast(pointer, _DOUBLE_VECTOR.as_pointer()), align=8)
+
+    return sig, codegen
+
+
+@intrinsic
+def pstore(typingctx, base, index, value):
+    """Store a vector at ``base`` + 8 ``index`` bytes."""
+    sig = types.void(types.intp, types.intp, f64x8)
+
+    def codegen(context, builder, signature, args):
+        pointer = _double_pointer(context, builder, signature, args)
+        builder.store(args[2], builder.bitcast(pointer, _DOUBLE_VECTOR.as_pointer()), align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def pget(typingctx, base, index):
+    """The double at ``base`` + 8 ``index`` bytes."""
+    sig = types.float64(types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        return builder.load(_double_pointer(context, builder, signature, args), align=8)
+
+    return sig, codegen
+
+
+@intrinsic
+def pgeti(typingctx, base, index):
+    """The int64 at ``base`` + 8 ``index`` bytes."""
+    sig = types.int64(types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        pointer = builder.bitcast(_double_pointer(context, builder, signature, args),
+                                  ir.IntType(64).as_pointer())
+        return builder.load(pointer, align=8)
 
     return sig, codegen

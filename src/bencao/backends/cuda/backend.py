@@ -80,16 +80,17 @@ class CudaBackend(Backend):
         self.terms = [kernel_for("cuda", term, system) for term in system.terms]
         self.state = CudaState.allocate(self.n_particles, n_systems=1)
         has_sites = len(system.virtual_sites) > 0
-        #: Host-side placement, the CPU backend's attribute: ``Simulation`` places the sites on
-        #: its host positions between steps through ``virtual_sites.place``; None without sites
+        #: Host-side placement (the shared tables' ``place``), as on the CPU backend:
+        #: ``Simulation`` places the sites on its host positions between steps through
+        #: ``virtual_sites.place``; None without sites
         self.virtual_sites = None
         #: The same sites on the device, placed and distributed inside ``compute``
         self.device_virtual_sites = None
         if has_sites:
-            from bencao.backends.cpu.virtual_sites import CpuVirtualSites
+            from bencao.backends.common.virtual_site_tables import VirtualSiteTables
             from bencao.backends.cuda.virtual_sites import CudaVirtualSites
 
-            self.virtual_sites = CpuVirtualSites(system.virtual_sites)
+            self.virtual_sites = VirtualSiteTables(system.virtual_sites)
             self.device_virtual_sites = CudaVirtualSites(system.virtual_sites)
 
     def compute(self, positions, box=None, parts: str = "all", energy: bool = True) -> Evaluation:
@@ -189,10 +190,17 @@ class CudaBackend(Backend):
 
         cuda.synchronize()
 
-    def device_dynamics(self, integrator, masses, seed, cm_every=0, every=1, chain=None):
-        """A :class:`~bencao.backends.cuda.dynamics.DeviceDynamics` stepping this system on the
-        device (see there for the parameters)."""
-        from bencao.backends.cuda.dynamics import DeviceDynamics
+    def dynamics(self, integrator, masses, positions, box, seed=None, rng=None, cm_every=0,
+                 every=1, chain=None):
+        """The step primitives of this system on the device, a
+        :class:`~bencao.backends.cuda.dynamics.CudaDynamics` holding ``positions`` (nm) and
+        ``box`` (nm).  Its per-particle random streams get their own seed derived from ``seed``
+        without drawing from ``rng`` (the host stream of barostat moves and initial velocities,
+        which is then the same on every backend)."""
+        import numpy as np
 
-        return DeviceDynamics(self, integrator, masses, seed, cm_every=cm_every, every=every,
-                              chain=chain)
+        from bencao.backends.cuda.dynamics import CudaDynamics
+
+        device_seed = int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0])
+        return CudaDynamics(self, integrator, masses, device_seed, positions, box,
+                            cm_every=cm_every, every=every, chain=chain)

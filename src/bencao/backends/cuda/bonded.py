@@ -1,12 +1,15 @@
-"""CUDA bonded kernels: bonds, angles, torsions, impropers, CMAP, LJ pairs, restraints.
+"""CUDA bonded kernels: every listed term (bonds, angles, torsions ...), CMAP and restraints.
 
-One thread per term, all in float64, with the CPU kernels' formulas (``backends.cpu.bonded``):
-the torsion geometry and the fixed-point conversion are the CPU's own functions compiled for the
-GPU, so the sign conventions and clamping cannot drift apart.  Forces go into the int64 (N, 3)
-fixed-point accumulator with integer atomics, which commute, so the forces are bit-identical
-whatever order the threads run in.  Each thread writes its term's energy into its own slot of a
-float64 array; the host adds the slots with ``math.fsum`` (exactly rounded, so independent of
-order): no floating-point atomics, so the energy is deterministic too.
+One thread per item, all in float64, with the CPU's own laws: the laws, the angle and torsion
+geometry, the CMAP patch and the restraint law (``backends.common.laws``) are compiled for the
+GPU from the source the CPU kernels inline (``device_version``), so the formulas, sign
+conventions and clamping cannot drift apart.  Listed terms run through one kernel per shape (2, 3
+or 4 atoms an item) built for each registered law, and one class, :class:`CudaListedTerm`,
+computes them all.  Forces go into the int64 (N, 3) fixed-point accumulator with integer
+atomics, which commute, so the forces are bit-identical whatever order the threads run in.  Each
+thread writes its item's energy into its own slot of a float64 array; the host adds the slots
+with ``math.fsum`` (exactly rounded, so independent of order): no floating-point atomics, so the
+energy is deterministic too.
 
 Module-level float constants (the fixed-point scale and clamp, the angle guard) are frozen into
 the kernels when they compile; every array is passed as an argument.
@@ -14,30 +17,32 @@ the kernels when they compile; every array is passed as an argument.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 from numba import cuda
 
-from bencao.backends.cpu import bonded as cpu_bonded
-from bencao.backends.cpu import cmap as cpu_cmap
-from bencao.backends.cpu.cmap import CpuCMAPTorsions
-from bencao.backends.cuda.common import device_function, launch_config, to_fixed
-from bencao.forces.bonded import (
-    CMAPTorsions,
-    HarmonicAngles,
-    HarmonicBonds,
-    HarmonicImpropers,
-    LJPairs,
-    PeriodicTorsions,
-    PositionRestraints,
+from bencao.backends.common.laws import for_each_listed_law, listed_law
+from bencao.backends.common.laws.cmap import cmap_patch, cmap_tables
+from bencao.backends.common.laws.geometry import (
+    angle_forces,
+    angle_geometry,
+    dihedral_forces,
+    dihedral_geometry,
 )
+from bencao.backends.common.laws.restraints import position_restraint
+from bencao.backends.common.registry import register_kernel
+from bencao.backends.cuda.common import device_version, launch_config, to_fixed
+from bencao.forces.bonded import CMAPTorsions, PositionRestraints
 
-_MIN_ANGLE_CROSS = cpu_bonded._MIN_ANGLE_CROSS
-
-# The CPU's torsion geometry compiled as a device function: same angle (OpenMM's sign convention
-# and acos/asin switch).  The fixed-point conversion is the CPU's too (``common.to_fixed``).
-dihedral_geometry = cuda.jit(device=True)(cpu_bonded.dihedral_geometry.py_func)
+# The shared geometry and laws as device functions (plain Python in Numba's CUDA simulator).
+_angle_geometry = device_version(angle_geometry)
+_angle_forces = device_version(angle_forces)
+_dihedral_geometry = device_version(dihedral_geometry)
+_dihedral_forces = device_version(dihedral_forces)
+_position_restraint = device_version(position_restraint)
+_cmap_patch = device_version(cmap_patch)
 
 
 @cuda.jit(device=True)
@@ -49,261 +54,97 @@ def add_force(forces, i, fx, fy, fz):
 
 
 @cuda.jit(device=True)
-def add_dihedral_forces(forces, a, b, c, d, dE_dtheta, geom):
-    """Add the forces of a torsion energy E(theta) given dE/dtheta (kJ/mol/rad) and its geometry.
-
-    The CPU's ``add_dihedral_forces`` (Blondel-Karplus form, nothing added where a plane normal
-    vanishes) with atomic additions; ``geom`` is the result of :func:`dihedral_geometry`.
-    """
-    n0x = geom[1]
-    n0y = geom[2]
-    n0z = geom[3]
-    n1x = geom[4]
-    n1y = geom[5]
-    n1z = geom[6]
-    n0sq = geom[7]
-    n1sq = geom[8]
-    len_bc = geom[9]
-    f1 = geom[10]
-    f2 = geom[11]
-    if n0sq == 0.0 or n1sq == 0.0:
-        return
-    g0 = -dE_dtheta * len_bc / n0sq
-    g3 = dE_dtheta * len_bc / n1sq
-    fax = g0 * n0x
-    fay = g0 * n0y
-    faz = g0 * n0z
-    fdx = g3 * n1x
-    fdy = g3 * n1y
-    fdz = g3 * n1z
-    sx = f1 * fax - f2 * fdx
-    sy = f1 * fay - f2 * fdy
-    sz = f1 * faz - f2 * fdz
-    add_force(forces, a, fax, fay, faz)
-    add_force(forces, b, -(fax - sx), -(fay - sy), -(faz - sz))
-    add_force(forces, c, -(fdx + sx), -(fdy + sy), -(fdz + sz))
-    add_force(forces, d, fdx, fdy, fdz)
+def add_torsion_forces(forces, a, b, c, d, f):
+    """Atomically add the twelve components ``f`` of ``dihedral_forces`` (kJ/mol/nm) on a-d."""
+    add_force(forces, a, f[0], f[1], f[2])
+    add_force(forces, b, f[3], f[4], f[5])
+    add_force(forces, c, f[6], f[7], f[8])
+    add_force(forces, d, f[9], f[10], f[11])
 
 
 # --------------------------------------------------------------------------------------------
-# Kernels: thread m handles term m, writes energies[m] (kJ/mol) and adds its forces.
+# One kernel per shape, for any law: thread m handles item m, writes energies[m] (kJ/mol) and
+# adds its forces.  Arguments: positions (N, 3) float64 nm, atoms (M, n) int64, params (M, P)
+# float64 (the law's columns), forces (N, 3) int64 fixed point, energies (M,) float64.
 # --------------------------------------------------------------------------------------------
 
 
-@cuda.jit
-def harmonic_bonds_kernel(positions, atoms, length, k, forces, energies):
-    """E = 1/2 k (r - length)^2 per bond.
+def _two_body_kernel(law):
+    """Kernel over pairs i-j of a law of the separation d = x_j - x_i (F_i = f d, F_j = -f d)."""
+    law = device_version(law)
 
-    Parameters
-    ----------
-    positions : (N, 3) float64 device array
-        Positions, nm.
-    atoms : (M, 2) int64 device array
-        Bonded pairs.
-    length : (M,) float64 device array
-        Equilibrium lengths, nm.
-    k : (M,) float64 device array
-        Force constants, kJ/mol/nm^2.
-    forces : (N, 3) int64 device array
-        Fixed-point force accumulator; the forces (kJ/mol/nm) are added to it.
-    energies : (M,) float64 device array
-        Energy of each bond, kJ/mol (written).
-    """
-    m = cuda.grid(1)
-    if m >= atoms.shape[0]:
-        return
-    i = atoms[m, 0]
-    j = atoms[m, 1]
-    dx = positions[j, 0] - positions[i, 0]
-    dy = positions[j, 1] - positions[i, 1]
-    dz = positions[j, 2] - positions[i, 2]
-    r = math.sqrt(dx * dx + dy * dy + dz * dz)
-    delta = r - length[m]
-    energies[m] = 0.5 * k[m] * delta * delta
-    # Two coincident atoms have no bond direction: no force, as on the CPU and in OpenMM.
-    if r > 0.0:
-        s = k[m] * delta / r
-        add_force(forces, i, s * dx, s * dy, s * dz)
-        add_force(forces, j, -s * dx, -s * dy, -s * dz)
+    @cuda.jit
+    def kernel(positions, atoms, params, forces, energies):
+        m = cuda.grid(1)
+        if m >= atoms.shape[0]:
+            return
+        i = atoms[m, 0]
+        j = atoms[m, 1]
+        dx = positions[j, 0] - positions[i, 0]
+        dy = positions[j, 1] - positions[i, 1]
+        dz = positions[j, 2] - positions[i, 2]
+        e, f = law(dx, dy, dz, params, m)
+        energies[m] = e
+        # f = 0 is no force (for a bond between coincident atoms, no direction), as on the CPU.
+        if f != 0.0:
+            add_force(forces, i, f * dx, f * dy, f * dz)
+            add_force(forces, j, -f * dx, -f * dy, -f * dz)
+
+    return kernel
 
 
-@cuda.jit
-def harmonic_angles_kernel(positions, atoms, angle, k, forces, energies):
-    """E = 1/2 k (theta - angle)^2 per angle.
+def _three_body_kernel(law):
+    """Kernel over angles a-b-c (vertex b) of a law of the angle."""
+    law = device_version(law)
 
-    Parameters
-    ----------
-    positions : (N, 3) float64 device array
-        Positions, nm.
-    atoms : (M, 3) int64 device array
-        Angle triplets, vertex in the middle.
-    angle : (M,) float64 device array
-        Equilibrium angles, rad.
-    k : (M,) float64 device array
-        Force constants, kJ/mol/rad^2.
-    forces : (N, 3) int64 device array
-        Fixed-point force accumulator; the forces (kJ/mol/nm) are added to it.
-    energies : (M,) float64 device array
-        Energy of each angle, kJ/mol (written).
-    """
-    m = cuda.grid(1)
-    if m >= atoms.shape[0]:
-        return
-    a = atoms[m, 0]
-    b = atoms[m, 1]
-    c = atoms[m, 2]
-    ux = positions[a, 0] - positions[b, 0]
-    uy = positions[a, 1] - positions[b, 1]
-    uz = positions[a, 2] - positions[b, 2]
-    vx = positions[c, 0] - positions[b, 0]
-    vy = positions[c, 1] - positions[b, 1]
-    vz = positions[c, 2] - positions[b, 2]
-    px = uy * vz - uz * vy
-    py = uz * vx - ux * vz
-    pz = ux * vy - uy * vx
-    rp = math.sqrt(px * px + py * py + pz * pz)
-    dot = ux * vx + uy * vy + uz * vz
-    # atan2 is accurate at every angle (see the CPU kernel).
-    theta = math.atan2(rp, dot)
-    delta = theta - angle[m]
-    energies[m] = 0.5 * k[m] * delta * delta
-    dE = k[m] * delta
-    # OpenMM's guard: a straight angle gives zero force instead of 0/0.
-    rp = max(rp, _MIN_ANGLE_CROSS)
-    u2 = ux * ux + uy * uy + uz * uz
-    v2 = vx * vx + vy * vy + vz * vz
-    ta = -dE / (u2 * rp)
-    tc = dE / (v2 * rp)
-    fax = ta * (uy * pz - uz * py)
-    fay = ta * (uz * px - ux * pz)
-    faz = ta * (ux * py - uy * px)
-    fcx = tc * (vy * pz - vz * py)
-    fcy = tc * (vz * px - vx * pz)
-    fcz = tc * (vx * py - vy * px)
-    add_force(forces, a, fax, fay, faz)
-    add_force(forces, c, fcx, fcy, fcz)
-    add_force(forces, b, -(fax + fcx), -(fay + fcy), -(faz + fcz))
+    @cuda.jit
+    def kernel(positions, atoms, params, forces, energies):
+        m = cuda.grid(1)
+        if m >= atoms.shape[0]:
+            return
+        a = atoms[m, 0]
+        b = atoms[m, 1]
+        c = atoms[m, 2]
+        geom = _angle_geometry(positions, a, b, c)
+        e, dE = law(geom[0], params, m)
+        energies[m] = e
+        f = _angle_forces(dE, geom)
+        add_force(forces, a, f[0], f[1], f[2])
+        add_force(forces, b, f[3], f[4], f[5])
+        add_force(forces, c, f[6], f[7], f[8])
+
+    return kernel
 
 
-@cuda.jit
-def periodic_torsions_kernel(positions, atoms, periodicity, phase, k, forces, energies):
-    """E = k (1 + cos(n theta - phase)) per torsion.
+def _four_body_kernel(law):
+    """Kernel over torsions a-b-c-d of a law of the torsion angle."""
+    law = device_version(law)
 
-    Parameters
-    ----------
-    positions : (N, 3) float64 device array
-        Positions, nm.
-    atoms : (M, 4) int64 device array
-        Torsion quadruplets.
-    periodicity : (M,) int64 device array
-        Multiplicities n.
-    phase : (M,) float64 device array
-        Phases, rad.
-    k : (M,) float64 device array
-        Barrier constants, kJ/mol.
-    forces : (N, 3) int64 device array
-        Fixed-point force accumulator; the forces (kJ/mol/nm) are added to it.
-    energies : (M,) float64 device array
-        Energy of each torsion, kJ/mol (written).
-    """
-    m = cuda.grid(1)
-    if m >= atoms.shape[0]:
-        return
-    a = atoms[m, 0]
-    b = atoms[m, 1]
-    c = atoms[m, 2]
-    d = atoms[m, 3]
-    geom = dihedral_geometry(positions, a, b, c, d)
-    n = np.float64(periodicity[m])
-    arg = n * geom[0] - phase[m]
-    energies[m] = k[m] * (1.0 + math.cos(arg))
-    add_dihedral_forces(forces, a, b, c, d, -k[m] * n * math.sin(arg), geom)
+    @cuda.jit
+    def kernel(positions, atoms, params, forces, energies):
+        m = cuda.grid(1)
+        if m >= atoms.shape[0]:
+            return
+        a = atoms[m, 0]
+        b = atoms[m, 1]
+        c = atoms[m, 2]
+        d = atoms[m, 3]
+        geom = _dihedral_geometry(positions, a, b, c, d)
+        e, dE = law(geom[0], params, m)
+        energies[m] = e
+        add_torsion_forces(forces, a, b, c, d, _dihedral_forces(dE, geom))
+
+    return kernel
 
 
-@cuda.jit
-def harmonic_impropers_kernel(positions, atoms, theta0, k, wrap, forces, energies):
-    """E = k d^2 with d = theta - theta0, or its periodic minimum if ``wrap``.
-
-    Parameters
-    ----------
-    positions : (N, 3) float64 device array
-        Positions, nm.
-    atoms : (M, 4) int64 device array
-        Improper quadruplets.
-    theta0 : (M,) float64 device array
-        Equilibrium angles, rad.
-    k : (M,) float64 device array
-        Force constants, kJ/mol/rad^2.
-    wrap : bool
-        Use d = min(|dtheta|, 2 pi - |dtheta|) (CHARMM psf form) instead of d = dtheta.
-    forces : (N, 3) int64 device array
-        Fixed-point force accumulator; the forces (kJ/mol/nm) are added to it.
-    energies : (M,) float64 device array
-        Energy of each improper, kJ/mol (written).
-    """
-    m = cuda.grid(1)
-    if m >= atoms.shape[0]:
-        return
-    a = atoms[m, 0]
-    b = atoms[m, 1]
-    c = atoms[m, 2]
-    d = atoms[m, 3]
-    two_pi = 2.0 * math.pi
-    geom = dihedral_geometry(positions, a, b, c, d)
-    delta = geom[0] - theta0[m]
-    if wrap:
-        adelta = abs(delta)
-        sign = 1.0 if delta >= 0.0 else -1.0
-        if two_pi - adelta < adelta:
-            # Shorter the other way round the circle: d shrinks as |dtheta| grows.
-            dist = two_pi - adelta
-            dE = -2.0 * k[m] * dist * sign
-        else:
-            dist = adelta
-            dE = 2.0 * k[m] * dist * sign
-    else:
-        dist = delta
-        dE = 2.0 * k[m] * delta
-    energies[m] = k[m] * dist * dist
-    add_dihedral_forces(forces, a, b, c, d, dE, geom)
+_KERNELS = {2: _two_body_kernel, 3: _three_body_kernel, 4: _four_body_kernel}
 
 
-@cuda.jit
-def lj_pairs_kernel(positions, atoms, c12, c6, forces, energies):
-    """E = c12 / r^12 - c6 / r^6 per listed pair.
-
-    Parameters
-    ----------
-    positions : (N, 3) float64 device array
-        Positions, nm.
-    atoms : (M, 2) int64 device array
-        Pairs.
-    c12 : (M,) float64 device array
-        Repulsion coefficients, kJ/mol nm^12.
-    c6 : (M,) float64 device array
-        Dispersion coefficients, kJ/mol nm^6.
-    forces : (N, 3) int64 device array
-        Fixed-point force accumulator; the forces (kJ/mol/nm) are added to it.
-    energies : (M,) float64 device array
-        Energy of each pair, kJ/mol (written).
-    """
-    m = cuda.grid(1)
-    if m >= atoms.shape[0]:
-        return
-    i = atoms[m, 0]
-    j = atoms[m, 1]
-    dx = positions[j, 0] - positions[i, 0]
-    dy = positions[j, 1] - positions[i, 1]
-    dz = positions[j, 2] - positions[i, 2]
-    inv_r2 = 1.0 / (dx * dx + dy * dy + dz * dz)
-    inv_r6 = inv_r2 * inv_r2 * inv_r2
-    rep = c12[m] * inv_r6 * inv_r6
-    disp = c6[m] * inv_r6
-    energies[m] = rep - disp
-    # -dE/dr / r, so that F_j = s * (x_j - x_i).
-    s = (12.0 * rep - 6.0 * disp) * inv_r2
-    add_force(forces, i, -s * dx, -s * dy, -s * dz)
-    add_force(forces, j, s * dx, s * dy, s * dz)
+@functools.cache
+def listed_kernel(n_atoms: int, law):
+    """The kernel of ``law`` over items of ``n_atoms`` atoms (built once per law; it compiles
+    at its first launch)."""
+    return _KERNELS[n_atoms](law)
 
 
 @cuda.jit
@@ -336,29 +177,13 @@ def position_restraints_kernel(positions, atoms, reference, k, system_index, box
     if m >= atoms.shape[0]:
         return
     i = atoms[m]
-    dx = positions[i, 0] - reference[m, 0]
-    dy = positions[i, 1] - reference[m, 1]
-    dz = positions[i, 2] - reference[m, 2]
     s = system_index[i]
-    if periodic[s] != 0:
-        # The CPU's minimum_image, in the same order (c, then b, then a); math.floor is the
-        # floor every CUDA target has.
-        shift = math.floor(dz / boxes[s, 2, 2] + 0.5)
-        dx -= shift * boxes[s, 2, 0]
-        dy -= shift * boxes[s, 2, 1]
-        dz -= shift * boxes[s, 2, 2]
-        shift = math.floor(dy / boxes[s, 1, 1] + 0.5)
-        dx -= shift * boxes[s, 1, 0]
-        dy -= shift * boxes[s, 1, 1]
-        shift = math.floor(dx / boxes[s, 0, 0] + 0.5)
-        dx -= shift * boxes[s, 0, 0]
-    energies[m] = 0.5 * k[m] * (dx * dx + dy * dy + dz * dz)
-    add_force(forces, i, -k[m] * dx, -k[m] * dy, -k[m] * dz)
-
-
-# The CPU's patch polynomial, a pure function (array reads and arithmetic only): compiled for the
-# GPU, plain Python in the simulator (see ``common.device_function``).
-cmap_patch = device_function(cpu_cmap.cmap_patch.py_func)
+    e, fx, fy, fz = _position_restraint(positions[i, 0] - reference[m, 0],
+                                        positions[i, 1] - reference[m, 1],
+                                        positions[i, 2] - reference[m, 2], k[m], boxes[s],
+                                        periodic[s] != 0)
+    energies[m] = e
+    add_force(forces, i, fx, fy, fz)
 
 
 @cuda.jit
@@ -367,10 +192,9 @@ def cmap_torsions_kernel(positions, atoms, torsion_map, map_sizes, patch_offsets
     """E = bicubic patch of the pair's map at (phi, psi), per CMAP torsion pair.
 
     The body of the CPU's ``cmap_kernel`` loop for pair m (OpenMM's CMAPTorsionForce): the
-    CPU's torsion geometry, the same angle-to-patch mapping and patch polynomial, and the torsion
-    forces of ``add_dihedral_forces`` applied with atomic additions.  Like the CPU and OpenMM
-    (whose CMAPTorsionForce is not periodic by default) the torsions use the raw positions, no
-    minimum image, as the other torsion kernels here.
+    shared torsion geometry, patch polynomial and torsion forces, the same angle-to-patch
+    mapping, forces added with atomics.  Like the CPU and OpenMM (whose CMAPTorsionForce is not
+    periodic by default) the torsions use the raw positions, no minimum image.
 
     Parameters
     ----------
@@ -385,7 +209,7 @@ def cmap_torsions_kernel(positions, atoms, torsion_map, map_sizes, patch_offsets
     patch_offsets : (K,) int64 device array
         First row of each map in ``coeffs``.
     coeffs : (P, 16) float64 device array
-        Patch coefficients, kJ/mol (see ``cpu.cmap.cmap_patch``).
+        Patch coefficients, kJ/mol (see ``common.laws.cmap``).
     forces : (N, 3) int64 device array
         Fixed-point force accumulator; the forces (kJ/mol/nm) are added to it.
     energies : (M,) float64 device array
@@ -403,8 +227,8 @@ def cmap_torsions_kernel(positions, atoms, torsion_map, map_sizes, patch_offsets
     b3 = atoms[m, 6]
     b4 = atoms[m, 7]
     two_pi = 2.0 * math.pi
-    geom_a = dihedral_geometry(positions, a1, a2, a3, a4)
-    geom_b = dihedral_geometry(positions, b1, b2, b3, b4)
+    geom_a = _dihedral_geometry(positions, a1, a2, a3, a4)
+    geom_b = _dihedral_geometry(positions, b1, b2, b3, b4)
     # Map (-pi, pi] onto [0, 2 pi), the grid's range.  math.fmod is exact, as is the CPU's
     # np.fmod, so both give the same bits (and math.fmod exists on every CUDA target).
     phi = math.fmod(geom_a[0] + two_pi, two_pi)
@@ -427,10 +251,10 @@ def cmap_torsions_kernel(positions, atoms, torsion_map, map_sizes, patch_offsets
     row = patch_offsets[mp] + s + size * t
     u = phi / delta - s
     v = psi / delta - t
-    e, de_du, de_dv = cmap_patch(coeffs, row, u, v)
+    e, de_du, de_dv = _cmap_patch(coeffs, row, u, v)
     energies[m] = e
-    add_dihedral_forces(forces, a1, a2, a3, a4, de_du / delta, geom_a)
-    add_dihedral_forces(forces, b1, b2, b3, b4, de_dv / delta, geom_b)
+    add_torsion_forces(forces, a1, a2, a3, a4, _dihedral_forces(de_du / delta, geom_a))
+    add_torsion_forces(forces, b1, b2, b3, b4, _dihedral_forces(de_dv / delta, geom_b))
 
 
 # --------------------------------------------------------------------------------------------
@@ -511,120 +335,35 @@ class CudaTerm:
         return launch_config(self.n_terms)
 
 
-class CudaHarmonicBonds(CudaTerm):
-    """Harmonic bonds on the GPU.
+class CudaListedTerm(CudaTerm):
+    """Any listed bonded term on the GPU: the kernel of its shape with its registered law.
 
     Parameters
     ----------
-    term : HarmonicBonds
-        Bond table (nm, kJ/mol/nm^2).
+    term : record of ``bencao.forces``
+        A term whose type is registered in ``backends.common.laws``.
     """
 
-    def __init__(self, term: HarmonicBonds):
-        super().__init__(term, len(np.asarray(term.length).reshape(-1)))
-        self.atoms = _device_index(term.atoms, 2)
-        self.length = _device_float(term.length)
-        self.k = _device_float(term.k)
+    def __init__(self, term):
+        entry = listed_law(type(term))
+        atoms, params = entry.tables(term)
+        super().__init__(term, atoms.shape[0])
+        self.atoms = cuda.to_device(atoms)
+        self.params = cuda.to_device(params)
+        self._kernel = listed_kernel(entry.n_atoms, entry.law)
 
     def launch(self, state) -> None:
-        """Run the bond kernel on ``state``."""
+        """Run the term's kernel on ``state``."""
         blocks, threads = self._grid()
-        harmonic_bonds_kernel[blocks, threads](state.positions, self.atoms, self.length, self.k,
-                                               state.forces, self._energies)
+        self._kernel[blocks, threads](state.positions, self.atoms, self.params, state.forces,
+                                      self._energies)
 
 
-class CudaHarmonicAngles(CudaTerm):
-    """Harmonic angles on the GPU.
-
-    Parameters
-    ----------
-    term : HarmonicAngles
-        Angle table (rad, kJ/mol/rad^2).
-    """
-
-    def __init__(self, term: HarmonicAngles):
-        super().__init__(term, len(np.asarray(term.angle).reshape(-1)))
-        self.atoms = _device_index(term.atoms, 3)
-        self.angle = _device_float(term.angle)
-        self.k = _device_float(term.k)
-
-    def launch(self, state) -> None:
-        """Run the angle kernel on ``state``."""
-        blocks, threads = self._grid()
-        harmonic_angles_kernel[blocks, threads](state.positions, self.atoms, self.angle, self.k,
-                                                state.forces, self._energies)
+# Every listed term, those registered later included, is computed by CudaListedTerm.
+for_each_listed_law(lambda entry: register_kernel("cuda", entry.record)(CudaListedTerm))
 
 
-class CudaPeriodicTorsions(CudaTerm):
-    """Periodic (cosine) torsions on the GPU.
-
-    Parameters
-    ----------
-    term : PeriodicTorsions
-        Torsion table (multiplicity, phase in rad, k in kJ/mol).
-    """
-
-    def __init__(self, term: PeriodicTorsions):
-        super().__init__(term, len(np.asarray(term.k).reshape(-1)))
-        self.atoms = _device_index(term.atoms, 4)
-        self.periodicity = _device_index(term.periodicity)
-        self.phase = _device_float(term.phase)
-        self.k = _device_float(term.k)
-
-    def launch(self, state) -> None:
-        """Run the torsion kernel on ``state``."""
-        blocks, threads = self._grid()
-        periodic_torsions_kernel[blocks, threads](state.positions, self.atoms, self.periodicity,
-                                                  self.phase, self.k, state.forces,
-                                                  self._energies)
-
-
-class CudaHarmonicImpropers(CudaTerm):
-    """Harmonic impropers E = k d^2 on the GPU (wrapped or literal difference).
-
-    Parameters
-    ----------
-    term : HarmonicImpropers
-        Improper table (theta0 in rad, k in kJ/mol/rad^2, ``wrap`` flag).
-    """
-
-    def __init__(self, term: HarmonicImpropers):
-        super().__init__(term, len(np.asarray(term.k).reshape(-1)))
-        self.atoms = _device_index(term.atoms, 4)
-        self.theta0 = _device_float(term.theta0)
-        self.k = _device_float(term.k)
-        self.wrap = bool(term.wrap)
-
-    def launch(self, state) -> None:
-        """Run the improper kernel on ``state``."""
-        blocks, threads = self._grid()
-        harmonic_impropers_kernel[blocks, threads](state.positions, self.atoms, self.theta0,
-                                                   self.k, self.wrap, state.forces,
-                                                   self._energies)
-
-
-class CudaLJPairs(CudaTerm):
-    """Listed Lennard-Jones pairs E = c12/r^12 - c6/r^6 on the GPU (scaled 1-4 pairs).
-
-    Parameters
-    ----------
-    term : LJPairs
-        Pair table (c12 in kJ/mol nm^12, c6 in kJ/mol nm^6).
-    """
-
-    def __init__(self, term: LJPairs):
-        super().__init__(term, len(np.asarray(term.c12).reshape(-1)))
-        self.atoms = _device_index(term.atoms, 2)
-        self.c12 = _device_float(term.c12)
-        self.c6 = _device_float(term.c6)
-
-    def launch(self, state) -> None:
-        """Run the pair kernel on ``state``."""
-        blocks, threads = self._grid()
-        lj_pairs_kernel[blocks, threads](state.positions, self.atoms, self.c12, self.c6,
-                                         state.forces, self._energies)
-
-
+@register_kernel("cuda", PositionRestraints)
 class CudaPositionRestraints(CudaTerm):
     """Position restraints on the GPU (minimum image in the particle's system box, if periodic).
 
@@ -654,6 +393,7 @@ class CudaPositionRestraints(CudaTerm):
                                                     self._energies)
 
 
+@register_kernel("cuda", CMAPTorsions)
 class CudaCMAPTorsions(CudaTerm):
     """CMAP torsion-pair corrections on the GPU, with OpenMM's interpolation (as the CPU's).
 
@@ -665,19 +405,19 @@ class CudaCMAPTorsions(CudaTerm):
 
     Notes
     -----
-    The patch tables are built on the host once, by the CPU term itself (its periodic splines and
-    bicubic coefficients, ``cpu.cmap.cmap_patch_coefficients``, and its patch offsets), and
-    uploaded: the GPU interpolates exactly the surface the CPU does.
+    The patch tables are built on the host once, by the CPU's own construction
+    (``common.laws.cmap.cmap_tables``: periodic splines, bicubic coefficients, patch offsets),
+    and uploaded: the GPU interpolates exactly the surface the CPU does.
     """
 
     def __init__(self, term: CMAPTorsions):
-        host = CpuCMAPTorsions(term)
-        super().__init__(term, host.atoms.shape[0])
-        self.atoms = _device_index(host.atoms, 8)
-        self.torsion_map = _device_index(host.torsion_map)
-        self.map_sizes = _device_index(host.map_sizes)
-        self.patch_offsets = _device_index(host.patch_offsets)
-        self.coeffs = _device_float(host.coeffs, 16)
+        tables = cmap_tables(term)
+        super().__init__(term, tables.atoms.shape[0])
+        self.atoms = cuda.to_device(tables.atoms)
+        self.torsion_map = cuda.to_device(tables.torsion_map)
+        self.map_sizes = cuda.to_device(tables.map_sizes)
+        self.patch_offsets = cuda.to_device(tables.patch_offsets)
+        self.coeffs = cuda.to_device(tables.coeffs)
 
     def launch(self, state) -> None:
         """Run the CMAP kernel on ``state``."""

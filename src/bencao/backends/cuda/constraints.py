@@ -1,14 +1,14 @@
 """Holonomic distance constraints on the GPU: SETTLE for rigid waters, SHAKE/RATTLE for the rest.
 
-The GPU counterpart of :mod:`bencao.backends.cpu.constraints`.  The partition of the constraints
-into rigid three-site waters and SHAKE clusters, and the checks of the input, are the CPU class's
-own (a :class:`~bencao.backends.cpu.constraints.CpuConstraints` is built on the host and its tables
-are uploaded once).  On the device one thread solves one water (SETTLE) or one cluster
-(Gauss-Seidel SHAKE/RATTLE, in the CPU's constraint order), with the CPU's per-item functions:
-``_settle_one``, ``_shake_cluster`` and ``_rattle_cluster`` are the CPU's Python source compiled
-as CUDA device functions, and so is ``_settle_velocities_one`` (the small ``@njit`` helpers they
-call, ``_row``, ``_sub``, ``_dot``..., are compiled for the GPU by Numba along with them), so the
-arithmetic cannot drift apart.
+The GPU counterpart of :mod:`bencao.backends.cpu.constraints`.  The checks of the input and the
+partition of the constraints into rigid three-site waters and SHAKE clusters are the CPU's
+(:class:`~bencao.backends.common.constraint_tables.ConstraintTables`, built on the host, its
+tables uploaded once).  On the device one thread solves one water (SETTLE) or one cluster
+(Gauss-Seidel SHAKE/RATTLE, in the CPU's constraint order), with the laws the CPU runs:
+``settle_one``, ``shake_cluster``, ``rattle_cluster`` and ``settle_velocities_one`` of
+:mod:`bencao.backends.common.constraint_laws` compiled as CUDA device functions (the small
+``@njit`` helpers they call, ``_row``, ``_sub``, ``_dot``..., are compiled for the GPU by Numba
+along with them), so the arithmetic cannot drift apart.
 
 Waters and clusters share no particle and each is computed by one thread in a fixed order, so the
 results do not depend on how the threads are scheduled: reruns are bit-identical.
@@ -25,26 +25,23 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from bencao.backends.cpu import constraints as cpu
-from bencao.backends.cpu.constraints import (
-    MAX_ITERATIONS,
-    ConstraintError,
-    CpuConstraints,
-)
+from bencao.backends.common import constraint_laws
+from bencao.backends.common.constraint_tables import MAX_ITERATIONS, ConstraintTables
 from bencao.backends.cuda.common import device_version, launch_kernel
+from bencao.errors import ConstraintError
 
 __all__ = ["MAX_ITERATIONS", "ConstraintError", "CudaConstraints"]
 
 
 # --------------------------------------------------------------------------------------------
-# The CPU's per-item functions as device functions
+# The shared per-item laws as device functions
 # --------------------------------------------------------------------------------------------
 
 
-settle_one = device_version(cpu._settle_one)
-shake_cluster = device_version(cpu._shake_cluster)
-rattle_cluster = device_version(cpu._rattle_cluster)
-settle_velocities_one = device_version(cpu._settle_velocities_one)
+settle_one = device_version(constraint_laws.settle_one)
+shake_cluster = device_version(constraint_laws.shake_cluster)
+rattle_cluster = device_version(constraint_laws.rattle_cluster)
+settle_velocities_one = device_version(constraint_laws.settle_velocities_one)
 
 
 # --------------------------------------------------------------------------------------------
@@ -77,7 +74,7 @@ def settle_positions_kernel(reference, positions, water_atoms, water_masses, wat
     water_masses : (W, 2) float64 device array
         O and H masses, amu.
     water_shape : (W, 3) float64 device array
-        ra, rb, rc, nm (see ``cpu.constraints._settle_positions``).
+        ra, rb, rc, nm (see :class:`~bencao.backends.common.constraint_tables.ConstraintTables`).
     flags : (3,) int64 device array
         Failure flags.
     """
@@ -189,7 +186,8 @@ def _overlap(a, b) -> bool:
 class CudaConstraints:
     """Holonomic distance constraints on the GPU: SETTLE for rigid three-site waters, SHAKE
     (positions) / RATTLE (velocities) for every other constraint; the CPU's
-    :class:`~bencao.backends.cpu.constraints.CpuConstraints` on device arrays.
+    :class:`~bencao.backends.cpu.constraints.CpuConstraints` on device arrays, built on the same
+    :class:`~bencao.backends.common.constraint_tables.ConstraintTables`.
 
     Parameters
     ----------
@@ -234,16 +232,15 @@ class CudaConstraints:
 
     def __init__(self, constraint_atoms, constraint_lengths, masses, tolerance=1e-5, *,
                  max_iterations=MAX_ITERATIONS):
-        # The CPU class checks the input and partitions the constraints; keep it for the tables,
-        # the error messages and relative_errors.
-        host = CpuConstraints(constraint_atoms, constraint_lengths, masses, tolerance,
-                              max_iterations=max_iterations)
+        # The shared tables check the input and partition the constraints; keep them for the
+        # error messages and relative_errors.
+        host = ConstraintTables(constraint_atoms, constraint_lengths, masses)
         self._host = host
         self.n_constraints = host.n_constraints
         self.n_waters = host.n_waters
         self.n_clusters = host.n_clusters
-        self.tolerance = host.tolerance
-        self.max_iterations = host.max_iterations
+        self.tolerance = float(tolerance)
+        self.max_iterations = int(max_iterations)
         self._n_particles = host._n_particles
 
         def upload(array, dtype):
@@ -373,37 +370,14 @@ class CudaConstraints:
         host = self._host
         positions = _to_host(positions)
         if flags[_WATER_FLAG] != _NO_FAILURE:
-            w = int(flags[_WATER_FLAG])
-            errors = host._errors(positions, host._water_constraints[w])
-            c = host._water_constraints[w][np.argmax(errors)]
-            o, h1, h2 = (int(a) for a in host._water_atoms[w])
-            raise ConstraintError(
-                f"SETTLE found no solution for the water of atoms ({o}, {h1}, {h2}): "
-                + host._describe(positions, c)
-                + ". The water moved too far in one step: use a smaller time step, or check the "
-                "structure for overlapping atoms."
-            )
+            raise host.settle_failure(positions, int(flags[_WATER_FLAG]))
         if flags[_SHAKE_FLAG] != _NO_FAILURE:
             c = int(flags[_SHAKE_FLAG]) % self.n_constraints
-            raise ConstraintError(
-                "Constraints did not converge: " + host._describe(positions, c)
-                + f" (tolerance {self.tolerance:.3g}, {self.max_iterations} iterations). Use a "
-                "smaller time step, or check the structure (overlapping atoms, impossible "
-                "constraints)."
-            )
+            raise host.shake_failure(positions, c, self.tolerance, self.max_iterations)
         c = int(flags[_RATTLE_FLAG]) % self.n_constraints
-        speed = ""
         if velocities is not None:
             velocities = _to_host(velocities)
-            i, j = host._pairs[c]
-            r = positions[i] - positions[j]
-            value = abs(np.dot(r, velocities[i] - velocities[j])) / np.linalg.norm(r)
-            speed = f"; relative speed along it {value:.3g} nm/ps"
-        raise ConstraintError(
-            "Velocity constraints did not converge: " + host._describe(positions, c) + speed
-            + f" (tolerance {self.tolerance:.3g}, {self.max_iterations} iterations). Use a "
-            "smaller time step, or check the structure."
-        )
+        raise host.rattle_failure(positions, c, self.tolerance, self.max_iterations, velocities)
 
     def max_relative_error(self, positions) -> float:
         """Largest |d - d0| / d0 over all constraints (0 if there are none).

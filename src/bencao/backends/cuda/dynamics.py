@@ -2,15 +2,10 @@
 
 Positions, velocities, forces and the random streams stay in device memory for a whole
 ``run(n)``; the host sees them only when a caller asks (a report, a checkpoint), and Monte Carlo
-volume moves scale the molecules on the device too (:meth:`DeviceDynamics.scale_to`).  A step is
-the CPU ``Simulation``'s sequence, kernel for kernel:
-
-    forces (fixed point) -> kick -> [velocity constraints, A-O-A drift | drift]
-    -> position constraints -> velocity correction -> virtual sites
-
-so CPU and CUDA trajectories differ only by the rounding of the force kernels.  Nosé–Hoover
-steps are velocity Verlet between two half steps of the chain, whose few numbers are propagated
-on the host from a kinetic energy summed on the device.
+volume moves scale the molecules on the device too (:meth:`DeviceDynamics.scale_to`).  A step is the
+scheme of :mod:`bencao.dynamics.schemes` that the CPU runs too, primitive for primitive, so CPU
+and CUDA trajectories differ only by the rounding of the force kernels.  The Nosé–Hoover chain's
+few numbers are propagated on the host from a kinetic energy summed on the device.
 
 Nothing in a step waits for the host, except the neighbour list's small displacement check.
 Blow-ups are caught without a per-step transfer: the kick raises a device flag when a force
@@ -32,10 +27,13 @@ import numpy as np
 from numba import cuda
 from numba.cuda.random import xoroshiro128p_dtype
 
+from bencao.backends.common.dynamics import Dynamics
+from bencao.backends.common.force_cache import ForceCache
 from bencao.backends.cuda import integrate as kernels
 from bencao.backends.cuda.common import launch_kernel
 from bencao.backends.cuda.device import using_simulator
 from bencao.constants import BOLTZMANN, FORCE_CLAMP, FORCE_SCALE
+from bencao.errors import BlowUpError
 from bencao.profiling import phase
 
 #: Steps run on the device between reads of the blow-up flag (one 8-byte transfer each).
@@ -65,41 +63,36 @@ def _seeded_states(n: int, seed: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
-class DeviceDynamics:
-    """Verlet, LangevinMiddle or Nosé–Hoover steps of a ``CudaBackend``'s system on the device.
+class CudaDynamics(Dynamics):
+    """The step primitives of a ``CudaBackend``'s system, on the device (see
+    :class:`bencao.backends.common.dynamics.Dynamics` for the parameters).
 
     Parameters
     ----------
-    backend : bencao.backends.cuda.backend.CudaBackend
-        Whose device state (``backend.state``) holds the positions and forces.
-    integrator : VerletIntegrator, LangevinMiddleIntegrator or NoseHooverIntegrator
-        Read at every ``run`` (time step, temperature and tolerance may change between runs).
-    masses : (N,) float64 array
-        Particle masses, amu (0 for virtual sites and fixed particles).
     seed : int
         Seed of the per-particle random streams.
-    cm_every : int
-        Remove centre-of-mass motion every this many steps (0: never).
+    positions : (N, 3) float64 array
+        Initial positions, nm; uploaded and constrained on the device.
+    box : (3, 3) float64 array or None
+        Box vectors as rows, nm.
     every : int
         Reciprocal-space forces every this many steps (impulse MTS); 1 for single stepping.
-    chain : bencao.dynamics.nose_hoover.NoseHooverChain or None
-        For a ``NoseHooverIntegrator``: the chain, propagated on the host from the kinetic
-        energy summed on the device (one 8-byte transfer per half step).
 
     Notes
     -----
-    ``upload`` puts a host state on the device, ``run`` advances it, ``download`` brings it
-    back.  The caller keeps the step count: ``run`` takes the number of the first step, which
-    decides the MTS slow kicks and the centre-of-mass removals, as on the CPU.
+    The host sees positions and velocities only when it asks (``positions``, ``velocities``:
+    one download each).  Forces stay in the device's fixed-point accumulator between the kick
+    that computed them and the next change of positions, so a Nosé–Hoover step reuses the
+    forces of the previous step's end.
     """
 
-    def __init__(self, backend, integrator, masses, seed, cm_every=0, every=1, chain=None):
-        self.backend = backend
-        self.integrator = integrator
-        self.chain = chain
-        # Nosé–Hoover reuses the forces of a step's end at the next step's start; they are
-        # recomputed after anything that moved the positions from outside a step
-        self._forces_current = False
+    def __init__(self, backend, integrator, masses, seed, positions, box, cm_every=0, every=1,
+                 chain=None):
+        super().__init__(backend, integrator, masses, cm_every=cm_every, chain=chain)
+        # Which force group the accumulator holds for the current positions (None: none)
+        self._accumulated = None
+        self._step = 0
+        self.cache = ForceCache(backend, every)
         self._kinetic = cuda.to_device(np.zeros(1, np.int64))
         n = backend.n_particles
         self.n = n
@@ -109,8 +102,6 @@ class DeviceDynamics:
         self._inverse_masses = cuda.to_device(inverse)
         total_mass = float(np.sum(masses))
         self._inverse_total_mass = 1.0 / total_mass if total_mass > 0 else 0.0
-        self.cm_every = int(cm_every)
-        self.every = int(every)
         self.constraints = None
         system = backend.system
         if len(system.constraint_atoms):
@@ -118,7 +109,7 @@ class DeviceDynamics:
 
             self.constraints = CudaConstraints(system.constraint_atoms, system.constraint_lengths,
                                                masses, tolerance=integrator.constraint_tolerance)
-        self.velocities = cuda.device_array((n, 3), np.float64)
+        self._velocities = cuda.to_device(np.zeros((n, 3), np.float64))
         self._new_positions = cuda.device_array((n, 3), np.float64)
         self._unconstrained = cuda.device_array((n, 3), np.float64)
         self._momentum = cuda.to_device(np.zeros(3, np.int64))
@@ -128,20 +119,45 @@ class DeviceDynamics:
         self._saved_positions = cuda.device_array((n, 3), np.float64)
         self._saved_velocities = cuda.device_array((n, 3), np.float64)
         self._saved_random = cuda.device_array(self.random_states.shape, xoroshiro128p_dtype)
-        self.box = None
+        self._box = None
+        self.set_positions(positions, box)
+        if self.constraints is not None:
+            state = self.backend.state
+            self.constraints.apply_positions(state.positions, state.positions)
+            self.backend.place_virtual_sites()
 
-    # -- host <-> device ----------------------------------------------------------------------
+    # -- the state ----------------------------------------------------------------------------
 
-    def upload(self, positions, velocities, box) -> None:
-        """Put positions (nm), velocities (nm/ps) and the box (nm, or None) on the device."""
+    @property
+    def positions(self) -> np.ndarray:
+        """Current positions, nm (downloaded)."""
+        return self.backend.state.positions.copy_to_host()
+
+    @property
+    def velocities(self) -> np.ndarray:
+        """Current velocities, nm/ps (downloaded)."""
+        return self._velocities.copy_to_host()
+
+    @property
+    def box(self):
+        """Current box vectors as rows, nm, or None."""
+        return self._box
+
+    def set_positions(self, positions, box) -> None:
+        """Upload ``positions`` (nm) and ``box`` and place the virtual sites on the device."""
         self.backend.state.upload(positions, box)
-        self.velocities.copy_to_device(np.ascontiguousarray(velocities, np.float64))
-        self.box = None if box is None else np.array(box, np.float64)
-        self._forces_current = False
+        self._box = None if box is None else np.array(box, np.float64)
+        self.backend.place_virtual_sites()
+        self._moved()
 
-    def download(self) -> tuple[np.ndarray, np.ndarray]:
-        """(positions nm, velocities nm/ps) copied to the host."""
-        return self.backend.state.positions.copy_to_host(), self.velocities.copy_to_host()
+    def set_velocities(self, velocities) -> None:
+        """Upload ``velocities`` (nm/ps)."""
+        self._velocities.copy_to_device(np.ascontiguousarray(velocities, np.float64))
+
+    def _moved(self) -> None:
+        """The positions or box changed: forget the forces of the old ones."""
+        self._accumulated = None
+        self.cache.invalidate()
 
     def get_random_state(self) -> np.ndarray:
         """The per-particle random stream states, (N, 2) uint64, for a checkpoint."""
@@ -159,6 +175,19 @@ class DeviceDynamics:
         states["s1"] = values[:, 1]
         self.random_states.copy_to_device(states)
 
+    def get_state(self) -> tuple[dict, dict]:
+        """(arrays, values) a bit-identical restart needs beyond positions and velocities: the
+        random streams and the cached evaluations."""
+        arrays, values = self.cache.get_state()
+        arrays["device.random"] = self.get_random_state()
+        return arrays, values
+
+    def set_state(self, arrays: dict, values: dict) -> None:
+        """Restore what :meth:`get_state` returned."""
+        if "device.random" in arrays:
+            self.set_random_state(arrays["device.random"])
+        self.cache.set_state(arrays, values)
+
     # -- stepping -----------------------------------------------------------------------------
 
     def run(self, first_step: int, n_steps: int) -> None:
@@ -175,122 +204,113 @@ class DeviceDynamics:
         """
         if self.constraints is not None:
             self.constraints.tolerance = self.integrator.constraint_tolerance
+        self._moved()
         done = 0
         while done < n_steps:
             batch = min(CHECK_EVERY, n_steps - done)
             self._save()
             start = first_step + done
             for step in range(start, start + batch):
-                self._one_step(step)
+                self.step(step)
             if self._blown_at() is not None:
                 self._replay(start, batch)  # raises
             if self.constraints is not None:
                 self.constraints.check(self.backend.state.positions)
             done += batch
 
-    def _one_step(self, step: int) -> None:
-        if self.chain is not None:
-            self._nose_hoover_step(step)
-        else:
-            self._leapfrog_step(step)
+    def step(self, step: int) -> None:
+        self._step = step
+        super().step(step)
 
-    def _leapfrog_step(self, step: int) -> None:
-        n = self.n
-        state = self.backend.state
-        integrator = self.integrator
-        dt = integrator.timestep
-        if self.cm_every and step % self.cm_every == 0:
-            with phase("integration"):
-                self._remove_center_of_mass_motion()
-        slow = self.every > 1 and step % self.every == 0
-        self.backend.accumulate(self.box, "direct" if self.every > 1 else "all")
+    def kick(self, dt: float, parts: str) -> None:
+        """v += dt F / m with the forces of ``parts``, flagging a blow-up at this step."""
+        if self._accumulated != parts:
+            self.backend.accumulate(self._box, parts)
+            self._accumulated = parts
         with phase("integration"):
-            self._kick(dt, step)
-        if slow:
-            self.backend.accumulate(self.box, "reciprocal")
-            with phase("integration"):
-                self._kick(dt * self.every, step)
-        x, x_new = state.positions, self._new_positions
-        if getattr(integrator, "friction", None) is not None:
-            if self.constraints is not None:
-                with phase("constraints"):
-                    self.constraints.apply_velocities(x, self.velocities, check=False)
-            c = math.exp(-integrator.friction * dt)
-            kt = BOLTZMANN * integrator.temperature
-            with phase("integration"), _quiet_simulator():
-                launch_kernel(kernels.langevin_drift, n)(x, self.velocities, self.random_states,
-                                                  self._inverse_masses, dt, c, kt * (1.0 - c * c),
-                                                  x_new)
-        else:
-            with phase("integration"):
-                launch_kernel(kernels.drift, n)(x, self.velocities, dt, x_new)
-        self._finish_drift(dt)
+            launch_kernel(kernels.kick, self.n)(self._velocities, self.backend.state.forces,
+                                                self._inverse_masses, dt, BLOW_UP_FIXED,
+                                                self._step, self._blown)
 
-    def _kick(self, dt: float, step: int) -> None:
-        """v += dt F / m with the forces in the accumulator, flagging a blow-up at ``step``."""
-        launch_kernel(kernels.kick, self.n)(self.velocities, self.backend.state.forces,
-                                            self._inverse_masses, dt, BLOW_UP_FIXED, step,
-                                            self._blown)
+    def constrain_velocities(self) -> None:
+        if self.constraints is not None:
+            with phase("constraints"):
+                self.constraints.apply_velocities(self.backend.state.positions, self._velocities,
+                                                  check=False)
 
-    def _finish_drift(self, dt: float) -> None:
-        """Constrain the new positions, add the constraint displacement to the velocities and
-        make the new positions current (the CPU's ``Simulation._finish_drift``)."""
+    def drift(self, dt: float) -> None:
+        with phase("integration"):
+            launch_kernel(kernels.drift, self.n)(self.backend.state.positions, self._velocities,
+                                                 dt, self._new_positions)
+
+    def langevin_drift(self, dt: float, friction: float, temperature: float) -> None:
+        c = math.exp(-friction * dt)
+        kt = BOLTZMANN * temperature
+        with phase("integration"), _quiet_simulator():
+            launch_kernel(kernels.langevin_drift, self.n)(
+                self.backend.state.positions, self._velocities, self.random_states,
+                self._inverse_masses, dt, c, kt * (1.0 - c * c), self._new_positions)
+
+    def constrain_positions(self, dt: float) -> None:
         state = self.backend.state
         x, x_new = state.positions, self._new_positions
         if self.constraints is not None:
             with phase("constraints"):
                 self._unconstrained.copy_to_device(x_new)
                 self.constraints.apply_positions(x, x_new, check=False)
-                launch_kernel(kernels.add_constraint_velocity, self.n)(x_new, self._unconstrained,
-                                                                self._inverse_masses, 1.0 / dt,
-                                                                self.velocities)
+                launch_kernel(kernels.add_constraint_velocity, self.n)(
+                    x_new, self._unconstrained, self._inverse_masses, 1.0 / dt, self._velocities)
         state.positions, self._new_positions = x_new, x
         self.backend.place_virtual_sites()
+        self._moved()
 
-    def _nose_hoover_step(self, step: int) -> None:
-        """Velocity Verlet inside two half steps of the chain (the CPU's ``_nose_hoover_step``)."""
-        n = self.n
-        state = self.backend.state
-        dt = self.integrator.timestep
-        if self.cm_every and step % self.cm_every == 0:
-            with phase("integration"):
-                self._remove_center_of_mass_motion()
-        self._thermostat_half_step(dt)
-        if not self._forces_current:
-            self.backend.accumulate(self.box, "all")
+    def remove_center_of_mass_motion(self) -> None:
         with phase("integration"):
-            self._kick(0.5 * dt, step)
-            launch_kernel(kernels.drift, n)(state.positions, self.velocities, dt,
-                                            self._new_positions)
-        self._finish_drift(dt)
-        self.backend.accumulate(self.box, "all")
-        self._forces_current = True
-        with phase("integration"):
-            self._kick(0.5 * dt, step)
-        if self.constraints is not None:
-            with phase("constraints"):
-                self.constraints.apply_velocities(state.positions, self.velocities, check=False)
-        self._thermostat_half_step(dt)
+            self._momentum.copy_to_device(np.zeros(3, np.int64))
+            launch_kernel(kernels.sum_momentum, self.n)(self._velocities, self._masses,
+                                                        self._momentum)
+            launch_kernel(kernels.subtract_drift_velocity, self.n)(
+                self._velocities, self._masses, self._momentum, self._inverse_total_mass)
 
-    def _thermostat_half_step(self, dt: float) -> None:
-        with phase("thermostat"):
-            self._kinetic.copy_to_device(np.zeros(1, np.int64))
-            launch_kernel(kernels.sum_kinetic, self.n)(self.velocities, self._masses, self._kinetic)
-            kinetic = 0.5 * float(self._kinetic.copy_to_host()[0]) * (1.0 / kernels.KINETIC_SCALE)
-            scale = self.chain.propagate(kinetic, 0.5 * dt)
-            launch_kernel(kernels.scale_velocities, self.n)(self.velocities, scale)
+    def scale_velocities(self, factor: float) -> None:
+        launch_kernel(kernels.scale_velocities, self.n)(self._velocities, factor)
 
-    def _remove_center_of_mass_motion(self) -> None:
-        self._momentum.copy_to_device(np.zeros(3, np.int64))
-        launch_kernel(kernels.sum_momentum, self.n)(self.velocities, self._masses, self._momentum)
-        launch_kernel(kernels.subtract_drift_velocity, self.n)(self.velocities, self._masses,
-                                                        self._momentum, self._inverse_total_mass)
+    def kinetic_energy(self, shift: float = 0.0) -> float:
+        """Kinetic energy, kJ/mol, summed on the device (one 8-byte transfer), of the velocities
+        advanced by ``shift`` time steps with the current forces and constrained (OpenMM's
+        convention for leapfrog integrators)."""
+        velocities = self._velocities
+        if shift != 0.0:
+            velocities = cuda.device_array_like(self._velocities)
+            velocities.copy_to_device(self._velocities)
+            forces = self.evaluation().forces  # all parts, whatever the MTS grouping
+            inverse = self._inverse_masses.copy_to_host()
+            host = velocities.copy_to_host()
+            host += (shift * self.integrator.timestep) * inverse[:, None] * forces
+            velocities.copy_to_device(host)
+            if self.constraints is not None:
+                self.constraints.apply_velocities(self.backend.state.positions, velocities)
+        self._kinetic.copy_to_device(np.zeros(1, np.int64))
+        launch_kernel(kernels.sum_kinetic, self.n)(velocities, self._masses, self._kinetic)
+        return 0.5 * float(self._kinetic.copy_to_host()[0]) * (1.0 / kernels.KINETIC_SCALE)
 
-    # -- Monte Carlo volume moves ------------------------------------------------------------
+    # -- energies, minimisation and Monte Carlo volume moves ----------------------------------
+
+    def evaluation(self):
+        """Energy and forces at the current positions (all parts), an ``Evaluation``."""
+        evaluation = self.cache.full(self.positions, self._box)
+        self._accumulated = None  # the evaluation used the device's accumulator
+        return evaluation
+
+    @property
+    def host_constraints(self):
+        """The constraints as a solver of host arrays (for the minimiser), or None."""
+        return None if self.constraints is None else _HostConstraints(self.constraints)
 
     def potential_energy(self) -> float:
         """Potential energy at the positions on the device, kJ/mol (all parts)."""
-        return float(sum(self.backend.accumulate(self.box, "all", energy=True).values()))
+        self._accumulated = None
+        return float(sum(self.backend.accumulate(self._box, "all", energy=True).values()))
 
     def scale_to(self, new_box, molecules) -> float:
         """Move every molecule's centre with the box into ``new_box`` (nm), on the device, and
@@ -310,32 +330,33 @@ class DeviceDynamics:
                                cuda.to_device(np.ascontiguousarray(atoms, np.int64)))
         start, atoms = self._molecules
         state = self.backend.state
-        self._box_before_move = self.box
-        launch_kernel(kernels.scale_molecules, start.shape[0] - 1)(
-            state.positions, start, atoms, cuda.to_device(np.linalg.inv(self.box)),
-            cuda.to_device(np.ascontiguousarray(new_box, np.float64)), self._new_positions)
+        self._box_before_move = self._box
+        with phase("barostat"):
+            launch_kernel(kernels.scale_molecules, start.shape[0] - 1)(
+                state.positions, start, atoms, cuda.to_device(np.linalg.inv(self._box)),
+                cuda.to_device(np.ascontiguousarray(new_box, np.float64)), self._new_positions)
         # The scaled positions become current; the old ones wait in the spare array
         state.positions, self._new_positions = self._new_positions, state.positions
-        self.box = np.array(new_box, np.float64)
-        state.set_box(self.box)
+        self._box = np.array(new_box, np.float64)
+        state.set_box(self._box)
         self.backend.place_virtual_sites()
-        self._forces_current = False
+        self._moved()
         return self.potential_energy()
 
     def undo_scale(self) -> None:
         """Return to the positions and box before the last :meth:`scale_to` (a rejected move)."""
         state = self.backend.state
         state.positions, self._new_positions = self._new_positions, state.positions
-        self.box = self._box_before_move
-        state.set_box(self.box)
-        self._forces_current = False
+        self._box = self._box_before_move
+        state.set_box(self._box)
+        self._moved()
 
     # -- blow-ups -----------------------------------------------------------------------------
 
     def _save(self) -> None:
         """Keep the state at the start of a batch (device-to-device copies)."""
         self._saved_positions.copy_to_device(self.backend.state.positions)
-        self._saved_velocities.copy_to_device(self.velocities)
+        self._saved_velocities.copy_to_device(self._velocities)
         launch_kernel(kernels.copy_random_states, self.n)(self.random_states, self._saved_random)
         self._saved_chain = None if self.chain is None else self.chain.get_state()
 
@@ -345,31 +366,61 @@ class DeviceDynamics:
 
     def _replay(self, start: int, batch: int) -> None:
         """Rerun a flagged batch from its start, checking every step, and raise at the bad one."""
-        from bencao.errors import BlowUpError
-
         self._blown.copy_to_device(np.full(1, np.iinfo(np.int64).max, np.int64))
         self.backend.state.positions.copy_to_device(self._saved_positions)
-        self.velocities.copy_to_device(self._saved_velocities)
+        self._velocities.copy_to_device(self._saved_velocities)
         launch_kernel(kernels.copy_random_states, self.n)(self._saved_random, self.random_states)
         if self.chain is not None:
             self.chain.set_state(self._saved_chain)
-        self._forces_current = False
+        self._moved()
         # Nosé–Hoover flags the forces at the end of a step, which are those of the next step's
         # start: the positions after the batch's last step are checked too
         for step in range(start, start + batch + 1):
             positions = self.backend.state.positions.copy_to_host()
             try:
-                # The CPU backend's own test and diagnosis, on the positions of this step
-                self.backend.compute(positions, self.box)
+                # The backend's own test and diagnosis, on the positions of this step
+                self.backend.compute(positions, self._box)
             except BlowUpError as error:
                 failure = BlowUpError(f"at step {step}: {error}", error.particles, error.term)
                 failure.step = step  # the device now holds the state of this step
                 raise failure from None
+            self._moved()
             if step < start + batch:
-                self._one_step(step)
+                self.step(step)
         raise BlowUpError(f"a force reached the fixed-point limit in steps {start}.."
                           f"{start + batch - 1} but not when they were rerun one by one; "
                           "please report this")
+
+
+class _HostConstraints:
+    """A ``CudaConstraints`` as a solver of host arrays, for the minimiser (which works on the
+    host): each call uploads, solves on the device and downloads."""
+
+    def __init__(self, device):
+        self._device = device
+
+    @property
+    def tolerance(self) -> float:
+        return self._device.tolerance
+
+    @property
+    def constraint_atoms(self) -> np.ndarray:
+        return self._device.constraint_atoms
+
+    @property
+    def constraint_lengths(self) -> np.ndarray:
+        return self._device.constraint_lengths
+
+    def apply_positions(self, reference, positions) -> None:
+        """Constrain host ``positions`` (nm, in place) along the bonds of ``reference``."""
+        reference_device = cuda.to_device(np.ascontiguousarray(reference, np.float64))
+        positions_device = cuda.to_device(np.ascontiguousarray(positions, np.float64))
+        self._device.apply_positions(reference_device, positions_device)
+        positions[...] = positions_device.copy_to_host()
+
+    def max_relative_error(self, positions) -> float:
+        """Largest |d - d0| / d0 over all constraints at host ``positions`` (nm)."""
+        return self._device.max_relative_error(positions)
 
 
 class _quiet_simulator:

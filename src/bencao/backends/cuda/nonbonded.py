@@ -2,11 +2,13 @@
 
 The CUDA counterpart of ``cpu.nonbonded.CpuNonbonded``, with the same physics term by term:
 
-* regular pairs on a device-built Verlet list (``cuda.pairs``): plain Coulomb for NoCutoff
-  (all pairs, no list), reaction field for the Cutoff methods (OpenMM's krf and crf),
-  erfc(alpha r)/r for PME's real space; Lennard-Jones with Lorentz-Berthelot mixing and
-  OpenMM's switching function;
-* exceptions, one thread each, including the removal of the reciprocal-space erf term of every
+* regular pairs, :func:`pair_interaction` run by the shared pair loops of ``cuda.pair_loops``
+  (the device Verlet list of ``cuda.pairs``; every pair for NoCutoff): plain Coulomb for
+  NoCutoff, reaction field for the Cutoff methods (OpenMM's krf and crf), erfc(alpha r)/r for
+  PME's real space; Lennard-Jones with Lorentz-Berthelot mixing and OpenMM's switching function
+  (the CPU computes these pairs in its SIMD cluster kernels, whose arithmetic is its own);
+* exceptions, one thread each, with the CPU's law (``common.pair_laws.exception_pair``,
+  compiled for the device), including the removal of the reciprocal-space erf term of every
   excluded pair under PME;
 * smooth PME reciprocal space (``cuda.pme``);
 * the analytic dispersion correction (periodic methods), C / V with the CPU term's C.
@@ -26,10 +28,22 @@ import math
 import numpy as np
 from numba import cuda
 
-from bencao.backends.common.exclusions import exclusion_table
 from bencao.backends.common.long_range_correction import lennard_jones_coefficient
-from bencao.backends.cuda.common import device_function, launch_kernel, to_fixed
-from bencao.backends.cuda.pairs import CudaPairList, minimum_image
+from bencao.backends.common.pair_laws import TWO_OVER_SQRT_PI
+from bencao.backends.common.pair_laws import exception_pair as common_exception_pair
+from bencao.backends.common.registry import register_kernel
+from bencao.backends.cuda.common import (
+    device_function,
+    device_version,
+    launch_kernel,
+    to_fixed,
+)
+from bencao.backends.cuda.pair_loops import (
+    DEFAULT_BUFFER,
+    CudaPairTerm,
+    pair_loop_kernels,
+)
+from bencao.backends.cuda.pairs import minimum_image
 from bencao.constants import ONE_4PI_EPS0
 from bencao.forces import Nonbonded
 from bencao.profiling import phase
@@ -38,11 +52,6 @@ from bencao.profiling import phase
 COULOMB_PLAIN = 0  #: 1/r (NoCutoff)
 COULOMB_REACTION_FIELD = 1  #: 1/r + krf r^2 - crf (CutoffNonPeriodic, CutoffPeriodic)
 COULOMB_EWALD = 2  #: erfc(alpha r)/r (Ewald, PME real space)
-
-#: Verlet buffer, nm.  The list is rebuilt exactly when needed, so the buffer trades list
-#: builds against listed pairs and never costs accuracy (the CPU list's default; not yet tuned
-#: for the GPU).
-DEFAULT_BUFFER = 0.2
 
 
 @device_function
@@ -61,7 +70,7 @@ def pair_interaction(r2, qq, sigma, eps4, kind, alpha, krf, crf, switching, rsw,
         ar = alpha * r
         erfc_term = math.erfc(ar) * inv_r
         e_coul = qq * erfc_term
-        f_coul = qq * (erfc_term + 1.1283791670955126 * alpha * math.exp(-ar * ar)) * inv_r2
+        f_coul = qq * (erfc_term + TWO_OVER_SQRT_PI * alpha * math.exp(-ar * ar)) * inv_r2
     elif kind == 1:
         e_coul = qq * (inv_r + krf * r2 - crf)
         f_coul = qq * (inv_r * inv_r2 - 2.0 * krf)
@@ -82,116 +91,29 @@ def pair_interaction(r2, qq, sigma, eps4, kind, alpha, krf, crf, switching, rsw,
     return f_coul + f_lj, e_coul + e_lj
 
 
+@device_function
+def _load(parameters, i):
+    """Atom i's charge (times sqrt(1/(4 pi eps0))), sigma/2 and sqrt(4 epsilon)."""
+    return parameters[0][i], parameters[1][i], parameters[2][i]
+
+
+@device_function
+def _pair_law(r2, a, b, parameters):
+    """The pair loops' law: Lorentz-Berthelot mixing of the two atoms' parameters, then
+    :func:`pair_interaction` with the term's constants (``CudaNonbonded._parameters``)."""
+    _, _, _, kind, alpha, krf, crf, switching, rsw, inv_width = parameters
+    return pair_interaction(r2, a[0] * b[0], a[1] + b[1], a[2] * b[2], kind, alpha, krf, crf,
+                            switching, rsw, inv_width)
+
+
+_pair_kernels = pair_loop_kernels(_load, _pair_law)
+
+#: The exception law of ``cpu.nonbonded``, compiled for the device from the same source.
+exception_pair = device_version(common_exception_pair)
+
+
 # ---------------------------------------------------------------------------------------------
-# Pair and exception kernels.
-
-
-@cuda.jit
-def _listed_pairs(positions, charges, half_sigma, sqrt_4eps, neighbors, counts, box, periodic,
-                  cutoff2, kind, alpha, krf, crf, switching, rsw, inv_width, forces, energies):
-    """One thread per atom i over its list: pair forces into the fixed-point accumulator, the
-    energy of i's pairs into ``energies[i]``.
-
-    The force on i is summed over its list in float64 (list order: fixed) and converted once;
-    each partner's share is converted and added with an integer atomic per component.
-    """
-    i = cuda.grid(1)
-    if i >= positions.shape[0]:
-        return
-    xi = positions[i, 0]
-    yi = positions[i, 1]
-    zi = positions[i, 2]
-    qi = charges[i]
-    si = half_sigma[i]
-    ei = sqrt_4eps[i]
-    ax = box[0, 0]
-    bx = box[1, 0]
-    by = box[1, 1]
-    cx = box[2, 0]
-    cy = box[2, 1]
-    cz = box[2, 2]
-    fxi = 0.0
-    fyi = 0.0
-    fzi = 0.0
-    energy = 0.0
-    for k in range(counts[i]):
-        j = neighbors[i, k]
-        dx = positions[j, 0] - xi
-        dy = positions[j, 1] - yi
-        dz = positions[j, 2] - zi
-        if periodic:
-            dx, dy, dz = minimum_image(dx, dy, dz, ax, bx, by, cx, cy, cz)
-        r2 = dx * dx + dy * dy + dz * dz
-        if r2 >= cutoff2:
-            continue
-        f, e = pair_interaction(r2, qi * charges[j], si + half_sigma[j], ei * sqrt_4eps[j],
-                                kind, alpha, krf, crf, switching, rsw, inv_width)
-        energy += e
-        fx = f * dx
-        fy = f * dy
-        fz = f * dz
-        fxi -= fx
-        fyi -= fy
-        fzi -= fz
-        cuda.atomic.add(forces, (j, 0), to_fixed(fx))
-        cuda.atomic.add(forces, (j, 1), to_fixed(fy))
-        cuda.atomic.add(forces, (j, 2), to_fixed(fz))
-    cuda.atomic.add(forces, (i, 0), to_fixed(fxi))
-    cuda.atomic.add(forces, (i, 1), to_fixed(fyi))
-    cuda.atomic.add(forces, (i, 2), to_fixed(fzi))
-    energies[i] = energy
-
-
-@cuda.jit
-def _all_pairs(positions, charges, half_sigma, sqrt_4eps, excl_start, excl_atoms, forces,
-               energies):
-    """NoCutoff: one thread per atom i over every j > i, plain Coulomb + LJ, no list.
-
-    The exclusions of i are sorted and j increases, so one pointer walks them alongside.  (The
-    work per thread falls with i; fine for the small systems run without a cutoff.)
-    """
-    i = cuda.grid(1)
-    n = positions.shape[0]
-    if i >= n:
-        return
-    xi = positions[i, 0]
-    yi = positions[i, 1]
-    zi = positions[i, 2]
-    qi = charges[i]
-    si = half_sigma[i]
-    ei = sqrt_4eps[i]
-    e = excl_start[i]
-    e1 = excl_start[i + 1]
-    while e < e1 and excl_atoms[e] <= i:
-        e += 1
-    fxi = 0.0
-    fyi = 0.0
-    fzi = 0.0
-    energy = 0.0
-    for j in range(i + 1, n):
-        if e < e1 and excl_atoms[e] == j:
-            e += 1
-            continue
-        dx = positions[j, 0] - xi
-        dy = positions[j, 1] - yi
-        dz = positions[j, 2] - zi
-        f, pe = pair_interaction(dx * dx + dy * dy + dz * dz, qi * charges[j],
-                                 si + half_sigma[j], ei * sqrt_4eps[j], 0, 0.0, 0.0, 0.0,
-                                 False, 0.0, 0.0)
-        energy += pe
-        fx = f * dx
-        fy = f * dy
-        fz = f * dz
-        fxi -= fx
-        fyi -= fy
-        fzi -= fz
-        cuda.atomic.add(forces, (j, 0), to_fixed(fx))
-        cuda.atomic.add(forces, (j, 1), to_fixed(fy))
-        cuda.atomic.add(forces, (j, 2), to_fixed(fz))
-    cuda.atomic.add(forces, (i, 0), to_fixed(fxi))
-    cuda.atomic.add(forces, (i, 1), to_fixed(fyi))
-    cuda.atomic.add(forces, (i, 2), to_fixed(fzi))
-    energies[i] = energy
+# Exceptions.
 
 
 @cuda.jit
@@ -216,29 +138,9 @@ def _exceptions(positions, atoms, chargeprod, sigma, epsilon, charges, box, peri
     dz = positions[j, 2] - positions[i, 2]
     if periodic:
         dx, dy, dz = minimum_image(dx, dy, dz, ax, bx, by, cx, cy, cz)
-    r2 = dx * dx + dy * dy + dz * dz
-    r = math.sqrt(r2)
-    energy = 0.0
-    f_over_r = 0.0
-    if chargeprod[m] != 0.0 or epsilon[m] != 0.0:
-        inv_r2 = 1.0 / r2
-        e_coul = coulomb_constant * chargeprod[m] / r
-        sr2 = sigma[m] * sigma[m] * inv_r2
-        sr6 = sr2 * sr2 * sr2
-        energy += e_coul + 4.0 * epsilon[m] * (sr6 * sr6 - sr6)
-        f_over_r += (e_coul + 4.0 * epsilon[m] * (12.0 * sr6 * sr6 - 6.0 * sr6)) * inv_r2
-    if ewald:
-        qq = coulomb_constant * charges[i] * charges[j]
-        if qq != 0.0:
-            two_over_sqrt_pi = 1.1283791670955126
-            ar = alpha * r
-            if ar < 1e-8:
-                # erf(ar)/r -> 2 alpha/sqrt(pi) as r -> 0 (coincident sites); force -> 0
-                energy -= qq * two_over_sqrt_pi * alpha
-            else:
-                erf_term = math.erf(ar) / r
-                energy -= qq * erf_term
-                f_over_r -= qq * (erf_term - two_over_sqrt_pi * alpha * math.exp(-ar * ar)) / r2
+    f_over_r, energy = exception_pair(dx * dx + dy * dy + dz * dz, chargeprod[m], sigma[m],
+                                      epsilon[m], charges[i], charges[j], coulomb_constant,
+                                      alpha, ewald)
     fx = f_over_r * dx
     fy = f_over_r * dy
     fz = f_over_r * dz
@@ -256,7 +158,8 @@ def _exceptions(positions, atoms, chargeprod, sigma, epsilon, charges, box, peri
 # Host side.
 
 
-class CudaNonbonded:
+@register_kernel("cuda", Nonbonded)
+class CudaNonbonded(CudaPairTerm):
     """OpenMM's NonbondedForce on the GPU.
 
     Parameters
@@ -278,6 +181,8 @@ class CudaNonbonded:
         Ewald separation parameter, 1/nm (0 without PME).
     neighbors : CudaPairList or None
         The Verlet list (None for NoCutoff).
+    cutoff : float
+        Cutoff, nm (inf for NoCutoff).
 
     Raises
     ------
@@ -285,9 +190,10 @@ class CudaNonbonded:
         For a term this backend does not run yet (plain Ewald).
     """
 
-    profile_phase = "nonbonded"
-    #: ``compute(..., energy=False)`` skips summing the energies (and returns NaN)
-    energy_optional = True
+    @classmethod
+    def from_term(cls, term, system):
+        """The kernel of ``system``'s ``term``, with the system's box as the default box."""
+        return cls(term, system.box)
 
     def __init__(self, term, default_box, buffer=DEFAULT_BUFFER):
         if not isinstance(term, Nonbonded):
@@ -315,13 +221,9 @@ class CudaNonbonded:
             self.coulomb_kind = COULOMB_REACTION_FIELD
         else:
             self.coulomb_kind = COULOMB_PLAIN
-        self.neighbors = None
-        self.switching = False
-        if term.method != "NoCutoff":
-            self.cutoff = float(term.cutoff)
-            self.neighbors = CudaPairList(n, self.cutoff, buffer, term.exception_atoms,
-                                          self.periodic)
-            self.switching = bool(0 < term.switch_distance < term.cutoff)
+        no_cutoff = term.method == "NoCutoff"
+        self._init_pairs(None if no_cutoff else term.cutoff, buffer, term.exception_atoms)
+        self.switching = bool(not no_cutoff and 0 < term.switch_distance < term.cutoff)
         self.dispersion_coefficient = 0.0
         if term.dispersion_correction and term.periodic:
             self.dispersion_coefficient = lennard_jones_coefficient(
@@ -329,15 +231,14 @@ class CudaNonbonded:
         # Per-atom parameters: charge times sqrt(1/(4 pi eps0)) (so qi qj carries the Coulomb
         # constant), sigma/2 and sqrt(4 epsilon) (so sums and products give the LB mixing).
         one = max(n, 1)
-        self._charges = cuda.to_device(np.resize(term.charges * math.sqrt(ONE_4PI_EPS0), one))
-        self._half_sigma = cuda.to_device(np.resize(0.5 * term.sigma, one))
-        self._sqrt_4eps = cuda.to_device(np.resize(np.sqrt(4.0 * term.epsilon), one))
+        inv_width = 1.0 / (self.cutoff - term.switch_distance) if self.switching else 0.0
+        self._parameters = (
+            cuda.to_device(np.resize(term.charges * math.sqrt(ONE_4PI_EPS0), one)),
+            cuda.to_device(np.resize(0.5 * term.sigma, one)),
+            cuda.to_device(np.resize(np.sqrt(4.0 * term.epsilon), one)),
+            self.coulomb_kind, float(self.alpha), self.krf, self.crf, self.switching,
+            float(term.switch_distance), inv_width)
         self._plain_charges = cuda.to_device(np.resize(np.asarray(term.charges, np.float64), one))
-        self._energies = cuda.device_array(one, np.float64)
-        if self.neighbors is None:
-            start, partners = exclusion_table(n, term.exception_atoms)
-            self._excl_start = cuda.to_device(start)
-            self._excl_atoms = cuda.to_device(partners if len(partners) else np.zeros(1, np.int64))
         m = len(term.exception_atoms)
         self._n_exceptions = m
         if m:
@@ -346,18 +247,6 @@ class CudaNonbonded:
             self._exc_sigma = cuda.to_device(np.asarray(term.exception_sigma, np.float64))
             self._exc_epsilon = cuda.to_device(np.asarray(term.exception_epsilon, np.float64))
             self._exc_energies = cuda.device_array(m, np.float64)
-        self._box_host = None
-        self._box_device = cuda.to_device(np.eye(3))
-
-    def _device_box(self, box):
-        """The box as a device array, re-sent only when it changed (identity if not periodic)."""
-        if not self.periodic:
-            return self._box_device
-        box = np.ascontiguousarray(box, np.float64)
-        if self._box_host is None or not np.array_equal(box, self._box_host):
-            self._box_host = box.copy()
-            self._box_device = cuda.to_device(box)
-        return self._box_device
 
     def compute(self, state, box, energy=True):
         """Add NonbondedForce forces to ``state.forces``; return the energy, kJ/mol (NaN if
@@ -384,27 +273,7 @@ class CudaNonbonded:
         NaN if ``energy`` is False (the forces are the same either way)."""
         t = self.term
         box_device = self._device_box(box)
-        n = self.n
-        total = 0.0
-        if n:
-            if self.neighbors is None:
-                with phase("pairs"):
-                    launch_kernel(_all_pairs, n)(
-                        state.positions, self._charges, self._half_sigma, self._sqrt_4eps,
-                        self._excl_start, self._excl_atoms, state.forces, self._energies)
-            else:
-                with phase("neighbour search"):
-                    self.neighbors.update(state.positions, box)
-                nl = self.neighbors
-                inv_width = 1.0 / (self.cutoff - t.switch_distance) if self.switching else 0.0
-                with phase("pairs"):
-                    launch_kernel(_listed_pairs, n)(
-                        state.positions, self._charges, self._half_sigma, self._sqrt_4eps,
-                        nl.neighbors, nl.counts, box_device, self.periodic, self.cutoff**2,
-                        self.coulomb_kind, self.alpha, self.krf, self.crf, self.switching,
-                        float(t.switch_distance), inv_width, state.forces, self._energies)
-            if energy:
-                total += math.fsum(self._energies.copy_to_host()[:n])
+        total = self._pair_energy(_pair_kernels, self._parameters, state, box, energy)
         if self._n_exceptions:
             with phase("exceptions"):
                 launch_kernel(_exceptions, self._n_exceptions)(
@@ -419,12 +288,3 @@ class CudaNonbonded:
         if self.dispersion_coefficient:
             total += self.dispersion_coefficient / abs(np.linalg.det(box))
         return total
-
-    def get_state(self) -> dict:
-        """Neighbour-list state for checkpoints (see ``CudaPairList.get_state``)."""
-        return {} if self.neighbors is None else self.neighbors.get_state()
-
-    def set_state(self, state: dict) -> None:
-        """Restore the neighbour list saved by ``get_state``."""
-        if self.neighbors is not None and state:
-            self.neighbors.set_state(state)

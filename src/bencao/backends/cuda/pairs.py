@@ -21,8 +21,8 @@ The list is rebuilt when the two largest displacements since the last build add 
 buffer, or the box changed, as the CPU list does (``cpu.cluster_pairs``); the displacements
 are compared in fixed point rounded up, so a rebuild may come a hair early, never late.
 
-The pair and exception kernels that read the list are in ``cuda.nonbonded``; the device
-helpers they share with it (fixed-point conversion, minimum image) are here.
+The pair loops that read the list are in ``cuda.pair_loops`` (one skeleton for every pair
+term's law); the minimum image they, the exceptions and the list build share is here.
 """
 
 from __future__ import annotations

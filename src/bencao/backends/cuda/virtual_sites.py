@@ -1,10 +1,10 @@
 """Virtual sites on the GPU: place them from their parents, move their forces onto the parents.
 
-Placement runs the CPU's own per-site function (``backends.cpu.virtual_sites.place_site``,
-OpenMM's formulas, float64) compiled for the GPU, one thread per site.  Distribution mirrors the
-CPU's ``distribute_kernel`` line for line, with the CPU's helpers (cross product, local frame,
-projection) compiled from their own source; its body is ported because it adds into a fixed-point
-accumulator with atomics where the CPU adds float64 (keep the two in step when either changes).
+The laws of one site are the CPU's (:mod:`bencao.backends.common.virtual_site_laws`: OpenMM's
+formulas, float64) compiled for the GPU, one thread per site: ``place_site`` writes the site's
+position, ``distribute_site`` gives the forces on its parents, which this module adds to the
+fixed-point accumulator with atomics where the CPU adds float64.  The tables and their checks are
+the CPU's too (:class:`~bencao.backends.common.virtual_site_tables.VirtualSiteTables`).
 
 Order.  The CPU places sites in table order and distributes in reverse order, so that a site
 built from another site is placed after it and hands its force to it before that site passes
@@ -15,8 +15,8 @@ run one after another, which is the ordering the CPU loop gives.  Within a level
 parent of another, so no thread reads a row that another thread of the same launch writes.  For
 water models (TIP4P, OPC: every site built from real atoms) that is one launch each way.
 
-Distribution.  Each site's fixed-point force is converted to float64, sent through the CPU's
-formulas and added to its parents with ``to_fixed`` and integer atomics, which commute: the result
+Distribution.  Each site's fixed-point force is converted to float64, sent through the shared
+law and added to its parents with ``to_fixed`` and integer atomics, which commute: the result
 does not depend on thread order, run to run.  The CPU instead converts the whole accumulator to
 float64 first and adds in float64, so the two differ only by the truncation of each redistributed
 part to fixed point: less than 1/FORCE_SCALE = 2^-32 kJ/mol/nm (2.3e-10) per component and per
@@ -25,24 +25,20 @@ addition (a parent of k sites: below k units).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import cuda
 
+from bencao.backends.common import virtual_site_laws
 from bencao.backends.common.fixed_point import forces_from_fixed
-from bencao.backends.cpu import virtual_sites as cpu_vsites
-from bencao.backends.cpu.virtual_sites import CpuVirtualSites
+from bencao.backends.common.virtual_site_tables import VirtualSiteTables
 from bencao.backends.cuda.bonded import add_force
-from bencao.backends.cuda.common import device_function, device_version, launch_kernel
+from bencao.backends.cuda.common import device_version, launch_kernel
 from bencao.constants import FORCE_SCALE
-from bencao.forces.virtual_sites import LINEAR, OUT_OF_PLANE, VirtualSites
+from bencao.forces.virtual_sites import VirtualSites
 
-# The CPU's per-site placement and helpers, compiled for the GPU (plain Python in the simulator).
-_place_site = device_version(cpu_vsites.place_site)
-_cross = device_function(cpu_vsites._cross.py_func)
-_local_frame = device_function(cpu_vsites._local_frame.py_func)
-_project_out = device_function(cpu_vsites._project_out.py_func)
+# The shared per-site laws, compiled for the GPU (plain Python in the simulator).
+_place_site = device_version(virtual_site_laws.place_site)
+_distribute_site = device_version(virtual_site_laws.distribute_site)
 
 #: kJ/mol/nm per fixed-point unit; FORCE_SCALE is a power of two, so the product is exact.
 _INV_FORCE_SCALE = 1.0 / FORCE_SCALE
@@ -51,7 +47,7 @@ _INV_FORCE_SCALE = 1.0 / FORCE_SCALE
 @cuda.jit
 def place_sites_kernel(positions, start, count, site, kind, parents, weights, params):
     """Overwrite the positions of sites ``start .. start + count - 1`` (one level); one thread
-    per site, with the CPU's own ``place_site``.
+    per site, with the shared ``place_site``.
 
     Parameters
     ----------
@@ -83,10 +79,10 @@ def gather_site_forces_kernel(forces, site, site_forces):
 
 @cuda.jit
 def distribute_sites_kernel(positions, forces, start, count, site, kind, parents, weights,
-                            params):
+                            params, parent_forces):
     """Move the forces of sites ``start .. start + count - 1`` (one level) onto their parents and
-    zero the site rows; one thread per site.  The body of the CPU's ``distribute_kernel`` for
-    one site, reading and adding fixed point.
+    zero the site rows; one thread per site, with the shared ``distribute_site``, adding
+    fixed point.
 
     Parameters
     ----------
@@ -99,6 +95,8 @@ def distribute_sites_kernel(positions, forces, start, count, site, kind, parents
         The level's slice of the (level-sorted) site table.
     site, kind, parents, weights, params : device arrays
         The fields of :class:`~bencao.forces.virtual_sites.VirtualSites` (int64 / float64).
+    parent_forces : (M, P, 3) float64 device array
+        Scratch: row m receives the forces site m hands to its parents, kJ/mol/nm.
     """
     t = cuda.grid(1)
     if t >= count:
@@ -114,79 +112,13 @@ def distribute_sites_kernel(positions, forces, start, count, site, kind, parents
     forces[v, 0] = 0
     forces[v, 1] = 0
     forces[v, 2] = 0
-    if kind[m] == LINEAR:
-        for j in range(parents.shape[1]):
-            p = parents[m, j]
-            if p < 0:
-                continue
-            w = weights[m, j, 0]
-            add_force(forces, p, w * fx, w * fy, w * fz)
-    elif kind[m] == OUT_OF_PLANE:
-        p1 = parents[m, 0]
-        p2 = parents[m, 1]
-        p3 = parents[m, 2]
-        ax = positions[p2, 0] - positions[p1, 0]
-        ay = positions[p2, 1] - positions[p1, 1]
-        az = positions[p2, 2] - positions[p1, 2]
-        bx = positions[p3, 0] - positions[p1, 0]
-        by = positions[p3, 1] - positions[p1, 1]
-        bz = positions[p3, 2] - positions[p1, 2]
-        w12 = params[m, 0]
-        w13 = params[m, 1]
-        wc = params[m, 2]
-        # d(a x b)/da = -[b]x, so its transpose sends f to b x f; likewise f x a for b.
-        bfx, bfy, bfz = _cross(bx, by, bz, fx, fy, fz)
-        fax, fay, faz = _cross(fx, fy, fz, ax, ay, az)
-        f2x = w12 * fx + wc * bfx
-        f2y = w12 * fy + wc * bfy
-        f2z = w12 * fz + wc * bfz
-        f3x = w13 * fx + wc * fax
-        f3y = w13 * fy + wc * fay
-        f3z = w13 * fz + wc * faz
-        add_force(forces, p1, fx - f2x - f3x, fy - f2y - f3y, fz - f2z - f3z)
-        add_force(forces, p2, f2x, f2y, f2z)
-        add_force(forces, p3, f3x, f3y, f3z)
-    else:  # LOCAL_COORDINATES: see the CPU kernel for the derivation of gX and gY
-        _, _, _, xx, xy, xz, yx, yy, yz = _local_frame(positions, parents, weights, m)
-        zx, zy, zz = _cross(xx, xy, xz, yx, yy, yz)
-        nx = math.sqrt(xx * xx + xy * xy + xz * xz)
-        nz = math.sqrt(zx * zx + zy * zy + zz * zz)
-        inx = 1.0 / nx if nx > 0.0 else 0.0
-        inz = 1.0 / nz if nz > 0.0 else 0.0
-        ux = xx * inx  # unit x axis
-        uy = xy * inx
-        uz = xz * inx
-        ezx = zx * inz  # unit z axis
-        ezy = zy * inz
-        ezz = zz * inz
-        lx = params[m, 0]
-        ly = params[m, 1]
-        lz = params[m, 2]
-        # Dz (ex x f) and Dz f
-        cx, cy, cz = _cross(ux, uy, uz, fx, fy, fz)
-        ax, ay, az = _project_out(cx, cy, cz, ezx, ezy, ezz, inz)
-        bx, by, bz = _project_out(fx, fy, fz, ezx, ezy, ezz, inz)
-        # Dx f and Dx (f x ez)
-        dx1, dy1, dz1 = _project_out(fx, fy, fz, ux, uy, uz, inx)
-        qx, qy, qz = _cross(fx, fy, fz, ezx, ezy, ezz)
-        dx2, dy2, dz2 = _project_out(qx, qy, qz, ux, uy, uz, inx)
-        sx = ly * ax + lz * bx  # Dz (ly ex x f + lz f)
-        sy = ly * ay + lz * by
-        sz = ly * az + lz * bz
-        ysx, ysy, ysz = _cross(yx, yy, yz, sx, sy, sz)
-        xsx, xsy, xsz = _cross(xx, xy, xz, sx, sy, sz)
-        gxx = lx * dx1 + ly * dx2 + ysx
-        gxy = lx * dy1 + ly * dy2 + ysy
-        gxz = lx * dz1 + ly * dz2 + ysz
-        for j in range(parents.shape[1]):
-            p = parents[m, j]
-            if p < 0:
-                continue
-            wo = weights[m, j, 0]
-            wxj = weights[m, j, 1]
-            wyj = weights[m, j, 2]
-            add_force(forces, p, wo * fx + wxj * gxx - wyj * xsx, wo * fy + wxj * gxy - wyj * xsy,
-                      wo * fz + wxj * gxz - wyj * xsz)
+    mine = parent_forces[m]
+    n = _distribute_site(positions, m, fx, fy, fz, kind, parents, weights, params, mine)
+    for j in range(n):
+        p = parents[m, j]
+        if p < 0:
+            continue
+        add_force(forces, p, mine[j, 0], mine[j, 1], mine[j, 2])
 
 
 def dependency_levels(site: np.ndarray, parents: np.ndarray) -> np.ndarray:
@@ -237,7 +169,7 @@ class CudaVirtualSites:
     Parameters
     ----------
     vsites : VirtualSites
-        The system's virtual sites.  Validated as on the CPU (``CpuVirtualSites``); the table
+        The system's virtual sites.  Validated as on the CPU (``VirtualSiteTables``); the table
         need not be in dependency order, the levels are worked out here.
 
     Attributes
@@ -252,8 +184,8 @@ class CudaVirtualSites:
     """
 
     def __init__(self, vsites: VirtualSites):
-        # The CPU class checks the kinds and parent counts and normalises dtypes and shapes.
-        host = CpuVirtualSites(vsites)
+        # The shared tables check the kinds and parent counts and normalise dtypes and shapes.
+        host = VirtualSiteTables(vsites)
         level = dependency_levels(host.site, host.parents)
         order = np.argsort(level, kind="stable")  # keeps the table order within a level
         counts = np.bincount(level, minlength=1) if len(level) else np.zeros(0, dtype=np.int64)
@@ -266,6 +198,9 @@ class CudaVirtualSites:
         self._weights = cuda.to_device(np.ascontiguousarray(host.weights[order]))
         self._params = cuda.to_device(np.ascontiguousarray(host.params[order]))
         self.site_forces = cuda.device_array((max(len(self.site), 1), 3), dtype=np.int64)
+        # What each site hands to its parents, written and read by its own thread
+        self._parent_forces = cuda.device_array(
+            (max(len(self.site), 1), host.parents.shape[1], 3), dtype=np.float64)
 
     def __len__(self) -> int:
         return len(self.site)
@@ -302,7 +237,7 @@ class CudaVirtualSites:
         for start, count in reversed(self.levels):
             launch_kernel(distribute_sites_kernel, count)(
                 state.positions, state.forces, start, count, self._site, self._kind,
-                self._parents, self._weights, self._params)
+                self._parents, self._weights, self._params, self._parent_forces)
 
     def restore_site_forces(self, forces: np.ndarray) -> np.ndarray:
         """Write each site's own force, kept by the last :meth:`distribute`, into its row of a
