@@ -15,22 +15,8 @@ from bencao.forces.bonded import (
     PositionRestraints,
 )
 from bencao.forces.nonbonded import Nonbonded, TabulatedPairs
+from bencao.forces.registry import TERM_TYPES
 from bencao.forces.virtual_sites import VirtualSites
-
-TERM_TYPES = {
-    cls.__name__: cls
-    for cls in (
-        HarmonicBonds,
-        HarmonicAngles,
-        PeriodicTorsions,
-        HarmonicImpropers,
-        CMAPTorsions,
-        LJPairs,
-        Nonbonded,
-        TabulatedPairs,
-        PositionRestraints,
-    )
-}
 
 __all__ = [
     "HarmonicBonds",

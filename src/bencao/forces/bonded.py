@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bencao.forces.registry import term_record
 
+
+@term_record
 @dataclass(frozen=True)
 class HarmonicBonds:
     """E = 1/2 k (r - length)^2 per bond (OpenMM HarmonicBondForce).
@@ -27,6 +30,7 @@ class HarmonicBonds:
     name = "HarmonicBondForce"
 
 
+@term_record
 @dataclass(frozen=True)
 class HarmonicAngles:
     """E = 1/2 k (theta - angle)^2 per angle (OpenMM HarmonicAngleForce).
@@ -47,6 +51,7 @@ class HarmonicAngles:
     name = "HarmonicAngleForce"
 
 
+@term_record
 @dataclass(frozen=True)
 class PeriodicTorsions:
     """E = k (1 + cos(n phi - phase)) per torsion (OpenMM PeriodicTorsionForce).
@@ -70,6 +75,7 @@ class PeriodicTorsions:
     name = "PeriodicTorsionForce"
 
 
+@term_record
 @dataclass(frozen=True)
 class HarmonicImpropers:
     """E = k d^2 with d = theta - theta0 (CustomTorsionForce, the harmonic improper form).
@@ -99,6 +105,7 @@ class HarmonicImpropers:
     name = "CustomTorsionForce"
 
 
+@term_record
 @dataclass(frozen=True)
 class CMAPTorsions:
     """CMAP correction maps on pairs of torsions (OpenMM CMAPTorsionForce).
@@ -127,6 +134,7 @@ class CMAPTorsions:
     name = "CMAPTorsionForce"
 
 
+@term_record
 @dataclass(frozen=True)
 class LJPairs:
     """E = c12 / r^12 - c6 / r^6 between listed pairs (CustomBondForce: scaled 1-4 LJ of CHARMM XML
@@ -148,6 +156,7 @@ class LJPairs:
     name = "CustomBondForce"
 
 
+@term_record
 @dataclass(frozen=True)
 class PositionRestraints:
     """E = 1/2 k |x - x0|^2 per restrained particle, |x - x0| the periodic minimum-image distance

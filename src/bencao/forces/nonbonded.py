@@ -6,11 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bencao.forces.registry import term_record
+
 #: Non-bonded methods, with OpenMM's names.
 METHODS = ("NoCutoff", "CutoffNonPeriodic", "CutoffPeriodic", "Ewald", "PME")
 PERIODIC_METHODS = ("CutoffPeriodic", "Ewald", "PME")
 
 
+@term_record
 @dataclass(frozen=True)
 class Nonbonded:
     """Coulomb and Lennard-Jones with Lorentz-Berthelot mixing (OpenMM NonbondedForce).
@@ -76,6 +79,7 @@ class Nonbonded:
         return self.method in PERIODIC_METHODS
 
 
+@term_record
 @dataclass(frozen=True)
 class TabulatedPairs:
     """E = A(ti,tj)/r^12 - B(ti,tj)/r^6 - C(ti,tj)/r^4 over all non-excluded pairs.

@@ -24,17 +24,26 @@ from bencao.forces import (
 )
 from bencao.system import System
 
-SUPPORTED_FORCES = (
-    "HarmonicBondForce",
-    "HarmonicAngleForce",
-    "PeriodicTorsionForce",
-    "CMAPTorsionForce",
-    "NonbondedForce",
-    "CustomTorsionForce (harmonic improper forms)",
-    "CustomNonbondedForce (acoef/bcoef/ccoef type tables: NBFIX, 12-6-4)",
-    "CustomBondForce (1-4 Lennard-Jones pair forms)",
-    "CMMotionRemover",
-)
+#: OpenMM force class name -> (importer, what of that class bencao supports); each importer
+#: registers itself with :func:`imports`, in the order listed to users.
+IMPORTERS: dict[str, tuple] = {}
+
+
+def imports(openmm_class: str, scope: str = ""):
+    """Decorator: ``function(force, n_particles)`` turns an OpenMM ``openmm_class`` force into
+    a term record of ``bencao.forces`` (``scope`` says which forms of it, for error messages)."""
+
+    def register(function):
+        IMPORTERS[openmm_class] = (function, scope)
+        return function
+
+    return register
+
+
+def supported_forces() -> list[str]:
+    """The OpenMM forces bencao runs, as listed to users."""
+    listed = [f"{name} ({scope})" if scope else name for name, (_, scope) in IMPORTERS.items()]
+    return [*listed, "CMMotionRemover"]
 
 
 class UnsupportedForceError(ValueError):
@@ -42,7 +51,7 @@ class UnsupportedForceError(ValueError):
 
     def __init__(self, force_name: str, detail: str):
         super().__init__(
-            f"{force_name}: {detail}. bencao supports: {', '.join(SUPPORTED_FORCES)}."
+            f"{force_name}: {detail}. bencao supports: {', '.join(supported_forces())}."
         )
 
 
@@ -77,7 +86,8 @@ def _check_not_periodic(force, kind: str) -> None:
 # ---------------------------------------------------------------------------- bonded terms
 
 
-def _harmonic_bonds(force) -> HarmonicBonds:
+@imports("HarmonicBondForce")
+def _harmonic_bonds(force, n_particles: int) -> HarmonicBonds:
     _check_not_periodic(force, "HarmonicBondForce")
     rows = [force.getBondParameters(i) for i in range(force.getNumBonds())]
     return HarmonicBonds(
@@ -87,7 +97,8 @@ def _harmonic_bonds(force) -> HarmonicBonds:
     )
 
 
-def _harmonic_angles(force) -> HarmonicAngles:
+@imports("HarmonicAngleForce")
+def _harmonic_angles(force, n_particles: int) -> HarmonicAngles:
     _check_not_periodic(force, "HarmonicAngleForce")
     rows = [force.getAngleParameters(i) for i in range(force.getNumAngles())]
     return HarmonicAngles(
@@ -97,7 +108,8 @@ def _harmonic_angles(force) -> HarmonicAngles:
     )
 
 
-def _periodic_torsions(force) -> PeriodicTorsions:
+@imports("PeriodicTorsionForce")
+def _periodic_torsions(force, n_particles: int) -> PeriodicTorsions:
     _check_not_periodic(force, "PeriodicTorsionForce")
     rows = [force.getTorsionParameters(i) for i in range(force.getNumTorsions())]
     return PeriodicTorsions(
@@ -108,7 +120,8 @@ def _periodic_torsions(force) -> PeriodicTorsions:
     )
 
 
-def _cmap_torsions(force) -> CMAPTorsions:
+@imports("CMAPTorsionForce")
+def _cmap_torsions(force, n_particles: int) -> CMAPTorsions:
     _check_not_periodic(force, "CMAPTorsionForce")
     sizes, offsets, energies = [], [], []
     offset = 0
@@ -145,7 +158,8 @@ _IMPROPER_FORMS = [
 ]
 
 
-def _harmonic_impropers(force) -> HarmonicImpropers:
+@imports("CustomTorsionForce", "harmonic improper forms")
+def _harmonic_impropers(force, n_particles: int) -> HarmonicImpropers:
     kind = "CustomTorsionForce"
     _check_not_periodic(force, kind)
     _reject_globals(force, kind)
@@ -174,7 +188,8 @@ _LJ14_SCALED = re.compile(r"([0-9.eE+-]+)\*epsilon\*\(\(sigma/r\)\^12-\(sigma/r\
 _PAIR_AC = "-C/r^6+A/r^12"
 
 
-def _lj_pairs(force) -> LJPairs:
+@imports("CustomBondForce", "1-4 Lennard-Jones pair forms")
+def _lj_pairs(force, n_particles: int) -> LJPairs:
     kind = "CustomBondForce"
     _check_not_periodic(force, kind)
     _reject_globals(force, kind)
@@ -201,6 +216,7 @@ def _lj_pairs(force) -> LJPairs:
 _NONBONDED_METHODS = {0: "NoCutoff", 1: "CutoffNonPeriodic", 2: "CutoffPeriodic", 3: "Ewald", 4: "PME"}
 
 
+@imports("NonbondedForce")
 def _nonbonded(force, n_particles: int) -> Nonbonded:
     kind = "NonbondedForce"
     method = _NONBONDED_METHODS.get(force.getNonbondedMethod())
@@ -259,6 +275,7 @@ _TABLE_FORMS = {
 _CUSTOM_NB_METHODS = {0: "NoCutoff", 1: "CutoffNonPeriodic", 2: "CutoffPeriodic"}
 
 
+@imports("CustomNonbondedForce", "acoef/bcoef/ccoef type tables: NBFIX, 12-6-4")
 def _tabulated_pairs(force, n_particles: int) -> TabulatedPairs:
     kind = "CustomNonbondedForce"
     _reject_globals(force, kind)
@@ -352,24 +369,10 @@ def system_from_openmm(openmm_system) -> System:
     cm_removal = 0
     for force in openmm_system.getForces():
         name = type(force).__name__
-        if name == "HarmonicBondForce":
-            terms.append(_harmonic_bonds(force))
-        elif name == "HarmonicAngleForce":
-            terms.append(_harmonic_angles(force))
-        elif name == "PeriodicTorsionForce":
-            terms.append(_periodic_torsions(force))
-        elif name == "CMAPTorsionForce":
-            terms.append(_cmap_torsions(force))
-        elif name == "CustomTorsionForce":
-            terms.append(_harmonic_impropers(force))
-        elif name == "CustomBondForce":
-            terms.append(_lj_pairs(force))
-        elif name == "NonbondedForce":
-            terms.append(_nonbonded(force, n))
-        elif name == "CustomNonbondedForce":
-            terms.append(_tabulated_pairs(force, n))
-        elif name == "CMMotionRemover":
+        if name == "CMMotionRemover":
             cm_removal = int(force.getFrequency())
+        elif name in IMPORTERS:
+            terms.append(IMPORTERS[name][0](force, n))
         else:
             raise UnsupportedForceError(name, "this force type is not supported")
     constraints = [openmm_system.getConstraintParameters(i) for i in range(openmm_system.getNumConstraints())]

@@ -5,8 +5,44 @@ from __future__ import annotations
 
 import numpy as np
 
+from bencao.backends.common.evaluation import check_parts
 from bencao.constants import FORCE_CLAMP
 from bencao.errors import BlowUpError
+from bencao.profiling import phase
+
+
+def compute_share(term, parts: str, arguments: tuple, energy: bool = True):
+    """Add one compiled term's share of the force group ``parts`` to the backend's accumulator
+    and return its energy (kJ/mol), or None if the term has no share in that group.
+
+    Parameters
+    ----------
+    term : compiled term
+        A backend's kernel object: ``compute`` (everything), and, for a term with a
+        reciprocal-space part, ``compute_direct`` and ``reciprocal.compute``.
+    parts : {"all", "direct", "reciprocal"}
+        The force group (see ``bencao.backends.common.evaluation.PARTS``).
+    arguments : tuple
+        What the backend's terms take: (positions, box, fixed-point forces) on the CPU,
+        (device state, box) on CUDA.
+    energy : bool
+        If False, terms that can skip their energy (``energy_optional``) do, and return NaN.
+    """
+    options = {} if energy or not getattr(term, "energy_optional", False) else {"energy": False}
+    reciprocal = getattr(term, "reciprocal", None)
+    if parts == "all":
+        return term.compute(*arguments, **options)
+    if parts == "direct":
+        compute = term.compute if reciprocal is None else term.compute_direct
+        return compute(*arguments, **options)
+    if parts == "reciprocal":
+        if reciprocal is None:
+            return None
+        skip = not energy and getattr(reciprocal, "energy_optional", False)
+        with phase("reciprocal space"):
+            return reciprocal.compute(*arguments, **({"energy": False} if skip else {}))
+    check_parts(parts)
+    return None
 
 
 class Backend:

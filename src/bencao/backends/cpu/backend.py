@@ -6,7 +6,7 @@ import importlib
 
 import numpy as np
 
-from bencao.backends.common.backend import Backend
+from bencao.backends.common.backend import Backend, compute_share
 from bencao.backends.common.evaluation import PARTS, Evaluation, check_parts
 from bencao.backends.common.fixed_point import forces_from_fixed
 from bencao.backends.common.registry import kernel_for
@@ -18,27 +18,6 @@ __all__ = ["PARTS", "BlowUpError", "CpuBackend", "Evaluation"]
 
 #: Modules whose term classes register themselves for the CPU (``register_kernel("cpu", ...)``).
 KERNEL_MODULES = ("bonded", "cmap", "nonbonded")
-
-
-def _compute_part(term, parts, positions, box, fixed, energy=True):
-    """Add one term's share of ``parts`` to ``fixed``; its energy, or None if it has no share.
-
-    With ``energy`` False, terms that can skip their energy (``energy_optional``) do, and return
-    NaN.
-    """
-    reciprocal = getattr(term, "reciprocal", None)
-    options = {} if energy or not getattr(term, "energy_optional", False) else {"energy": False}
-    if parts == "all":
-        return term.compute(positions, box, fixed, **options)
-    if parts == "direct":
-        return term.compute_direct(positions, box, fixed, **options) if reciprocal is not None else \
-            term.compute(positions, box, fixed, **options)
-    if parts == "reciprocal":
-        if reciprocal is None:
-            return None
-        with phase("reciprocal space"):
-            return reciprocal.compute(positions, box, fixed)
-    check_parts(parts)
 
 
 class CpuBackend(Backend):
@@ -91,6 +70,7 @@ class CpuBackend(Backend):
         BlowUpError
             If the energy is not finite or a force is too large to represent.
         """
+        check_parts(parts)
         with phase("force bookkeeping"):
             positions, box = self.check_inputs(positions, box)
         if self.virtual_sites is not None:
@@ -101,7 +81,7 @@ class CpuBackend(Backend):
         terms: dict[str, float] = {}
         for term in self.terms:
             with phase(term.profile_phase):
-                term_energy = _compute_part(term, parts, positions, box, fixed, energy)
+                term_energy = compute_share(term, parts, (positions, box, fixed), energy)
             if term_energy is not None:
                 terms[term.name] = terms.get(term.name, 0.0) + float(term_energy)
         with phase("force bookkeeping"):

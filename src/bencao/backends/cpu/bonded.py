@@ -36,7 +36,7 @@ from bencao.backends.common.laws.geometry import (
     dihedral_forces,
     dihedral_geometry,
 )
-from bencao.backends.common.laws.restraints import position_restraint
+from bencao.backends.common.laws.restraints import position_restraint, restraint_tables
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cpu.base import CpuTerm
 from bencao.forces.bonded import PositionRestraints
@@ -231,11 +231,7 @@ class CpuPositionRestraints(CpuTerm):
 
     def __init__(self, term: PositionRestraints):
         self.name = term.name
-        self.atoms = np.ascontiguousarray(term.atoms, np.int64).reshape(-1)
-        self.reference = np.ascontiguousarray(term.reference, np.float64).reshape(-1, 3)
-        self.k = np.ascontiguousarray(np.asarray(term.k, dtype=np.float64).reshape(-1))
-        if not (len(self.atoms) == len(self.reference) == len(self.k)):
-            raise ValueError("position restraints need one reference position and k per particle")
+        self.atoms, self.reference, self.k = restraint_tables(term)
 
     def compute(self, positions, box, forces) -> float:
         """Add the restraint forces (kJ/mol/nm, fixed point) and return the energy, kJ/mol."""

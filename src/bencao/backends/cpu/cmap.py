@@ -8,13 +8,9 @@ evaluates it and applies dE/dphi, dE/dpsi through the shared torsion gradient.
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 from numba import njit
 
-from bencao.backends.common.laws.cmap import cmap_patch, cmap_tables
-from bencao.backends.common.laws.geometry import dihedral_forces, dihedral_geometry
+from bencao.backends.common.laws.cmap import cmap_pair, cmap_tables
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cpu.base import CpuTerm
 from bencao.backends.cpu.bonded import add_torsion_forces
@@ -47,37 +43,13 @@ def cmap_kernel(positions, atoms, torsion_map, map_sizes, patch_offsets, coeffs,
     float
         Energy, kJ/mol.
     """
-    two_pi = 2.0 * math.pi
     energy = 0.0
     for m in range(atoms.shape[0]):
-        a1 = atoms[m, 0]
-        a2 = atoms[m, 1]
-        a3 = atoms[m, 2]
-        a4 = atoms[m, 3]
-        b1 = atoms[m, 4]
-        b2 = atoms[m, 5]
-        b3 = atoms[m, 6]
-        b4 = atoms[m, 7]
-        geom_a = dihedral_geometry(positions, a1, a2, a3, a4)
-        geom_b = dihedral_geometry(positions, b1, b2, b3, b4)
-        # Map (-pi, pi] onto [0, 2 pi), the grid's range.
-        phi = np.fmod(geom_a[0] + two_pi, two_pi)
-        psi = np.fmod(geom_b[0] + two_pi, two_pi)
-
-        mp = torsion_map[m]
-        size = map_sizes[mp]
-        delta = two_pi / size
-        # min() keeps an angle that rounds to 2 pi inside the last patch.
-        s = np.int64(min(phi / delta, size - 1.0))
-        t = np.int64(min(psi / delta, size - 1.0))
-        row = patch_offsets[mp] + s + size * t
-        u = phi / delta - s
-        v = psi / delta - t
-
-        e, de_du, de_dv = cmap_patch(coeffs, row, u, v)
+        e, f_phi, f_psi = cmap_pair(positions, atoms, m, torsion_map, map_sizes, patch_offsets,
+                                    coeffs)
         energy += e
-        add_torsion_forces(forces, a1, a2, a3, a4, dihedral_forces(de_du / delta, geom_a))
-        add_torsion_forces(forces, b1, b2, b3, b4, dihedral_forces(de_dv / delta, geom_b))
+        add_torsion_forces(forces, atoms[m, 0], atoms[m, 1], atoms[m, 2], atoms[m, 3], f_phi)
+        add_torsion_forces(forces, atoms[m, 4], atoms[m, 5], atoms[m, 6], atoms[m, 7], f_psi)
     return energy
 
 

@@ -7,7 +7,7 @@ errors are the CPU backend's own, so both backends behave the same to their call
 
 from __future__ import annotations
 
-from bencao.backends.common.backend import Backend
+from bencao.backends.common.backend import Backend, compute_share
 from bencao.backends.common.evaluation import Evaluation, check_parts
 from bencao.backends.common.fixed_point import forces_from_fixed
 from bencao.backends.common.registry import kernel_for
@@ -17,28 +17,6 @@ from bencao.profiling import phase
 #: Modules whose term classes register themselves for CUDA (``register_kernel("cuda", ...)``).
 #: The pair modules are large but compile lazily, at a kernel's first launch.
 KERNEL_MODULES = ("bonded", "tabulated", "nonbonded")
-
-
-def _compute_part(term, parts, state, box, energy=True):
-    """Add one term's share of ``parts`` to ``state.forces``; its energy, or None if it has none.
-
-    The CUDA counterpart of the CPU backend's ``_compute_part``: with ``energy`` False, terms that
-    can skip their energy (``energy_optional``) do, and return NaN.
-    """
-    reciprocal = getattr(term, "reciprocal", None)
-    options = {} if energy or not getattr(term, "energy_optional", False) else {"energy": False}
-    if parts == "all":
-        return term.compute(state, box, **options)
-    if parts == "direct":
-        if reciprocal is None:
-            return term.compute(state, box, **options)
-        return term.compute_direct(state, box, **options)
-    if parts == "reciprocal":
-        if reciprocal is None:
-            return None
-        with phase("reciprocal space"):
-            return reciprocal.compute(state, box, energy)
-    check_parts(parts)
 
 
 class CudaBackend(Backend):
@@ -168,7 +146,7 @@ class CudaBackend(Backend):
         terms: dict[str, float] = {}
         for term in self.terms:
             with phase(term.profile_phase):
-                term_energy = _compute_part(term, parts, self.state, box, energy)
+                term_energy = compute_share(term, parts, (self.state, box), energy)
             if term_energy is not None:
                 terms[term.name] = terms.get(term.name, 0.0) + float(term_energy)
         if self.device_virtual_sites is not None:

@@ -24,14 +24,14 @@ import numpy as np
 from numba import cuda
 
 from bencao.backends.common.laws import for_each_listed_law, listed_law
-from bencao.backends.common.laws.cmap import cmap_patch, cmap_tables
+from bencao.backends.common.laws.cmap import cmap_pair, cmap_tables
 from bencao.backends.common.laws.geometry import (
     angle_forces,
     angle_geometry,
     dihedral_forces,
     dihedral_geometry,
 )
-from bencao.backends.common.laws.restraints import position_restraint
+from bencao.backends.common.laws.restraints import position_restraint, restraint_tables
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cuda.common import device_version, launch_config, to_fixed
 from bencao.forces.bonded import CMAPTorsions, PositionRestraints
@@ -42,7 +42,7 @@ _angle_forces = device_version(angle_forces)
 _dihedral_geometry = device_version(dihedral_geometry)
 _dihedral_forces = device_version(dihedral_forces)
 _position_restraint = device_version(position_restraint)
-_cmap_patch = device_version(cmap_patch)
+_cmap_pair = device_version(cmap_pair)
 
 
 @cuda.jit(device=True)
@@ -218,43 +218,11 @@ def cmap_torsions_kernel(positions, atoms, torsion_map, map_sizes, patch_offsets
     m = cuda.grid(1)
     if m >= atoms.shape[0]:
         return
-    a1 = atoms[m, 0]
-    a2 = atoms[m, 1]
-    a3 = atoms[m, 2]
-    a4 = atoms[m, 3]
-    b1 = atoms[m, 4]
-    b2 = atoms[m, 5]
-    b3 = atoms[m, 6]
-    b4 = atoms[m, 7]
-    two_pi = 2.0 * math.pi
-    geom_a = _dihedral_geometry(positions, a1, a2, a3, a4)
-    geom_b = _dihedral_geometry(positions, b1, b2, b3, b4)
-    # Map (-pi, pi] onto [0, 2 pi), the grid's range.  math.fmod is exact, as is the CPU's
-    # np.fmod, so both give the same bits (and math.fmod exists on every CUDA target).
-    phi = math.fmod(geom_a[0] + two_pi, two_pi)
-    psi = math.fmod(geom_b[0] + two_pi, two_pi)
-
-    mp = torsion_map[m]
-    size = map_sizes[mp]
-    delta = two_pi / size
-    # The CPU's min(x / delta, size - 1.0), which keeps an angle that rounds to 2 pi inside the
-    # last patch, as a comparison: the same value, and Numba 0.68's CUDA target cannot compile
-    # the builtin min's generic (*args) overload (checked with cuda.compile_ptx for sm_90).
-    phi_cells = phi / delta
-    if phi_cells > size - 1.0:  # noqa: PLR1730 - builtin min does not compile for CUDA, above
-        phi_cells = size - 1.0
-    psi_cells = psi / delta
-    if psi_cells > size - 1.0:  # noqa: PLR1730 - as for phi
-        psi_cells = size - 1.0
-    s = np.int64(phi_cells)
-    t = np.int64(psi_cells)
-    row = patch_offsets[mp] + s + size * t
-    u = phi / delta - s
-    v = psi / delta - t
-    e, de_du, de_dv = _cmap_patch(coeffs, row, u, v)
+    e, f_phi, f_psi = _cmap_pair(positions, atoms, m, torsion_map, map_sizes, patch_offsets,
+                                 coeffs)
     energies[m] = e
-    add_torsion_forces(forces, a1, a2, a3, a4, _dihedral_forces(de_du / delta, geom_a))
-    add_torsion_forces(forces, b1, b2, b3, b4, _dihedral_forces(de_dv / delta, geom_b))
+    add_torsion_forces(forces, atoms[m, 0], atoms[m, 1], atoms[m, 2], atoms[m, 3], f_phi)
+    add_torsion_forces(forces, atoms[m, 4], atoms[m, 5], atoms[m, 6], atoms[m, 7], f_psi)
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,11 +342,7 @@ class CudaPositionRestraints(CudaTerm):
     """
 
     def __init__(self, term: PositionRestraints):
-        atoms = np.asarray(term.atoms, dtype=np.int64).reshape(-1)
-        reference = np.asarray(term.reference, dtype=np.float64).reshape(-1, 3)
-        k = np.asarray(term.k, dtype=np.float64).reshape(-1)
-        if not (len(atoms) == len(reference) == len(k)):
-            raise ValueError("position restraints need one reference position and k per particle")
+        atoms, reference, k = restraint_tables(term)
         super().__init__(term, len(atoms))
         self.atoms = _device_index(atoms)
         self.reference = _device_float(reference, 3)

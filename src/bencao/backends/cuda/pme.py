@@ -242,6 +242,7 @@ class CudaPME:
 
     name = "NonbondedForce"
     profile_phase = "reciprocal space"
+    energy_optional = True  # compute(..., energy=False) skips the energy sum
 
     def __init__(self, term, n_particles, default_box):
         if term.method != "PME":

@@ -19,11 +19,14 @@ angles taken modulo 2 pi (so index size/2 is at +-pi).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 from scipy.interpolate import CubicSpline
+
+from bencao.backends.common.laws.geometry import dihedral_forces, dihedral_geometry
 
 # Hermite-to-monomial matrix on [0, 1]: p(u) = [1 u u^2 u^3] . (_HERMITE @ [p0, p1, p0', p1']).
 _HERMITE = np.array(
@@ -192,3 +195,57 @@ def cmap_patch(coeffs, row, u, v):
         d3 = coeffs[row, 12 + p]
         de_du = v * de_du + (3.0 * d3 * u + 2.0 * d2) * u + d1
     return e, de_du, de_dv
+
+
+@njit(cache=True, inline="always")
+def cmap_pair(positions, atoms, m, torsion_map, map_sizes, patch_offsets, coeffs):
+    """Energy and forces of CMAP torsion pair ``m`` (OpenMM's CMAPTorsionForce).
+
+    Both torsions use the raw positions, no minimum image (OpenMM's CMAPTorsionForce is not
+    periodic by default).  Each angle is mapped from (-pi, pi] onto the grid's [0, 2 pi)
+    exactly, its patch found, the bicubic
+    patch evaluated and dE/dphi, dE/dpsi turned into forces by the shared torsion gradient.
+
+    Parameters
+    ----------
+    positions : (N, 3) float64 array
+        Positions, nm.
+    atoms : (M, 8) int64 array
+        Four atoms of phi, then four of psi.
+    m : int
+        The pair.
+    torsion_map, map_sizes, patch_offsets, coeffs : arrays
+        The tables of :func:`cmap_tables`.
+
+    Returns
+    -------
+    tuple
+        (energy kJ/mol, the 12 force components on phi's atoms, the 12 on psi's), kJ/mol/nm.
+    """
+    two_pi = 2.0 * math.pi
+    geom_a = dihedral_geometry(positions, atoms[m, 0], atoms[m, 1], atoms[m, 2], atoms[m, 3])
+    geom_b = dihedral_geometry(positions, atoms[m, 4], atoms[m, 5], atoms[m, 6], atoms[m, 7])
+    # fmod(x, 2 pi) for x in (pi, 3 pi], written as one exact subtraction (Sterbenz), which
+    # both targets compile (Numba's CPU target has no math.fmod, CUDA has no np.fmod).
+    phi = geom_a[0] + two_pi
+    if phi >= two_pi:
+        phi -= two_pi
+    psi = geom_b[0] + two_pi
+    if psi >= two_pi:
+        psi -= two_pi
+    mp = torsion_map[m]
+    size = map_sizes[mp]
+    delta = two_pi / size
+    # Keep an angle that rounds to 2 pi inside the last patch; a comparison rather than the
+    # builtin min, whose generic overload Numba's CUDA target cannot compile.
+    phi_cells = phi / delta
+    if phi_cells > size - 1.0:  # noqa: PLR1730 (builtin min: see above)
+        phi_cells = size - 1.0
+    psi_cells = psi / delta
+    if psi_cells > size - 1.0:  # noqa: PLR1730
+        psi_cells = size - 1.0
+    s = np.int64(phi_cells)
+    t = np.int64(psi_cells)
+    row = patch_offsets[mp] + s + size * t
+    e, de_du, de_dv = cmap_patch(coeffs, row, phi / delta - s, psi / delta - t)
+    return e, dihedral_forces(de_du / delta, geom_a), dihedral_forces(de_dv / delta, geom_b)

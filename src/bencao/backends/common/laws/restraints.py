@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from bencao.backends.common.periodic import minimum_image
@@ -30,3 +31,20 @@ def position_restraint(dx, dy, dz, k, box, periodic):
     dx, dy, dz = minimum_image(dx, dy, dz, box, periodic)
     energy = 0.5 * k * (dx * dx + dy * dy + dz * dz)
     return energy, -k * dx, -k * dy, -k * dz
+
+
+def restraint_tables(term):
+    """A ``PositionRestraints`` term as the kernels take it: C-contiguous (M,) int64 atoms,
+    (M, 3) float64 reference positions (nm) and (M,) float64 force constants (kJ/mol/nm^2).
+
+    Raises
+    ------
+    ValueError
+        If the three do not have one entry per restrained particle.
+    """
+    atoms = np.ascontiguousarray(np.asarray(term.atoms, dtype=np.int64).reshape(-1))
+    reference = np.ascontiguousarray(np.asarray(term.reference, dtype=np.float64).reshape(-1, 3))
+    k = np.ascontiguousarray(np.asarray(term.k, dtype=np.float64).reshape(-1))
+    if not (len(atoms) == len(reference) == len(k)):
+        raise ValueError("position restraints need one reference position and k per particle")
+    return atoms, reference, k
