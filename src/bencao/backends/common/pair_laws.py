@@ -26,6 +26,20 @@ import math
 import numpy as np
 from numba import njit
 
+#: Coulomb kinds of the NonbondedForce pair kernels of both backends.
+COULOMB_PLAIN = 0  #: 1/r (NoCutoff)
+COULOMB_REACTION_FIELD = 1  #: 1/r + krf r^2 - crf (CutoffNonPeriodic, CutoffPeriodic)
+COULOMB_EWALD = 2  #: erfc(alpha r)/r (Ewald, PME real space)
+
+
+def reaction_field_constants(cutoff: float, dielectric: float) -> tuple[float, float]:
+    """OpenMM's reaction-field constants (krf in 1/nm^3, crf in 1/nm) for a cutoff (nm) and the
+    dielectric constant beyond it: 1/r becomes 1/r + krf r^2 - crf, zero at the cutoff."""
+    krf = (dielectric - 1.0) / ((2.0 * dielectric + 1.0) * cutoff**3)
+    crf = 3.0 * dielectric / ((2.0 * dielectric + 1.0) * cutoff)
+    return krf, crf
+
+
 #: 2/sqrt(pi), the erf derivative's prefactor (the same double as ``2.0 / math.sqrt(math.pi)``
 #: evaluated inside a kernel, which is how the CPU exception kernel had it).
 TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)

@@ -28,6 +28,11 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from bencao.backends.common.pair_laws import (
+    COULOMB_EWALD,
+    COULOMB_PLAIN,
+    COULOMB_REACTION_FIELD,
+)
 from bencao.backends.cpu.simd8 import (
     add_fixed8,
     copy8,
@@ -138,11 +143,6 @@ def _horner(c, u):
     e1 = d2 + c[0] * u4
     return e0 + e1 * u8
 
-
-#: Coulomb kinds of :func:`cluster_pairs_kernel`.
-COULOMB_PLAIN = 0  #: 1/r (NoCutoff)
-COULOMB_REACTION_FIELD = 1  #: 1/r + krf r^2 - crf (CutoffNonPeriodic, CutoffPeriodic)
-COULOMB_EWALD = 2  #: erfc(alpha r)/r (Ewald, PME real space)
 
 #: i clusters per parallel work item; each item allocates its scratch once.
 CHUNK = 16

@@ -11,7 +11,7 @@ from bencao.backends.common.long_range_correction import (
     lennard_jones_coefficient,
     table_coefficient,
 )
-from bencao.backends.common.pair_laws import exception_pair
+from bencao.backends.common.pair_laws import exception_pair, reaction_field_constants
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cpu.base import CpuTerm
 from bencao.backends.cpu.cluster_energies import cluster_pairs_energy
@@ -210,9 +210,8 @@ class CpuNonbonded(CpuTerm):
             self.coulomb_kind = COULOMB_EWALD
             self._ewald = ewald_polynomials(self.alpha, term.cutoff)
         elif term.method in ("CutoffPeriodic", "CutoffNonPeriodic"):
-            eps = term.reaction_field_dielectric
-            self.krf = (eps - 1.0) / ((2.0 * eps + 1.0) * term.cutoff**3)
-            self.crf = 3.0 * eps / ((2.0 * eps + 1.0) * term.cutoff)
+            self.krf, self.crf = reaction_field_constants(term.cutoff,
+                                                          term.reaction_field_dielectric)
             self.coulomb_kind = COULOMB_REACTION_FIELD
         else:
             self.coulomb_kind = COULOMB_PLAIN

@@ -29,7 +29,13 @@ import numpy as np
 from numba import cuda
 
 from bencao.backends.common.long_range_correction import lennard_jones_coefficient
-from bencao.backends.common.pair_laws import TWO_OVER_SQRT_PI
+from bencao.backends.common.pair_laws import (
+    COULOMB_EWALD,
+    COULOMB_PLAIN,
+    COULOMB_REACTION_FIELD,
+    TWO_OVER_SQRT_PI,
+    reaction_field_constants,
+)
 from bencao.backends.common.pair_laws import exception_pair as common_exception_pair
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cuda.common import (
@@ -47,11 +53,6 @@ from bencao.backends.cuda.pairs import minimum_image
 from bencao.constants import ONE_4PI_EPS0
 from bencao.forces import Nonbonded
 from bencao.profiling import phase
-
-#: Coulomb kinds of the pair kernels (the same numbers as ``cpu.cluster_kernels``).
-COULOMB_PLAIN = 0  #: 1/r (NoCutoff)
-COULOMB_REACTION_FIELD = 1  #: 1/r + krf r^2 - crf (CutoffNonPeriodic, CutoffPeriodic)
-COULOMB_EWALD = 2  #: erfc(alpha r)/r (Ewald, PME real space)
 
 
 @device_function
@@ -215,9 +216,8 @@ class CudaNonbonded(CudaPairTerm):
             self.alpha = self.reciprocal.alpha
             self.coulomb_kind = COULOMB_EWALD
         elif term.method in ("CutoffPeriodic", "CutoffNonPeriodic"):
-            eps = term.reaction_field_dielectric
-            self.krf = (eps - 1.0) / ((2.0 * eps + 1.0) * term.cutoff**3)
-            self.crf = 3.0 * eps / ((2.0 * eps + 1.0) * term.cutoff)
+            self.krf, self.crf = reaction_field_constants(term.cutoff,
+                                                          term.reaction_field_dielectric)
             self.coulomb_kind = COULOMB_REACTION_FIELD
         else:
             self.coulomb_kind = COULOMB_PLAIN
