@@ -188,7 +188,7 @@ class Simulation:
             ignored on the CPU, and None keeps the GPU's seeded streams.
         """
         self._rng.bit_generator.state = host_state
-        if device_state is not None and hasattr(self._dynamics, "set_random_state"):
+        if device_state is not None:
             self._dynamics.set_random_state(device_state)
 
     def set_clock(self, step: int, time: float) -> None:
@@ -363,8 +363,8 @@ class Simulation:
         """One Monte Carlo volume move (see ``dynamics.barostat``): the same random draws and
         test on every backend, the molecules scaled where the state lives.
 
-        Profiled as "barostat" around everything but the energy evaluations, which the backend
-        times in its own phases.
+        Profiled as "barostat" (twice: the proposal with the scaling, then the test) around
+        everything but the energy evaluations, which the backend times in its own phases.
         """
         moves = self._volume_moves
         dynamics = self._dynamics
@@ -378,7 +378,8 @@ class Simulation:
                 moves.record(False, volume)
                 return
             new_box = box * (new_volume / volume) ** (1.0 / 3.0)
-        change = dynamics.scale_to(new_box, self._molecules) - old_energy
+            # the trial energy inside is timed in the backend's own (nested) phases
+            change = dynamics.scale_to(new_box, self._molecules) - old_energy
         with phase("barostat"):
             accepted = moves.accept(change, volume, new_volume, uniform)  # False if not finite
             moves.record(accepted, volume)

@@ -81,6 +81,10 @@ class Dynamics:
             scale = self.chain.propagate(self.kinetic_energy(), 0.5 * dt)
             self.scale_velocities(scale)
 
+    def set_random_state(self, values) -> None:
+        """Restore a device's own random streams (``get_state()[0]["device.random"]``); nothing
+        on a backend whose noise comes from the simulation's host stream."""
+
     def set_temperature(self, temperature: float) -> None:
         """Change the heat bath's temperature (K): the integrator's and the chain's."""
         self.integrator.temperature = float(temperature)

@@ -40,7 +40,7 @@ class CudaBackend(Backend):
     -----
     Virtual sites (every kind the CPU backend has) are placed on the device after the positions
     are uploaded and their forces moved onto their parents after every term, as the CPU backend
-    does in ``compute``; ``virtual_sites`` places them on host arrays for ``Simulation``.
+    does in ``compute``; ``virtual_sites`` places them on host arrays, as the CPU backend's.
     """
 
     kind = "cuda"
@@ -58,9 +58,8 @@ class CudaBackend(Backend):
         self.terms = [kernel_for("cuda", term, system) for term in system.terms]
         self.state = CudaState.allocate(self.n_particles, n_systems=1)
         has_sites = len(system.virtual_sites) > 0
-        #: Host-side placement (the shared tables' ``place``), as on the CPU backend:
-        #: ``Simulation`` places the sites on its host positions between steps through
-        #: ``virtual_sites.place``; None without sites
+        #: Host-side placement (the shared tables' ``place``), the CPU backend's attribute, for
+        #: callers holding host positions; None without sites
         self.virtual_sites = None
         #: The same sites on the device, placed and distributed inside ``compute``
         self.device_virtual_sites = None

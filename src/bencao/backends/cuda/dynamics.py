@@ -2,7 +2,7 @@
 
 Positions, velocities, forces and the random streams stay in device memory for a whole
 ``run(n)``; the host sees them only when a caller asks (a report, a checkpoint), and Monte Carlo
-volume moves scale the molecules on the device too (:meth:`DeviceDynamics.scale_to`).  A step is the
+volume moves scale the molecules on the device too (:meth:`CudaDynamics.scale_to`).  A step is the
 scheme of :mod:`bencao.dynamics.schemes` that the CPU runs too, primitive for primitive, so CPU
 and CUDA trajectories differ only by the rounding of the force kernels.  The Nosé–Hoover chain's
 few numbers are propagated on the host from a kinetic energy summed on the device.
@@ -331,10 +331,9 @@ class CudaDynamics(Dynamics):
         start, atoms = self._molecules
         state = self.backend.state
         self._box_before_move = self._box
-        with phase("barostat"):
-            launch_kernel(kernels.scale_molecules, start.shape[0] - 1)(
-                state.positions, start, atoms, cuda.to_device(np.linalg.inv(self._box)),
-                cuda.to_device(np.ascontiguousarray(new_box, np.float64)), self._new_positions)
+        launch_kernel(kernels.scale_molecules, start.shape[0] - 1)(
+            state.positions, start, atoms, cuda.to_device(np.linalg.inv(self._box)),
+            cuda.to_device(np.ascontiguousarray(new_box, np.float64)), self._new_positions)
         # The scaled positions become current; the old ones wait in the spare array
         state.positions, self._new_positions = self._new_positions, state.positions
         self._box = np.array(new_box, np.float64)
