@@ -32,6 +32,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from bencao.backends import BACKENDS as BACKEND_CLASSES
 from bencao.dynamics.integrators import INTEGRATORS as INTEGRATOR_CLASSES
 from bencao.errors import JobFileError
 from bencao.jobs.ensemble_table import ensemble_from_table
@@ -62,7 +63,7 @@ STAGE_KINDS = ("minimize", "nvt", "npt", "nve")
 INTEGRATORS = tuple(sorted(INTEGRATOR_CLASSES))
 VELOCITIES = ("continue", "generate")
 TRAJECTORY_FORMATS = ("xtc", "dcd")
-BACKENDS = ("cpu", "cuda")
+BACKENDS = tuple(BACKEND_CLASSES)
 
 # Files a prepared system folder must hold for a run to start (structure.pdb is optional here:
 # only the trajectory writer's topology needs it, and the runner says so if it is missing).

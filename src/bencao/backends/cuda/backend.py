@@ -1,8 +1,9 @@
-"""The CUDA backend: a System compiled into Numba-CUDA kernels, the CPU backend's interface.
+"""The CUDA backend: a System compiled into Numba-CUDA kernels, behind the common contract.
 
 Positions go to the device once per evaluation, every term adds into one device fixed-point
-force accumulator, and the forces come back once.  Input checks, the result type and blow-up
-errors are the CPU backend's own, so both backends behave the same to their callers.
+force accumulator, and the forces come back once.  Input checks, the result type, checkpoint
+state and blow-up errors come from ``backends.common.backend.Backend``, as the CPU backend's
+do, so both backends behave the same to their callers.
 """
 
 from __future__ import annotations
