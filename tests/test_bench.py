@@ -202,3 +202,14 @@ def test_a_profile_waits_for_the_device_at_the_end_of_every_phase():
             pass
     assert profile.seconds["pairs"] >= 0.05
     assert profile.seconds["integration"] < 0.05
+
+
+def test_the_small_system_benchmark_is_solvated_alanine_dipeptide_at_dhfr_settings(capsys):
+    report = _bench_json(capsys, "alanine", "--compare", "none", "--steps", "2", "--repeats", "1")
+    settings = report["settings"]
+    assert report["system"] == "alanine" and settings["atoms"] == 2269
+    assert settings["cutoff_nm"] == pytest.approx(0.9)
+    assert settings["timestep_fs"] == pytest.approx(4.0)  # HMR 1.5 amu, as the DHFR benchmark
+    # 749 rigid waters (two O-H and the H-H each) and the solute's 12 bonds to hydrogen
+    assert settings["constraints"] == 3 * 749 + 12
+    assert report["bencao_ns_per_day"] > 0

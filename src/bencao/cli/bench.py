@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-DEFAULT_STEPS = {"dhfr": 50, "scaling": 20}
+DEFAULT_STEPS = {"dhfr": 50, "alanine": 250, "scaling": 20}
 
 
 def _bench(args) -> int:
@@ -93,25 +93,29 @@ def _bench_forces(args) -> int:
 def register(commands) -> None:
     """Add the ``bench`` subcommand to the ``bencao`` parser's subcommands."""
     bench = commands.add_parser("bench", help="benchmarks against OpenMM's CPU platform")
-    bench.add_argument("what", choices=["dhfr", "forces", "scaling"],
-                       help="dhfr: dynamics in ns/day; forces: one energy + force evaluation; "
+    bench.add_argument("what", choices=["dhfr", "alanine", "forces", "scaling"],
+                       help="dhfr (23,558 atoms) or alanine (alanine dipeptide in water, 2,269 "
+                            "atoms): dynamics in ns/day; forces: one energy + force evaluation; "
                             "scaling: dynamics of TIP3P water boxes of growing size")
-    bench.add_argument("--system", default="dhfr", choices=["dhfr"], help="system for 'forces'")
+    bench.add_argument("--system", default="dhfr", choices=["dhfr", "alanine"],
+                       help="system for 'forces'")
     bench.add_argument("--repeats", type=int, default=None,
                        help="timed repeats per engine (default 10 evaluations, 3 blocks of steps)")
     bench.add_argument("--steps", type=int, default=None,
-                       help="steps per timed block (default 50 for dhfr, 20 for scaling)")
+                       help="steps per timed block (default 50 for dhfr, 250 for alanine, 20 "
+                            "for scaling)")
     bench.add_argument("--sizes", type=int, nargs="+", default=None, metavar="ATOMS",
                        help="approximate atoms of each water box (scaling; default "
                             "3000 10000 30000 100000 300000)")
     bench.add_argument("--profile", action="store_true",
                        help="after the timed blocks, profile as many steps again: ms/step by "
-                            "phase and neighbour-list rebuilds (dhfr, scaling)")
+                            "phase and neighbour-list rebuilds (dhfr, alanine, scaling)")
     bench.add_argument("--reciprocal-every", type=int, default=1,
-                       help="multiple time stepping: reciprocal space every k steps (dhfr)")
+                       help="multiple time stepping: reciprocal space every k steps (dhfr, "
+                            "alanine)")
     bench.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     bench.add_argument("--backend", choices=["cpu", "cuda"], default="cpu",
-                       help="bencao's backend for 'dhfr'; OpenMM runs on the matching platform "
+                       help="bencao's backend for 'dhfr' and 'alanine'; OpenMM runs on the matching platform "
                             "(CUDA: mixed precision)")
     bench.add_argument("--compare", choices=["openmm", "none"], default="openmm",
                        help="time OpenMM's CPU platform in the same run")
