@@ -2,7 +2,7 @@
 
 OpenMM's conventions, as ``cpu.pme.CpuPME`` (which matches OpenMM's Reference platform): alpha
 and the grid from the Ewald error tolerance and the *default* box
-(``cpu.ewald_parameters.ewald_parameters``), B-spline order 5, the influence function with the
+(``common.ewald_parameters.ewald_parameters``), B-spline order 5, the influence function with the
 B-spline moduli (made even in k, as the CPU term explains, so a real FFT reproduces OpenMM), the
 Ewald self energy and the neutralising-background energy of a net charge.
 
@@ -71,7 +71,7 @@ def _bspline(w, theta, dtheta):
 @device_function
 def _locate(positions, i, recip, shape, d, theta, dtheta):
     """Grid index i0 of atom i along axis d (0..n_d - 1) and its weights into theta[d],
-    dtheta[d] (as ``cpu.pme._locate``: t = n_d frac_d wrapped into [0, n_d), t = i0 + w)."""
+    dtheta[d] (as ``cpu.pme_spread._locate``: t = n_d frac_d wrapped into [0, n_d), t = i0 + w)."""
     nd = shape[d]
     t = (positions[i, 0] * recip[0, d] + positions[i, 1] * recip[1, d]
          + positions[i, 2] * recip[2, d])
