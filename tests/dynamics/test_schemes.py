@@ -65,3 +65,20 @@ def test_a_registered_scheme_runs_and_matches_leapfrog_positions(velocity_verlet
     # dt^2 F / 2m ~ 1e-4 nm in one step.
     assert np.abs(verlet.positions - leapfrog.positions).max() < 1e-6
     assert verlet.step_count == 40
+
+
+def test_multiple_time_stepping_without_reciprocal_space_is_single_stepping():
+    # A cutoff system has no reciprocal-space group: reciprocal_every=2 must step exactly as 1
+    # (bit for bit), not kick by an empty group or fail looking for one.
+    topology, positions, box, ff = water_box(1.6)
+    omm = ff.createSystem(topology, nonbondedMethod=app.CutoffPeriodic,
+                          nonbondedCutoff=0.7 * unit.nanometer, constraints=app.HBonds)
+    system = bencao.System.from_openmm(omm)
+    runs = []
+    for every in (1, 2):
+        simulation = bencao.Simulation(
+            system, bencao.LangevinMiddleIntegrator(300.0, 1.0, 0.002, reciprocal_every=every),
+            positions, box, seed=4)
+        simulation.step(6)
+        runs.append(simulation.positions)
+    assert np.array_equal(runs[0], runs[1])

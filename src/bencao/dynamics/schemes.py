@@ -35,7 +35,7 @@ def leapfrog_step(primitives, integrator, step: int) -> None:
     (LangevinMiddle); then constrain positions and correct velocities.
     """
     dt = integrator.timestep
-    every = integrator.reciprocal_every
+    every = primitives.reciprocal_every  # 1 if the system has no reciprocal space
     primitives.kick(dt, "all" if every == 1 else "direct")
     if every > 1 and step % every == 0:
         primitives.kick(dt * every, "reciprocal")

@@ -29,6 +29,8 @@ class Dynamics:
     cm_every : int
         Remove centre-of-mass motion before every step whose number is a multiple of this
         (0: never).
+    every : int
+        Reciprocal-space forces every this many steps (impulse MTS); 1 for single stepping.
     chain : bencao.dynamics.nose_hoover.NoseHooverChain or None
         The thermostat chain of a Nosé–Hoover integrator (its few numbers live on the host).
 
@@ -41,8 +43,12 @@ class Dynamics:
     pair ``get_state``/``set_state``.
     """
 
-    def __init__(self, backend, integrator, masses, cm_every: int = 0, chain=None):
+    def __init__(self, backend, integrator, masses, cm_every: int = 0, every: int = 1,
+                 chain=None):
         self.backend = backend
+        #: Reciprocal space every this many steps (impulse MTS); 1 when the system has no
+        #: reciprocal-space term, whatever the integrator asks
+        self.reciprocal_every = int(every)
         self.integrator = integrator
         self.masses = masses
         self.cm_every = int(cm_every)

@@ -46,25 +46,25 @@ class ForceCache:
         self.fast = None
         self.slow = None
 
-    def forces(self, positions, box, step: int):
-        """(fast, slow) Evaluations at ``positions``; slow is None unless ``step`` is one that
-        applies the multiple-time-step reciprocal-space kick.  Forces only (fast energy NaN)."""
-        if self.every == 1:
-            if self.fast is None:
-                self.fast = self.backend.compute(positions, box, energy=False)
-            return self.fast, None
-        if self.fast is None:
-            self.fast = self.backend.compute(positions, box, parts="direct", energy=False)
-        slow = None
-        if step % self.every == 0:
+    def group(self, parts: str, positions, box) -> Evaluation:
+        """The forces of one MTS group at ``positions``, evaluated once per configuration.
+
+        ``parts`` "all" or "direct" is the fast group (all forces when ``every`` is 1, all but
+        reciprocal space otherwise; forces only, its energy NaN); "reciprocal" the slow group
+        (with its energy).
+        """
+        if parts == "reciprocal":
             if self.slow is None:
                 self.slow = self.backend.compute(positions, box, parts="reciprocal")
-            slow = self.slow
-        return self.fast, slow
+            return self.slow
+        if self.fast is None:
+            fast_parts = "all" if self.every == 1 else "direct"
+            self.fast = self.backend.compute(positions, box, parts=fast_parts, energy=False)
+        return self.fast
 
     def fast_with_energy(self, positions, box) -> Evaluation:
         """The fast evaluation with its energy filled in (its forces unchanged)."""
-        fast, _ = self.forces(positions, box, 1)
+        fast = self.group("all", positions, box)
         if math.isnan(fast.energy):
             parts = "all" if self.every == 1 else "direct"
             with_energy = self.backend.compute(positions, box, parts=parts)

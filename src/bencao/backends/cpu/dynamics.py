@@ -33,7 +33,8 @@ class CpuDynamics(Dynamics):
 
     def __init__(self, backend, integrator, masses, rng, positions, box, cm_every=0, every=1,
                  chain=None):
-        super().__init__(backend, integrator, masses, cm_every=cm_every, chain=chain)
+        super().__init__(backend, integrator, masses, cm_every=cm_every, every=every,
+                         chain=chain)
         from bencao.backends.cpu.constraints import CpuConstraints
 
         system = backend.system
@@ -91,9 +92,7 @@ class CpuDynamics(Dynamics):
             self.constraints.tolerance = self.integrator.constraint_tolerance
 
     def kick(self, dt: float, parts: str) -> None:
-        fast, slow = self.cache.forces(self._positions, self._box,
-                                       0 if parts == "reciprocal" else 1)
-        forces = slow.forces if parts == "reciprocal" else fast.forces
+        forces = self.cache.group(parts, self._positions, self._box).forces
         with phase("integration"):
             kernels.kick(self._velocities, forces, self.inverse_masses, dt)
 

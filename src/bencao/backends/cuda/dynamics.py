@@ -88,7 +88,8 @@ class CudaDynamics(Dynamics):
 
     def __init__(self, backend, integrator, masses, seed, positions, box, cm_every=0, every=1,
                  chain=None):
-        super().__init__(backend, integrator, masses, cm_every=cm_every, chain=chain)
+        super().__init__(backend, integrator, masses, cm_every=cm_every, every=every,
+                         chain=chain)
         # Which force group the accumulator holds for the current positions (None: none)
         self._accumulated = None
         self._step = 0
