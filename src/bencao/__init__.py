@@ -1,9 +1,12 @@
 """bencao: a molecular-dynamics engine for biomolecules (Anton's ideas, in Python and Numba)."""
 
-# before anything compiles: Numba fixes its target features at the first compilation
+# before anything compiles: Numba fixes its target features at the first compilation, and
+# OpenMP reads its wait policy when Numba first loads it
+from bencao.thread_waiting import wait_passively
 from bencao.vector_width import prefer_512_bit_vectors
 
 prefer_512_bit_vectors()
+wait_passively()
 
 from bencao.dynamics import (
     LangevinMiddleIntegrator,

@@ -107,8 +107,8 @@ def test_skipping_distant_partners_changes_no_force():
     for skip in (True, False):
         thread_forces = np.zeros((kernels.numba.config.NUMBA_NUM_THREADS, 3, slots), np.int64)
         kernels.cluster_pairs_kernel(
-            x, y, z, charge, half_sigma, sqrt_4epsilon, nl.pair_j, nl.pair_shift,
-            nl.pair_columns, nl.counts, shift_vectors(box).astype(np.float32), cutoff**2,
+            x, y, z, charge, half_sigma, sqrt_4epsilon, nl.inner_j, nl.inner_shift,
+            nl.inner_columns, nl.inner_counts, shift_vectors(box).astype(np.float32), cutoff**2,
             # cut-off Coulomb (reaction field with krf = 0): pairs near the cutoff still carry
             # force, so skipping one that is inside would show
             kernels.COULOMB_REACTION_FIELD, np.zeros((2, 13)), 0.0, False, 0.0, cutoff,
@@ -143,7 +143,7 @@ def test_rebuilding_in_kept_storage_equals_a_fresh_build():
     assert np.array_equal(used.counts, fresh.counts)
     for ci in range(fresh.n_clusters):
         listed = slice(0, fresh.counts[ci])
-        for name in ("pair_j", "pair_shift", "pair_mask", "pair_columns"):
+        for name in ("pair_j", "pair_shift", "pair_mask"):
             assert np.array_equal(getattr(used, name)[ci, listed], getattr(fresh, name)[ci, listed])
 
 
@@ -176,3 +176,98 @@ def test_sum_blocks8_adds_in_its_documented_order(blocks):
     lanes = [total[2 * k] + total[2 * k + 1] for k in range(4)]
     expected = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
     assert run(values, start, 8 * blocks) == expected
+
+
+def _inner_pairs(nl, positions, box, cutoff):
+    """(count of distinct pairs, largest multiplicity) of the inner list's atom pairs closer
+    than ``cutoff`` (nm), as a set of (atom a, atom b) with a < b and the counts (vectorised:
+    ~1e6 candidate pairs)."""
+    slots = len(nl.slot_atom)
+    xyz = np.empty((3, slots))
+    nl.coordinates(positions, box, *xyz)
+    xyz = xyz.T
+    shifts = shift_vectors(box)
+    ci = np.repeat(np.arange(nl.n_clusters), nl.inner_counts)
+    k = np.concatenate([np.arange(c) for c in nl.inner_counts])
+    cj, shift, columns = nl.inner_j[ci, k], shifts[nl.inner_shift[ci, k]], nl.inner_columns[ci, k]
+    a = np.arange(8)[:, None]
+    b = np.arange(8)[None, :]
+    use = (columns[:, None, :] >> a[None]) & 1 == 1  # (entries, a, b)
+    e, a, b = np.nonzero(use)
+    d = xyz[cj[e] * 8 + b] + shift[e] - xyz[ci[e] * 8 + a]
+    near = np.linalg.norm(d, axis=1) < cutoff
+    first = nl.slot_atom[ci[e] * 8 + a][near]
+    second = nl.slot_atom[cj[e] * 8 + b][near]
+    pairs = np.sort(np.stack([first, second], 1), axis=1)
+    unique, counts = np.unique(pairs, axis=0, return_counts=True)
+    return {tuple(p) for p in unique}, counts.max()
+
+
+def _cubic_pairs(positions, edge, cutoff, excluded):
+    """The pairs (a < b) closer than ``cutoff`` in a periodic cube, without ``excluded``."""
+    i, j = np.triu_indices(len(positions), 1)
+    d = positions[j] - positions[i]
+    d -= edge * np.round(d / edge)
+    near = np.linalg.norm(d, axis=1) < cutoff
+    return {(a, b) for a, b in zip(i[near], j[near])} - excluded
+
+
+def _jittered_lattice(rng, edge=3.3, spacing=0.3):
+    grid = np.arange(int(round(edge / spacing))) * spacing
+    positions = np.stack(np.meshgrid(grid, grid, grid), -1).reshape(-1, 3)
+    return positions + rng.normal(0.0, 0.03, positions.shape)
+
+
+def test_pruned_list_keeps_every_pair_within_the_cutoff_until_the_next_prune():
+    """Atoms drift in small steps; the inner list is cut whenever the two largest displacements
+    since the last cut reach its buffer, and at every step it must still hold each pair inside
+    the cutoff once, while holding fewer partners than the outer list."""
+    rng = np.random.default_rng(21)
+    box = np.diag([3.3, 3.3, 3.3])
+    positions = _jittered_lattice(rng)
+    n = len(positions)
+    excluded = np.array(sorted({tuple(sorted(p)) for p in rng.integers(0, n, (300, 2))
+                                if p[0] != p[1]}))
+    cutoff = 0.9
+    nl = ClusterPairList(n, cutoff, 0.4, excluded, True, prune_buffer=0.1)
+    nl.update(positions, box)
+    for _ in range(6):
+        positions = positions + rng.normal(0.0, 0.012, positions.shape)
+        nl.update(positions, box)
+        found, most = _inner_pairs(nl, positions, box, cutoff - 1e-6)
+        assert found == _cubic_pairs(positions, 3.3, cutoff - 1e-6, {tuple(p) for p in excluded})
+        assert most == 1  # never twice (a double count doubles a force)
+    assert nl.builds == 1 and nl.prunes > 2  # the case of interest: pruned between builds
+    assert nl.inner_counts.sum() < 0.8 * nl.counts.sum()
+
+
+def test_forces_do_not_depend_on_when_the_inner_list_was_cut():
+    """The inner list holds every partner the kernel's per-step test keeps, in the outer list's
+    order, so forces are bit-identical whether it was cut long ago or just now (a restart or
+    another prune schedule changes nothing)."""
+    from bencao.backends.cpu import cluster_kernels as kernels
+
+    rng = np.random.default_rng(4)
+    box = np.diag([3.3, 3.3, 3.3])
+    start = _jittered_lattice(rng)
+    n = len(start)
+    middle = start + rng.normal(0.0, 0.01, start.shape)
+    now = middle + rng.normal(0.0, 0.01, start.shape)
+    forces = []
+    for cut_at in (start, middle, now):
+        nl = ClusterPairList(n, 0.9, 0.4, np.zeros((0, 2), np.int64), True, prune_buffer=0.15)
+        nl.build(start, box)
+        nl.prune(cut_at, box)
+        slots = len(nl.slot_atom)
+        x, y, z = (np.empty(slots, np.float32) for _ in range(3))
+        nl.coordinates(now, box, x, y, z)
+        charge = np.where(nl.slot_atom >= 0, np.resize([-0.8, 0.4, 0.4], slots), 0.0)
+        thread_forces = np.zeros((kernels.numba.config.NUMBA_NUM_THREADS, 3, slots), np.int64)
+        kernels.cluster_pairs_kernel(
+            x, y, z, charge.astype(np.float32), np.full(slots, 0.15, np.float32),
+            np.full(slots, 0.5, np.float32), nl.inner_j, nl.inner_shift, nl.inner_columns,
+            nl.inner_counts, shift_vectors(box).astype(np.float32), 0.81,
+            kernels.COULOMB_REACTION_FIELD, np.zeros((2, 13)), 0.0, False, 0.0, 0.9,
+            thread_forces)
+        forces.append(thread_forces.sum(axis=0))
+    assert np.array_equal(forces[0], forces[1]) and np.array_equal(forces[0], forces[2])

@@ -95,7 +95,8 @@ class Backend:
 
     def get_state(self) -> dict:
         """What a checkpoint needs for a bit-identical restart: each pair term's neighbour-list
-        build (positions and box), as {"term<i>.reference": array, "term<i>.box": array}."""
+        state (the positions and box of the build, and of the last prune where the list has an
+        inner list), as {"term<i>.reference": array, "term<i>.box": array, ...}."""
         state = {}
         for index, term in enumerate(self.terms):
             if hasattr(term, "get_state"):
@@ -108,7 +109,10 @@ class Backend:
         """Restore what ``get_state`` returned (rebuilds the neighbour lists as they were)."""
         for index, term in enumerate(self.terms):
             if hasattr(term, "set_state"):
-                term.set_state({key: state.get(f"term{index}.{key}") for key in ("reference", "box")})
+                prefix = f"term{index}."
+                own = {key[len(prefix):]: value for key, value in state.items()
+                       if key.startswith(prefix)}
+                term.set_state({"reference": None, "box": None, **own})
 
     @property
     def has_reciprocal(self) -> bool:

@@ -3,13 +3,20 @@
 The force kernel (:mod:`bencao.backends.cpu.cluster_kernels`) works in float32 for speed; a
 total energy is a small difference of ~1e6 pair terms, and float32 coordinates, charges or
 reciprocal square roots bias it by a few 0.01 kJ/mol on a solvated protein.  So energies are
-summed here from float64 coordinates and parameters with the exact erfc.  Dynamics asks for
-energies only at reports, so this pass costs little, and because it is separate the forces do
-not depend on whether energies were asked for: a trajectory is the same whatever the report
+summed here from float64 coordinates and parameters.  Because the pass is separate, the forces
+do not depend on whether energies were asked for: a trajectory is the same whatever the report
 interval.
 
-Sums run in a fixed order (clusters, their list, then atom pairs) into one value per i cluster,
-so the total is the same on any number of threads.
+The pass has the force kernel's shape, so that it runs as vector instructions: for each i
+cluster the partners within reach (bounding boxes, as the force kernel skips them) are gathered
+into contiguous float64 scratch, and each atom of i runs a loop without branches over them.
+Real-space Ewald needs erfc, which has no vector form; instead erfc(alpha r)/r = 1/r - P(r^2)
+with P = erf(alpha r)/r, a smooth even function fitted by a degree-20 polynomial in r^2
+(:func:`ewald_energy_polynomial`, relative error ~1e-14: float64 rounding, not a model error).
+
+Sums run in a fixed order (per i cluster: lanes accumulated over its 8 atoms, then the lanes
+in blocks of 8, see ``simd8.vsum``), into one value per i cluster, so the total is the same on
+any number of threads.
 """
 
 from __future__ import annotations
@@ -19,88 +26,210 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from bencao.backends.cpu.simd8 import vadd, vload, vsplat, vstore, vsum, vzero
 
-@njit(inline="always", error_model="numpy")
-def _cluster_energy(ci, data, coulomb_kind, switching):
-    """Energy of the pairs listed under i cluster ``ci``, kJ/mol."""
-    (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_mask, counts, shifts,
-     constants) = data
+#: Degree of the polynomial that replaces erf(alpha r)/r in the energies.
+ENERGY_DEGREE = 20
+#: Largest relative error of that fit that is accepted (float64 rounding is ~2e-16 per step).
+ENERGY_FIT_TOLERANCE = 1e-13
+#: i clusters per parallel work item; each item allocates its scratch once.
+CHUNK = 16
+# Fused multiply-adds ("contract") halve the polynomial's instructions; no reassociation, whose
+# order LLVM may choose differently in Numba's cached code and in a fresh compile.
+_FASTMATH = {"nnan", "ninf", "nsz", "contract"}
+
+
+def ewald_energy_polynomial(alpha: float, cutoff: float) -> np.ndarray:
+    """Monomial coefficients of P = erf(alpha r)/r (1/nm) in u = 2 r^2/cutoff^2 - 1, highest
+    power first (ENERGY_DEGREE + 1 values).
+
+    Raises
+    ------
+    ValueError
+        If the fit misses ``ENERGY_FIT_TOLERANCE`` (alpha * cutoff far above 4, an Ewald error
+        tolerance far below 1e-6).
+    """
+    from numpy.polynomial import chebyshev
+    from scipy.special import erf
+
+    r2 = np.linspace(0.0, cutoff * cutoff, 20001)[1:]
+    values = erf(alpha * np.sqrt(r2)) / np.sqrt(r2)
+    r2 = np.concatenate([[0.0], r2])
+    values = np.concatenate([[2.0 * alpha / math.sqrt(math.pi)], values])
+    u = 2.0 * r2 / (cutoff * cutoff) - 1.0
+    series = chebyshev.Chebyshev.fit(u, values, ENERGY_DEGREE, domain=[-1, 1])
+    coefficients = series.convert(kind=np.polynomial.Polynomial).coef[::-1]
+    error = np.max(np.abs(_estrin.py_func(tuple(coefficients), u) - values)) / np.max(values)
+    if error > ENERGY_FIT_TOLERANCE:
+        raise ValueError(
+            f"the real-space Ewald energy polynomial misses its accuracy ({error:.1e} relative) "
+            f"for alpha * cutoff = {alpha * cutoff:.2f}; use an Ewald error tolerance of 1e-6 "
+            "or looser"
+        )
+    return np.ascontiguousarray(coefficients, np.float64)
+
+
+@njit(cache=True, inline="always", error_model="numpy", fastmath=_FASTMATH)
+def _estrin(c, u):
+    """Degree-20 polynomial with coefficients c (highest power first, a tuple) at u: pairs of
+    terms, then pairs of pairs with u^2, u^4, u^8, u^16 (a chain 5 multiply-adds deep instead
+    of Horner's 20, so that the CPU overlaps more of the pair loop)."""
+    u2 = u * u
+    u4 = u2 * u2
+    u8 = u4 * u4
+    u16 = u8 * u8
+    q0 = (c[20] + c[19] * u) + (c[18] + c[17] * u) * u2
+    q1 = (c[16] + c[15] * u) + (c[14] + c[13] * u) * u2
+    q2 = (c[12] + c[11] * u) + (c[10] + c[9] * u) * u2
+    q3 = (c[8] + c[7] * u) + (c[6] + c[5] * u) * u2
+    q4 = (c[4] + c[3] * u) + (c[2] + c[1] * u) * u2
+    return ((q0 + q1 * u4) + (q2 + q3 * u4) * u8) + (q4 + c[0] * u4) * u16
+
+
+@njit(cache=True, inline="always", error_model="numpy", fastmath=_FASTMATH)
+def _coefficients(c):
+    """The 21 coefficients of a degree-20 polynomial as a tuple of scalars (not array loads:
+    stores in the loop could alias an array and force a reload of each on every iteration)."""
+    return (c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12],
+            c[13], c[14], c[15], c[16], c[17], c[18], c[19], c[20])
+
+
+@njit(cache=True, inline="always", error_model="numpy", fastmath=_FASTMATH)
+def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, acc, xa, ya, za, qa, sa, ea, bit, constants,
+              p_coef, coulomb_kind, switching):
+    """Energies between one atom of cluster i and every gathered partner atom, added lane by
+    lane to ``acc`` (no sum across lanes here: that is done once, in a fixed order)."""
     cut2 = constants[0]
-    alpha = constants[1]
+    inv_cut2x2 = constants[1]
     krf = constants[2]
     crf = constants[3]
     rsw = constants[4]
     inv_width = constants[5]
-    i0 = ci * 8
-    energy = 0.0
-    for k in range(counts[ci]):
-        j0 = pair_j[ci, k] * 8
-        code = pair_shift[ci, k]
-        mask = pair_mask[ci, k]
-        for a in range(8):
+    for m in range(xj.shape[0]):
+        dx = xa - xj[m]
+        dy = ya - yj[m]
+        dz = za - zj[m]
+        r2 = dx * dx + dy * dy + dz * dz
+        use = (((maskj[m] >> bit) & np.int32(1)) != 0) & (r2 < cut2)
+        r2 = r2 if use else 1.0
+        inv_r = 1.0 / np.sqrt(r2)
+        inv_r2 = inv_r * inv_r
+        qq = qa * qj[m]
+        if coulomb_kind == 2:
+            e_coul = qq * (inv_r - _estrin(p_coef, r2 * inv_cut2x2 - 1.0))
+        elif coulomb_kind == 1:
+            e_coul = qq * (inv_r + krf * r2 - crf)
+        else:
+            e_coul = qq * inv_r
+        sig = sa + hsj[m]
+        sig2 = sig * sig * inv_r2
+        sr6 = sig2 * sig2 * sig2
+        e_lj = ea * e4j[m] * (sr6 * sr6 - sr6)
+        if switching:
+            t = max(r2 * inv_r - rsw, 0.0) * inv_width
+            e_lj *= 1.0 + t * t * t * (-10.0 + t * (15.0 - 6.0 * t))
+        acc[m] += (e_coul + e_lj) if use else 0.0
+
+
+@njit(cache=True, inline="always", error_model="numpy", fastmath=_FASTMATH)
+def _cluster_chunk(chunk, data, out, coulomb_kind, switching):
+    """Energies of the i clusters of one work item, into ``out[ci]``."""
+    (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns, counts,
+     shifts, constants, p_coef, bounds) = data
+    n_clusters = counts.shape[0]
+    skip2 = constants[6]
+    capacity = pair_j.shape[1] * 8
+    columns_stride = pair_columns.shape[1]
+    coef = _coefficients(p_coef)
+    xs = np.empty(capacity)
+    ys = np.empty(capacity)
+    zs = np.empty(capacity)
+    qs = np.empty(capacity)
+    hss = np.empty(capacity)
+    e4s = np.empty(capacity)
+    acc = np.empty(capacity)
+    masks = np.empty(capacity, np.int32)
+    for ci in range(chunk * CHUNK, min(n_clusters, (chunk + 1) * CHUNK)):
+        i0 = ci * 8
+        n = 0
+        for k in range(counts[ci]):
+            j = pair_j[ci, k]
+            code = pair_shift[ci, k]
+            sx = shifts[code, 0]
+            sy = shifts[code, 1]
+            sz = shifts[code, 2]
+            # partners whose bounding box is now beyond the cutoff from every atom of i add
+            # exact zeros: skipped, as in the force kernel
+            nearest = np.inf
+            for a in range(8):
+                gx = max(0.0, bounds[j, 0] + sx - x[i0 + a], x[i0 + a] - bounds[j, 3] - sx)
+                gy = max(0.0, bounds[j, 1] + sy - y[i0 + a], y[i0 + a] - bounds[j, 4] - sy)
+                gz = max(0.0, bounds[j, 2] + sz - z[i0 + a], z[i0 + a] - bounds[j, 5] - sz)
+                nearest = min(nearest, gx * gx + gy * gy + gz * gz)
+            if nearest >= skip2:
+                continue
+            j0 = j * 8
+            m = n * 8
+            n += 1
+            vstore(xs, m, vadd(vload(x, j0), vsplat(sx)))
+            vstore(ys, m, vadd(vload(y, j0), vsplat(sy)))
+            vstore(zs, m, vadd(vload(z, j0), vsplat(sz)))
+            vstore(qs, m, vload(charge, j0))
+            vstore(hss, m, vload(half_sigma, j0))
+            vstore(e4s, m, vload(sqrt_4epsilon, j0))
+            vstore(acc, m, vzero())
             for b in range(8):
-                if (mask >> np.int64(8 * a + b)) & np.int64(1) == 0:
-                    continue
-                dx = x[i0 + a] - (x[j0 + b] + shifts[code, 0])
-                dy = y[i0 + a] - (y[j0 + b] + shifts[code, 1])
-                dz = z[i0 + a] - (z[j0 + b] + shifts[code, 2])
-                r2 = dx * dx + dy * dy + dz * dz
-                if r2 >= cut2:
-                    continue
-                r = math.sqrt(r2)
-                qq = charge[i0 + a] * charge[j0 + b]
-                if coulomb_kind == 2:
-                    e_coul = qq * math.erfc(alpha * r) / r
-                elif coulomb_kind == 1:
-                    e_coul = qq * (1.0 / r + krf * r2 - crf)
-                else:
-                    e_coul = qq / r
-                sigma = half_sigma[i0 + a] + half_sigma[j0 + b]
-                sr2 = sigma * sigma / r2
-                sr6 = sr2 * sr2 * sr2
-                e_lj = sqrt_4epsilon[i0 + a] * sqrt_4epsilon[j0 + b] * (sr6 * sr6 - sr6)
-                if switching and r > rsw:
-                    t = (r - rsw) * inv_width
-                    e_lj *= 1.0 + t * t * t * (-10.0 + t * (15.0 - 6.0 * t))
-                energy += e_coul + e_lj
-    return energy
+                masks[m + b] = pair_columns[ci, k, b]
+        width = n * 8
+        for a in range(8):
+            _atom_row(xs[:width], ys[:width], zs[:width], qs[:width], hss[:width], e4s[:width],
+                      masks[:width], acc[:width], x[i0 + a], y[i0 + a], z[i0 + a],
+                      charge[i0 + a], half_sigma[i0 + a], sqrt_4epsilon[i0 + a], np.int32(a),
+                      constants, coef, coulomb_kind, switching)
+        total = vzero()
+        for m in range(0, width, 8):
+            total = vadd(total, vload(acc, m))
+        out[ci] = vsum(total)
 
 
 # One compiled kernel per (Coulomb kind, switching), as for the forces.
-@njit(parallel=True, cache=True, error_model="numpy")
-def _plain(data, out):
-    for ci in prange(out.shape[0]):
-        out[ci] = _cluster_energy(ci, data, 0, False)
+_OPTIONS = {"parallel": True, "cache": True, "error_model": "numpy", "fastmath": _FASTMATH}
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _plain_switched(data, out):
-    for ci in prange(out.shape[0]):
-        out[ci] = _cluster_energy(ci, data, 0, True)
+@njit(**_OPTIONS)
+def _plain(n_chunks, data, out):
+    for chunk in prange(n_chunks):
+        _cluster_chunk(chunk, data, out, 0, False)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _field(data, out):
-    for ci in prange(out.shape[0]):
-        out[ci] = _cluster_energy(ci, data, 1, False)
+@njit(**_OPTIONS)
+def _plain_switched(n_chunks, data, out):
+    for chunk in prange(n_chunks):
+        _cluster_chunk(chunk, data, out, 0, True)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _field_switched(data, out):
-    for ci in prange(out.shape[0]):
-        out[ci] = _cluster_energy(ci, data, 1, True)
+@njit(**_OPTIONS)
+def _field(n_chunks, data, out):
+    for chunk in prange(n_chunks):
+        _cluster_chunk(chunk, data, out, 1, False)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _ewald(data, out):
-    for ci in prange(out.shape[0]):
-        out[ci] = _cluster_energy(ci, data, 2, False)
+@njit(**_OPTIONS)
+def _field_switched(n_chunks, data, out):
+    for chunk in prange(n_chunks):
+        _cluster_chunk(chunk, data, out, 1, True)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _ewald_switched(data, out):
-    for ci in prange(out.shape[0]):
-        out[ci] = _cluster_energy(ci, data, 2, True)
+@njit(**_OPTIONS)
+def _ewald(n_chunks, data, out):
+    for chunk in prange(n_chunks):
+        _cluster_chunk(chunk, data, out, 2, False)
+
+
+@njit(**_OPTIONS)
+def _ewald_switched(n_chunks, data, out):
+    for chunk in prange(n_chunks):
+        _cluster_chunk(chunk, data, out, 2, True)
 
 
 _KERNELS = {
@@ -113,9 +242,27 @@ _KERNELS = {
 }
 
 
+@njit(parallel=True, cache=True)
+def _cluster_bounds64(x, y, z, bounds):
+    """Bounding box of each cluster's 8 slots, float64: ``bounds[c]`` = (low x, y, z, high x,
+    y, z), nm (padding repeats a real atom)."""
+    for c in prange(bounds.shape[0]):
+        for d in range(3):
+            bounds[c, d] = np.inf
+            bounds[c, 3 + d] = -np.inf
+        for s in range(c * 8, c * 8 + 8):
+            bounds[c, 0] = min(bounds[c, 0], x[s])
+            bounds[c, 1] = min(bounds[c, 1], y[s])
+            bounds[c, 2] = min(bounds[c, 2], z[s])
+            bounds[c, 3] = max(bounds[c, 3], x[s])
+            bounds[c, 4] = max(bounds[c, 4], y[s])
+            bounds[c, 5] = max(bounds[c, 5], z[s])
+
+
 def cluster_pairs_energy(
-    x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_mask, counts, shifts,
-    cutoff2, coulomb_kind, alpha, krf, crf, switching, switch_distance, cutoff, cluster_energy,
+    x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns, counts, shifts,
+    cutoff2, coulomb_kind, energy_polynomial, krf, crf, switching, switch_distance, cutoff,
+    cluster_energy,
 ):
     """Coulomb + Lennard-Jones energy of every listed pair within the cutoff, per i cluster.
 
@@ -127,16 +274,16 @@ def cluster_pairs_energy(
         Charges times sqrt(1/(4 pi eps0)) (e sqrt(kJ/mol nm)).
     half_sigma, sqrt_4epsilon : (C * 8,) float64 arrays
         sigma/2 (nm) and sqrt(4 epsilon) (sqrt(kJ/mol)) per slot.
-    pair_j, pair_shift, pair_mask, counts
-        The cluster-pair list (``ClusterPairList``).
+    pair_j, pair_shift, pair_columns, counts
+        The cluster-pair list (``ClusterPairList``), masks by column.
     shifts : (27, 3) float64 array
         Box shift of each shift code, nm.
     cutoff2 : float
         Squared cutoff, nm^2 (inf for none).
     coulomb_kind : int
-        0 plain 1/r, 1 reaction field, 2 Ewald real space (``cluster_kernels.COULOMB_*``).
-    alpha : float
-        Ewald parameter, 1/nm.
+        0 plain 1/r, 1 reaction field, 2 Ewald real space (``pair_laws.COULOMB_*``).
+    energy_polynomial : (ENERGY_DEGREE + 1,) float64 array
+        From :func:`ewald_energy_polynomial` (Ewald; ignored otherwise).
     krf, crf : float
         Reaction-field constants, 1/nm^3 and 1/nm.
     switching : bool
@@ -146,10 +293,19 @@ def cluster_pairs_energy(
     cluster_energy : (C,) float64 array
         Output: energy of the pairs listed under each i cluster, kJ/mol.
     """
+    finite = np.isfinite(cutoff2)
     constants = np.array([
-        cutoff2, alpha, krf, crf, switch_distance,
+        cutoff2,
+        2.0 / cutoff2 if coulomb_kind == 2 and finite else 0.0,
+        krf, crf, switch_distance,
         1.0 / (cutoff - switch_distance) if switching else 0.0,
+        # a margin far above float64 rounding, so that a skipped pair is certainly beyond the
+        # cutoff in the pair loop's own arithmetic
+        cutoff2 * (1.0 + 1e-12),
     ], np.float64)
-    data = (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_mask, counts,
-            shifts, constants)
-    _KERNELS[(int(coulomb_kind), bool(switching))](data, cluster_energy)
+    bounds = np.empty((len(counts), 6))
+    _cluster_bounds64(x, y, z, bounds)
+    data = (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns,
+            counts, shifts, constants, energy_polynomial, bounds)
+    kernel = _KERNELS[(int(coulomb_kind), bool(switching))]
+    kernel((len(counts) + CHUNK - 1) // CHUNK, data, cluster_energy)

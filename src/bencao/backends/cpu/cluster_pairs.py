@@ -18,17 +18,27 @@ half the box width).  A half list: cluster j is listed under i only if j > i, or
 zero shift (upper triangle only) or a positive shift code.
 
 The list is rebuilt when the two largest atom displacements since the last build add up to the
-buffer, or when the box has changed, so no pair inside the cutoff is ever missed.
+buffer, or when the box has changed, so no pair inside the cutoff is ever missed.  Between
+builds, the kernels read an inner list pruned from it every few steps (dynamic pruning, see
+:mod:`bencao.backends.cpu.cluster_prune`).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
 from bencao.backends.common.exclusions import exclusion_table
+from bencao.backends.cpu.cluster_pairs_search import (
+    bounding_boxes,
+    cluster_exclusions,
+    fill_cluster_coordinates,
+    search_pairs,
+    slot_masks,
+    sort_atoms,
+    two_largest_displacements,
+)
+from bencao.backends.cpu.cluster_prune import prune_pairs
 from bencao.backends.cpu.neighbors import (
-    NO_SHIFT,
     _cell_neighbor_table,
     shift_vectors,
     wrapped_fractional,
@@ -38,8 +48,6 @@ from bencao.backends.cpu.neighbors import (
 CLUSTER = 8
 #: Target edge of a sub-column inside a cell, nm: about the width of 8 atoms of water.
 SUBCOLUMN_WIDTH = 0.45
-#: i clusters per parallel work item of the search; each item allocates its scratch once.
-SEARCH_CHUNK = 16
 
 
 def _bits(pairs) -> int:
@@ -54,327 +62,9 @@ def _bits(pairs) -> int:
 UPPER_TRIANGLE = _bits((a, b) for a in range(CLUSTER) for b in range(CLUSTER) if b > a)
 
 
-@njit(cache=True)
-def _slot_masks(slot_atom, row_masks, column_masks):
-    """Per cluster: the rows (i side) and columns (j side) of real, non-padding slots."""
-    n_clusters = row_masks.shape[0]
-    for c in range(n_clusters):
-        rows = np.int64(0)
-        columns = np.int64(0)
-        for a in range(8):
-            if slot_atom[c * 8 + a] >= 0:
-                rows |= np.int64(0xFF) << np.int64(8 * a)
-                for b in range(8):
-                    columns |= np.int64(1) << np.int64(8 * b + a)
-        row_masks[c] = rows
-        column_masks[c] = columns
-
-
-@njit(parallel=True, cache=True)
-def _cluster_exclusions(slot_atom, atom_slot, excl_start, excl_atoms, partner, bits, counts):
-    """For each cluster i: the clusters j >= i holding excluded partners of its atoms, with the
-    excluded (a, b) pairs as mask bits.  ``partner``/``bits`` rows hold ``counts[i]`` entries,
-    in the order the partners are first met."""
-    n_clusters = counts.shape[0]
-    n_chunks = (n_clusters + SEARCH_CHUNK - 1) // SEARCH_CHUNK
-    for chunk in prange(n_chunks):
-        # entry of each partner cluster in the current row (-1: none yet), for lookups in O(1)
-        entry = np.full(n_clusters, -1, np.int64)
-        for ci in range(chunk * SEARCH_CHUNK, min(n_clusters, (chunk + 1) * SEARCH_CHUNK)):
-            n = 0
-            for a in range(8):
-                atom = slot_atom[ci * 8 + a]
-                if atom < 0:
-                    continue
-                for e in range(excl_start[atom], excl_start[atom + 1]):
-                    slot = atom_slot[excl_atoms[e]]
-                    cj = slot // 8
-                    if cj < ci:
-                        continue  # recorded from cluster cj's side
-                    b = slot % 8
-                    bit = np.int64(1) << np.int64(8 * a + b)
-                    if cj == ci:
-                        bit |= np.int64(1) << np.int64(8 * b + a)
-                    k = entry[cj]
-                    if k < 0:
-                        k = n
-                        entry[cj] = k
-                        partner[ci, k] = cj
-                        bits[ci, k] = 0
-                        n += 1
-                    bits[ci, k] |= bit
-            for k in range(n):
-                entry[partner[ci, k]] = -1
-            counts[ci] = n
-
-
-@njit(cache=True)
-def _bounding_boxes(x, y, z, slot_atom, low, high):
-    """Axis-aligned bounding box of the real atoms of each cluster, nm, as (3, C) arrays (one
-    contiguous row per axis, for the vectorised search)."""
-    n_clusters = low.shape[1]
-    for c in range(n_clusters):
-        for d in range(3):
-            low[d, c] = np.inf
-            high[d, c] = -np.inf
-        for a in range(8):
-            s = c * 8 + a
-            if slot_atom[s] < 0:
-                continue
-            low[0, c] = min(low[0, c], x[s])
-            low[1, c] = min(low[1, c], y[s])
-            low[2, c] = min(low[2, c], z[s])
-            high[0, c] = max(high[0, c], x[s])
-            high[1, c] = max(high[1, c], y[s])
-            high[2, c] = max(high[2, c], z[s])
-
-
-@njit(cache=True)
-def _sort_atoms(bucket, height, n_buckets, order):
-    """Atoms ordered by bucket (a counting sort), then by height within a bucket (insertion
-    sort: buckets hold ~25 atoms); ties keep index order, so the order is reproducible."""
-    n = bucket.shape[0]
-    start = np.zeros(n_buckets + 1, np.int64)
-    for i in range(n):
-        start[bucket[i] + 1] += 1
-    for b in range(n_buckets):
-        start[b + 1] += start[b]
-    fill = start[:-1].copy()
-    for i in range(n):
-        order[fill[bucket[i]]] = i
-        fill[bucket[i]] += 1
-    for b in range(n_buckets):
-        for k in range(start[b] + 1, start[b + 1]):
-            atom = order[k]
-            key = height[atom]
-            m = k - 1
-            while m >= start[b] and height[order[m]] > key:
-                order[m + 1] = order[m]
-                m -= 1
-            order[m + 1] = atom
-
-
-@njit(cache=True)
-def _two_largest_displacements(positions, reference):
-    """The two largest distances (nm) any atoms have moved between two (N, 3) arrays."""
-    first = 0.0
-    second = 0.0
-    for i in range(positions.shape[0]):
-        dx = positions[i, 0] - reference[i, 0]
-        dy = positions[i, 1] - reference[i, 1]
-        dz = positions[i, 2] - reference[i, 2]
-        d2 = dx * dx + dy * dy + dz * dz
-        if d2 > second:
-            if d2 > first:
-                second = first
-                first = d2
-            else:
-                second = d2
-    return np.sqrt(first), np.sqrt(second)
-
-
-@njit(cache=True, inline="always")
-def _gap(low_i, high_i, low_j, high_j):
-    """Distance between two intervals along one axis (0 if they overlap)."""
-    return max(0.0, low_j - high_i, low_i - high_j)
-
-
-# No fastmath here or in the search: reassociation or contraction could round differently in
-# Numba's cached code and in a fresh compile, and the list would depend on the process's
-# history.  The loops vectorise without it (the minimum over atoms is taken box by box).
-@njit(cache=True, inline="always")
-def _nearest_atoms(x, y, z, ci, near, m):
-    """For each of the ``m`` boxes in ``near`` (rows 0-5: low x, y, z, high x, y, z, nm), the
-    smallest squared distance (nm^2) from an atom of cluster ci to it, into row 6.
-
-    The loop over boxes is innermost and has no branches, so it runs as vector instructions;
-    the minimum over the 8 atoms is taken box by box (exact, in any order)."""
-    low_x = near[0]
-    low_y = near[1]
-    low_z = near[2]
-    high_x = near[3]
-    high_y = near[4]
-    high_z = near[5]
-    nearest = near[6]
-    for k in range(m):
-        nearest[k] = np.inf
-    for a in range(8):
-        xa = x[ci * 8 + a]
-        ya = y[ci * 8 + a]
-        za = z[ci * 8 + a]
-        for k in range(m):
-            gx = max(0.0, low_x[k] - xa, xa - high_x[k])
-            gy = max(0.0, low_y[k] - ya, ya - high_y[k])
-            gz = max(0.0, low_z[k] - za, za - high_z[k])
-            nearest[k] = min(nearest[k], gx * gx + gy * gy + gz * gz)
-
-
-@njit(cache=True, inline="always")
-def _box_gaps(low, high, ci, first, end, sx, sy, sz, gap2):
-    """Squared distances (nm^2) from the bounding box of cluster ci to those of clusters
-    first..end-1 moved by (sx, sy, sz), into ``gap2[0:end - first]``.  A loop without branches
-    over contiguous (3, C) arrays, so that it runs as vector instructions."""
-    lx = low[0, ci]
-    ly = low[1, ci]
-    lz = low[2, ci]
-    hx = high[0, ci]
-    hy = high[1, ci]
-    hz = high[2, ci]
-    low_x = low[0]
-    low_y = low[1]
-    low_z = low[2]
-    high_x = high[0]
-    high_y = high[1]
-    high_z = high[2]
-    for k in range(end - first):
-        cj = first + k
-        gx = _gap(lx, hx, low_x[cj] + sx, high_x[cj] + sx)
-        gy = _gap(ly, hy, low_y[cj] + sy, high_y[cj] + sy)
-        gz = _gap(lz, hz, low_z[cj] + sz, high_z[cj] + sz)
-        gap2[k] = gx * gx + gy * gy + gz * gz
-
-
-@njit(parallel=True, cache=True)
-def _search(
-    x, y, z, low, high, cluster_cell, cell_first_cluster, ncell, cell_neighbors, cell_wraps,
-    n_cell_neighbors, shifts, periodic, rlist2, row_masks, column_masks, excl_partner, excl_bits,
-    excl_counts, upper_triangle, pair_j, pair_shift, pair_mask, counts,
-):
-    """List, for each cluster i, the clusters j (and box shifts) within ``rlist`` of it.
-
-    ``low`` and ``high`` are the clusters' bounding boxes as (3, C) arrays.  The boxes of a
-    neighbouring cell's clusters are measured all at once (:func:`_box_gaps`), then the few
-    within reach are checked atom by atom and their masks made.  Entries beyond the capacity
-    of ``pair_j`` are counted but not stored, so that the caller can grow the arrays and search
-    again.
-    """
-    n_clusters = low.shape[1]
-    capacity = pair_j.shape[1]
-    nyz = ncell[1] * ncell[2]
-    widest = 1
-    for c in range(cell_first_cluster.shape[0] - 1):
-        widest = max(widest, cell_first_cluster[c + 1] - cell_first_cluster[c])
-    n_chunks = (n_clusters + SEARCH_CHUNK - 1) // SEARCH_CHUNK
-    reach = widest * cell_neighbors.shape[2] ** 3
-    for chunk in prange(n_chunks):
-        gap2 = np.empty(widest, np.float64)
-        candidate = np.empty(reach, np.int64)
-        candidate_code = np.empty(reach, np.int64)
-        near = np.empty((7, reach), np.float64)
-        # exclusion entry of each cluster for the current i (-1: none), for lookups in O(1)
-        excluded = np.full(n_clusters, -1, np.int64)
-        for ci in range(chunk * SEARCH_CHUNK, min(n_clusters, (chunk + 1) * SEARCH_CHUNK)):
-            c = cluster_cell[ci]
-            cx = c // nyz
-            cy = (c // ncell[2]) % ncell[1]
-            cz = c % ncell[2]
-            # 1. the clusters whose boxes come within reach of i's box, moved into place and
-            # side by side, cell by cell
-            m = 0
-            for kx in range(n_cell_neighbors[0, cx]):
-                nx = cell_neighbors[0, cx, kx]
-                for ky in range(n_cell_neighbors[1, cy]):
-                    ny = cell_neighbors[1, cy, ky]
-                    for kz in range(n_cell_neighbors[2, cz]):
-                        nc = (nx * ncell[1] + ny) * ncell[2] + cell_neighbors[2, cz, kz]
-                        end = cell_first_cluster[nc + 1]
-                        if end <= ci:
-                            continue
-                        code = NO_SHIFT
-                        if periodic:
-                            code = ((cell_wraps[0, cx, kx] + 1) * 9
-                                    + (cell_wraps[1, cy, ky] + 1) * 3
-                                    + (cell_wraps[2, cz, kz] + 1))
-                        sx = shifts[code, 0]
-                        sy = shifts[code, 1]
-                        sz = shifts[code, 2]
-                        first = max(cell_first_cluster[nc], ci)
-                        _box_gaps(low, high, ci, first, end, sx, sy, sz, gap2)
-                        for cj in range(first, end):
-                            if gap2[cj - first] >= rlist2:
-                                continue
-                            if cj == ci and code < NO_SHIFT:
-                                continue  # the same pair as (ci, ci) under the opposite shift
-                            candidate[m] = cj
-                            candidate_code[m] = code
-                            near[0, m] = low[0, cj] + sx
-                            near[1, m] = low[1, cj] + sy
-                            near[2, m] = low[2, cj] + sz
-                            near[3, m] = high[0, cj] + sx
-                            near[4, m] = high[1, cj] + sy
-                            near[5, m] = high[2, cj] + sz
-                            m += 1
-            # 2. boxes within reach can still hold no atom of i within reach of j's box
-            _nearest_atoms(x, y, z, ci, near, m)
-            # 3. the masks of those that remain
-            for e in range(excl_counts[ci]):
-                excluded[excl_partner[ci, e]] = e
-            count = 0
-            for k in range(m):
-                if near[6, k] >= rlist2:
-                    continue
-                cj = candidate[k]
-                code = candidate_code[k]
-                mask = row_masks[ci] & column_masks[cj]
-                if cj == ci and code == NO_SHIFT:
-                    mask &= upper_triangle
-                if excluded[cj] >= 0:
-                    mask &= ~excl_bits[ci, excluded[cj]]
-                if mask == 0:
-                    continue
-                if count < capacity:
-                    pair_j[ci, count] = cj
-                    pair_shift[ci, count] = code
-                    pair_mask[ci, count] = mask
-                count += 1
-            for e in range(excl_counts[ci]):
-                excluded[excl_partner[ci, e]] = -1
-            counts[ci] = count
-
-
-@njit(parallel=True, cache=True)
-def _mask_columns(pair_mask, counts, columns):
-    """Each 64-bit mask cut into the 8 columns of the force kernel: ``columns[ci, k, b]`` has
-    bit a set if slot a of cluster i interacts with slot b of its k-th partner (bit 8a + b of
-    the mask).  int32 so that the kernel's loop stays 8 floats wide."""
-    for ci in prange(counts.shape[0]):
-        for k in range(counts[ci]):
-            mask = pair_mask[ci, k]
-            for b in range(CLUSTER):
-                column = (mask >> np.int64(b)) & np.int64(0x0101010101010101)
-                # the multiply moves bits 0, 8, ..., 56 to bits 56..63, in order
-                columns[ci, k, b] = ((column * np.int64(0x0102040810204080)) >> np.int64(56)) \
-                    & np.int64(0xFF)
-
-
-@njit(parallel=True, cache=True)
-def fill_cluster_coordinates(positions, slot_atom, image, box, periodic, x, y, z):
-    """Cluster-ordered float32 coordinates, moved by the box images chosen at the last build.
-
-    Padding slots copy the cluster's first atom (they are masked out of every pair).
-    """
-    n_slots = slot_atom.shape[0]
-    for s in prange(n_slots):
-        atom = slot_atom[s]
-        if atom < 0:
-            atom = slot_atom[s - s % 8]
-        px = positions[atom, 0]
-        py = positions[atom, 1]
-        pz = positions[atom, 2]
-        if periodic:
-            wx = image[atom, 0]
-            wy = image[atom, 1]
-            wz = image[atom, 2]
-            px += wx * box[0, 0] + wy * box[1, 0] + wz * box[2, 0]
-            py += wy * box[1, 1] + wz * box[2, 1]
-            pz += wz * box[2, 2]
-        x[s] = px
-        y[s] = py
-        z[s] = pz
-
-
 class ClusterPairList:
-    """Cluster-pair Verlet list over padded clusters of 8 atoms, rebuilt only when needed.
+    """Cluster-pair Verlet list over padded clusters of 8 atoms, rebuilt only when needed, with
+    an inner list pruned from it every few steps.
 
     Parameters
     ----------
@@ -383,11 +73,14 @@ class ClusterPairList:
     cutoff : float
         Interaction cutoff, nm (``np.inf`` for all pairs).
     buffer : float
-        Verlet buffer added to the cutoff, nm.
+        Buffer of the outer list beyond the cutoff, nm.
     exclusions : (M, 2) int array
         Pairs never interacting in the kernel.
     periodic : bool
         Use periodic boundary conditions.
+    prune_buffer : float or None
+        Buffer of the inner list, nm (at most ``buffer``; None: ``buffer``, i.e. the inner list
+        is cut only at builds, to the outer list's reach).
 
     Attributes
     ----------
@@ -398,21 +91,27 @@ class ClusterPairList:
     image : (N, 3) float64 array
         Box image (whole box vectors) added to each atom at the last build.
     pair_j, pair_shift, pair_mask : (C, capacity) arrays
-        For cluster i, its first ``counts[i]`` entries: partner cluster j (int32), shift code
-        (int32, see ``neighbors.shift_vectors``) and the 64-bit interaction mask (bit 8a + b for
-        slot a of i with slot b of j).
-    pair_columns : (C, capacity, 8) int32 array
-        The masks by column (``_mask_columns``), as the force kernel reads them.
+        The outer list: for cluster i, its first ``counts[i]`` entries: partner cluster j
+        (int32), shift code (int32, see ``neighbors.shift_vectors``) and the 64-bit interaction
+        mask (bit 8a + b for slot a of i with slot b of j).
     counts : (C,) int32 array
-        Number of listed partners of each cluster.
-    builds : int
-        How many times the list has been built.
+        Number of partners of each cluster in the outer list.
+    inner_j, inner_shift, inner_counts
+        The inner list, the one the kernels read: as the outer list, the entries in the same
+        order, without the partners now beyond ``cutoff + prune_buffer``.
+    inner_columns : (C, capacity, 8) int32 array
+        The inner list's masks by column: bit a of ``inner_columns[i, k, b]`` is set if slot a
+        of cluster i interacts with slot b of its k-th partner.
+    builds, prunes : int
+        How many times the outer list has been built and the inner list cut (builds included).
     """
 
-    def __init__(self, n_particles, cutoff, buffer, exclusions, periodic):
+    def __init__(self, n_particles, cutoff, buffer, exclusions, periodic, prune_buffer=None):
         self.n = int(n_particles)
         self.cutoff = float(cutoff)
         self.buffer = float(buffer) if np.isfinite(cutoff) else 0.0
+        self.prune_buffer = self.buffer if prune_buffer is None else min(float(prune_buffer),
+                                                                          self.buffer)
         self.rlist = self.cutoff + self.buffer
         self.periodic = bool(periodic)
         self.excl_start, self.excl_atoms = exclusion_table(self.n, exclusions)
@@ -425,7 +124,9 @@ class ClusterPairList:
         self._allocate(0)
         self._reference = None
         self._reference_box = None
+        self._prune_reference = None
         self.builds = 0
+        self.prunes = 0
 
     @property
     def n_clusters(self) -> int:
@@ -445,29 +146,46 @@ class ClusterPairList:
             return True
         if not np.isfinite(self.cutoff):
             return False  # all pairs are listed; nothing can enter
-        first, second = _two_largest_displacements(positions, self._reference)
+        first, second = two_largest_displacements(positions, self._reference)
         return first + second >= self.buffer
 
-    def update(self, positions: np.ndarray, box: np.ndarray | None) -> bool:
-        """Rebuild the list if needed; return True if it was rebuilt."""
-        if not self.needs_rebuild(positions, box):
+    def needs_prune(self, positions: np.ndarray) -> bool:
+        """True if two atoms may have closed the inner list's buffer since it was cut (the
+        argument of :meth:`needs_rebuild`)."""
+        if self._prune_reference is None:
+            return True
+        if not np.isfinite(self.cutoff) or self.prune_buffer >= self.buffer:
             return False
-        self.build(positions, box)
-        return True
+        first, second = two_largest_displacements(positions, self._prune_reference)
+        return first + second >= self.prune_buffer
+
+    def update(self, positions: np.ndarray, box: np.ndarray | None) -> bool:
+        """Rebuild the outer list or prune the inner one if needed; return True if the outer
+        list was rebuilt (the clusters changed)."""
+        if self.needs_rebuild(positions, box):
+            self.build(positions, box)
+            return True
+        if self.needs_prune(positions):
+            self.prune(positions, box)
+        return False
 
     def get_state(self) -> dict:
-        """The positions and box of the last build, for checkpoints (the list is a function of
-        them alone, so a restart that rebuilds from them continues bit-identically)."""
-        return {"reference": self._reference, "box": self._reference_box}
+        """The positions and box of the last build and the positions of the last prune, for
+        checkpoints (the lists are a function of them alone, so a restart that rebuilds from
+        them continues bit-identically)."""
+        return {"reference": self._reference, "box": self._reference_box,
+                "prune_reference": self._prune_reference}
 
     def set_state(self, state: dict) -> None:
-        """Rebuild the list as it was when ``get_state`` was called."""
+        """Rebuild the lists as they were when ``get_state`` was called."""
         if state.get("reference") is None:
             self._reference = None
             return
         box = state.get("box")
-        self.build(np.asarray(state["reference"], np.float64),
-                   None if box is None else np.asarray(box, np.float64))
+        box = None if box is None else np.asarray(box, np.float64)
+        self.build(np.asarray(state["reference"], np.float64), box)
+        if state.get("prune_reference") is not None:
+            self.prune(np.asarray(state["prune_reference"], np.float64), box)
 
     def coordinates(self, positions, box, x, y, z) -> None:
         """Fill float32 cluster-slot coordinate arrays x, y, z (nm) from ``positions``."""
@@ -475,24 +193,46 @@ class ClusterPairList:
         fill_cluster_coordinates(positions, self.slot_atom, self.image, box_arg, self.periodic,
                                  x, y, z)
 
-    def build(self, positions: np.ndarray, box: np.ndarray | None) -> None:
-        """Bin and cluster the atoms and list the cluster pairs from scratch."""
-        positions = np.ascontiguousarray(positions, np.float64)
-        cells, ncell, fraction, image = self._bin(positions, box)
-        self._cluster(cells, ncell, fraction, image)
+    def _boxes(self, positions, box):
+        """float64 cluster-slot coordinates and the clusters' bounding boxes ((3, C) low and
+        high), nm."""
         x = np.empty(len(self.slot_atom), np.float64)
         y = np.empty_like(x)
         z = np.empty_like(x)
-        box_arg = np.ascontiguousarray(box if self.periodic else np.eye(3), np.float64)
-        fill_cluster_coordinates(positions, self.slot_atom, self.image, box_arg, self.periodic,
-                                 x, y, z)
+        self.coordinates(positions, box, x, y, z)
+        low = np.empty((3, self.n_clusters))
+        high = np.empty((3, self.n_clusters))
+        bounding_boxes(x, y, z, self.slot_atom, low, high)
+        return x, y, z, low, high
+
+    def prune(self, positions: np.ndarray, box: np.ndarray | None, boxes=None) -> None:
+        """Cut the inner list from the outer one at ``positions`` (``boxes``: what
+        :meth:`_boxes` returns there, if the caller has it)."""
+        positions = np.ascontiguousarray(positions, np.float64)
+        x, y, z, low, high = self._boxes(positions, box) if boxes is None else boxes
+        # the kernels skip a partner whose box is beyond cutoff * (1 + 5e-6) (their float32
+        # margin); 1e-4 here keeps every partner they would not skip, so the forces do not
+        # depend on when the list was cut
+        reach = self.cutoff * (1.0 + 1e-4) + self.prune_buffer
+        prune_pairs(low, high, shift_vectors(box if self.periodic else None),
+                    self.pair_j, self.pair_shift, self.pair_mask, self.counts,
+                    reach**2 if np.isfinite(reach) else np.inf, self.inner_j, self.inner_shift,
+                    self.inner_columns, self.inner_counts)
+        self._prune_reference = positions.copy()
+        self.prunes += 1
+
+    def build(self, positions: np.ndarray, box: np.ndarray | None) -> None:
+        """Bin and cluster the atoms, list the cluster pairs from scratch and cut the inner
+        list."""
+        positions = np.ascontiguousarray(positions, np.float64)
+        cells, ncell, fraction, image = self._bin(positions, box)
+        self._cluster(cells, ncell, fraction, image)
+        boxes = self._boxes(positions, box)
+        x, y, z, low, high = boxes
         n_clusters = self.n_clusters
-        low = np.empty((3, n_clusters))
-        high = np.empty((3, n_clusters))
-        _bounding_boxes(x, y, z, self.slot_atom, low, high)
         row_masks = np.empty(n_clusters, np.int64)
         column_masks = np.empty(n_clusters, np.int64)
-        _slot_masks(self.slot_atom, row_masks, column_masks)
+        slot_masks(self.slot_atom, row_masks, column_masks)
         widest = int(np.max(np.diff(self.excl_start), initial=0))
         # kept between builds, as the list's arrays (see ``_allocate``)
         width = max(1, 8 * widest)
@@ -504,25 +244,25 @@ class ClusterPairList:
         excl_partner = self._excl_partner[:n_clusters]
         excl_bits = self._excl_bits[:n_clusters]
         excl_counts = self._excl_counts[:n_clusters]
-        _cluster_exclusions(self.slot_atom, self.atom_slot, self.excl_start, self.excl_atoms,
-                            excl_partner, excl_bits, excl_counts)
+        cluster_exclusions(self.slot_atom, self.atom_slot, self.excl_start, self.excl_atoms,
+                           excl_partner, excl_bits, excl_counts)
         table, wraps, table_counts = _cell_neighbor_table(ncell, self.periodic, distinct=False)
         shifts = shift_vectors(box if self.periodic else None)
         rlist2 = self.rlist**2 if np.isfinite(self.rlist) else np.inf
         while True:
             self._allocate(n_clusters)
-            _search(x, y, z, low, high, self._cluster_cell, self._cell_first_cluster, ncell, table,
-                    wraps, table_counts, shifts, self.periodic, rlist2, row_masks, column_masks,
-                    excl_partner, excl_bits, excl_counts, UPPER_TRIANGLE, self.pair_j,
-                    self.pair_shift, self.pair_mask, self.counts)
+            search_pairs(x, y, z, low, high, self._cluster_cell, self._cell_first_cluster, ncell,
+                         table, wraps, table_counts, shifts, self.periodic, rlist2, row_masks,
+                         column_masks, excl_partner, excl_bits, excl_counts, UPPER_TRIANGLE,
+                         self.pair_j, self.pair_shift, self.pair_mask, self.counts)
             largest = int(self.counts.max()) if n_clusters else 0
             if largest <= self._capacity:
                 break
             self._capacity = int(largest * 1.2) + 8
-        _mask_columns(self.pair_mask, self.counts, self.pair_columns)
         self._reference = positions.copy()
         self._reference_box = None if box is None else np.array(box, np.float64)
         self.builds += 1
+        self.prune(positions, box, boxes)
 
     def _allocate(self, n_clusters: int) -> None:
         """Point the list arrays at the first ``n_clusters`` rows of storage kept between
@@ -537,10 +277,14 @@ class ClusterPairList:
             storage = (np.zeros((rows, self._capacity), np.int32),
                        np.zeros((rows, self._capacity), np.int32),
                        np.zeros((rows, self._capacity), np.int64),
+                       np.zeros(rows, np.int32),
+                       np.zeros((rows, self._capacity), np.int32),
+                       np.zeros((rows, self._capacity), np.int32),
                        np.zeros((rows, self._capacity, CLUSTER), np.int32),
                        np.zeros(rows, np.int32))
             self._storage = storage
-        self.pair_j, self.pair_shift, self.pair_mask, self.pair_columns, self.counts = (
+        (self.pair_j, self.pair_shift, self.pair_mask, self.counts, self.inner_j,
+         self.inner_shift, self.inner_columns, self.inner_counts) = (
             array[:n_clusters] for array in storage)
 
     def _bin(self, positions, box):
@@ -579,7 +323,7 @@ class ClusterPairList:
         n_cells = int(np.prod(ncell))
         n_columns = int(sub[0] * sub[1])
         order = np.empty(self.n, np.int64)
-        _sort_atoms(cells * n_columns + column, height, n_cells * n_columns, order)
+        sort_atoms(cells * n_columns + column, height, n_cells * n_columns, order)
         per_cell = np.bincount(cells, minlength=n_cells)
         clusters_per_cell = (per_cell + CLUSTER - 1) // CLUSTER
         first_cluster = np.zeros(n_cells + 1, np.int64)

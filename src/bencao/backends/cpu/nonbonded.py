@@ -14,7 +14,7 @@ from bencao.backends.common.long_range_correction import (
 from bencao.backends.common.pair_laws import exception_pair, reaction_field_constants
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cpu.base import CpuTerm
-from bencao.backends.cpu.cluster_energies import cluster_pairs_energy
+from bencao.backends.cpu.cluster_energies import cluster_pairs_energy, ewald_energy_polynomial
 from bencao.backends.cpu.cluster_kernels import (
     COULOMB_EWALD,
     COULOMB_PLAIN,
@@ -36,6 +36,8 @@ from bencao.profiling import phase
 #: so a wide buffer pays.  DHFR at 4 fs, 2 threads: a build every 3.6 steps at 0.15 nm, every
 #: 5 to 5.6 at 0.2 nm; 20.8-21.2 vs 19.7-20.4 ms/step.
 DEFAULT_BUFFER = 0.2
+#: Default buffer of the inner (pruned) list, nm.
+DEFAULT_PRUNE_BUFFER = 0.1
 
 
 @njit(parallel=True, cache=True)
@@ -190,16 +192,19 @@ class CpuNonbonded(CpuTerm):
         """The kernel of ``system``'s ``term``, with the system's box as the default box."""
         return cls(term, system.box, buffer=buffer)
 
-    def __init__(self, term, default_box, buffer=DEFAULT_BUFFER):
+    def __init__(self, term, default_box, buffer=DEFAULT_BUFFER,
+                 prune_buffer=DEFAULT_PRUNE_BUFFER):
         self.name = term.name
         self.term = term
         self.periodic = term.periodic
         n = len(term.charges)
         self.cutoff = term.cutoff if term.method != "NoCutoff" else np.inf
-        self.neighbors = ClusterPairList(n, self.cutoff, buffer, term.exception_atoms, term.periodic)
+        self.neighbors = ClusterPairList(n, self.cutoff, buffer, term.exception_atoms, term.periodic,
+                                         prune_buffer)
         self.reciprocal = None
         self.alpha = 0.0
         self._ewald = np.zeros((2, 13))
+        self._energy_polynomial = np.zeros(21)
         self.krf = self.crf = 0.0
         if term.method in ("Ewald", "PME"):
             from bencao.backends.cpu.pme import CpuEwald, CpuPME
@@ -209,6 +214,7 @@ class CpuNonbonded(CpuTerm):
             self.alpha = float(self.reciprocal.alpha)
             self.coulomb_kind = COULOMB_EWALD
             self._ewald = ewald_polynomials(self.alpha, term.cutoff)
+            self._energy_polynomial = ewald_energy_polynomial(self.alpha, term.cutoff)
         elif term.method in ("CutoffPeriodic", "CutoffNonPeriodic"):
             self.krf, self.crf = reaction_field_constants(term.cutoff,
                                                           term.reaction_field_dielectric)
@@ -302,7 +308,8 @@ class CpuNonbonded(CpuTerm):
         with phase("pairs"):
             cluster_pairs_kernel(
                 self._x, self._y, self._z, self._charge, self._half_sigma, self._sqrt_4epsilon,
-                nl.pair_j, nl.pair_shift, nl.pair_columns, nl.counts, shifts.astype(np.float32), self.cutoff**2, self.coulomb_kind,
+                nl.inner_j, nl.inner_shift, nl.inner_columns, nl.inner_counts,
+                shifts.astype(np.float32), self.cutoff**2, self.coulomb_kind,
                 self._ewald, self.krf, self.switching, t.switch_distance, self.cutoff,
                 self._thread_forces,
             )
@@ -312,9 +319,10 @@ class CpuNonbonded(CpuTerm):
             with phase("pair energies"):
                 cluster_pairs_energy(
                     self._x64, self._y64, self._z64, self._charge64, self._half_sigma64,
-                    self._sqrt_4epsilon64, nl.pair_j, nl.pair_shift, nl.pair_mask, nl.counts,
+                    self._sqrt_4epsilon64, nl.inner_j, nl.inner_shift, nl.inner_columns,
+                    nl.inner_counts,
                     shifts, self.cutoff**2,
-                    self.coulomb_kind, self.alpha, self.krf, self.crf, self.switching,
+                    self.coulomb_kind, self._energy_polynomial, self.krf, self.crf, self.switching,
                     t.switch_distance, self.cutoff, self._cluster_energy,
                 )
                 result = float(np.sum(self._cluster_energy))

@@ -1,0 +1,317 @@
+"""The kernels behind :class:`~bencao.backends.cpu.cluster_pairs.ClusterPairList`: sorting
+atoms into clusters, their bounding boxes and exclusion masks, and the search for cluster pairs
+within reach (see that module for the scheme)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from bencao.backends.cpu.neighbors import NO_SHIFT
+
+#: i clusters per parallel work item of the search; each item allocates its scratch once.
+SEARCH_CHUNK = 16
+
+
+@njit(cache=True)
+def slot_masks(slot_atom, row_masks, column_masks):
+    """Per cluster: the rows (i side) and columns (j side) of real, non-padding slots."""
+    n_clusters = row_masks.shape[0]
+    for c in range(n_clusters):
+        rows = np.int64(0)
+        columns = np.int64(0)
+        for a in range(8):
+            if slot_atom[c * 8 + a] >= 0:
+                rows |= np.int64(0xFF) << np.int64(8 * a)
+                for b in range(8):
+                    columns |= np.int64(1) << np.int64(8 * b + a)
+        row_masks[c] = rows
+        column_masks[c] = columns
+
+
+@njit(parallel=True, cache=True)
+def cluster_exclusions(slot_atom, atom_slot, excl_start, excl_atoms, partner, bits, counts):
+    """For each cluster i: the clusters j >= i holding excluded partners of its atoms, with the
+    excluded (a, b) pairs as mask bits.  ``partner``/``bits`` rows hold ``counts[i]`` entries,
+    in the order the partners are first met."""
+    n_clusters = counts.shape[0]
+    n_chunks = (n_clusters + SEARCH_CHUNK - 1) // SEARCH_CHUNK
+    for chunk in prange(n_chunks):
+        # entry of each partner cluster in the current row (-1: none yet), for lookups in O(1)
+        entry = np.full(n_clusters, -1, np.int64)
+        for ci in range(chunk * SEARCH_CHUNK, min(n_clusters, (chunk + 1) * SEARCH_CHUNK)):
+            n = 0
+            for a in range(8):
+                atom = slot_atom[ci * 8 + a]
+                if atom < 0:
+                    continue
+                for e in range(excl_start[atom], excl_start[atom + 1]):
+                    slot = atom_slot[excl_atoms[e]]
+                    cj = slot // 8
+                    if cj < ci:
+                        continue  # recorded from cluster cj's side
+                    b = slot % 8
+                    bit = np.int64(1) << np.int64(8 * a + b)
+                    if cj == ci:
+                        bit |= np.int64(1) << np.int64(8 * b + a)
+                    k = entry[cj]
+                    if k < 0:
+                        k = n
+                        entry[cj] = k
+                        partner[ci, k] = cj
+                        bits[ci, k] = 0
+                        n += 1
+                    bits[ci, k] |= bit
+            for k in range(n):
+                entry[partner[ci, k]] = -1
+            counts[ci] = n
+
+
+@njit(cache=True)
+def bounding_boxes(x, y, z, slot_atom, low, high):
+    """Axis-aligned bounding box of the real atoms of each cluster, nm, as (3, C) arrays (one
+    contiguous row per axis, for the vectorised search)."""
+    n_clusters = low.shape[1]
+    for c in range(n_clusters):
+        for d in range(3):
+            low[d, c] = np.inf
+            high[d, c] = -np.inf
+        for a in range(8):
+            s = c * 8 + a
+            if slot_atom[s] < 0:
+                continue
+            low[0, c] = min(low[0, c], x[s])
+            low[1, c] = min(low[1, c], y[s])
+            low[2, c] = min(low[2, c], z[s])
+            high[0, c] = max(high[0, c], x[s])
+            high[1, c] = max(high[1, c], y[s])
+            high[2, c] = max(high[2, c], z[s])
+
+
+@njit(cache=True)
+def sort_atoms(bucket, height, n_buckets, order):
+    """Atoms ordered by bucket (a counting sort), then by height within a bucket (insertion
+    sort: buckets hold ~25 atoms); ties keep index order, so the order is reproducible."""
+    n = bucket.shape[0]
+    start = np.zeros(n_buckets + 1, np.int64)
+    for i in range(n):
+        start[bucket[i] + 1] += 1
+    for b in range(n_buckets):
+        start[b + 1] += start[b]
+    fill = start[:-1].copy()
+    for i in range(n):
+        order[fill[bucket[i]]] = i
+        fill[bucket[i]] += 1
+    for b in range(n_buckets):
+        for k in range(start[b] + 1, start[b + 1]):
+            atom = order[k]
+            key = height[atom]
+            m = k - 1
+            while m >= start[b] and height[order[m]] > key:
+                order[m + 1] = order[m]
+                m -= 1
+            order[m + 1] = atom
+
+
+@njit(cache=True)
+def two_largest_displacements(positions, reference):
+    """The two largest distances (nm) any atoms have moved between two (N, 3) arrays."""
+    first = 0.0
+    second = 0.0
+    for i in range(positions.shape[0]):
+        dx = positions[i, 0] - reference[i, 0]
+        dy = positions[i, 1] - reference[i, 1]
+        dz = positions[i, 2] - reference[i, 2]
+        d2 = dx * dx + dy * dy + dz * dz
+        if d2 > second:
+            if d2 > first:
+                second = first
+                first = d2
+            else:
+                second = d2
+    return np.sqrt(first), np.sqrt(second)
+
+
+@njit(cache=True, inline="always")
+def _gap(low_i, high_i, low_j, high_j):
+    """Distance between two intervals along one axis (0 if they overlap)."""
+    return max(0.0, low_j - high_i, low_i - high_j)
+
+
+# No fastmath here or in the search: reassociation or contraction could round differently in
+# Numba's cached code and in a fresh compile, and the list would depend on the process's
+# history.  The loops vectorise without it (the minimum over atoms is taken box by box).
+@njit(cache=True, inline="always")
+def nearest_atoms(x, y, z, ci, near, m):
+    """For each of the ``m`` boxes in ``near`` (rows 0-5: low x, y, z, high x, y, z, nm), the
+    smallest squared distance (nm^2) from an atom of cluster ci to it, into row 6.
+
+    The loop over boxes is innermost and has no branches, so it runs as vector instructions;
+    the minimum over the 8 atoms is taken box by box (exact, in any order)."""
+    low_x = near[0]
+    low_y = near[1]
+    low_z = near[2]
+    high_x = near[3]
+    high_y = near[4]
+    high_z = near[5]
+    nearest = near[6]
+    for k in range(m):
+        nearest[k] = np.inf
+    for a in range(8):
+        xa = x[ci * 8 + a]
+        ya = y[ci * 8 + a]
+        za = z[ci * 8 + a]
+        for k in range(m):
+            gx = max(0.0, low_x[k] - xa, xa - high_x[k])
+            gy = max(0.0, low_y[k] - ya, ya - high_y[k])
+            gz = max(0.0, low_z[k] - za, za - high_z[k])
+            nearest[k] = min(nearest[k], gx * gx + gy * gy + gz * gz)
+
+
+@njit(cache=True, inline="always")
+def _box_gaps(low, high, ci, first, end, sx, sy, sz, gap2):
+    """Squared distances (nm^2) from the bounding box of cluster ci to those of clusters
+    first..end-1 moved by (sx, sy, sz), into ``gap2[0:end - first]``.  A loop without branches
+    over contiguous (3, C) arrays, so that it runs as vector instructions."""
+    lx = low[0, ci]
+    ly = low[1, ci]
+    lz = low[2, ci]
+    hx = high[0, ci]
+    hy = high[1, ci]
+    hz = high[2, ci]
+    low_x = low[0]
+    low_y = low[1]
+    low_z = low[2]
+    high_x = high[0]
+    high_y = high[1]
+    high_z = high[2]
+    for k in range(end - first):
+        cj = first + k
+        gx = _gap(lx, hx, low_x[cj] + sx, high_x[cj] + sx)
+        gy = _gap(ly, hy, low_y[cj] + sy, high_y[cj] + sy)
+        gz = _gap(lz, hz, low_z[cj] + sz, high_z[cj] + sz)
+        gap2[k] = gx * gx + gy * gy + gz * gz
+
+
+@njit(parallel=True, cache=True)
+def search_pairs(
+    x, y, z, low, high, cluster_cell, cell_first_cluster, ncell, cell_neighbors, cell_wraps,
+    n_cell_neighbors, shifts, periodic, rlist2, row_masks, column_masks, excl_partner, excl_bits,
+    excl_counts, upper_triangle, pair_j, pair_shift, pair_mask, counts,
+):
+    """List, for each cluster i, the clusters j (and box shifts) within ``rlist`` of it.
+
+    ``low`` and ``high`` are the clusters' bounding boxes as (3, C) arrays.  The boxes of a
+    neighbouring cell's clusters are measured all at once (:func:`_box_gaps`), then the few
+    within reach are checked atom by atom and their masks made.  Entries beyond the capacity
+    of ``pair_j`` are counted but not stored, so that the caller can grow the arrays and search
+    again.
+    """
+    n_clusters = low.shape[1]
+    capacity = pair_j.shape[1]
+    nyz = ncell[1] * ncell[2]
+    widest = 1
+    for c in range(cell_first_cluster.shape[0] - 1):
+        widest = max(widest, cell_first_cluster[c + 1] - cell_first_cluster[c])
+    n_chunks = (n_clusters + SEARCH_CHUNK - 1) // SEARCH_CHUNK
+    reach = widest * cell_neighbors.shape[2] ** 3
+    for chunk in prange(n_chunks):
+        gap2 = np.empty(widest, np.float64)
+        candidate = np.empty(reach, np.int64)
+        candidate_code = np.empty(reach, np.int64)
+        near = np.empty((7, reach), np.float64)
+        # exclusion entry of each cluster for the current i (-1: none), for lookups in O(1)
+        excluded = np.full(n_clusters, -1, np.int64)
+        for ci in range(chunk * SEARCH_CHUNK, min(n_clusters, (chunk + 1) * SEARCH_CHUNK)):
+            c = cluster_cell[ci]
+            cx = c // nyz
+            cy = (c // ncell[2]) % ncell[1]
+            cz = c % ncell[2]
+            # 1. the clusters whose boxes come within reach of i's box, moved into place and
+            # side by side, cell by cell
+            m = 0
+            for kx in range(n_cell_neighbors[0, cx]):
+                nx = cell_neighbors[0, cx, kx]
+                for ky in range(n_cell_neighbors[1, cy]):
+                    ny = cell_neighbors[1, cy, ky]
+                    for kz in range(n_cell_neighbors[2, cz]):
+                        nc = (nx * ncell[1] + ny) * ncell[2] + cell_neighbors[2, cz, kz]
+                        end = cell_first_cluster[nc + 1]
+                        if end <= ci:
+                            continue
+                        code = NO_SHIFT
+                        if periodic:
+                            code = ((cell_wraps[0, cx, kx] + 1) * 9
+                                    + (cell_wraps[1, cy, ky] + 1) * 3
+                                    + (cell_wraps[2, cz, kz] + 1))
+                        sx = shifts[code, 0]
+                        sy = shifts[code, 1]
+                        sz = shifts[code, 2]
+                        first = max(cell_first_cluster[nc], ci)
+                        _box_gaps(low, high, ci, first, end, sx, sy, sz, gap2)
+                        for cj in range(first, end):
+                            if gap2[cj - first] >= rlist2:
+                                continue
+                            if cj == ci and code < NO_SHIFT:
+                                continue  # the same pair as (ci, ci) under the opposite shift
+                            candidate[m] = cj
+                            candidate_code[m] = code
+                            near[0, m] = low[0, cj] + sx
+                            near[1, m] = low[1, cj] + sy
+                            near[2, m] = low[2, cj] + sz
+                            near[3, m] = high[0, cj] + sx
+                            near[4, m] = high[1, cj] + sy
+                            near[5, m] = high[2, cj] + sz
+                            m += 1
+            # 2. boxes within reach can still hold no atom of i within reach of j's box
+            nearest_atoms(x, y, z, ci, near, m)
+            # 3. the masks of those that remain
+            for e in range(excl_counts[ci]):
+                excluded[excl_partner[ci, e]] = e
+            count = 0
+            for k in range(m):
+                if near[6, k] >= rlist2:
+                    continue
+                cj = candidate[k]
+                code = candidate_code[k]
+                mask = row_masks[ci] & column_masks[cj]
+                if cj == ci and code == NO_SHIFT:
+                    mask &= upper_triangle
+                if excluded[cj] >= 0:
+                    mask &= ~excl_bits[ci, excluded[cj]]
+                if mask == 0:
+                    continue
+                if count < capacity:
+                    pair_j[ci, count] = cj
+                    pair_shift[ci, count] = code
+                    pair_mask[ci, count] = mask
+                count += 1
+            for e in range(excl_counts[ci]):
+                excluded[excl_partner[ci, e]] = -1
+            counts[ci] = count
+
+
+@njit(parallel=True, cache=True)
+def fill_cluster_coordinates(positions, slot_atom, image, box, periodic, x, y, z):
+    """Cluster-ordered float32 coordinates, moved by the box images chosen at the last build.
+
+    Padding slots copy the cluster's first atom (they are masked out of every pair).
+    """
+    n_slots = slot_atom.shape[0]
+    for s in prange(n_slots):
+        atom = slot_atom[s]
+        if atom < 0:
+            atom = slot_atom[s - s % 8]
+        px = positions[atom, 0]
+        py = positions[atom, 1]
+        pz = positions[atom, 2]
+        if periodic:
+            wx = image[atom, 0]
+            wy = image[atom, 1]
+            wz = image[atom, 2]
+            px += wx * box[0, 0] + wy * box[1, 0] + wz * box[2, 0]
+            py += wy * box[1, 1] + wz * box[2, 1]
+            pz += wz * box[2, 2]
+        x[s] = px
+        y[s] = py
+        z[s] = pz
