@@ -14,17 +14,25 @@ WATER_DENSITY = 32.4
 LARGEST_TILE_NM = 5.0
 
 
-def dhfr_openmm():
+def dhfr_openmm(*, with_topology: bool = False):
     """The standard DHFR benchmark (OpenMM's benchmark settings).
 
     23,558 atoms, amber99sb + TIP3P, PME with a 0.9 nm cutoff and OpenMM's default error
     tolerance, bonds to hydrogen constrained, hydrogen mass 1.5 amu.
+
+    Parameters
+    ----------
+    with_topology : bool
+        Also return the ``openmm.app.Topology`` (as a fourth item), for converting the system
+        to another engine's files.
 
     Returns
     -------
     system : openmm.System
     positions : (N, 3) float64 array, nm
     box : (3, 3) float64 array, nm
+    topology : openmm.app.Topology
+        Only with ``with_topology``.
     """
     from openmm import app, unit
 
@@ -40,21 +48,28 @@ def dhfr_openmm():
     )
     positions = np.array(pdb.positions.value_in_unit(unit.nanometer))
     box = np.array([v.value_in_unit(unit.nanometer) for v in pdb.topology.getPeriodicBoxVectors()])
-    return system, positions, box
+    return (system, positions, box, pdb.topology) if with_topology else (system, positions, box)
 
 
-def alanine_dipeptide_openmm():
+def alanine_dipeptide_openmm(*, with_topology: bool = False):
     """Alanine dipeptide in TIP3P water (2,269 atoms), the small-system benchmark.
 
     The AMBER ff99SB prmtop/inpcrd of OpenMM's own test set, with DHFR's settings: PME with a
     0.9 nm cutoff, bonds to hydrogen constrained, hydrogen mass 1.5 amu (so 4 fs steps hold).
     Per-step overhead dominates here, as in an ensemble of many small replicas.
 
+    Parameters
+    ----------
+    with_topology : bool
+        Also return the ``openmm.app.Topology`` (as a fourth item).
+
     Returns
     -------
     system : openmm.System
     positions : (N, 3) float64 array, nm
     box : (3, 3) float64 array, nm
+    topology : openmm.app.Topology
+        Only with ``with_topology``.
     """
     from openmm import app, unit
 
@@ -67,7 +82,7 @@ def alanine_dipeptide_openmm():
                                  constraints=app.HBonds, hydrogenMass=1.5 * unit.amu)
     positions = np.array(inpcrd.getPositions().value_in_unit(unit.nanometer))
     box = np.array([v.value_in_unit(unit.nanometer) for v in inpcrd.getBoxVectors()])
-    return system, positions, box
+    return (system, positions, box, prmtop.topology) if with_topology else (system, positions, box)
 
 
 def water_box_edge(atoms: int) -> float:
@@ -205,5 +220,6 @@ def water_box_openmm(atoms: int, cutoff: float = 0.9, minimize_iterations: int =
     return system, positions, np.eye(3) * copies * tile_edge
 
 
-#: Benchmark systems by name: each returns (openmm.System, positions nm, box nm).
+#: Benchmark systems by name: each returns (openmm.System, positions nm, box nm), and the
+#: openmm.app.Topology as a fourth item when called with ``with_topology=True``.
 SYSTEMS = {"dhfr": dhfr_openmm, "alanine": alanine_dipeptide_openmm}

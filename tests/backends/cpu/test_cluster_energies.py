@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 from scipy.special import erfc
 
-from bencao.backends.cpu.cluster_energies import cluster_pairs_energy, ewald_energy_polynomial
+from bencao.backends.cpu.cluster_energies import (
+    cluster_pairs_energy,
+    ewald_energy_polynomial,
+)
 from bencao.backends.cpu.cluster_pairs import ClusterPairList
 from bencao.backends.cpu.neighbors import shift_vectors
 
@@ -20,7 +23,7 @@ def test_energy_polynomial_reproduces_erfc_to_float64_rounding():
 
 
 def _lattice(rng, edge, spacing):
-    grid = np.arange(int(round(edge / spacing))) * spacing
+    grid = np.arange(round(edge / spacing)) * spacing
     positions = np.stack(np.meshgrid(grid, grid, grid), -1).reshape(-1, 3)
     return positions + rng.normal(0.0, 0.03 * spacing / 0.3, positions.shape)
 

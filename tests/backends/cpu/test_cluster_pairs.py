@@ -213,7 +213,7 @@ def _cubic_pairs(positions, edge, cutoff, excluded):
 
 
 def _jittered_lattice(rng, edge=3.3, spacing=0.3):
-    grid = np.arange(int(round(edge / spacing))) * spacing
+    grid = np.arange(round(edge / spacing)) * spacing
     positions = np.stack(np.meshgrid(grid, grid, grid), -1).reshape(-1, 3)
     return positions + rng.normal(0.0, 0.03, positions.shape)
 

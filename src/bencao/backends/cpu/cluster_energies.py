@@ -139,7 +139,6 @@ def _cluster_chunk(chunk, data, out, coulomb_kind, switching):
     n_clusters = counts.shape[0]
     skip2 = constants[6]
     capacity = pair_j.shape[1] * 8
-    columns_stride = pair_columns.shape[1]
     coef = _coefficients(p_coef)
     xs = np.empty(capacity)
     ys = np.empty(capacity)

@@ -209,7 +209,7 @@ class ClusterPairList:
         """Cut the inner list from the outer one at ``positions`` (``boxes``: what
         :meth:`_boxes` returns there, if the caller has it)."""
         positions = np.ascontiguousarray(positions, np.float64)
-        x, y, z, low, high = self._boxes(positions, box) if boxes is None else boxes
+        low, high = (self._boxes(positions, box) if boxes is None else boxes)[3:]
         # the kernels skip a partner whose box is beyond cutoff * (1 + 5e-6) (their float32
         # margin); 1e-4 here keeps every partner they would not skip, so the forces do not
         # depend on when the list was cut

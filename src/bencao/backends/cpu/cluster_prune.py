@@ -24,7 +24,6 @@ import numpy as np
 from numba import njit, prange
 
 
-
 @njit(cache=True, inline="always")
 def _columns(mask, b):
     """Column b of a 64-bit mask: bit a set if bit 8a + b is.  The multiply moves bits 0, 8,

@@ -14,7 +14,10 @@ from bencao.backends.common.long_range_correction import (
 from bencao.backends.common.pair_laws import exception_pair, reaction_field_constants
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cpu.base import CpuTerm
-from bencao.backends.cpu.cluster_energies import cluster_pairs_energy, ewald_energy_polynomial
+from bencao.backends.cpu.cluster_energies import (
+    cluster_pairs_energy,
+    ewald_energy_polynomial,
+)
 from bencao.backends.cpu.cluster_kernels import (
     COULOMB_EWALD,
     COULOMB_PLAIN,
