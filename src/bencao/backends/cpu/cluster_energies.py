@@ -26,6 +26,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from bencao.backends.cpu.cluster_pairs_search import nearest_atoms
 from bencao.backends.cpu.simd8 import vadd, vload, vsplat, vstore, vsum, vzero
 
 #: Degree of the polynomial that replaces erf(alpha r)/r in the energies.
@@ -148,25 +149,28 @@ def _cluster_chunk(chunk, data, out, coulomb_kind, switching):
     e4s = np.empty(capacity)
     acc = np.empty(capacity)
     masks = np.empty(capacity, np.int32)
+    near = np.empty((7, pair_j.shape[1]))
     for ci in range(chunk * CHUNK, min(n_clusters, (chunk + 1) * CHUNK)):
         i0 = ci * 8
+        listed = counts[ci]
+        # partners whose bounding box is now beyond the cutoff from every atom of i add exact
+        # zeros: skipped, as in the force kernel (boxes measured all at once, vectorised)
+        for k in range(listed):
+            j = pair_j[ci, k]
+            code = pair_shift[ci, k]
+            for d in range(3):
+                near[d, k] = bounds[j, d] + shifts[code, d]
+                near[3 + d, k] = bounds[j, 3 + d] + shifts[code, d]
+        nearest_atoms(x, y, z, ci, near, listed)
         n = 0
-        for k in range(counts[ci]):
+        for k in range(listed):
+            if near[6, k] >= skip2:
+                continue
             j = pair_j[ci, k]
             code = pair_shift[ci, k]
             sx = shifts[code, 0]
             sy = shifts[code, 1]
             sz = shifts[code, 2]
-            # partners whose bounding box is now beyond the cutoff from every atom of i add
-            # exact zeros: skipped, as in the force kernel
-            nearest = np.inf
-            for a in range(8):
-                gx = max(0.0, bounds[j, 0] + sx - x[i0 + a], x[i0 + a] - bounds[j, 3] - sx)
-                gy = max(0.0, bounds[j, 1] + sy - y[i0 + a], y[i0 + a] - bounds[j, 4] - sy)
-                gz = max(0.0, bounds[j, 2] + sz - z[i0 + a], z[i0 + a] - bounds[j, 5] - sz)
-                nearest = min(nearest, gx * gx + gy * gy + gz * gz)
-            if nearest >= skip2:
-                continue
             j0 = j * 8
             m = n * 8
             n += 1
