@@ -143,7 +143,7 @@ def test_rebuilding_in_kept_storage_equals_a_fresh_build():
     assert np.array_equal(used.counts, fresh.counts)
     for ci in range(fresh.n_clusters):
         listed = slice(0, fresh.counts[ci])
-        for name in ("pair_j", "pair_shift", "pair_mask"):
+        for name in ("pair_j", "pair_shift", "pair_mask", "pair_columns"):
             assert np.array_equal(getattr(used, name)[ci, listed], getattr(fresh, name)[ci, listed])
 
 

@@ -94,14 +94,15 @@ class ClusterPairList:
         The outer list: for cluster i, its first ``counts[i]`` entries: partner cluster j
         (int32), shift code (int32, see ``neighbors.shift_vectors``) and the 64-bit interaction
         mask (bit 8a + b for slot a of i with slot b of j).
+    pair_columns : (C, capacity, 8) int32 array
+        The masks by column, as the kernels read them: bit a of ``pair_columns[i, k, b]`` is
+        set if slot a of cluster i interacts with slot b of its k-th partner.
     counts : (C,) int32 array
         Number of partners of each cluster in the outer list.
-    inner_j, inner_shift, inner_counts
-        The inner list, the one the kernels read: as the outer list, the entries in the same
-        order, without the partners now beyond ``cutoff + prune_buffer``.
-    inner_columns : (C, capacity, 8) int32 array
-        The inner list's masks by column: bit a of ``inner_columns[i, k, b]`` is set if slot a
-        of cluster i interacts with slot b of its k-th partner.
+    inner_j, inner_shift, inner_columns, inner_counts
+        The inner list, the one the kernels read: the outer list's entries in the same order,
+        without the partners beyond ``cutoff + prune_buffer`` at the last prune (without
+        pruning, the outer list's arrays themselves).
     builds, prunes : int
         How many times the outer list has been built and the inner list cut (builds included).
     """
@@ -209,17 +210,24 @@ class ClusterPairList:
         """Cut the inner list from the outer one at ``positions`` (``boxes``: what
         :meth:`_boxes` returns there, if the caller has it)."""
         positions = np.ascontiguousarray(positions, np.float64)
+        self.prunes += 1
+        self._prune_reference = positions.copy()
+        if self.prune_buffer >= self.buffer:
+            # no pruning between builds: the inner list is the outer one
+            self.inner_j, self.inner_shift, self.inner_columns, self.inner_counts = (
+                self.pair_j, self.pair_shift, self.pair_columns, self.counts)
+            return
+        self.inner_j, self.inner_shift, self.inner_columns, self.inner_counts = (
+            self._inner_storage)
         low, high = (self._boxes(positions, box) if boxes is None else boxes)[3:]
         # the kernels skip a partner whose box is beyond cutoff * (1 + 5e-6) (their float32
         # margin); 1e-4 here keeps every partner they would not skip, so the forces do not
         # depend on when the list was cut
         reach = self.cutoff * (1.0 + 1e-4) + self.prune_buffer
         prune_pairs(low, high, shift_vectors(box if self.periodic else None),
-                    self.pair_j, self.pair_shift, self.pair_mask, self.counts,
+                    self.pair_j, self.pair_shift, self.pair_columns, self.counts,
                     reach**2 if np.isfinite(reach) else np.inf, self.inner_j, self.inner_shift,
                     self.inner_columns, self.inner_counts)
-        self._prune_reference = positions.copy()
-        self.prunes += 1
 
     def build(self, positions: np.ndarray, box: np.ndarray | None) -> None:
         """Bin and cluster the atoms, list the cluster pairs from scratch and cut the inner
@@ -254,7 +262,8 @@ class ClusterPairList:
             search_pairs(x, y, z, low, high, self._cluster_cell, self._cell_first_cluster, ncell,
                          table, wraps, table_counts, shifts, self.periodic, rlist2, row_masks,
                          column_masks, excl_partner, excl_bits, excl_counts, UPPER_TRIANGLE,
-                         self.pair_j, self.pair_shift, self.pair_mask, self.counts)
+                         self.pair_j, self.pair_shift, self.pair_mask, self.pair_columns,
+                         self.counts)
             largest = int(self.counts.max()) if n_clusters else 0
             if largest <= self._capacity:
                 break
@@ -277,15 +286,18 @@ class ClusterPairList:
             storage = (np.zeros((rows, self._capacity), np.int32),
                        np.zeros((rows, self._capacity), np.int32),
                        np.zeros((rows, self._capacity), np.int64),
+                       np.zeros((rows, self._capacity, CLUSTER), np.int32),
                        np.zeros(rows, np.int32),
                        np.zeros((rows, self._capacity), np.int32),
                        np.zeros((rows, self._capacity), np.int32),
                        np.zeros((rows, self._capacity, CLUSTER), np.int32),
                        np.zeros(rows, np.int32))
             self._storage = storage
-        (self.pair_j, self.pair_shift, self.pair_mask, self.counts, self.inner_j,
-         self.inner_shift, self.inner_columns, self.inner_counts) = (
+        (self.pair_j, self.pair_shift, self.pair_mask, self.pair_columns, self.counts,
+         self.inner_j, self.inner_shift, self.inner_columns, self.inner_counts) = (
             array[:n_clusters] for array in storage)
+        self._inner_storage = (self.inner_j, self.inner_shift, self.inner_columns,
+                               self.inner_counts)
 
     def _bin(self, positions, box):
         """Cell of each atom, cells per axis, position inside its cell (fractions) and image."""

@@ -13,6 +13,15 @@ from bencao.backends.cpu.neighbors import NO_SHIFT
 SEARCH_CHUNK = 16
 
 
+@njit(cache=True, inline="always")
+def mask_column(mask, b):
+    """Column b of a 64-bit cluster-pair mask, as the kernels read it: bit a set if bit 8a + b
+    is (slot a of cluster i interacts with slot b of j).  The multiply moves bits 0, 8, ..., 56
+    to bits 56..63, in order."""
+    column = (mask >> np.int64(b)) & np.int64(0x0101010101010101)
+    return ((column * np.int64(0x0102040810204080)) >> np.int64(56)) & np.int64(0xFF)
+
+
 @njit(cache=True)
 def slot_masks(slot_atom, row_masks, column_masks):
     """Per cluster: the rows (i side) and columns (j side) of real, non-padding slots."""
@@ -197,7 +206,7 @@ def _box_gaps(low, high, ci, first, end, sx, sy, sz, gap2):
 def search_pairs(
     x, y, z, low, high, cluster_cell, cell_first_cluster, ncell, cell_neighbors, cell_wraps,
     n_cell_neighbors, shifts, periodic, rlist2, row_masks, column_masks, excl_partner, excl_bits,
-    excl_counts, upper_triangle, pair_j, pair_shift, pair_mask, counts,
+    excl_counts, upper_triangle, pair_j, pair_shift, pair_mask, pair_columns, counts,
 ):
     """List, for each cluster i, the clusters j (and box shifts) within ``rlist`` of it.
 
@@ -285,6 +294,8 @@ def search_pairs(
                     pair_j[ci, count] = cj
                     pair_shift[ci, count] = code
                     pair_mask[ci, count] = mask
+                    for b in range(8):
+                        pair_columns[ci, count, b] = mask_column(mask, b)
                 count += 1
             for e in range(excl_counts[ci]):
                 excluded[excl_partner[ci, e]] = -1

@@ -14,26 +14,16 @@ energy-drift tolerance).  The inner list keeps the outer list's order, and holds
 the kernel's own per-step test would keep, so the forces do not depend on when it was pruned.
 
 The prune compares bounding boxes with bounding boxes (cheap, and a superset of what the
-kernels' atom-to-box test keeps).  It also turns each kept pair's 64-bit mask into the 8 column masks the kernels read, so
-the rebuild leaves that to the (smaller) inner list.
+kernels' atom-to-box test keeps).
 """
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True, inline="always")
-def _columns(mask, b):
-    """Column b of a 64-bit mask: bit a set if bit 8a + b is.  The multiply moves bits 0, 8,
-    ..., 56 to bits 56..63, in order."""
-    column = (mask >> np.int64(b)) & np.int64(0x0101010101010101)
-    return ((column * np.int64(0x0102040810204080)) >> np.int64(56)) & np.int64(0xFF)
-
-
 @njit(parallel=True, cache=True)
-def prune_pairs(low, high, shifts, pair_j, pair_shift, pair_mask, counts, prune2, inner_j,
+def prune_pairs(low, high, shifts, pair_j, pair_shift, pair_columns, counts, prune2, inner_j,
                 inner_shift, inner_columns, inner_counts):
     """Copy, in order, the outer-list partners whose bounding box comes within ``sqrt(prune2)``
     (nm) of cluster i's, with their masks by column.
@@ -48,7 +38,7 @@ def prune_pairs(low, high, shifts, pair_j, pair_shift, pair_mask, counts, prune2
         Bounding boxes of the clusters now, nm.
     shifts : (27, 3) float64 array
         Box shift of each shift code, nm.
-    pair_j, pair_shift, pair_mask, counts
+    pair_j, pair_shift, pair_columns, counts
         The outer list.
     prune2 : float
         Squared reach of the inner list, nm^2.
@@ -71,8 +61,8 @@ def prune_pairs(low, high, shifts, pair_j, pair_shift, pair_mask, counts, prune2
                 continue
             inner_j[ci, n] = cj
             inner_shift[ci, n] = code
-            mask = pair_mask[ci, k]
             for b in range(8):
-                inner_columns[ci, n, b] = _columns(mask, b)
+                inner_columns[ci, n, b] = pair_columns[ci, k, b]
             n += 1
         inner_counts[ci] = n
+
