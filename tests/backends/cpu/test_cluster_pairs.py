@@ -271,3 +271,28 @@ def test_forces_do_not_depend_on_when_the_inner_list_was_cut():
             thread_forces)
         forces.append(thread_forces.sum(axis=0))
     assert np.array_equal(forces[0], forces[1]) and np.array_equal(forces[0], forces[2])
+
+
+def test_checkpoint_state_restores_the_pruned_list():
+    """A list restored from ``get_state`` (build and prune positions) equals the list it was
+    saved from, inner list included; without pruning the state holds the build alone."""
+    rng = np.random.default_rng(8)
+    box = np.diag([3.3, 3.3, 3.3])
+    positions = _jittered_lattice(rng)
+    n = len(positions)
+    used = ClusterPairList(n, 0.9, 0.4, np.zeros((0, 2), np.int64), True, prune_buffer=0.1)
+    for _ in range(4):
+        positions = positions + rng.normal(0.0, 0.012, positions.shape)
+        used.update(positions, box)
+    assert used.prunes > used.builds  # pruned since the build
+    state = used.get_state()
+    restored = ClusterPairList(n, 0.9, 0.4, np.zeros((0, 2), np.int64), True, prune_buffer=0.1)
+    restored.set_state(state)
+    assert np.array_equal(restored.inner_counts, used.inner_counts)
+    for ci in range(used.n_clusters):
+        listed = slice(0, used.inner_counts[ci])
+        for name in ("inner_j", "inner_shift", "inner_columns"):
+            assert np.array_equal(getattr(restored, name)[ci, listed], getattr(used, name)[ci, listed])
+    unpruned = ClusterPairList(n, 0.9, 0.2, np.zeros((0, 2), np.int64), True)
+    unpruned.update(positions, box)
+    assert set(unpruned.get_state()) == {"reference", "box"}

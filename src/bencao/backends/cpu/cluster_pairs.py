@@ -18,9 +18,9 @@ half the box width).  A half list: cluster j is listed under i only if j > i, or
 zero shift (upper triangle only) or a positive shift code.
 
 The list is rebuilt when the two largest atom displacements since the last build add up to the
-buffer, or when the box has changed, so no pair inside the cutoff is ever missed.  Between
-builds, the kernels read an inner list pruned from it every few steps (dynamic pruning, see
-:mod:`bencao.backends.cpu.cluster_prune`).
+buffer, or when the box has changed, so no pair inside the cutoff is ever missed.  The kernels
+read an inner list: the list itself, or, with a ``prune_buffer``, a copy pruned every few steps
+between builds (dynamic pruning, see :mod:`bencao.backends.cpu.cluster_prune`).
 """
 
 from __future__ import annotations
@@ -174,8 +174,10 @@ class ClusterPairList:
         """The positions and box of the last build and the positions of the last prune, for
         checkpoints (the lists are a function of them alone, so a restart that rebuilds from
         them continues bit-identically)."""
-        return {"reference": self._reference, "box": self._reference_box,
-                "prune_reference": self._prune_reference}
+        state = {"reference": self._reference, "box": self._reference_box}
+        if self.prune_buffer < self.buffer:  # otherwise the inner list is the outer one
+            state["prune_reference"] = self._prune_reference
+        return state
 
     def set_state(self, state: dict) -> None:
         """Rebuild the lists as they were when ``get_state`` was called."""
