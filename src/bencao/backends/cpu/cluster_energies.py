@@ -26,7 +26,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from bencao.backends.cpu.cluster_pairs_search import nearest_atoms
+from bencao.backends.cpu.cluster_kernels import cluster_bounds
+from bencao.backends.cpu.cluster_pairs_search import nearest_atoms, partner_boxes
 from bencao.backends.cpu.simd8 import vadd, vload, vsplat, vstore, vsum, vzero
 
 #: Degree of the polynomial that replaces erf(alpha r)/r in the energies.
@@ -155,12 +156,7 @@ def _cluster_chunk(chunk, data, out, coulomb_kind, switching):
         listed = counts[ci]
         # partners whose bounding box is now beyond the cutoff from every atom of i add exact
         # zeros: skipped, as in the force kernel (boxes measured all at once, vectorised)
-        for k in range(listed):
-            j = pair_j[ci, k]
-            code = pair_shift[ci, k]
-            for d in range(3):
-                near[d, k] = bounds[j, d] + shifts[code, d]
-                near[3 + d, k] = bounds[j, 3 + d] + shifts[code, d]
+        partner_boxes(pair_j, pair_shift, ci, listed, bounds, shifts, near)
         nearest_atoms(x, y, z, ci, near, listed)
         n = 0
         for k in range(listed):
@@ -245,23 +241,6 @@ _KERNELS = {
 }
 
 
-@njit(parallel=True, cache=True)
-def _cluster_bounds64(x, y, z, bounds):
-    """Bounding box of each cluster's 8 slots, float64: ``bounds[c]`` = (low x, y, z, high x,
-    y, z), nm (padding repeats a real atom)."""
-    for c in prange(bounds.shape[0]):
-        for d in range(3):
-            bounds[c, d] = np.inf
-            bounds[c, 3 + d] = -np.inf
-        for s in range(c * 8, c * 8 + 8):
-            bounds[c, 0] = min(bounds[c, 0], x[s])
-            bounds[c, 1] = min(bounds[c, 1], y[s])
-            bounds[c, 2] = min(bounds[c, 2], z[s])
-            bounds[c, 3] = max(bounds[c, 3], x[s])
-            bounds[c, 4] = max(bounds[c, 4], y[s])
-            bounds[c, 5] = max(bounds[c, 5], z[s])
-
-
 def cluster_pairs_energy(
     x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns, counts, shifts,
     cutoff2, coulomb_kind, energy_polynomial, krf, crf, switching, switch_distance, cutoff,
@@ -307,7 +286,7 @@ def cluster_pairs_energy(
         cutoff2 * (1.0 + 1e-12),
     ], np.float64)
     bounds = np.empty((len(counts), 6))
-    _cluster_bounds64(x, y, z, bounds)
+    cluster_bounds(x, y, z, bounds)
     data = (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns,
             counts, shifts, constants, energy_polynomial, bounds)
     kernel = _KERNELS[(int(coulomb_kind), bool(switching))]

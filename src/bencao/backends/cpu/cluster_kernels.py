@@ -33,6 +33,7 @@ from bencao.backends.common.pair_laws import (
     COULOMB_PLAIN,
     COULOMB_REACTION_FIELD,
 )
+from bencao.backends.cpu.cluster_pairs_search import nearest_atoms, partner_boxes
 from bencao.backends.cpu.simd8 import (
     add_fixed8,
     copy8,
@@ -207,33 +208,6 @@ def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, fxi, fyi, fzi, xa,
 
 
 @njit(**_INLINE)
-def _nearest_to_boxes(x, y, z, i0, near, m):
-    """For each of the ``m`` boxes in ``near`` (rows 0-5: low x, y, z, high x, y, z, nm), the
-    smallest squared distance (nm^2) from an atom of the cluster at slots i0..i0+7 to it, into
-    row 6.  The loop over boxes is innermost and has no branches: it runs as vector
-    instructions."""
-    low_x = near[0]
-    low_y = near[1]
-    low_z = near[2]
-    high_x = near[3]
-    high_y = near[4]
-    high_z = near[5]
-    nearest = near[6]
-    zero = np.float32(0.0)
-    for k in range(m):
-        nearest[k] = np.float32(np.inf)
-    for a in range(8):
-        xa = x[i0 + a]
-        ya = y[i0 + a]
-        za = z[i0 + a]
-        for k in range(m):
-            gx = max(zero, low_x[k] - xa, xa - high_x[k])
-            gy = max(zero, low_y[k] - ya, ya - high_y[k])
-            gz = max(zero, low_z[k] - za, za - high_z[k])
-            nearest[k] = min(nearest[k], gx * gx + gy * gy + gz * gz)
-
-
-@njit(**_INLINE)
 def _cluster_chunk(chunk, data, coulomb_kind, switching):
     """All i clusters of one work item: gather each one's partners into contiguous scratch
     (shifted into place), run the vectorised rows, scatter the partners' forces."""
@@ -274,16 +248,8 @@ def _cluster_chunk(chunk, data, coulomb_kind, switching):
         # A partner whose current bounding box is beyond the cutoff from every atom of i (by
         # a margin far above float32 rounding) would contribute exact zeros: it is skipped.
         # About a third of the listed pairs are, since the list covers cutoff + buffer.
-        for k in range(listed):
-            j = pair_j[ci, k]
-            code = pair_shift[ci, k]
-            near[0, k] = bounds[j, 0] + shifts[code, 0]
-            near[1, k] = bounds[j, 1] + shifts[code, 1]
-            near[2, k] = bounds[j, 2] + shifts[code, 2]
-            near[3, k] = bounds[j, 3] + shifts[code, 0]
-            near[4, k] = bounds[j, 4] + shifts[code, 1]
-            near[5, k] = bounds[j, 5] + shifts[code, 2]
-        _nearest_to_boxes(x, y, z, i0, near, listed)
+        partner_boxes(pair_j, pair_shift, ci, listed, bounds, shifts, near)
+        nearest_atoms(x, y, z, ci, near, listed)
         n = 0
         for k in range(listed):
             if near[6, k] >= skip2:

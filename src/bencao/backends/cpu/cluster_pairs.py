@@ -113,6 +113,8 @@ class ClusterPairList:
         self.buffer = float(buffer) if np.isfinite(cutoff) else 0.0
         self.prune_buffer = self.buffer if prune_buffer is None else min(float(prune_buffer),
                                                                           self.buffer)
+        #: an inner list cut between builds; without it the kernels read the outer list
+        self.pruning = bool(np.isfinite(cutoff) and self.prune_buffer < self.buffer)
         self.rlist = self.cutoff + self.buffer
         self.periodic = bool(periodic)
         self.excl_start, self.excl_atoms = exclusion_table(self.n, exclusions)
@@ -153,10 +155,10 @@ class ClusterPairList:
     def needs_prune(self, positions: np.ndarray) -> bool:
         """True if two atoms may have closed the inner list's buffer since it was cut (the
         argument of :meth:`needs_rebuild`)."""
+        if not self.pruning:
+            return False
         if self._prune_reference is None:
             return True
-        if not np.isfinite(self.cutoff) or self.prune_buffer >= self.buffer:
-            return False
         first, second = two_largest_displacements(positions, self._prune_reference)
         return first + second >= self.prune_buffer
 
@@ -175,7 +177,7 @@ class ClusterPairList:
         checkpoints (the lists are a function of them alone, so a restart that rebuilds from
         them continues bit-identically)."""
         state = {"reference": self._reference, "box": self._reference_box}
-        if self.prune_buffer < self.buffer:  # otherwise the inner list is the outer one
+        if self.pruning:
             state["prune_reference"] = self._prune_reference
         return state
 
@@ -213,12 +215,12 @@ class ClusterPairList:
         :meth:`_boxes` returns there, if the caller has it)."""
         positions = np.ascontiguousarray(positions, np.float64)
         self.prunes += 1
-        self._prune_reference = positions.copy()
-        if self.prune_buffer >= self.buffer:
+        if not self.pruning:
             # no pruning between builds: the inner list is the outer one
             self.inner_j, self.inner_shift, self.inner_columns, self.inner_counts = (
                 self.pair_j, self.pair_shift, self.pair_columns, self.counts)
             return
+        self._prune_reference = positions.copy()
         self.inner_j, self.inner_shift, self.inner_columns, self.inner_counts = (
             self._inner_storage)
         low, high = (self._boxes(positions, box) if boxes is None else boxes)[3:]

@@ -153,7 +153,9 @@ def _gap(low_i, high_i, low_j, high_j):
 @njit(cache=True, inline="always")
 def nearest_atoms(x, y, z, ci, near, m):
     """For each of the ``m`` boxes in ``near`` (rows 0-5: low x, y, z, high x, y, z, nm), the
-    smallest squared distance (nm^2) from an atom of cluster ci to it, into row 6.
+    smallest squared distance (nm^2) from an atom of cluster ci to it, into row 6, in the
+    precision of the arrays (float64 for the search and the energies, float32 for the force
+    kernel).
 
     The loop over boxes is innermost and has no branches, so it runs as vector instructions;
     the minimum over the 8 atoms is taken box by box (exact, in any order)."""
@@ -164,17 +166,32 @@ def nearest_atoms(x, y, z, ci, near, m):
     high_y = near[4]
     high_z = near[5]
     nearest = near[6]
+    i0 = ci * 8
+    zero = x[i0] - x[i0]  # 0 in the arrays' own type, so float32 work stays float32
     for k in range(m):
         nearest[k] = np.inf
     for a in range(8):
-        xa = x[ci * 8 + a]
-        ya = y[ci * 8 + a]
-        za = z[ci * 8 + a]
+        xa = x[i0 + a]
+        ya = y[i0 + a]
+        za = z[i0 + a]
         for k in range(m):
-            gx = max(0.0, low_x[k] - xa, xa - high_x[k])
-            gy = max(0.0, low_y[k] - ya, ya - high_y[k])
-            gz = max(0.0, low_z[k] - za, za - high_z[k])
+            gx = max(zero, low_x[k] - xa, xa - high_x[k])
+            gy = max(zero, low_y[k] - ya, ya - high_y[k])
+            gz = max(zero, low_z[k] - za, za - high_z[k])
             nearest[k] = min(nearest[k], gx * gx + gy * gy + gz * gz)
+
+
+@njit(cache=True, inline="always")
+def partner_boxes(pair_j, pair_shift, ci, m, bounds, shifts, near):
+    """The bounding boxes of cluster ci's first ``m`` listed partners, moved by their box
+    shifts, into rows 0-5 of ``near`` (for :func:`nearest_atoms`).  ``bounds[c]`` is (low x,
+    y, z, high x, y, z) of cluster c, nm."""
+    for k in range(m):
+        j = pair_j[ci, k]
+        code = pair_shift[ci, k]
+        for d in range(3):
+            near[d, k] = bounds[j, d] + shifts[code, d]
+            near[3 + d, k] = bounds[j, 3 + d] + shifts[code, d]
 
 
 @njit(cache=True, inline="always")

@@ -15,6 +15,7 @@ from bencao.backends.common.pair_laws import exception_pair, reaction_field_cons
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cpu.base import CpuTerm
 from bencao.backends.cpu.cluster_energies import (
+    ENERGY_DEGREE,
     cluster_pairs_energy,
     ewald_energy_polynomial,
 )
@@ -212,7 +213,7 @@ class CpuNonbonded(CpuTerm):
         self.reciprocal = None
         self.alpha = 0.0
         self._ewald = np.zeros((2, 13))
-        self._energy_polynomial = np.zeros(21)
+        self._energy_polynomial = np.zeros(ENERGY_DEGREE + 1)
         self.krf = self.crf = 0.0
         if term.method in ("Ewald", "PME"):
             from bencao.backends.cpu.pme import CpuEwald, CpuPME
