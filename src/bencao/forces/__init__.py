@@ -14,6 +14,7 @@ from bencao.forces.bonded import (
     PeriodicTorsions,
     PositionRestraints,
 )
+from bencao.forces.custom import CustomAngles, CustomBonds, CustomExternal, CustomTorsions
 from bencao.forces.nonbonded import Nonbonded, TabulatedPairs
 from bencao.forces.registry import TERM_TYPES
 from bencao.forces.virtual_sites import VirtualSites
@@ -28,6 +29,10 @@ __all__ = [
     "Nonbonded",
     "TabulatedPairs",
     "PositionRestraints",
+    "CustomBonds",
+    "CustomAngles",
+    "CustomTorsions",
+    "CustomExternal",
     "VirtualSites",
     "TERM_TYPES",
 ]

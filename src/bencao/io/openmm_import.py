@@ -158,8 +158,9 @@ _IMPROPER_FORMS = [
 ]
 
 
-@imports("CustomTorsionForce", "harmonic improper forms")
-def _harmonic_impropers(force, n_particles: int) -> HarmonicImpropers:
+def harmonic_impropers(force, n_particles: int) -> HarmonicImpropers:
+    """The fast path of a CustomTorsionForce: one of the harmonic improper forms OpenMM's app
+    layer writes (UnsupportedForceError otherwise)."""
     kind = "CustomTorsionForce"
     _check_not_periodic(force, kind)
     _reject_globals(force, kind)
@@ -188,8 +189,9 @@ _LJ14_SCALED = re.compile(r"([0-9.eE+-]+)\*epsilon\*\(\(sigma/r\)\^12-\(sigma/r\
 _PAIR_AC = "-C/r^6+A/r^12"
 
 
-@imports("CustomBondForce", "1-4 Lennard-Jones pair forms")
-def _lj_pairs(force, n_particles: int) -> LJPairs:
+def lj_pairs(force, n_particles: int) -> LJPairs:
+    """The fast path of a CustomBondForce: a 1-4 Lennard-Jones pair form of the app layer
+    (UnsupportedForceError otherwise)."""
     kind = "CustomBondForce"
     _check_not_periodic(force, kind)
     _reject_globals(force, kind)
@@ -367,6 +369,8 @@ def system_from_openmm(openmm_system) -> System:
     masses = np.array([_value(openmm_system.getParticleMass(i)) for i in range(n)], np.float64)
     terms = []
     cm_removal = 0
+    from bencao.io import openmm_custom_import  # noqa: F401 - registers the Custom* importers
+
     for force in openmm_system.getForces():
         name = type(force).__name__
         if name == "CMMotionRemover":

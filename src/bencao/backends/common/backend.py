@@ -114,6 +114,56 @@ class Backend:
                        if key.startswith(prefix)}
                 term.set_state({"reference": None, "box": None, **own})
 
+    # -- global parameters ------------------------------------------------------------------
+
+    @property
+    def parameters(self) -> dict[str, float]:
+        """Current value of every global parameter of the system's forces."""
+        values: dict[str, float] = {}
+        for term in self.terms:
+            values.update(getattr(term, "global_parameters", {}))
+        return values
+
+    def get_parameter(self, name: str) -> float:
+        """Current value of global parameter ``name`` (ValueError naming the known ones)."""
+        values = self.parameters
+        if name not in values:
+            raise ValueError(self._unknown_parameter(name))
+        return values[name]
+
+    def set_parameter(self, name: str, value: float) -> None:
+        """Set global parameter ``name`` in every force that has it (as OpenMM's
+        ``Context.setParameter``); later evaluations use the new value.
+
+        Raises
+        ------
+        ValueError
+            If no force has a global parameter of that name, or the value is not finite.
+        """
+        value = float(value)
+        if not np.isfinite(value):
+            raise ValueError(f"global parameter {name!r}: the value {value} is not finite")
+        holders = [t for t in self.terms if name in getattr(t, "global_parameters", {})]
+        if not holders:
+            raise ValueError(self._unknown_parameter(name))
+        for term in holders:
+            term.set_parameter(name, value)
+
+    def _unknown_parameter(self, name: str) -> str:
+        known = ", ".join(sorted(self.parameters)) or "none"
+        return f"no force of this system has a global parameter {name!r} (it has: {known})"
+
+    def parameter_derivatives(self, arguments: tuple) -> dict[str, float]:
+        """dU/dp summed over the terms that asked for it, for each such global parameter p;
+        ``arguments`` as the terms' ``compute`` takes them (on the CPU the force array is
+        scratch space)."""
+        derivatives: dict[str, float] = {}
+        for term in self.terms:
+            if getattr(term, "derivative_names", ()):
+                for name, value in term.parameter_derivatives(*arguments).items():
+                    derivatives[name] = derivatives.get(name, 0.0) + value
+        return derivatives
+
     @property
     def has_reciprocal(self) -> bool:
         """True if some term has a reciprocal-space (Ewald/PME) part, the slow group of MTS."""

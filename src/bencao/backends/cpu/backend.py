@@ -17,7 +17,7 @@ from bencao.profiling import phase
 __all__ = ["PARTS", "BlowUpError", "CpuBackend", "Evaluation"]
 
 #: Modules whose term classes register themselves for the CPU (``register_kernel("cpu", ...)``).
-KERNEL_MODULES = ("bonded", "cmap", "nonbonded")
+KERNEL_MODULES = ("bonded", "cmap", "custom", "nonbonded")
 
 
 class CpuBackend(Backend):
@@ -44,7 +44,8 @@ class CpuBackend(Backend):
         self.virtual_sites = CpuVirtualSites(system.virtual_sites) if len(system.virtual_sites) else None
         self._forces = np.zeros((self.n_particles, 3), np.int64)
 
-    def compute(self, positions, box=None, parts: str = "all", energy: bool = True) -> Evaluation:
+    def compute(self, positions, box=None, parts: str = "all", energy: bool = True,
+                parameter_derivatives: bool = False) -> Evaluation:
         """Energy and forces.
 
         Parameters
@@ -60,6 +61,9 @@ class CpuBackend(Backend):
         energy : bool
             If False, terms that can skip their energy do (the pair kernel runs faster); the
             Evaluation's energy is then NaN.  Dynamics needs only forces.
+        parameter_derivatives : bool
+            Also fill ``Evaluation.parameter_derivatives`` (dU/dp of the global parameters the
+            forces ask derivatives of; they belong to the "direct" group).
 
         Returns
         -------
@@ -95,7 +99,11 @@ class CpuBackend(Backend):
                 forces = self.virtual_sites.distribute(positions, forces)
                 forces[sites] = site_forces
         self.check_blow_up(forces, terms, positions, box, energy)
-        return Evaluation(energy=float(sum(terms.values())), forces=forces, terms=terms)
+        derivatives = {}
+        if parameter_derivatives and parts != "reciprocal":
+            derivatives = self.parameter_derivatives((positions, box, np.zeros_like(fixed)))
+        return Evaluation(energy=float(sum(terms.values())), forces=forces, terms=terms,
+                          parameter_derivatives=derivatives)
 
     def term_forces(self, term, positions, box):
         """One term alone at ``positions``: (fixed-point forces, energy in kJ/mol)."""

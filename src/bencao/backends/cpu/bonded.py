@@ -118,7 +118,24 @@ def _four_body_loop(law):
     return loop
 
 
-_LOOPS = {2: _two_body_loop, 3: _three_body_loop, 4: _four_body_loop}
+def _one_body_loop(law):
+    """Loop over single particles of a law of the position (custom external terms), which may
+    take the minimum image in ``box`` when ``periodic``."""
+
+    def loop(positions, atoms, params, forces, box, periodic):
+        energy = 0.0
+        for m in range(atoms.shape[0]):
+            i = atoms[m, 0]
+            e, fx, fy, fz = law(positions[i, 0], positions[i, 1], positions[i, 2], params, m,
+                                box, periodic)
+            energy += e
+            add_force(forces, i, fx, fy, fz)
+        return energy
+
+    return loop
+
+
+_LOOPS = {1: _one_body_loop, 2: _two_body_loop, 3: _three_body_loop, 4: _four_body_loop}
 
 
 class _LawLoopCache(FunctionCache):
@@ -163,7 +180,8 @@ def listed_kernel(n_atoms: int, law):
     It is called as ``kernel(positions, atoms, params, forces)`` with positions (N, 3) float64
     in nm, atoms (M, n_atoms) int64, params (M, P) float64 (the law's columns) and forces the
     (N, 3) int64 fixed-point accumulator, which gets the forces (kJ/mol/nm); it returns the
-    energy, kJ/mol.
+    energy, kJ/mol.  The one-particle loop (``n_atoms`` 1, custom external terms) also takes
+    the (3, 3) box, nm, and whether to use it: ``kernel(..., forces, box, periodic)``.
     """
     kernel = njit(_LOOPS[n_atoms](law))
     fingerprint = _fingerprint(law)

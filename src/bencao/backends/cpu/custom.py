@@ -1,0 +1,55 @@
+"""CPU kernels of the custom listed terms: expressions compiled into laws
+(``backends.common.laws.custom``) run through the listed-term loops of ``cpu.bonded``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bencao.backends.common.global_parameters import GlobalParameters, custom_tables
+from bencao.backends.common.laws.custom import custom_law
+from bencao.backends.common.registry import register_kernel
+from bencao.backends.cpu.base import CpuTerm
+from bencao.backends.cpu.bonded import listed_kernel
+from bencao.forces.custom import CustomAngles, CustomBonds, CustomExternal, CustomTorsions
+
+
+class CpuCustomListedTerm(GlobalParameters, CpuTerm):
+    """A custom bond, angle, torsion or external term on the CPU.
+
+    Parameters
+    ----------
+    term : CustomBonds, CustomAngles, CustomTorsions or CustomExternal
+        The expression, per-item parameters and global parameters.
+    """
+
+    def __init__(self, term):
+        compiled = custom_law(term.kind, term.expression, term.parameter_names,
+                              term.global_names, term.derivative_names, term.name)
+        self.name = term.name
+        self.n_atoms = compiled.n_atoms
+        self.atoms, self.params, columns = custom_tables(term)
+        self.init_globals(term, columns)
+        self._kernel = listed_kernel(compiled.n_atoms, compiled.law)
+        self._derivative_kernels = {name: listed_kernel(compiled.n_atoms, law)
+                                    for name, law in compiled.derivative_laws.items()}
+
+    def _run(self, kernel, positions, box, forces) -> float:
+        if self.n_atoms == 1:
+            periodic = box is not None
+            return float(kernel(positions, self.atoms, self.params, forces,
+                                box if periodic else np.eye(3), periodic))
+        return float(kernel(positions, self.atoms, self.params, forces))
+
+    def compute(self, positions, box, forces) -> float:
+        """Add the term's forces (kJ/mol/nm, fixed point) and return its energy, kJ/mol."""
+        return self._run(self._kernel, positions, box, forces)
+
+    def parameter_derivatives(self, positions, box, forces) -> dict[str, float]:
+        """dE/dp of this term for each global parameter p it was asked for (energy units per
+        unit of p); ``forces`` is scratch space (the derivative laws add zero forces)."""
+        return {name: self._run(kernel, positions, box, forces)
+                for name, kernel in self._derivative_kernels.items()}
+
+
+for _record in (CustomBonds, CustomAngles, CustomTorsions, CustomExternal):
+    register_kernel("cpu", _record)(CpuCustomListedTerm)

@@ -1,0 +1,171 @@
+"""The functions of OpenMM's expression language that SymPy lacks or defines differently.
+
+Lepton (OpenMM's expression library) gives ``step``, ``delta``, ``select``, ``min``, ``max``,
+``abs``, ``floor`` and ``ceil`` plain floating-point meanings and simple derivatives; SymPy's own
+``Heaviside``, ``Min`` or ``Abs`` would rewrite themselves and differentiate into distributions.
+Each is a SymPy function here with Lepton's value and derivative:
+
+===========  =============================  ==========================================
+function     value                          derivative
+===========  =============================  ==========================================
+step(x)      1 if x >= 0 else 0             0
+delta(x)     1 if x == 0 else 0             0
+select(c,a,b) a if c != 0 else b            select(c, da, db)
+min(a, b)    a if a <= b else b             step(b - a) da + (1 - step(b - a)) db
+max(a, b)    a if a >= b else b             step(a - b) da + (1 - step(a - b)) db
+abs(x)       |x|                            2 step(x) - 1
+floor(x)     largest integer <= x           0
+ceil(x)      smallest integer >= x          0
+===========  =============================  ==========================================
+
+:class:`PythonLawPrinter` prints expressions made of them as Python source that Numba compiles
+for the CPU and for CUDA.
+"""
+
+from __future__ import annotations
+
+import sympy
+from sympy.printing.pycode import PythonCodePrinter
+
+
+class Step(sympy.Function):
+    """Lepton's step(x): 1 for x >= 0, else 0; derivative 0."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sympy.Integer(0)
+
+
+class Delta(sympy.Function):
+    """Lepton's delta(x): 1 for x == 0, else 0; derivative 0."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sympy.Integer(0)
+
+
+class Select(sympy.Function):
+    """Lepton's select(c, a, b): a if c != 0, else b."""
+
+    nargs = 3
+
+    def fdiff(self, argindex=1):
+        if argindex == 1:
+            return sympy.Integer(0)
+        if argindex == 2:
+            return Select(self.args[0], 1, 0)
+        return Select(self.args[0], 0, 1)
+
+
+class Min2(sympy.Function):
+    """Lepton's min(a, b)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        first = Step(b - a)
+        return first if argindex == 1 else 1 - first
+
+
+class Max2(sympy.Function):
+    """Lepton's max(a, b)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        a, b = self.args
+        first = Step(a - b)
+        return first if argindex == 1 else 1 - first
+
+
+class AbsValue(sympy.Function):
+    """Lepton's abs(x); derivative 2 step(x) - 1."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return 2 * Step(self.args[0]) - 1
+
+
+class Floor(sympy.Function):
+    """Lepton's floor(x); derivative 0."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sympy.Integer(0)
+
+
+class Ceil(sympy.Function):
+    """Lepton's ceil(x); derivative 0."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sympy.Integer(0)
+
+
+class PythonLawPrinter(PythonCodePrinter):
+    """Python source for Numba (CPU and CUDA): ``math`` functions, exact float literals and
+    conditional expressions for Lepton's piecewise functions.
+
+    Symbols print as the names given in ``names`` (generated identifiers, so expression
+    variables such as ``lambda`` never collide with Python keywords).
+    """
+
+    def __init__(self, names: dict):
+        super().__init__({"fully_qualified_modules": True, "standard": "python3"})
+        self._names = names
+
+    def _print_Symbol(self, expr):
+        return self._names.get(expr, expr.name)
+
+    def _print_Float(self, expr):
+        # repr of the double: exactly the value SymPy holds, read back bit for bit.
+        return repr(float(expr))
+
+    def _print_Rational(self, expr):
+        return repr(float(expr))
+
+    def _print_Integer(self, expr):
+        return repr(float(expr))
+
+    def _print_Pow(self, expr, rational=False):
+        base, exponent = expr.args
+        if exponent.is_Integer and 2 <= abs(int(exponent)) <= 4:
+            # Small integer powers as products, as compilers do for pow(x, n): exact and fast.
+            text = "*".join([self.parenthesize(base, 100)] * abs(int(exponent)))
+            return f"({text})" if exponent > 0 else f"(1.0/({text}))"
+        if exponent == -1:
+            return f"(1.0/{self.parenthesize(base, 100)})"
+        return super()._print_Pow(expr, rational=rational)
+
+    def _print_Step(self, expr):
+        return f"(1.0 if {self._print(expr.args[0])} >= 0.0 else 0.0)"
+
+    def _print_Delta(self, expr):
+        return f"(1.0 if {self._print(expr.args[0])} == 0.0 else 0.0)"
+
+    def _print_Select(self, expr):
+        condition, first, second = (self._print(a) for a in expr.args)
+        return f"(({first}) if {condition} != 0.0 else ({second}))"
+
+    def _print_Min2(self, expr):
+        a, b = (self._print(x) for x in expr.args)
+        return f"min({a}, {b})"
+
+    def _print_Max2(self, expr):
+        a, b = (self._print(x) for x in expr.args)
+        return f"max({a}, {b})"
+
+    def _print_AbsValue(self, expr):
+        return f"abs({self._print(expr.args[0])})"
+
+    def _print_Floor(self, expr):
+        return f"float(math.floor({self._print(expr.args[0])}))"
+
+    def _print_Ceil(self, expr):
+        return f"float(math.ceil({self._print(expr.args[0])}))"

@@ -1,0 +1,125 @@
+"""Import OpenMM's Custom* listed forces: any expression, with per-item and global parameters.
+
+The forms OpenMM's app layer writes for CHARMM impropers and 1-4 Lennard-Jones pairs keep their
+hand-written kernels (``openmm_import.harmonic_impropers``, ``lj_pairs``) when they carry no
+global parameters; every other expression becomes a term of ``bencao.forces.custom`` whose law
+is compiled from the expression.  Expressions are checked here, on import, so a malformed one
+fails with the force's name before any run starts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bencao.backends.common.laws.custom import KINDS
+from bencao.expressions import ExpressionError, parse
+from bencao.forces.custom import CustomAngles, CustomBonds, CustomExternal, CustomTorsions
+from bencao.io.openmm_import import (
+    UnsupportedForceError,
+    _value,
+    harmonic_impropers,
+    imports,
+    lj_pairs,
+)
+
+
+def _globals(force) -> tuple[tuple, tuple, tuple]:
+    """(names, default values, names whose dE/dp is asked for) of a force's global parameters."""
+    names = tuple(force.getGlobalParameterName(i) for i in range(force.getNumGlobalParameters()))
+    values = tuple(float(force.getGlobalParameterDefaultValue(i))
+                   for i in range(force.getNumGlobalParameters()))
+    # CustomExternalForce has no energy parameter derivatives in OpenMM.
+    count = getattr(force, "getNumEnergyParameterDerivatives", lambda: 0)()
+    derivatives = tuple(force.getEnergyParameterDerivativeName(i) for i in range(count))
+    return names, values, derivatives
+
+
+def _custom_term(record, force, kind_name: str, item_count: int, item, parameter_names):
+    """Build ``record`` from ``force``: ``item(i)`` gives (atoms, parameter values) of item i."""
+    if kind_name != "CustomExternalForce" and force.usesPeriodicBoundaryConditions():
+        raise UnsupportedForceError(kind_name, "periodic boundary conditions on a custom bonded "
+                                    "force are not supported yet")
+    global_names, global_values, derivatives = _globals(force)
+    expression = force.getEnergyFunction()
+    functions = {"periodicdistance": (6, lambda *a: a[0])} if record is CustomExternal else {}
+    if force.getNumTabulatedFunctions() if hasattr(force, "getNumTabulatedFunctions") else 0:
+        raise UnsupportedForceError(kind_name, "tabulated functions are not supported yet")
+    try:
+        parse(expression, kind_name, (*KINDS[record.kind][1], *parameter_names, *global_names),
+              functions)
+    except ExpressionError as error:
+        raise UnsupportedForceError(kind_name, str(error).split(": ", 1)[1]) from None
+    rows = [item(i) for i in range(item_count)]
+    width = len(parameter_names)
+    atoms = np.array([r[0] for r in rows], np.int64).reshape(-1, record.n_atoms)
+    params = np.array([[float(_value(v)) for v in r[1]] for r in rows],
+                      np.float64).reshape(len(rows), width)
+    return record(atoms=atoms, parameters=params, expression=expression,
+                  parameter_names=tuple(parameter_names), global_names=global_names,
+                  global_values=global_values, derivative_names=derivatives,
+                  periodic=bool(force.usesPeriodicBoundaryConditions()))
+
+
+def _fast_path(build, force, n_particles):
+    """The hand-written term for an app-layer form without globals, or None."""
+    if force.getNumGlobalParameters() or force.usesPeriodicBoundaryConditions():
+        return None
+    try:
+        return build(force, n_particles)
+    except UnsupportedForceError:
+        return None
+
+
+@imports("CustomBondForce", "any expression")
+def _custom_bonds(force, n_particles: int):
+    fast = _fast_path(lj_pairs, force, n_particles)
+    if fast is not None:
+        return fast
+    names = [force.getPerBondParameterName(i) for i in range(force.getNumPerBondParameters())]
+
+    def item(i):
+        a, b, values = force.getBondParameters(i)
+        return (a, b), values
+
+    return _custom_term(CustomBonds, force, "CustomBondForce", force.getNumBonds(), item, names)
+
+
+@imports("CustomAngleForce", "any expression")
+def _custom_angles(force, n_particles: int):
+    names = [force.getPerAngleParameterName(i) for i in range(force.getNumPerAngleParameters())]
+
+    def item(i):
+        a, b, c, values = force.getAngleParameters(i)
+        return (a, b, c), values
+
+    return _custom_term(CustomAngles, force, "CustomAngleForce", force.getNumAngles(), item,
+                        names)
+
+
+@imports("CustomTorsionForce", "any expression")
+def _custom_torsions(force, n_particles: int):
+    fast = _fast_path(harmonic_impropers, force, n_particles)
+    if fast is not None:
+        return fast
+    names = [force.getPerTorsionParameterName(i)
+             for i in range(force.getNumPerTorsionParameters())]
+
+    def item(i):
+        a, b, c, d, values = force.getTorsionParameters(i)
+        return (a, b, c, d), values
+
+    return _custom_term(CustomTorsions, force, "CustomTorsionForce", force.getNumTorsions(),
+                        item, names)
+
+
+@imports("CustomExternalForce", "any expression")
+def _custom_external(force, n_particles: int):
+    names = [force.getPerParticleParameterName(i)
+             for i in range(force.getNumPerParticleParameters())]
+
+    def item(i):
+        particle, values = force.getParticleParameters(i)
+        return (particle,), values
+
+    return _custom_term(CustomExternal, force, "CustomExternalForce", force.getNumParticles(),
+                        item, names)
