@@ -203,6 +203,18 @@ class Simulation:
             raise ValueError(f"{type(self.integrator).__name__} has no temperature to set")
         self._dynamics.set_temperature(temperature)
 
+    def set_parameter(self, name: str, value: float) -> None:
+        """Set a global parameter of the system's forces (OpenMM's ``Context.setParameter``),
+        e.g. an alchemical lambda or a restraint strength; the next step uses it.  The value is
+        saved in checkpoints.  ValueError if no force has the parameter."""
+        self.backend.set_parameter(name, value)
+        # Forces kept from the last step were computed with the old value.
+        self._dynamics.cache.invalidate()
+
+    def get_parameter(self, name: str) -> float:
+        """Current value of a global parameter (ValueError if no force has it)."""
+        return self.backend.get_parameter(name)
+
     # -- checkpoints ------------------------------------------------------------------------
 
     def get_checkpoint_state(self) -> tuple[dict, dict]:

@@ -2,9 +2,10 @@
 
 Several outputs (an energy and its derivatives) are printed as one block with their common
 subexpressions computed once (``sympy.cse``).  A generated module is written to a cache folder
-under a name derived from the hash of its source and imported from there, so Numba's on-disk
-cache (``cache=True``) finds its compiled code in the next process: a second run of the same
-expression parses, differentiates and compiles nothing.
+under a name derived from the hash of what it was generated from, and imported from there, so
+the next process neither regenerates it nor recompiles it (Numba's ``cache=True`` finds its
+machine code beside it): a second run of the same expression parses, differentiates and
+compiles nothing.
 """
 
 from __future__ import annotations
@@ -78,20 +79,32 @@ def print_block(outputs: list, names: dict, indent: str = "    ") -> tuple[list[
 _MODULES: dict[str, object] = {}
 
 
-def load_module(source: str, prefix: str = "bencao_law"):
-    """Import generated ``source`` as a module cached on disk by its hash (once per process).
+def cached_module(key: str, build_source, prefix: str = "bencao_law"):
+    """The generated module for ``key``, imported from the cache folder (once per process).
 
+    Parameters
+    ----------
+    key : str
+        Everything the source depends on (kind, expression, parameter names...): the module's
+        file name is derived from its hash, so a later process finds the file without calling
+        ``build_source`` (no parsing or differentiation), and Numba finds its machine code.
+    build_source : callable
+        ``build_source()`` -> the module's Python source, called only when the file is missing.
+
+    Notes
+    -----
     The file is written atomically (a temporary file renamed into place), so processes that
     generate the same module at the same time never read a partial file.
     """
-    digest = hashlib.sha256(f"{CODEGEN_VERSION}\n{source}".encode()).hexdigest()[:24]
+    digest = hashlib.sha256(f"{CODEGEN_VERSION}\n{key}".encode()).hexdigest()[:24]
     name = f"{prefix}_{digest}"
     module = _MODULES.get(name)
     if module is not None:
         return module
     folder = cache_folder()
     path = os.path.join(folder, f"{name}.py")
-    if not _same_file(path, source):
+    if not os.path.exists(path):
+        source = build_source()
         fd, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".py", dir=folder)
         with os.fdopen(fd, "w") as handle:
             handle.write(source)
@@ -102,11 +115,3 @@ def load_module(source: str, prefix: str = "bencao_law"):
     spec.loader.exec_module(module)
     _MODULES[name] = module
     return module
-
-
-def _same_file(path: str, source: str) -> bool:
-    try:
-        with open(path) as handle:
-            return handle.read() == source
-    except OSError:
-        return False

@@ -17,7 +17,7 @@ from bencao.profiling import phase
 
 #: Modules whose term classes register themselves for CUDA (``register_kernel("cuda", ...)``).
 #: The pair modules are large but compile lazily, at a kernel's first launch.
-KERNEL_MODULES = ("bonded", "tabulated", "nonbonded")
+KERNEL_MODULES = ("bonded", "custom", "tabulated", "nonbonded")
 
 
 class CudaBackend(Backend):
@@ -71,7 +71,8 @@ class CudaBackend(Backend):
             self.virtual_sites = VirtualSiteTables(system.virtual_sites)
             self.device_virtual_sites = CudaVirtualSites(system.virtual_sites)
 
-    def compute(self, positions, box=None, parts: str = "all", energy: bool = True) -> Evaluation:
+    def compute(self, positions, box=None, parts: str = "all", energy: bool = True,
+                parameter_derivatives: bool = False) -> Evaluation:
         """Energy and forces.
 
         Parameters
@@ -84,6 +85,8 @@ class CudaBackend(Backend):
             Everything, everything but reciprocal space, or only reciprocal space (as on the CPU).
         energy : bool
             If False, terms that can skip their energy do; the total may then be NaN.
+        parameter_derivatives : bool
+            Also fill ``Evaluation.parameter_derivatives`` (as on the CPU).
 
         Returns
         -------
@@ -102,6 +105,10 @@ class CudaBackend(Backend):
         # As the CPU backend: the site rows of the input are recomputed from the parents.
         self.place_virtual_sites()
         terms = self.accumulate(box, parts, energy)
+        derivatives = {}
+        if parameter_derivatives and parts != "reciprocal":
+            # The derivative laws add zero forces: the accumulator keeps the forces above.
+            derivatives = self.parameter_derivatives((self.state, box))
         with phase("force bookkeeping"):
             forces = forces_from_fixed(self.state.download_forces())
         sites = self.device_virtual_sites
@@ -111,7 +118,8 @@ class CudaBackend(Backend):
             with phase("virtual sites"):
                 sites.restore_site_forces(forces)
         self.check_blow_up(forces, terms, positions, box, energy)
-        return Evaluation(energy=float(sum(terms.values())), forces=forces, terms=terms)
+        return Evaluation(energy=float(sum(terms.values())), forces=forces, terms=terms,
+                          parameter_derivatives=derivatives)
 
     def term_forces(self, term, positions, box):
         """One term alone, at the positions on the device: (fixed-point forces, energy kJ/mol)."""

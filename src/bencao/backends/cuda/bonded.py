@@ -137,13 +137,35 @@ def _four_body_kernel(law):
     return kernel
 
 
-_KERNELS = {2: _two_body_kernel, 3: _three_body_kernel, 4: _four_body_kernel}
+def _one_body_kernel(law):
+    """Kernel over single particles of a law of the position (custom external terms), with
+    the box and periodic flag of the particle's system."""
+    law = device_version(law)
+
+    @cuda.jit
+    def kernel(positions, atoms, params, forces, energies, system_index, boxes, periodic):
+        m = cuda.grid(1)
+        if m >= atoms.shape[0]:
+            return
+        i = atoms[m, 0]
+        s = system_index[i]
+        e, fx, fy, fz = law(positions[i, 0], positions[i, 1], positions[i, 2], params, m,
+                            boxes[s], periodic[s] != 0)
+        energies[m] = e
+        add_force(forces, i, fx, fy, fz)
+
+    return kernel
+
+
+_KERNELS = {1: _one_body_kernel, 2: _two_body_kernel, 3: _three_body_kernel,
+            4: _four_body_kernel}
 
 
 @functools.cache
 def listed_kernel(n_atoms: int, law):
     """The kernel of ``law`` over items of ``n_atoms`` atoms (built once per law; it compiles
-    at its first launch)."""
+    at its first launch).  The one-particle kernel also takes the state's system index, boxes
+    and periodic flags after the energies."""
     return _KERNELS[n_atoms](law)
 
 

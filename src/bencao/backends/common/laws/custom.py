@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import sympy
 
 from bencao.expressions import parse
-from bencao.expressions.codegen import load_module, print_block
+from bencao.expressions.codegen import cached_module, print_block
 
 #: Law kind -> (particles per item, the variables the expression sees).
 KINDS = {
@@ -156,14 +156,22 @@ def custom_law(kind: str, expression: str, parameter_names: tuple, global_names:
     bencao.expressions.ExpressionError
         If the expression is malformed or uses an unknown function or name.
     """
-    n_atoms, variables = KINDS[kind]
+    n_atoms = KINDS[kind][0]
+    key = repr((kind, expression, parameter_names, global_names, derivative_names, where))
+    module = cached_module(key, lambda: _module_source(kind, expression, parameter_names,
+                                                       global_names, derivative_names, where))
+    laws = {p: getattr(module, f"dlaw_{k}") for k, p in enumerate(derivative_names)}
+    return CustomLaw(n_atoms, module.law, laws)
+
+
+def _module_source(kind, expression, parameter_names, global_names, derivative_names, where):
+    """The generated module of :func:`custom_law`: ``law`` and ``dlaw_<k>``."""
+    variables = KINDS[kind][1]
     shifts: list = []
     functions = {"periodicdistance": (6, _periodic_distance(shifts))} if kind == "external" else {}
     parsed = parse(expression, where, (*variables, *parameter_names, *global_names), functions)
     energy = parsed.expression
     names = {sympy.Symbol(v): v if kind != "external" else f"p{v}" for v in variables}
-    if kind == "bond":
-        names = {sympy.Symbol("r"): "r"}
     for column, parameter in enumerate((*parameter_names, *global_names)):
         names[sympy.Symbol(parameter)] = f"p{column}"
     coordinates = [sympy.Symbol(v) for v in variables]
@@ -175,6 +183,4 @@ def custom_law(kind: str, expression: str, parameter_names: tuple, global_names:
         derivative = sympy.diff(energy, sympy.Symbol(parameter))
         source += "\n\n" + _function_source(f"dlaw_{k}", kind, [derivative], names, shifts,
                                             _tail(kind, derivative=True))
-    module = load_module(source)
-    laws = {p: getattr(module, f"dlaw_{k}") for k, p in enumerate(derivative_names)}
-    return CustomLaw(n_atoms, module.law, laws)
+    return source

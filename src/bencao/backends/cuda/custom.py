@@ -1,0 +1,70 @@
+"""CUDA kernels of the custom listed terms: the CPU's generated laws
+(``backends.common.laws.custom``) compiled for the GPU by the listed-term kernels of
+``cuda.bonded``, so both backends evaluate one source."""
+
+from __future__ import annotations
+
+import math
+
+from numba import cuda
+
+from bencao.backends.common.global_parameters import GlobalParameters, custom_tables
+from bencao.backends.common.laws.custom import custom_law
+from bencao.backends.common.registry import register_kernel
+from bencao.backends.cuda.bonded import CudaTerm, listed_kernel
+from bencao.forces.custom import CustomAngles, CustomBonds, CustomExternal, CustomTorsions
+
+
+class CudaCustomListedTerm(GlobalParameters, CudaTerm):
+    """A custom bond, angle, torsion or external term on the GPU.
+
+    Parameters
+    ----------
+    term : CustomBonds, CustomAngles, CustomTorsions or CustomExternal
+        The expression, per-item parameters and global parameters.
+    """
+
+    def __init__(self, term):
+        compiled = custom_law(term.kind, term.expression, term.parameter_names,
+                              term.global_names, term.derivative_names, term.name)
+        atoms, self.params, columns = custom_tables(term)
+        super().__init__(term, atoms.shape[0])
+        self.n_atoms = compiled.n_atoms
+        self.init_globals(term, columns)
+        self.atoms = cuda.to_device(atoms)
+        self.device_params = cuda.to_device(self.params)
+        self._kernel = listed_kernel(compiled.n_atoms, compiled.law)
+        self._derivative_kernels = {name: listed_kernel(compiled.n_atoms, law)
+                                    for name, law in compiled.derivative_laws.items()}
+
+    def upload_params(self) -> None:
+        """Copy the host table (a global parameter changed) to the device."""
+        self.device_params.copy_to_device(self.params)
+
+    def _launch(self, kernel, state) -> None:
+        blocks, threads = self._grid()
+        arguments = (state.positions, self.atoms, self.device_params, state.forces,
+                     self._energies)
+        if self.n_atoms == 1:
+            arguments += (state.system_index, state.boxes, state.periodic)
+        kernel[blocks, threads](*arguments)
+
+    def launch(self, state) -> None:
+        """Run the term's kernel on ``state``."""
+        self._launch(self._kernel, state)
+
+    def parameter_derivatives(self, state, box) -> dict[str, float]:
+        """dE/dp of this term for each global parameter p it was asked for (the derivative laws
+        add zero forces to ``state.forces``)."""
+        derivatives = {}
+        for name, kernel in self._derivative_kernels.items():
+            if self.n_terms == 0:
+                derivatives[name] = 0.0
+                continue
+            self._launch(kernel, state)
+            derivatives[name] = math.fsum(self._energies.copy_to_host()[: self.n_terms])
+        return derivatives
+
+
+for _record in (CustomBonds, CustomAngles, CustomTorsions, CustomExternal):
+    register_kernel("cuda", _record)(CudaCustomListedTerm)
