@@ -159,7 +159,8 @@ def custom_law(kind: str, expression: str, parameter_names: tuple, global_names:
     n_atoms = KINDS[kind][0]
     key = repr((kind, expression, parameter_names, global_names, derivative_names, where))
     module = cached_module(key, lambda: _module_source(kind, expression, parameter_names,
-                                                       global_names, derivative_names, where))
+                                                       global_names, derivative_names, where),
+                          depends_on=(__name__,))
     laws = {p: getattr(module, f"dlaw_{k}") for k, p in enumerate(derivative_names)}
     return CustomLaw(n_atoms, module.law, laws)
 
