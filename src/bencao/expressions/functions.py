@@ -141,6 +141,10 @@ class PythonLawPrinter(PythonCodePrinter):
             return f"({text})" if exponent > 0 else f"(1.0/({text}))"
         if exponent == -1:
             return f"(1.0/{self.parenthesize(base, 100)})"
+        if exponent.is_Integer:
+            # An integer exponent stays an integer: Numba multiplies (a float one calls pow).
+            power = f"{self.parenthesize(base, 100)}**{abs(int(exponent))}"
+            return f"({power})" if exponent > 0 else f"(1.0/{power})"
         return super()._print_Pow(expr, rational=rational)
 
     def _print_Step(self, expr):

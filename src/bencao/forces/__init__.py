@@ -14,7 +14,13 @@ from bencao.forces.bonded import (
     PeriodicTorsions,
     PositionRestraints,
 )
-from bencao.forces.custom import CustomAngles, CustomBonds, CustomExternal, CustomTorsions
+from bencao.forces.custom import (
+    CustomAngles,
+    CustomBonds,
+    CustomExternal,
+    CustomPairs,
+    CustomTorsions,
+)
 from bencao.forces.nonbonded import Nonbonded, TabulatedPairs
 from bencao.forces.registry import TERM_TYPES
 from bencao.forces.virtual_sites import VirtualSites
@@ -33,6 +39,7 @@ __all__ = [
     "CustomAngles",
     "CustomTorsions",
     "CustomExternal",
+    "CustomPairs",
     "VirtualSites",
     "TERM_TYPES",
 ]

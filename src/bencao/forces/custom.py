@@ -1,5 +1,5 @@
-"""Listed terms whose energy is an expression: OpenMM's CustomBondForce, CustomAngleForce,
-CustomTorsionForce and CustomExternalForce.
+"""Terms whose energy is an expression: OpenMM's CustomBondForce, CustomAngleForce,
+CustomTorsionForce, CustomExternalForce (listed terms) and CustomNonbondedForce (pairs).
 
 Each record holds the expression text (OpenMM's expression language, see
 ``bencao.expressions``), the per-item parameter table and the global parameters with their
@@ -16,6 +16,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from bencao.forces.registry import term_record
+
+
+def _normalise_parameters(term) -> None:
+    """Make a custom term's names and values tuples of plain values (saved System files hold
+    them as JSON lists) and check the global parameters are consistent."""
+    for key, cast in (("parameter_names", str), ("global_names", str),
+                      ("global_values", float), ("derivative_names", str)):
+        object.__setattr__(term, key, tuple(cast(v) for v in getattr(term, key)))
+    if len(term.global_names) != len(term.global_values):
+        raise ValueError(f"{term.name}: {len(term.global_names)} global parameters but "
+                         f"{len(term.global_values)} default values")
+    unknown = sorted(set(term.derivative_names) - set(term.global_names))
+    if unknown:
+        raise ValueError(f"{term.name}: derivatives asked of {unknown}, which are not "
+                         "global parameters of the force")
 
 
 @dataclass(frozen=True)
@@ -59,18 +74,8 @@ class CustomListedTerm:
     kind = "bond"
 
     def __post_init__(self):
-        # Saved System files hold these as JSON lists: keep them tuples of plain values.
         object.__setattr__(self, "periodic", bool(self.periodic))
-        for key, cast in (("parameter_names", str), ("global_names", str),
-                          ("global_values", float), ("derivative_names", str)):
-            object.__setattr__(self, key, tuple(cast(v) for v in getattr(self, key)))
-        if len(self.global_names) != len(self.global_values):
-            raise ValueError(f"{self.name}: {len(self.global_names)} global parameters but "
-                             f"{len(self.global_values)} default values")
-        unknown = sorted(set(self.derivative_names) - set(self.global_names))
-        if unknown:
-            raise ValueError(f"{self.name}: derivatives asked of {unknown}, which are not "
-                             "global parameters of the force")
+        _normalise_parameters(self)
 
 
 @term_record
@@ -112,3 +117,56 @@ class CustomExternal(CustomListedTerm):
     name = "CustomExternalForce"
     n_atoms = 1
     kind = "external"
+
+
+@term_record
+@dataclass(frozen=True)
+class CustomPairs:
+    """E(r) between every pair of particles not excluded, within the cutoff (OpenMM
+    CustomNonbondedForce with its own expression).
+
+    The expression sees ``r`` (nm), ``<name>1`` and ``<name>2`` for each per-particle parameter
+    (the pair's first and second particle) and the global parameters.  With a switch distance
+    the energy is multiplied by OpenMM's switching function from there to the cutoff.
+
+    Parameters
+    ----------
+    parameters : (N, P) float64 array
+        Per-particle parameter values, columns in the order of ``parameter_names``.
+    expression : str
+        Pair energy, kJ/mol, in OpenMM's expression language.
+    parameter_names, global_names, global_values, derivative_names : tuple
+        As for :class:`CustomListedTerm`.
+    exclusions : (M, 2) int64 array
+        Pairs that do not interact.
+    method : str
+        "NoCutoff", "CutoffNonPeriodic" or "CutoffPeriodic".
+    cutoff : float
+        Cutoff, nm.
+    switch_distance : float
+        Where switching starts, nm (0 for none).
+    """
+
+    parameters: np.ndarray
+    expression: str
+    parameter_names: tuple = ()
+    global_names: tuple = ()
+    global_values: tuple = ()
+    derivative_names: tuple = ()
+    exclusions: np.ndarray = None
+    method: str = "NoCutoff"
+    cutoff: float = 1.0
+    switch_distance: float = 0.0
+
+    name = "CustomNonbondedForce"
+    kind = "pair"
+
+    def __post_init__(self):
+        _normalise_parameters(self)
+        exclusions = np.zeros((0, 2), np.int64) if self.exclusions is None else self.exclusions
+        object.__setattr__(self, "exclusions", np.asarray(exclusions, np.int64).reshape(-1, 2))
+
+    @property
+    def periodic(self) -> bool:
+        """True when the method uses periodic boundary conditions."""
+        return self.method == "CutoffPeriodic"

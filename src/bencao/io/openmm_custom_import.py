@@ -13,13 +13,20 @@ import numpy as np
 
 from bencao.backends.common.laws.custom import KINDS
 from bencao.expressions import ExpressionError, parse
-from bencao.forces.custom import CustomAngles, CustomBonds, CustomExternal, CustomTorsions
+from bencao.forces.custom import (
+    CustomAngles,
+    CustomBonds,
+    CustomExternal,
+    CustomPairs,
+    CustomTorsions,
+)
 from bencao.io.openmm_import import (
     UnsupportedForceError,
     _value,
     harmonic_impropers,
     imports,
     lj_pairs,
+    tabulated_pairs,
 )
 
 
@@ -62,7 +69,8 @@ def _custom_term(record, force, kind_name: str, item_count: int, item, parameter
 
 def _fast_path(build, force, n_particles):
     """The hand-written term for an app-layer form without globals, or None."""
-    if force.getNumGlobalParameters() or force.usesPeriodicBoundaryConditions():
+    bonded = not hasattr(force, "getNonbondedMethod")
+    if force.getNumGlobalParameters() or (bonded and force.usesPeriodicBoundaryConditions()):
         return None
     try:
         return build(force, n_particles)
@@ -123,3 +131,45 @@ def _custom_external(force, n_particles: int):
 
     return _custom_term(CustomExternal, force, "CustomExternalForce", force.getNumParticles(),
                         item, names)
+
+
+_PAIR_METHODS = {0: "NoCutoff", 1: "CutoffNonPeriodic", 2: "CutoffPeriodic"}
+
+
+@imports("CustomNonbondedForce", "any expression; type tables (NBFIX, 12-6-4) on their own kernel")
+def _custom_pairs(force, n_particles: int):
+    fast = _fast_path(tabulated_pairs, force, n_particles)
+    if fast is not None:
+        return fast
+    kind = "CustomNonbondedForce"
+    for count, what in ((force.getNumInteractionGroups(), "interaction groups"),
+                        (force.getNumComputedValues(), "computed values"),
+                        (force.getNumTabulatedFunctions(), "tabulated functions")):
+        if count:
+            raise UnsupportedForceError(kind, f"{what} with an expression of its own are not "
+                                        "supported yet")
+    if force.getUseLongRangeCorrection():
+        raise UnsupportedForceError(kind, "the long-range correction of an expression of its "
+                                    "own is not supported yet (setUseLongRangeCorrection(False))")
+    if force.getNumParticles() != n_particles:
+        raise ValueError(f"{kind} has {force.getNumParticles()} particles, the System "
+                         f"{n_particles}")
+    names = [force.getPerParticleParameterName(i)
+             for i in range(force.getNumPerParticleParameters())]
+    global_names, global_values, derivatives = _globals(force)
+    known = ("r", *(f"{n}{k}" for n in names for k in (1, 2)), *global_names)
+    try:
+        parse(force.getEnergyFunction(), kind, known)
+    except ExpressionError as error:
+        raise UnsupportedForceError(kind, str(error).split(": ", 1)[1]) from None
+    params = np.array([force.getParticleParameters(i) for i in range(n_particles)],
+                      np.float64).reshape(n_particles, len(names))
+    exclusions = [force.getExclusionParticles(i) for i in range(force.getNumExclusions())]
+    return CustomPairs(
+        parameters=params, expression=force.getEnergyFunction(), parameter_names=tuple(names),
+        global_names=global_names, global_values=global_values, derivative_names=derivatives,
+        exclusions=np.array(exclusions, np.int64).reshape(-1, 2),
+        method=_PAIR_METHODS[force.getNonbondedMethod()],
+        cutoff=float(_value(force.getCutoffDistance())),
+        switch_distance=float(_value(force.getSwitchingDistance()))
+        if force.getUseSwitchingFunction() else 0.0)

@@ -277,8 +277,9 @@ _TABLE_FORMS = {
 _CUSTOM_NB_METHODS = {0: "NoCutoff", 1: "CutoffNonPeriodic", 2: "CutoffPeriodic"}
 
 
-@imports("CustomNonbondedForce", "acoef/bcoef/ccoef type tables: NBFIX, 12-6-4")
-def _tabulated_pairs(force, n_particles: int) -> TabulatedPairs:
+def tabulated_pairs(force, n_particles: int) -> TabulatedPairs:
+    """The fast path of a CustomNonbondedForce: the acoef/bcoef/ccoef type-table forms of
+    NBFIX and 12-6-4 (UnsupportedForceError otherwise)."""
     kind = "CustomNonbondedForce"
     _reject_globals(force, kind)
     expression = _normalize(force.getEnergyFunction())

@@ -176,15 +176,37 @@ def cuda_run(tmp_path_factory):
 # ------------------------------------------------------------------------------------------
 
 
+def cpu_items(term, kernel, positions, box):
+    """The values ``kernel`` (a CPU term's law loop) gives each item of ``term`` alone: the loop
+    over a one-row slice returns 0.0 + e, which is e exactly."""
+    values = []
+    for m in range(term.atoms.shape[0]):
+        scratch = np.zeros((len(positions), 3), np.int64)
+        arguments = (positions, term.atoms[m:m + 1], term.params[m:m + 1], scratch)
+        if term.n_atoms == 1:
+            arguments += (box, True)
+        values.append(float(kernel(*arguments)))
+    return np.array(values)
+
+
 @pytest.fixture(scope="module")
 def cpu_run():
-    """lam -> record of the CPU backend's evaluation (same order of set_parameter calls)."""
+    """lam -> the CPU backend's evaluation record (``record``), its per-item energies by term
+    name and its per-item dE/dp values by parameter name."""
     system, positions = case()
     backend = CpuBackend(bencao.System.from_openmm(system))
+    assert backend.system.periodic  # the external force's periodicdistance makes it periodic
     runs = {}
     for lam in LAMS:
         backend.set_parameter("lam", lam)
-        runs[lam] = record(backend.compute(positions, parameter_derivatives=True))
+        evaluation = record(backend.compute(positions, parameter_derivatives=True))
+        energies = {term.name: cpu_items(term, term._kernel, positions, BOX)
+                    for term in backend.terms}
+        derivatives = {name: cpu_items(term, kernel, positions, BOX)
+                       for term in backend.terms
+                       for name, kernel in term._derivative_kernels.items()}
+        runs[lam] = {"evaluation": evaluation, "energy_items": energies,
+                     "derivative_items": derivatives}
     return runs
 
 
@@ -212,7 +234,25 @@ def openmm_run():
 
 
 def bits(value) -> bytes:
+    """The bytes of a float64, to compare values bit for bit (NaN included)."""
     return np.float64(value).tobytes()
+
+
+def left_to_right(values) -> float:
+    """``values`` added one after the other, as the CPU's loops add their items."""
+    total = 0.0
+    for value in values:
+        total += float(value)
+    return total
+
+
+def summation_bound(values) -> float:
+    """Bound on |fsum - left-to-right sum| of ``values``: the left-to-right sum of n terms is
+    within (n - 1) u sum|x| of the exact sum (u = 2^-53, Higham's bound to first order), and
+    fsum within half an ulp of it."""
+    values = np.abs(np.asarray(values, np.float64))
+    exact = math.fsum(values)
+    return (len(values) - 1) * 2.0**-53 * exact * 1.01 + np.spacing(exact)
 
 
 # ------------------------------------------------------------------------------------------
@@ -230,7 +270,8 @@ def test_case_exercises_the_branches():
         far += np.abs(positions[i] - np.array(reference)).max() > 0.5 * BOX_EDGE
     assert far >= 3  # the minimum image changes these particles' distances
     r = np.linalg.norm(np.diff(positions, axis=0), axis=1)
-    assert (r > 0.3).any() and (r < 0.3).any()  # both sides of min(r, 0.3)
+    # every branch of min(r, 0.3)*step(r-0.1): r < 0.1, 0.1 < r < 0.3 and r > 0.3
+    assert (r < 0.1).any() and ((r > 0.1) & (r < 0.3)).any() and (r > 0.3).any()
 
 
 def test_backend_routes_custom_records_to_the_cuda_term(cuda_run):
@@ -240,65 +281,94 @@ def test_backend_routes_custom_records_to_the_cuda_term(cuda_run):
 
 
 @pytest.mark.parametrize("lam", LAMS)
-def test_matches_cpu_backend_bit_for_bit(cuda_run, cpu_run, lam):
-    (energy, forces, terms, derivatives), *_ = cuda_run["evaluations"][lam]
-    cpu_energy, cpu_forces, cpu_terms, cpu_derivatives = cpu_run[lam]
-    if not cuda_run["simulator"]:
-        # On a real GPU, libdevice's exp/erf/cos and FMA contraction round differently from the
-        # host's libm by an ulp or so (1e-16 relative), and a fixed-point conversion can then
-        # flip its last unit: 1e-12 relative and 2 units per contribution (10 at most per
-        # particle) would still catch any wrong formula, which is off by O(1).
-        assert energy == pytest.approx(cpu_energy, rel=1e-12)
+def test_forces_match_cpu_backend_bit_for_bit(cuda_run, cpu_run, lam):
+    forces = cuda_run["evaluations"][lam]["first"][1]
+    cpu_forces = cpu_run[lam]["evaluation"][1]
+    assert np.abs(cpu_forces).max() > 10.0  # the case really has forces to compare
+    if cuda_run["simulator"]:
+        # Both backends run the same generated law in float64 and convert each contribution to
+        # fixed point the same way; integer sums commute: the very same forces.
+        assert forces.tobytes() == cpu_forces.tobytes()
+    else:
+        # On a real GPU, libdevice's exp/erf/cos and FMA contraction may round an ulp away from
+        # the host's libm, and a fixed-point conversion can then flip its last unit: 2 units
+        # per contribution, 10 contributions at most per particle.
         np.testing.assert_allclose(forces, cpu_forces, rtol=0, atol=20 / FORCE_SCALE)
-        for name, value in cpu_derivatives.items():
-            assert derivatives[name] == pytest.approx(value, rel=1e-12)
-        return
-    # In the simulator both backends run the same generated law in float64 and convert each
-    # contribution to fixed point the same way; integer sums commute: the very same forces.
-    assert forces.tobytes() == cpu_forces.tobytes()
-    assert set(terms) == set(cpu_terms) == set(FORCE_NAMES)
-    assert set(derivatives) == set(cpu_derivatives) == {"lam", "lam2"}
-    # The only difference is how item energies are summed: CUDA adds its per-item slots with
-    # math.fsum (exactly rounded, order-free), the CPU loop adds them left to right.  Those
-    # item energies are identical (checked in test_item_energies_are_the_cpus), and with these
-    # few items both sums happen to round to the same double, which this asserts exactly.
-    for name in FORCE_NAMES:
-        assert bits(terms[name]) == bits(cpu_terms[name]), name
-    for name in cpu_derivatives:
-        assert bits(derivatives[name]) == bits(cpu_derivatives[name]), name
-    assert bits(energy) == bits(cpu_energy)
 
 
 @pytest.mark.parametrize("lam", LAMS)
-def test_item_energies_are_the_cpus(cuda_run, cpu_run, lam):
-    # The CUDA term energy is fsum of its slots; the CPU term energy is the left-to-right sum of
-    # its item energies.  If the slots are the CPU's item energies, the left-to-right sum of the
-    # slots is the CPU's term energy bit for bit.
-    *_, slots = cuda_run["evaluations"][lam]
-    (_, _, terms, _), *_ = cuda_run["evaluations"][lam]
-    _, _, cpu_terms, _ = cpu_run[lam]
-    for name, values in zip(FORCE_NAMES, slots):
-        assert bits(math.fsum(values)) == bits(terms[name]), name
+def test_item_energies_and_derivatives_match_cpu_bit_for_bit(cuda_run, cpu_run, lam):
+    run = cuda_run["evaluations"][lam]
+    cpu = cpu_run[lam]
+    assert set(run["energy_slots"]) == set(cpu["energy_items"]) == set(FORCE_NAMES)
+    assert set(run["derivative_slots"]) == set(cpu["derivative_items"]) == {"lam", "lam2"}
+    pairs = [(run["energy_slots"][n], cpu["energy_items"][n], n) for n in FORCE_NAMES]
+    pairs += [(run["derivative_slots"][n], cpu["derivative_items"][n], "d/d" + n)
+              for n in ("lam", "lam2")]
+    for device_values, host_values, name in pairs:
+        assert len(device_values) == len(host_values) > 0, name
         if cuda_run["simulator"]:
-            sequential = 0.0
-            for value in values:
-                sequential += float(value)
-            assert bits(sequential) == bits(cpu_terms[name]), name
+            # the same generated law, in float64, on the same inputs (no item is zero, so the
+            # CPU's 0.0 + e cannot have turned a -0.0 into 0.0)
+            assert device_values.tobytes() == host_values.tobytes(), name
+        else:
+            # libdevice vs libm and FMA: an ulp or so per item, 1e-13 relative is ample
+            np.testing.assert_allclose(device_values, host_values, rtol=1e-13, atol=1e-13,
+                                       err_msg=name)
+
+
+@pytest.mark.parametrize("lam", LAMS)
+def test_sums_match_cpu_to_the_summation_order(cuda_run, cpu_run, lam):
+    # The backends add the same items differently: CUDA's CudaTerm.compute and
+    # parameter_derivatives add the per-item slots with math.fsum (exactly rounded, so
+    # independent of thread order), the CPU's serial loops add them left to right.  So the
+    # CUDA sums are fsum of the items and the CPU sums the left-to-right sums, each bit for
+    # bit, and they differ by at most the left-to-right rounding error (measured in the
+    # simulator: at lam = 0.2 the CustomExternalForce energy, and so the total, differ by 1 ulp;
+    # every other sum rounds alike).
+    run = cuda_run["evaluations"][lam]
+    energy, _, terms, derivatives = run["first"]
+    cpu_energy, _, cpu_terms, cpu_derivatives = cpu_run[lam]["evaluation"]
+    for sums, cpu_sums, slots_, items in (
+            (terms, cpu_terms, run["energy_slots"], cpu_run[lam]["energy_items"]),
+            (derivatives, cpu_derivatives, run["derivative_slots"],
+             cpu_run[lam]["derivative_items"])):
+        assert set(sums) == set(cpu_sums) == set(slots_)
+        for name in sums:
+            assert bits(sums[name]) == bits(math.fsum(slots_[name])), name
+            assert bits(cpu_sums[name]) == bits(left_to_right(items[name])), name
+            if cuda_run["simulator"]:
+                # the same items: only the order of summation separates the two
+                assert abs(sums[name] - cpu_sums[name]) <= summation_bound(items[name]), name
+            else:
+                # items an ulp or so apart on a real GPU (see above), summed: 1e-12 relative
+                assert sums[name] == pytest.approx(cpu_sums[name], rel=1e-12), name
+    # The total is the plain sum of the per-term energies in the same order on both backends
+    assert bits(energy) == bits(sum(terms.values()))
+    assert bits(cpu_energy) == bits(sum(cpu_terms.values()))
+    if all(bits(terms[n]) == bits(cpu_terms[n]) for n in terms):
+        assert bits(energy) == bits(cpu_energy)
+    # Otherwise the totals differ by the terms' differences plus the rounding of two sums of
+    # four terms (3 u sum|E| each, u = 2^-53)
+    rounding = 2 * 3 * 2.0**-53 * sum(abs(v) for v in terms.values())
+    difference = sum(abs(terms[n] - cpu_terms[n]) for n in terms)
+    assert abs(energy - cpu_energy) <= difference + rounding
 
 
 @pytest.mark.parametrize("lam", LAMS)
 def test_matches_openmm_reference(cuda_run, openmm_run, lam):
-    (energy, forces, terms, derivatives), *_ = cuda_run["evaluations"][lam]
+    energy, forces, terms, derivatives = cuda_run["evaluations"][lam]["first"]
     ref_energy, ref_forces, ref_terms, ref_derivatives = openmm_run[lam]
     # Both float64; the formulas are the same up to the order of operations of two symbolic
-    # differentiators (SymPy here, Lepton in OpenMM): a few ulp of each item, summed
+    # differentiators and simplifiers (SymPy here, Lepton in OpenMM): a few ulp of each item
     assert energy == pytest.approx(ref_energy, rel=1e-12)
     for name in FORCE_NAMES:
-        # per-term energies as the total, with an absolute floor for a term near zero
+        # each term as the total, with an absolute floor of rounding for a term near zero
         assert terms[name] == pytest.approx(ref_terms[name], rel=1e-12, abs=1e-12), name
     # Fixed point truncates each of a particle's contributions by under 1/FORCE_SCALE = 2^-32
-    # (2.3e-10) kJ/mol/nm: at most 2 bonds + 3 angles + 4 torsions + 1 external = 10 of them;
-    # plus float64 rounding of the force itself (1e-12 of the largest force)
+    # (2.3e-10) kJ/mol/nm, and a particle gets at most 2 bonds + 3 angles + 4 torsions +
+    # 1 external = 10 of them; plus float64 rounding of the forces themselves, 1e-12 of the
+    # largest (a few ulp of each contribution): 2.4e-9 kJ/mol/nm in all, under 1e-8
     scale = np.abs(ref_forces).max()
     assert scale > 10.0  # the case really has forces to compare
     bound = 10 / FORCE_SCALE + 1e-12 * scale
@@ -310,39 +380,71 @@ def test_matches_openmm_reference(cuda_run, openmm_run, lam):
         assert derivatives[name] == pytest.approx(value, rel=1e-12), name
 
 
+def test_external_force_uses_the_minimum_image(cuda_run):
+    # Without the minimum image the far particles' restraint energies would be
+    # 0.5 * kx * (1.1..1.6 nm)^2 = 30..250 kJ/mol each; with it they are
+    # 0.5 * kx * (0.4..0.9 nm)^2.  OpenMM agreeing (test above) pins the image; this guards
+    # against a case that would not tell them apart.
+    system, positions = case()
+    external = system.getForces()[3]
+    plain = minimum = 0.0
+    for i in range(N_PARTICLES):
+        _, (kx, *reference) = external.getParticleParameters(i)
+        d = positions[i] - np.array(reference)
+        plain += 0.5 * kx * d @ d
+        d -= BOX_EDGE * np.round(d / BOX_EDGE)
+        minimum += 0.5 * kx * d @ d
+    lam = LAMS[0]
+    restraint = cuda_run["evaluations"][lam]["first"][2]["CustomExternalForce"] \
+        - lam * positions[:, 0].sum()
+    # the lam*x part removed, the rest is the minimum-image restraint to rounding (1e-12)
+    assert restraint == pytest.approx(minimum, rel=1e-12)
+    assert plain - minimum > 50.0
+
+
 def test_changing_lam_changes_energy_and_parameters(cuda_run):
     evaluations = cuda_run["evaluations"]
-    before, after = (evaluations[lam] for lam in LAMS)
+    before, after = (evaluations[lam]["first"] for lam in LAMS)
     # lam enters the bond and external energies; the angles and torsions do not see it
     for name in ("CustomAngleForce", "CustomTorsionForce"):
-        assert bits(before[0][2][name]) == bits(after[0][2][name])
+        assert bits(before[2][name]) == bits(after[2][name])
     for name in ("CustomBondForce", "CustomExternalForce"):
-        assert before[0][2][name] != after[0][2][name]
-    for lam, (_, _, parameters, value, _) in evaluations.items():
-        assert parameters == {"lam": lam, "lam2": LAM2_DEFAULT}
-        assert value == lam
-    # dU/dlam of the bond term (lam * 0.5 k (r - r0)^2 is linear in lam) is the energy change
-    # of the bond's harmonic part per unit lam: exactly what the two bond energies differ by,
-    # up to float64 rounding of energies of this size (1e-12 relative)
-    bond_change = before[0][2]["CustomBondForce"] - after[0][2]["CustomBondForce"]
-    assert bond_change == pytest.approx((LAMS[0] - LAMS[1]) * before[0][3]["lam"], rel=1e-12)
-    assert before[0][3]["lam"] == after[0][3]["lam"]  # and it does not depend on lam
+        assert before[2][name] != after[2][name]
+    for lam, run in evaluations.items():
+        assert run["parameters"] == {"lam": lam, "lam2": LAM2_DEFAULT}
+        assert run["get_parameter"] == lam
+    # The bond's energy is linear in lam with slope dU/dlam (0.5 k (r - r0)^2 summed), so the
+    # change of its energy is (0.7 - 0.2) dU/dlam, to float64 rounding of sums of this size
+    bond_change = before[2]["CustomBondForce"] - after[2]["CustomBondForce"]
+    assert bond_change == pytest.approx((LAMS[0] - LAMS[1]) * before[3]["lam"], rel=1e-12)
+    assert bits(before[3]["lam"]) == bits(after[3]["lam"])  # and the slope is lam-free
+    # The external force's lam*x changes by (0.7 - 0.2) sum(x), to rounding
+    _, positions = case()
+    external_change = before[2]["CustomExternalForce"] - after[2]["CustomExternalForce"]
+    assert external_change == pytest.approx((LAMS[0] - LAMS[1]) * positions[:, 0].sum(),
+                                            rel=1e-12)
 
 
 def test_unknown_parameter_error_names_it_and_the_known_ones(cuda_run):
     message = cuda_run["unknown_parameter"]
     assert message is not None  # a ValueError was raised
     assert "'nonexistent'" in message
-    assert "lam, lam2" in message
+    assert "(it has: lam, lam2)" in message
 
 
 @pytest.mark.parametrize("lam", LAMS)
 def test_bit_identical_reruns(cuda_run, lam):
-    first, again, *_ = cuda_run["evaluations"][lam]
-    energy, forces, terms, derivatives = first
-    energy2, forces2, terms2, derivatives2 = again
+    run = cuda_run["evaluations"][lam]
+    energy, forces, terms, derivatives = run["first"]
+    energy2, forces2, terms2, derivatives2 = run["again"]
     assert forces.tobytes() == forces2.tobytes()
     assert bits(energy) == bits(energy2)
     assert {k: bits(v) for k, v in terms.items()} == {k: bits(v) for k, v in terms2.items()}
     assert ({k: bits(v) for k, v in derivatives.items()}
             == {k: bits(v) for k, v in derivatives2.items()})
+    # without derivatives: the same energies and forces (the derivative laws add zero forces)
+    energy3, forces3, terms3, derivatives3 = run["energy_only"]
+    assert forces3.tobytes() == forces.tobytes()
+    assert {k: bits(v) for k, v in terms3.items()} == {k: bits(v) for k, v in terms.items()}
+    assert bits(energy3) == bits(energy)
+    assert derivatives3 == {}

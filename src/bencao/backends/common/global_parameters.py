@@ -30,7 +30,13 @@ def custom_tables(term) -> tuple[np.ndarray, np.ndarray, dict]:
         If the parameter table does not have one row per item and one column per name.
     """
     atoms = np.ascontiguousarray(np.asarray(term.atoms, np.int64).reshape(-1, term.n_atoms))
-    count, width = atoms.shape[0], len(term.parameter_names)
+    params, columns = parameter_table(term, atoms.shape[0])
+    return atoms, params, columns
+
+
+def parameter_table(term, count: int) -> tuple[np.ndarray, dict]:
+    """(params, columns) of :func:`custom_tables` for a term of ``count`` items or particles."""
+    width = len(term.parameter_names)
     per_item = np.asarray(term.parameters, np.float64)
     if per_item.size != count * width:
         raise ValueError(f"{term.name}: {count} items with {width} parameters each, but a "
@@ -39,7 +45,7 @@ def custom_tables(term) -> tuple[np.ndarray, np.ndarray, dict]:
     params[:, :width] = per_item.reshape(count, width)
     params[:, width:] = np.asarray(term.global_values, np.float64)
     columns = {name: width + g for g, name in enumerate(term.global_names)}
-    return atoms, np.ascontiguousarray(params), columns
+    return np.ascontiguousarray(params), columns
 
 
 class GlobalParameters:

@@ -173,6 +173,16 @@ def _fingerprint(law) -> str | None:
     return digest.hexdigest()
 
 
+def compiled_law_loop(loop, law, **options):
+    """``njit(loop, **options)``, a loop built for ``law``, with its on-disk cache keyed by
+    source (:class:`_LawLoopCache`) so that a fresh process loads it."""
+    kernel = njit(loop, **options)
+    fingerprint = _fingerprint(law)
+    if fingerprint is not None:
+        kernel._cache = _LawLoopCache(kernel.py_func, fingerprint)
+    return kernel
+
+
 @functools.cache
 def listed_kernel(n_atoms: int, law):
     """The compiled loop of ``law`` over items of ``n_atoms`` atoms (built once per law).
@@ -183,11 +193,7 @@ def listed_kernel(n_atoms: int, law):
     energy, kJ/mol.  The one-particle loop (``n_atoms`` 1, custom external terms) also takes
     the (3, 3) box, nm, and whether to use it: ``kernel(..., forces, box, periodic)``.
     """
-    kernel = njit(_LOOPS[n_atoms](law))
-    fingerprint = _fingerprint(law)
-    if fingerprint is not None:
-        kernel._cache = _LawLoopCache(kernel.py_func, fingerprint)
-    return kernel
+    return compiled_law_loop(_LOOPS[n_atoms](law), law)
 
 
 class CpuListedTerm(CpuTerm):
