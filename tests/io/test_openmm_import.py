@@ -7,7 +7,15 @@ from openmm import app, unit
 from systems import alanine_dipeptide
 
 import bencao
-from bencao.forces import HarmonicImpropers, LJPairs, Nonbonded, TabulatedPairs
+from bencao.forces import (
+    CustomBonds,
+    CustomPairs,
+    CustomTorsions,
+    HarmonicImpropers,
+    LJPairs,
+    Nonbonded,
+    TabulatedPairs,
+)
 from bencao.io.openmm_import import UnsupportedForceError
 
 
@@ -22,7 +30,7 @@ def _system_with(force, n=4):
 @pytest.mark.parametrize(
     "force, name",
     [
-        (mm.CustomExternalForce("x^2"), "CustomExternalForce"),
+        (mm.CustomCompoundBondForce(2, "distance(p1, p2)"), "CustomCompoundBondForce"),
         (mm.GBSAOBCForce(), "GBSAOBCForce"),
         (mm.AndersenThermostat(300, 1.0), "AndersenThermostat"),
     ],
@@ -33,21 +41,20 @@ def test_unsupported_force_names_the_force(force, name):
     assert "supports" in str(info.value)  # and says what is supported
 
 
-def test_unknown_custom_expressions_are_refused():
+def test_other_custom_expressions_become_compiled_terms():
+    """Expressions that are not an app-layer form run as laws compiled from the expression
+    (tests/expressions and tests/backends/cpu/test_custom_*.py check their values)."""
     torsion = mm.CustomTorsionForce("k*cos(theta-theta0)")
     torsion.addPerTorsionParameter("k")
     torsion.addPerTorsionParameter("theta0")
-    with pytest.raises(UnsupportedForceError, match="CustomTorsionForce.*not a harmonic improper"):
-        bencao.System.from_openmm(_system_with(torsion))
     bond = mm.CustomBondForce("k*r^3")
-    with pytest.raises(UnsupportedForceError, match="CustomBondForce"):
-        bencao.System.from_openmm(_system_with(bond))
-    pair = mm.CustomNonbondedForce("eps*r")
+    bond.addPerBondParameter("k")
+    pair = mm.CustomNonbondedForce("eps1*eps2*r")
     pair.addPerParticleParameter("eps")
     for _ in range(4):
         pair.addParticle([1.0])
-    with pytest.raises(UnsupportedForceError, match="CustomNonbondedForce"):
-        bencao.System.from_openmm(_system_with(pair))
+    for force, record in ((torsion, CustomTorsions), (bond, CustomBonds), (pair, CustomPairs)):
+        assert isinstance(bencao.System.from_openmm(_system_with(force)).terms[0], record)
 
 
 def _nonbonded(method):

@@ -145,6 +145,12 @@ class CustomPairs:
         Cutoff, nm.
     switch_distance : float
         Where switching starts, nm (0 for none).
+    long_range_correction : bool
+        Add OpenMM's long-range correction C / V (periodic only).
+    group_first, group_second : (K,) int64 arrays
+        Interaction groups, concatenated: the particles of set 1 (set 2) of every group.
+    group_first_sizes, group_second_sizes : (G,) int64 arrays
+        How many particles each group's set 1 (set 2) has; no groups: all pairs interact.
     """
 
     parameters: np.ndarray
@@ -157,6 +163,11 @@ class CustomPairs:
     method: str = "NoCutoff"
     cutoff: float = 1.0
     switch_distance: float = 0.0
+    long_range_correction: bool = False
+    group_first: np.ndarray = None
+    group_second: np.ndarray = None
+    group_first_sizes: np.ndarray = None
+    group_second_sizes: np.ndarray = None
 
     name = "CustomNonbondedForce"
     kind = "pair"
@@ -165,6 +176,19 @@ class CustomPairs:
         _normalise_parameters(self)
         exclusions = np.zeros((0, 2), np.int64) if self.exclusions is None else self.exclusions
         object.__setattr__(self, "exclusions", np.asarray(exclusions, np.int64).reshape(-1, 2))
+        object.__setattr__(self, "long_range_correction", bool(self.long_range_correction))
+        for key in ("group_first", "group_second", "group_first_sizes", "group_second_sizes"):
+            value = getattr(self, key)
+            object.__setattr__(self, key, np.zeros(0, np.int64) if value is None
+                               else np.asarray(value, np.int64).reshape(-1))
+
+    def interaction_groups(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(set 1, set 2) particle arrays of each interaction group; [] when all pairs interact."""
+        ends1 = np.cumsum(self.group_first_sizes)
+        ends2 = np.cumsum(self.group_second_sizes)
+        return [(self.group_first[e1 - n1:e1], self.group_second[e2 - n2:e2])
+                for n1, e1, n2, e2 in zip(self.group_first_sizes, ends1,
+                                          self.group_second_sizes, ends2)]
 
     @property
     def periodic(self) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from bencao.backends.common.laws.custom import KINDS
+from bencao.backends.common.pair_laws import MAX_INTERACTION_GROUPS
 from bencao.expressions import ExpressionError, parse
 from bencao.forces.custom import (
     CustomAngles,
@@ -142,15 +143,16 @@ def _custom_pairs(force, n_particles: int):
     if fast is not None:
         return fast
     kind = "CustomNonbondedForce"
-    for count, what in ((force.getNumInteractionGroups(), "interaction groups"),
-                        (force.getNumComputedValues(), "computed values"),
+    for count, what in ((force.getNumComputedValues(), "computed values"),
                         (force.getNumTabulatedFunctions(), "tabulated functions")):
         if count:
             raise UnsupportedForceError(kind, f"{what} with an expression of its own are not "
                                         "supported yet")
-    if force.getUseLongRangeCorrection():
-        raise UnsupportedForceError(kind, "the long-range correction of an expression of its "
-                                    "own is not supported yet (setUseLongRangeCorrection(False))")
+    if force.getNumInteractionGroups() > MAX_INTERACTION_GROUPS:
+        raise UnsupportedForceError(kind, f"{force.getNumInteractionGroups()} interaction "
+                                    f"groups; at most {MAX_INTERACTION_GROUPS} are supported")
+    groups = [force.getInteractionGroupParameters(g)
+              for g in range(force.getNumInteractionGroups())]
     if force.getNumParticles() != n_particles:
         raise ValueError(f"{kind} has {force.getNumParticles()} particles, the System "
                          f"{n_particles}")
@@ -172,4 +174,9 @@ def _custom_pairs(force, n_particles: int):
         method=_PAIR_METHODS[force.getNonbondedMethod()],
         cutoff=float(_value(force.getCutoffDistance())),
         switch_distance=float(_value(force.getSwitchingDistance()))
-        if force.getUseSwitchingFunction() else 0.0)
+        if force.getUseSwitchingFunction() else 0.0,
+        long_range_correction=bool(force.getUseLongRangeCorrection()),
+        group_first=np.array([a for first, _ in groups for a in first], np.int64),
+        group_second=np.array([a for _, second in groups for a in second], np.int64),
+        group_first_sizes=np.array([len(first) for first, _ in groups], np.int64),
+        group_second_sizes=np.array([len(second) for _, second in groups], np.int64))

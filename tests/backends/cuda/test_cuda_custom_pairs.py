@@ -412,7 +412,7 @@ def test_both_backends_are_their_own_list_replayed(cuda_run, cpu_run, name, lam)
     table = term.params.copy()
     if lam is not None:
         table[:, term.global_columns["lam"]] = lam
-    parameters = (table, *term._switch)
+    parameters = (table, *term.switch, *term.masks, term.grouped)
 
     def replay(pair_list, law):
         forces = np.zeros((N_PARTICLES, 3), np.int64)

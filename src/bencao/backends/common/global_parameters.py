@@ -86,3 +86,4 @@ class GlobalParameters:
             value = state.get(f"parameter.{name}")
             if value is not None:
                 self.set_parameter(name, float(value))
+

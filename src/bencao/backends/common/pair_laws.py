@@ -45,6 +45,26 @@ def reaction_field_constants(cutoff: float, dielectric: float) -> tuple[float, f
 TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 
+#: Most interaction groups a CustomNonbondedForce may have: one bit each in an int64 mask,
+#: the sign bit left alone.
+MAX_INTERACTION_GROUPS = 62
+
+
+@njit(cache=True, inline="always")
+def group_multiplicity(first, second, i, j):
+    """How many interaction groups hold the pair (i, j): OpenMM computes a pair once per group
+    whose one set holds i and other set j.
+
+    ``first[k]`` and ``second[k]`` have bit g set when particle k is in set 1 / set 2 of group g.
+    """
+    bits = (first[i] & second[j]) | (second[i] & first[j])
+    count = 0
+    while bits != 0:
+        bits &= bits - 1
+        count += 1
+    return count
+
+
 @njit(cache=True, inline="always")
 def switch_factor(r, switch_distance, cutoff):
     """Switching function S(r) and dS/dr (OpenMM's 1 - 10x^3 + 15x^4 - 6x^5), x in [0, 1]."""

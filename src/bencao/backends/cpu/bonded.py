@@ -6,30 +6,19 @@ atoms an item), built here for its law (bonded work is small next to the nonbond
 class, :class:`CpuListedTerm`, computes them all.  Loops compute in float64 and add forces only
 through :func:`~bencao.backends.common.fixed_point.add_force`.  Bonded terms never use periodic
 boundaries (OpenMM's default for these forces), so the box is ignored, except by restraints.
-
-Numba's on-disk cache and loops built for a law: Numba keys the cache entry of a closure by
-pickling the values it closes over, and a dispatcher pickles with a UUID drawn afresh in every
-process, so a fresh process never found the entry and added another one (checked: with
-``cache=True`` on the closure, ``kernel.stats.cache_hits`` stayed empty run after run and the
-``__pycache__`` gained a ``.nbc`` file per run).  :class:`_LawLoopCache` keys the entry by the
-source of the modules the loop's code comes from instead, so a fresh process loads it, and
-editing a law compiles afresh.
+Loops built for a law are cached on disk by source (``common.law_cache``).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import inspect
-import sys
 
 import numpy as np
 from numba import njit
-from numba.core.caching import FunctionCache
 
-from bencao.backends.common import fixed_point
 from bencao.backends.common.fixed_point import add_force
-from bencao.backends.common.laws import for_each_listed_law, geometry, listed_law
+from bencao.backends.common.law_cache import compiled_law_loop
+from bencao.backends.common.laws import for_each_listed_law, listed_law
 from bencao.backends.common.laws.geometry import (
     angle_forces,
     angle_geometry,
@@ -136,51 +125,6 @@ def _one_body_loop(law):
 
 
 _LOOPS = {1: _one_body_loop, 2: _two_body_loop, 3: _three_body_loop, 4: _four_body_loop}
-
-
-class _LawLoopCache(FunctionCache):
-    """Numba's on-disk cache of a loop built for a law, keyed by source (see the module notes).
-
-    Parameters
-    ----------
-    py_func : function
-        The loop (a closure over the law).
-    fingerprint : str
-        Hash of the source the loop's compiled code depends on beyond its own file (whose
-        changes Numba already detects).
-    """
-
-    def __init__(self, py_func, fingerprint: str):
-        super().__init__(py_func)
-        self._fingerprint = fingerprint
-
-    def _index_key(self, sig, codegen):
-        # Numba's own key, with the fingerprint in place of the pickled closure.
-        code = hashlib.sha256(self._py_func.__code__.co_code).hexdigest()
-        return (sig, codegen.magic_tuple(), (code, self._fingerprint))
-
-
-def _fingerprint(law) -> str | None:
-    """Hash of the law's name and the source of its module, the geometry and the fixed point;
-    None if a source cannot be read (then the loop is not cached)."""
-    names = sorted({law.py_func.__module__, geometry.__name__, fixed_point.__name__})
-    digest = hashlib.sha256(law.py_func.__qualname__.encode())
-    try:
-        for name in names:
-            digest.update(inspect.getsource(sys.modules[name]).encode())
-    except (OSError, TypeError, KeyError):
-        return None
-    return digest.hexdigest()
-
-
-def compiled_law_loop(loop, law, **options):
-    """``njit(loop, **options)``, a loop built for ``law``, with its on-disk cache keyed by
-    source (:class:`_LawLoopCache`) so that a fresh process loads it."""
-    kernel = njit(loop, **options)
-    fingerprint = _fingerprint(law)
-    if fingerprint is not None:
-        kernel._cache = _LawLoopCache(kernel.py_func, fingerprint)
-    return kernel
 
 
 @functools.cache

@@ -15,11 +15,11 @@ import numba
 import numpy as np
 from numba import prange
 
+from bencao.backends.common.custom_pair_tables import CustomPairTables
 from bencao.backends.common.fixed_point import to_fixed
-from bencao.backends.common.global_parameters import GlobalParameters, parameter_table
-from bencao.backends.common.laws.custom import custom_law
+from bencao.backends.common.global_parameters import GlobalParameters
+from bencao.backends.common.law_cache import compiled_law_loop
 from bencao.backends.common.registry import register_kernel
-from bencao.backends.cpu.bonded import compiled_law_loop
 from bencao.backends.cpu.neighbors import SHIFT_BITS, SHIFT_MASK, minimum_image
 from bencao.backends.cpu.nonbonded import DEFAULT_BUFFER, _PairTerm
 from bencao.backends.cpu.pair_kernels import reduce_thread_forces
@@ -78,7 +78,7 @@ def pair_kernel(law):
 
 
 @register_kernel("cpu", CustomPairs)
-class CpuCustomPairs(GlobalParameters, _PairTerm):
+class CpuCustomPairs(CustomPairTables, _PairTerm):
     """A CustomNonbondedForce expression on the CPU.
 
     Parameters
@@ -95,25 +95,17 @@ class CpuCustomPairs(GlobalParameters, _PairTerm):
         return cls(term, buffer=buffer)
 
     def __init__(self, term: CustomPairs, buffer=DEFAULT_BUFFER):
-        compiled = custom_law("pair", term.expression, term.parameter_names, term.global_names,
-                              term.derivative_names, term.name)
-        self.name = term.name
-        self.term = term
-        n = int(np.asarray(term.parameters).shape[0])  # (N, P), P may be 0
-        self.params, columns = parameter_table(term, n)
-        self.init_globals(term, columns)
+        self.init_custom_pairs(term)
         cutoff = np.inf if term.method == "NoCutoff" else float(term.cutoff)
-        super().__init__(n, cutoff, term.exclusions, term.periodic, buffer)
-        switching = term.method != "NoCutoff" and 0.0 < term.switch_distance < term.cutoff
-        self._switch = (float(term.switch_distance) if switching else 0.0,
-                        float(term.cutoff) if np.isfinite(cutoff) else 0.0)
-        self._kernel = pair_kernel(compiled.law)
+        super().__init__(self.n, cutoff, term.exclusions, term.periodic, buffer)
+        self._kernel = pair_kernel(self.compiled.law)
         self._derivative_kernels = {name: pair_kernel(law)
-                                    for name, law in compiled.derivative_laws.items()}
+                                    for name, law in self.compiled.derivative_laws.items()}
         self._sort_parameters(self.neighbors.order)
 
     def _sort_parameters(self, order):
-        self._sorted = np.ascontiguousarray(self.params[order])
+        self._sorted = (np.ascontiguousarray(self.params[order]), *self.switch,
+                        self.masks[0][order], self.masks[1][order], self.grouped)
 
     def upload_params(self) -> None:
         """Re-sort the table into the list's order (a global parameter changed)."""
@@ -122,7 +114,7 @@ class CpuCustomPairs(GlobalParameters, _PairTerm):
     def _run(self, kernel, positions, box, forces) -> float:
         sorted_positions, box_arg, shifts = self._prepare(positions, box)
         nl = self.neighbors
-        kernel(sorted_positions, (self._sorted, *self._switch), nl.neighbors, nl.counts, shifts,
+        kernel(sorted_positions, self._sorted, nl.neighbors, nl.counts, shifts,
                nl.minimum_image_mode, box_arg, self.cutoff**2, self._thread_forces,
                self._atom_energy)
         energy = float(np.sum(self._atom_energy))
@@ -130,12 +122,14 @@ class CpuCustomPairs(GlobalParameters, _PairTerm):
         return energy
 
     def compute(self, positions, box, forces) -> float:
-        """Add the pair forces to ``forces`` (int64 fixed point); return the energy, kJ/mol."""
-        return self._run(self._kernel, positions, box, forces)
+        """Add the pair forces to ``forces`` (int64 fixed point); return the energy with the
+        long-range correction, kJ/mol."""
+        return self._run(self._kernel, positions, box, forces) + self.long_range_energy(box)
 
     def parameter_derivatives(self, positions, box, forces) -> dict[str, float]:
         """dE/dp for each global parameter p asked for (``forces`` is scratch space)."""
-        return {name: self._run(kernel, positions, box, forces)
+        tail = self.long_range_derivatives(box)
+        return {name: self._run(kernel, positions, box, forces) + tail.get(name, 0.0)
                 for name, kernel in self._derivative_kernels.items()}
 
     def get_state(self) -> dict:

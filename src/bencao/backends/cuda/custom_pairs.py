@@ -10,8 +10,8 @@ import math
 import numpy as np
 from numba import cuda
 
-from bencao.backends.common.global_parameters import GlobalParameters, parameter_table
-from bencao.backends.common.laws.custom import custom_law
+from bencao.backends.common.custom_pair_tables import CustomPairTables
+from bencao.backends.common.global_parameters import GlobalParameters
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cuda.common import device_function, device_version
 from bencao.backends.cuda.pair_loops import DEFAULT_BUFFER, CudaPairTerm, pair_loop_kernels
@@ -31,7 +31,7 @@ def _kernels(law):
 
 
 @register_kernel("cuda", CustomPairs)
-class CudaCustomPairs(GlobalParameters, CudaPairTerm):
+class CudaCustomPairs(CustomPairTables, CudaPairTerm):
     """A CustomNonbondedForce expression on the GPU.
 
     Parameters
@@ -50,23 +50,16 @@ class CudaCustomPairs(GlobalParameters, CudaPairTerm):
         return cls(term)
 
     def __init__(self, term: CustomPairs, buffer=DEFAULT_BUFFER):
-        compiled = custom_law("pair", term.expression, term.parameter_names, term.global_names,
-                              term.derivative_names, term.name)
-        self.name = term.name
-        self.term = term
+        self.init_custom_pairs(term)
         self.periodic = term.periodic
-        self.n = int(np.asarray(term.parameters).shape[0])
-        self.params, columns = parameter_table(term, self.n)
-        self.init_globals(term, columns)
-        no_cutoff = term.method == "NoCutoff"
-        self._init_pairs(None if no_cutoff else term.cutoff, buffer, term.exclusions)
-        switching = not no_cutoff and 0.0 < term.switch_distance < term.cutoff
-        self._switch = (float(term.switch_distance) if switching else 0.0,
-                        0.0 if no_cutoff else float(term.cutoff))
+        self._init_pairs(None if term.method == "NoCutoff" else term.cutoff, buffer,
+                         term.exclusions)
         self.device_params = cuda.to_device(self.params if self.n else np.zeros((1, 1)))
-        self._kernels = _kernels(compiled.law)
+        masks = tuple(cuda.to_device(m) for m in self.masks)
+        self._parameters = (self.device_params, *self.switch, *masks, self.grouped)
+        self._kernels = _kernels(self.compiled.law)
         self._derivative_kernels = {name: _kernels(law)
-                                    for name, law in compiled.derivative_laws.items()}
+                                    for name, law in self.compiled.derivative_laws.items()}
 
     def upload_params(self) -> None:
         """Copy the host table (a global parameter changed) to the device."""
@@ -74,17 +67,16 @@ class CudaCustomPairs(GlobalParameters, CudaPairTerm):
             self.device_params.copy_to_device(self.params)
 
     def compute(self, state, box, energy=True):
-        """Add the pair forces to ``state.forces``; return the energy, kJ/mol (NaN if
-        ``energy`` is False)."""
-        total = self._pair_energy(self._kernels, (self.device_params, *self._switch), state,
-                                  box, energy)
-        return total if energy else math.nan
+        """Add the pair forces to ``state.forces``; return the energy with the long-range
+        correction, kJ/mol (NaN if ``energy`` is False)."""
+        total = self._pair_energy(self._kernels, self._parameters, state, box, energy)
+        return total + self.long_range_energy(box) if energy else math.nan
 
     def parameter_derivatives(self, state, box) -> dict[str, float]:
         """dE/dp for each global parameter p asked for (the derivative laws add zero forces)."""
-        return {name: self._pair_energy(kernels, (self.device_params, *self._switch), state,
-                                        box, True)
-                for name, kernels in self._derivative_kernels.items()}
+        tail = self.long_range_derivatives(box)
+        return {name: self._pair_energy(kernels, self._parameters, state, box, True)
+                + tail.get(name, 0.0) for name, kernels in self._derivative_kernels.items()}
 
     def get_state(self) -> dict:
         """The neighbour list and the global parameter values, for checkpoints."""

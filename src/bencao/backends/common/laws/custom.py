@@ -9,8 +9,9 @@ call (``backends.common.laws.registry.ListedLaw``), plus a one-particle form for
 - external, ``law(x, y, z, params, m, box, periodic) -> (E, Fx, Fy, Fz)``;
 - pair (CustomNonbondedForce), ``law(r2, i, j, parameters) -> (-dE/dr / r, E)``, the law of
   the pair loops of both backends (``cuda.pair_loops``), with ``parameters`` = (table, switch
-  distance or 0, cutoff) and the table's rows the particles' parameters then the globals;
-  OpenMM's switch multiplies the energy.
+  distance or 0, cutoff, group masks of set 1, of set 2, whether there are groups) and the
+  table's rows the particles' parameters then the globals; OpenMM's switch multiplies the
+  energy, and with interaction groups a pair counts once per group holding it.
 
 ``params`` row m holds the item's parameters followed by the current global parameter values,
 so changing a global rewrites a column and compiles nothing.  For each global parameter whose
@@ -54,7 +55,7 @@ import math
 
 from numba import njit
 
-from bencao.backends.common.pair_laws import switch_factor
+from bencao.backends.common.pair_laws import group_multiplicity, switch_factor
 from bencao.backends.common.periodic import minimum_image
 
 '''
@@ -135,8 +136,8 @@ def _tail(kind, derivative: bool):
     def pair(results):
         # OpenMM's switch multiplies the whole energy between the switch distance and cutoff.
         energy, dE_dr = results if not derivative else (results[0], "0.0")
-        return [f"    energy = {energy}",
-                f"    dE_dr = {dE_dr}",
+        return [f"    energy = count * ({energy})",
+                f"    dE_dr = count * ({dE_dr})",
                 "    if parameters[1] > 0.0 and r > parameters[1]:",
                 "        s, ds = switch_factor(r, parameters[1], parameters[2])",
                 "        dE_dr = dE_dr * s + energy * ds",
@@ -219,7 +220,13 @@ def _variables(kind, parameter_names, global_names):
             names[sympy.Symbol(parameter)] = f"p{column}"
             loads.append(f"    p{column} = params[m, {column}]")
         return names, loads, (*variables, *parameter_names, *global_names)
-    loads = ["    table = parameters[0]", "    r = math.sqrt(r2)"]
+    loads = ["    table = parameters[0]",
+             "    count = 1.0",
+             "    if parameters[5]:",  # interaction groups: the pair counts once per group
+             "        count = float(group_multiplicity(parameters[3], parameters[4], i, j))",
+             "        if count == 0.0:",
+             "            return 0.0, 0.0",
+             "    r = math.sqrt(r2)"]
     known = list(variables)
     for column, parameter in enumerate(parameter_names):
         for particle, row in ((1, "i"), (2, "j")):
