@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,19 @@ class Nonbonded:
         Add the analytic long-range dispersion correction (periodic methods only).
     exceptions_use_periodic : bool
         Apply minimum image to exceptions.
+    offset_names : tuple of str
+        Global parameters that shift particle and exception parameters (OpenMM's parameter
+        offsets, the alchemical form of NonbondedForce); empty for none.
+    offset_values : tuple of float
+        Their default values.
+    particle_offsets : (K, 2) int64 array
+        (parameter index into ``offset_names``, particle) of each particle offset.
+    particle_offset_scales : (K, 3) float64 array
+        Charge (e), sigma (nm) and epsilon (kJ/mol) added per unit of the parameter.
+    exception_offsets : (L, 2) int64 array
+        (parameter index, exception index) of each exception offset.
+    exception_offset_scales : (L, 3) float64 array
+        Charge product (e^2), sigma (nm) and epsilon (kJ/mol) added per unit of the parameter.
     """
 
     charges: np.ndarray
@@ -71,12 +85,55 @@ class Nonbonded:
     ewald_grid: np.ndarray
     dispersion_correction: bool
     exceptions_use_periodic: bool
+    offset_names: tuple = ()
+    offset_values: tuple = ()
+    particle_offsets: np.ndarray = None
+    particle_offset_scales: np.ndarray = None
+    exception_offsets: np.ndarray = None
+    exception_offset_scales: np.ndarray = None
     name = "NonbondedForce"
+
+    def __post_init__(self):
+        object.__setattr__(self, "offset_names", tuple(str(n) for n in self.offset_names))
+        object.__setattr__(self, "offset_values", tuple(float(v) for v in self.offset_values))
+        for key, dtype, width in (("particle_offsets", np.int64, 2),
+                                  ("particle_offset_scales", np.float64, 3),
+                                  ("exception_offsets", np.int64, 2),
+                                  ("exception_offset_scales", np.float64, 3)):
+            value = getattr(self, key)
+            value = np.zeros((0, width), dtype) if value is None else value
+            object.__setattr__(self, key, np.asarray(value, dtype).reshape(-1, width))
 
     @property
     def periodic(self) -> bool:
         """True when the method uses periodic boundary conditions."""
         return self.method in PERIODIC_METHODS
+
+    @property
+    def has_offsets(self) -> bool:
+        """True when global parameters shift some particle or exception parameters."""
+        return bool(self.offset_names)
+
+    def at(self, values: dict) -> Nonbonded:
+        """The plain term (no offsets) at global parameter ``values`` (name -> value; missing
+        names take their defaults): parameter = base + sum of value * scale, as OpenMM."""
+        current = np.array([values.get(n, d) for n, d in zip(self.offset_names,
+                                                            self.offset_values)], np.float64)
+        particles = np.stack([self.charges, self.sigma, self.epsilon], axis=1).astype(np.float64)
+        exceptions = np.stack([self.exception_chargeprod, self.exception_sigma,
+                               self.exception_epsilon], axis=1).astype(np.float64)
+        for table, offsets, scales in ((particles, self.particle_offsets,
+                                        self.particle_offset_scales),
+                                       (exceptions, self.exception_offsets,
+                                        self.exception_offset_scales)):
+            for (parameter, index), scale in zip(offsets, scales):
+                table[index] += current[parameter] * scale
+        return dataclasses.replace(
+            self, charges=particles[:, 0], sigma=particles[:, 1], epsilon=particles[:, 2],
+            exception_chargeprod=exceptions[:, 0], exception_sigma=exceptions[:, 1],
+            exception_epsilon=exceptions[:, 2], offset_names=(), offset_values=(),
+            particle_offsets=None, particle_offset_scales=None, exception_offsets=None,
+            exception_offset_scales=None)
 
 
 @term_record

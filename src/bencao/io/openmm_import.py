@@ -224,8 +224,6 @@ def _nonbonded(force, n_particles: int) -> Nonbonded:
     method = _NONBONDED_METHODS.get(force.getNonbondedMethod())
     if method is None:
         raise UnsupportedForceError(kind, "LJPME is not supported yet; use PME with a cutoff")
-    if force.getNumParticleParameterOffsets() or force.getNumExceptionParameterOffsets():
-        raise UnsupportedForceError(kind, "parameter offsets (alchemical global parameters)")
     if not force.getIncludeDirectSpace():
         raise UnsupportedForceError(kind, "setIncludeDirectSpace(False)")
     if force.getNumParticles() != n_particles:
@@ -256,7 +254,34 @@ def _nonbonded(force, n_particles: int) -> Nonbonded:
         ewald_grid=np.array([nx, ny, nz], np.int64),
         dispersion_correction=bool(force.getUseDispersionCorrection()),
         exceptions_use_periodic=bool(force.getExceptionsUsePeriodicBoundaryConditions()),
+        **_parameter_offsets(force),
     )
+
+
+def _parameter_offsets(force) -> dict:
+    """The global parameters and particle/exception parameter offsets of a NonbondedForce, as
+    the ``Nonbonded`` fields of the same names."""
+    names = [force.getGlobalParameterName(i) for i in range(force.getNumGlobalParameters())]
+    values = [float(force.getGlobalParameterDefaultValue(i)) for i in range(len(names))]
+    particle = [force.getParticleParameterOffset(i)
+                for i in range(force.getNumParticleParameterOffsets())]
+    exception = [force.getExceptionParameterOffset(i)
+                 for i in range(force.getNumExceptionParameterOffsets())]
+    for offset in (*particle, *exception):
+        if offset[0] not in names:
+            raise UnsupportedForceError("NonbondedForce", f"a parameter offset uses {offset[0]!r}, "
+                                        "which is not a global parameter of the force")
+    return {
+        "offset_names": tuple(names),
+        "offset_values": tuple(values),
+        "particle_offsets": np.array([(names.index(o[0]), o[1]) for o in particle],
+                                     np.int64).reshape(-1, 2),
+        "particle_offset_scales": np.array([o[2:5] for o in particle], np.float64).reshape(-1, 3),
+        "exception_offsets": np.array([(names.index(o[0]), o[1]) for o in exception],
+                                      np.int64).reshape(-1, 2),
+        "exception_offset_scales": np.array([o[2:5] for o in exception],
+                                            np.float64).reshape(-1, 3),
+    }
 
 
 # CustomNonbondedForce expressions: normalized text -> which tables give (c12, c6, c4) and how.

@@ -12,6 +12,7 @@ from bencao.backends.common.long_range_correction import (
     table_coefficient,
 )
 from bencao.backends.common.pair_laws import exception_pair, reaction_field_constants
+from bencao.backends.common.parameter_offsets import OffsetNonbonded
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cpu.base import CpuTerm
 from bencao.backends.cpu.cluster_energies import (
@@ -198,7 +199,10 @@ class CpuNonbonded(CpuTerm):
 
     @classmethod
     def from_term(cls, term, system, buffer=DEFAULT_BUFFER):
-        """The kernel of ``system``'s ``term``, with the system's box as the default box."""
+        """The kernel of ``system``'s ``term``, with the system's box as the default box (inside
+        an :class:`OffsetNonbonded` when global parameters shift its parameters)."""
+        if term.has_offsets:
+            return OffsetNonbonded(term, lambda plain: cls(plain, system.box, buffer=buffer))
         return cls(term, system.box, buffer=buffer)
 
     def __init__(self, term, default_box, buffer=DEFAULT_BUFFER,

@@ -37,6 +37,7 @@ from bencao.backends.common.pair_laws import (
     reaction_field_constants,
 )
 from bencao.backends.common.pair_laws import exception_pair as common_exception_pair
+from bencao.backends.common.parameter_offsets import OffsetNonbonded
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cuda.common import (
     device_function,
@@ -193,7 +194,10 @@ class CudaNonbonded(CudaPairTerm):
 
     @classmethod
     def from_term(cls, term, system):
-        """The kernel of ``system``'s ``term``, with the system's box as the default box."""
+        """The kernel of ``system``'s ``term``, with the system's box as the default box (inside
+        an :class:`OffsetNonbonded` when global parameters shift its parameters)."""
+        if term.has_offsets:
+            return OffsetNonbonded(term, lambda plain: cls(plain, system.box))
         return cls(term, system.box)
 
     def __init__(self, term, default_box, buffer=DEFAULT_BUFFER):
