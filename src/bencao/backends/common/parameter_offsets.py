@@ -4,8 +4,13 @@ term at the current global values, rebuilt when a value changes.
 OpenMM shifts particle and exception parameters by global parameters times per-offset scales
 (``addParticleParameterOffset``, ``addExceptionParameterOffset``).  A change of lambda happens
 once per window or exchange, not per step, so rebuilding the kernel (its tables, the Ewald self
-energy, the dispersion coefficient) costs nothing that matters and keeps every kernel unaware
-of offsets.
+energy) costs nothing that matters and keeps every kernel unaware of offsets.
+
+The dispersion correction stays the one of the default global values, as in OpenMM, which
+computes it when the Context is created and not again when a parameter changes (checked with
+OpenMM 8.6: after ``setParameter`` the correction keeps its first value; a Context created with
+other defaults has the other value).  Alchemical factories put the Lennard-Jones terms that
+change in a CustomNonbondedForce, whose long-range correction does follow lambda.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ class OffsetNonbonded:
         self._build = build
         self._values = dict(zip(term.offset_names, term.offset_values))
         self.inner = build(term.at(self._values))
+        # OpenMM's correction of the defaults, kept whatever the values become (module notes).
+        self._dispersion = getattr(self.inner, "dispersion_coefficient", None)
 
     def __getattr__(self, name):
         # Only for attributes this wrapper lacks: the inner kernel's (compute, reciprocal ...).
@@ -53,6 +60,8 @@ class OffsetNonbonded:
             return
         self._values[name] = float(value)
         self.inner = self._build(self._term.at(self._values))
+        if self._dispersion is not None:
+            self.inner.dispersion_coefficient = self._dispersion
 
     def get_state(self) -> dict:
         """The inner kernel's state and the global values, for checkpoints."""
