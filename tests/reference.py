@@ -75,6 +75,8 @@ def force_agreement(forces, reference) -> tuple[float, float]:
     a = np.linalg.norm(forces, axis=1)
     b = np.linalg.norm(reference, axis=1)
     keep = (a + b) > 0
+    if not keep.any():  # no forces at all (an ideal gas): nothing to disagree on
+        return 0.0, 0.0
     metric = 2 * np.linalg.norm(forces - reference, axis=1)[keep] / (a + b)[keep]
     return float(np.median(metric)), float(np.percentile(metric, 99))
 

@@ -10,10 +10,11 @@ from reference import check_against_openmm
 
 pytest.importorskip("openmmtools")
 
-#: Small (under 1,600 particles, seconds each) and between them every Custom* force bencao
-#: imports: CustomBond/Angle/Torsion in the WCA chains, CustomExternalForce, CustomNonbonded
-#: with interaction groups (alchemical), NonbondedForce parameter offsets (alchemical water).
-QUICK = ["AlchemicalAlanineDipeptide", "AlchemicalWaterBox", "CustomExternalForcesTestSystem",
+#: Small (seconds each) and between them every Custom* force bencao imports: CustomBondForce
+#: in the WCA dimers and chains, CustomExternalForce, CustomNonbondedForce with interaction
+#: groups (alchemical) and with a long-range correction (the mixture).  Parameter offsets are
+#: checked in tests/backends/cpu/test_parameter_offsets.py.
+QUICK = ["AlchemicalAlanineDipeptide", "CustomExternalForcesTestSystem",
          "DoubleWellChain_WCAFluid", "DoubleWellDimer_WCAFluid", "CustomLennardJonesFluidMixture"]
 
 

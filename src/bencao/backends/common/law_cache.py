@@ -60,7 +60,8 @@ def _fingerprint(law) -> str | None:
 def compiled_law_loop(loop, law, **options):
     """``njit(loop, **options)``, a loop built for ``law``, with its on-disk cache keyed by
     source (:class:`_LawLoopCache`) so that a fresh process loads it."""
-    kernel = njit(loop, **options)
+    # IEEE arithmetic in the loop too (the law is inlined into it): 1/0 is inf, as in OpenMM.
+    kernel = njit(loop, **{"error_model": "numpy", **options})
     fingerprint = _fingerprint(law)
     if fingerprint is not None:
         kernel._cache = _LawLoopCache(kernel.py_func, fingerprint)

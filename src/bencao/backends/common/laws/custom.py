@@ -96,7 +96,9 @@ def _periodic_distance(shifts: list):
 def _function_source(name, kind, outputs, names, loads, shifts, tail):
     """One generated law: unpack the variables (``loads``, lines), compute the shifts, the
     outputs, return."""
-    lines = [f"@njit(cache=True, inline='always')", f"def {name}({_SIGNATURES[kind]}):"]
+    # IEEE arithmetic, as Lepton: 1/0 is inf, not an exception (error_model="numpy").
+    lines = ["@njit(cache=True, inline='always', error_model='numpy')",
+             f"def {name}({_SIGNATURES[kind]}):"]
     if kind == "bond":
         lines.append("    r = math.sqrt(dx * dx + dy * dy + dz * dz)")
     lines += loads
@@ -195,14 +197,24 @@ def _module_source(kind, expression, parameter_names, global_names, derivative_n
     energy = parsed.expression
     coordinates = [sympy.Symbol(v) for v in variables]
     source = _HEADER.format(where=where, expression=expression)
-    gradient = [sympy.diff(energy, v) for v in coordinates]
+    gradient = [_derivative(energy, v) for v in coordinates]
     source += _function_source("law", kind, [energy, *gradient], names, loads, shifts,
                                _tail(kind, derivative=False))
     for k, parameter in enumerate(derivative_names):
-        derivative = sympy.diff(energy, sympy.Symbol(parameter))
+        derivative = _derivative(energy, sympy.Symbol(parameter))
         source += "\n\n" + _function_source(f"dlaw_{k}", kind, [derivative], names, loads,
                                             shifts, _tail(kind, derivative=True))
     return source
+
+
+def _derivative(expression, symbol):
+    """d expression / d symbol, with powers of one base merged as Lepton differentiates them.
+
+    SymPy writes d/dx x^b as b x^b / x, which is 0/0 at x = 0 where Lepton's b x^(b-1) is
+    finite (softcore alchemy: d/dlambda (1 - lambda)^b at lambda = 1); ``powsimp`` with
+    ``combine="exp"`` merges the exponents of a base and nothing else.
+    """
+    return sympy.powsimp(sympy.diff(expression, symbol), combine="exp")
 
 
 def _variables(kind, parameter_names, global_names):
