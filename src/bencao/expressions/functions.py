@@ -11,8 +11,8 @@ function     value                          derivative
 step(x)      1 if x >= 0 else 0             0
 delta(x)     1 if x == 0 else 0             0
 select(c,a,b) a if c != 0 else b            select(c, da, db)
-min(a, b)    a if a <= b else b             step(b - a) da + (1 - step(b - a)) db
-max(a, b)    a if a >= b else b             step(a - b) da + (1 - step(a - b)) db
+min(a, b)    a if a <= b else b             select(step(b - a), da, db)
+max(a, b)    a if a >= b else b             select(step(a - b), da, db)
 abs(x)       |x|                            2 step(x) - 1
 floor(x)     largest integer <= x           0
 ceil(x)      smallest integer >= x          0
@@ -28,57 +28,62 @@ import sympy
 from sympy.printing.pycode import PythonCodePrinter
 
 
-class Step(sympy.Function):
+class _Constant(sympy.Function):
+    """A piecewise-constant function: its derivative is 0, not 0 times the argument's (which
+    is NaN where that derivative is infinite)."""
+
+    def fdiff(self, argindex=1):
+        return sympy.Integer(0)
+
+    def _eval_derivative(self, symbol):
+        return sympy.Integer(0)
+
+
+class Step(_Constant):
     """Lepton's step(x): 1 for x >= 0, else 0; derivative 0."""
 
     nargs = 1
 
-    def fdiff(self, argindex=1):
-        return sympy.Integer(0)
 
-
-class Delta(sympy.Function):
+class Delta(_Constant):
     """Lepton's delta(x): 1 for x == 0, else 0; derivative 0."""
 
     nargs = 1
 
-    def fdiff(self, argindex=1):
-        return sympy.Integer(0)
-
 
 class Select(sympy.Function):
-    """Lepton's select(c, a, b): a if c != 0, else b."""
+    """Lepton's select(c, a, b): a if c != 0, else b.
+
+    Its derivative is select(c, da, db), as Lepton's: only the chosen branch is evaluated, so a
+    branch that is infinite or NaN where it is not chosen (a log of a negative number ...)
+    cannot leak into the derivative through 0 * inf.
+    """
 
     nargs = 3
 
-    def fdiff(self, argindex=1):
-        if argindex == 1:
-            return sympy.Integer(0)
-        if argindex == 2:
-            return Select(self.args[0], 1, 0)
-        return Select(self.args[0], 0, 1)
+    def _eval_derivative(self, symbol):
+        condition, first, second = self.args
+        return Select(condition, first.diff(symbol), second.diff(symbol))
 
 
 class Min2(sympy.Function):
-    """Lepton's min(a, b)."""
+    """Lepton's min(a, b); derivative select(step(b - a), da, db), the chosen branch's."""
 
     nargs = 2
 
-    def fdiff(self, argindex=1):
+    def _eval_derivative(self, symbol):
         a, b = self.args
-        first = Step(b - a)
-        return first if argindex == 1 else 1 - first
+        return Select(Step(b - a), a.diff(symbol), b.diff(symbol))
 
 
 class Max2(sympy.Function):
-    """Lepton's max(a, b)."""
+    """Lepton's max(a, b); derivative select(step(a - b), da, db), the chosen branch's."""
 
     nargs = 2
 
-    def fdiff(self, argindex=1):
+    def _eval_derivative(self, symbol):
         a, b = self.args
-        first = Step(a - b)
-        return first if argindex == 1 else 1 - first
+        return Select(Step(a - b), a.diff(symbol), b.diff(symbol))
 
 
 class AbsValue(sympy.Function):
@@ -90,22 +95,16 @@ class AbsValue(sympy.Function):
         return 2 * Step(self.args[0]) - 1
 
 
-class Floor(sympy.Function):
+class Floor(_Constant):
     """Lepton's floor(x); derivative 0."""
 
     nargs = 1
 
-    def fdiff(self, argindex=1):
-        return sympy.Integer(0)
 
-
-class Ceil(sympy.Function):
+class Ceil(_Constant):
     """Lepton's ceil(x); derivative 0."""
 
     nargs = 1
-
-    def fdiff(self, argindex=1):
-        return sympy.Integer(0)
 
 
 class PythonLawPrinter(PythonCodePrinter):

@@ -21,6 +21,7 @@ from bencao.forces.custom import (
     CustomPairs,
     CustomTorsions,
 )
+from bencao.forces.custom_gb import CustomGB
 from bencao.forces.nonbonded import Nonbonded, TabulatedPairs
 from bencao.forces.registry import TERM_TYPES
 from bencao.forces.virtual_sites import VirtualSites
@@ -40,6 +41,7 @@ __all__ = [
     "CustomTorsions",
     "CustomExternal",
     "CustomPairs",
+    "CustomGB",
     "VirtualSites",
     "TERM_TYPES",
 ]
