@@ -8,11 +8,10 @@ import numba
 import numpy as np
 import openmm as mm
 import pytest
-from openmm import app
-from reference import check_against_openmm, data_path
+from implicit import assert_gb_matches, trpcage
+from reference import check_against_openmm
 
 import bencao
-from bencao.backends.common.fixed_point import forces_from_fixed
 from bencao.backends.cpu.backend import CpuBackend
 from bencao.forces import CustomGB
 from bencao.io.openmm_import import UnsupportedForceError
@@ -20,45 +19,6 @@ from bencao.io.openmm_import import UnsupportedForceError
 #: OBC2 (the common choice) and GBn2 (tables); HCT, OBC1 and GBn are checked the same way in
 #: tests/validation/test_implicit_solvent_validation.py, to keep this file quick.
 MODELS = ["obc2", "gbn2"]
-
-
-def trpcage(model):
-    """Trp-cage (1T2Y, 304 atoms) in amber14 with OpenMM's ``implicit/<model>.xml``, no cutoff;
-    positions moved by up to 0.005 nm (fixed seed) so that no force sits at a minimum."""
-    pdb = app.PDBFile(data_path("1T2Y.pdb"))
-    forcefield = app.ForceField("amber14-all.xml", f"implicit/{model}.xml")
-    modeller = app.Modeller(pdb.topology, pdb.positions)
-    modeller.addHydrogens(forcefield)
-    system = forcefield.createSystem(modeller.topology, nonbondedMethod=app.NoCutoff)
-    positions = np.asarray(modeller.positions.value_in_unit(mm.unit.nanometer))
-    positions += np.random.default_rng(5).uniform(-0.005, 0.005, positions.shape)
-    return system, positions
-
-
-def gb_group(system, positions):
-    """Energy and forces of the system's GB force alone on OpenMM's Reference platform."""
-    for force in system.getForces():
-        is_gb = isinstance(force, (mm.CustomGBForce, mm.GBSAOBCForce))
-        force.setForceGroup(1 if is_gb else 0)
-    context = mm.Context(system, mm.VerletIntegrator(0.001), mm.Platform.getPlatformByName("Reference"))
-    context.setPositions(positions)
-    state = context.getState(getEnergy=True, getForces=True, groups={1})
-    return state.getPotentialEnergy()._value, state.getForces(asNumpy=True)._value
-
-
-def assert_gb_matches(system, positions, box=None):
-    energy, forces = gb_group(system, positions)
-    backend = CpuBackend(bencao.System.from_openmm(system))
-    (term,) = [t for t in backend.terms if t.name == "CustomGBForce"]
-    fixed, ours = backend.term_forces(term, positions, box)
-    # float64 on both sides over the same sums (OpenMM evaluates the same expressions with
-    # Lepton): rounding of ~N^2 terms.
-    assert ours == pytest.approx(energy, rel=1e-11)
-    # Fixed point resolves 2^-32 kJ/mol/nm per particle sum; the chain rule adds ~N terms of
-    # the size of the largest forces, rounded at 1e-16 each.
-    scale = np.abs(forces).max()
-    np.testing.assert_allclose(forces_from_fixed(fixed), forces, rtol=0, atol=1e-11 * scale + 1e-8)
-    return backend
 
 
 @pytest.mark.parametrize("model", MODELS)
