@@ -31,7 +31,7 @@ def _system_with(force, n=4):
     "force, name",
     [
         (mm.CustomCompoundBondForce(2, "distance(p1, p2)"), "CustomCompoundBondForce"),
-        (mm.GBSAOBCForce(), "GBSAOBCForce"),
+        (mm.RBTorsionForce(), "RBTorsionForce"),
         (mm.AndersenThermostat(300, 1.0), "AndersenThermostat"),
     ],
 )
@@ -65,14 +65,17 @@ def _nonbonded(method):
     return nb
 
 
-def test_ljpme_and_offsets_are_refused():
+def test_ljpme_is_refused_and_offsets_are_read():
     with pytest.raises(UnsupportedForceError, match="LJPME"):
         bencao.System.from_openmm(_system_with(_nonbonded(mm.NonbondedForce.LJPME)))
     nb = _nonbonded(mm.NonbondedForce.PME)
-    nb.addGlobalParameter("lambda", 1.0)
+    nb.addGlobalParameter("lambda", 0.25)
     nb.addParticleParameterOffset("lambda", 0, 1.0, 0.0, 0.0)
-    with pytest.raises(UnsupportedForceError, match="offsets"):
-        bencao.System.from_openmm(_system_with(nb))
+    (term,) = bencao.System.from_openmm(_system_with(nb)).terms
+    # tests/backends/cpu/test_parameter_offsets.py checks what the offsets do
+    assert term.offset_names == ("lambda",) and term.offset_values == (0.25,)
+    assert term.particle_offsets.tolist() == [[0, 0]]
+    assert term.particle_offset_scales.tolist() == [[1.0, 0.0, 0.0]]
 
 
 def test_recognised_custom_forms():

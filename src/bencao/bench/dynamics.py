@@ -127,7 +127,8 @@ def _openmm_stepper(openmm_system, simulation, box, temperature, friction, times
     integrator.setRandomNumberSeed(seed)
     platform, properties = openmm_platform(backend, threads)
     context = mm.Context(openmm_system, integrator, platform, properties)
-    context.setPeriodicBoxVectors(*[mm.Vec3(*row) for row in box])
+    if box is not None:  # implicit solvent has none
+        context.setPeriodicBoxVectors(*[mm.Vec3(*row) for row in box])
     context.setPositions(simulation.positions * unit.nanometer)
     context.setVelocities(simulation.velocities * unit.nanometer / unit.picosecond)
 
@@ -211,7 +212,7 @@ def time_dynamics(openmm_system, positions, box, steps: int = 50, repeats: int =
     openmm_system : openmm.System
     positions : (N, 3) array
         Positions, nm.
-    box : (3, 3) array
+    box : (3, 3) array or None
         Box vectors as rows, nm.
     steps, repeats, compare_openmm, timestep, reciprocal_every, seed, profile_steps
         As in :func:`bench_dynamics`.

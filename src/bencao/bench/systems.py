@@ -220,6 +220,26 @@ def water_box_openmm(atoms: int, cutoff: float = 0.9, minimize_iterations: int =
     return system, positions, np.eye(3) * copies * tile_edge
 
 
-#: Benchmark systems by name: each returns (openmm.System, positions nm, box nm), and the
-#: openmm.app.Topology as a fourth item when called with ``with_topology=True``.
-SYSTEMS = {"dhfr": dhfr_openmm, "alanine": alanine_dipeptide_openmm}
+def bpti_gbn2_openmm(*, with_topology: bool = False):
+    """BPTI (PDB 4PTI with hydrogens, 892 atoms) in implicit solvent: amber14 with OpenMM's
+    ``implicit/gbn2.xml`` (a CustomGBForce), no cutoff, bonds to hydrogen constrained, hydrogen
+    mass 1.5 amu (DHFR's settings, so 4 fs steps hold).  Returns as :func:`dhfr_openmm`, the box
+    None."""
+    from openmm import app, unit
+
+    with resources.as_file(resources.files("bencao") / "data" / "bpti.pdb") as path:
+        pdb = app.PDBFile(str(path))
+    forcefield = app.ForceField("amber14-all.xml", "implicit/gbn2.xml")
+    modeller = app.Modeller(pdb.topology, pdb.positions)
+    modeller.deleteWater()
+    modeller.addHydrogens(forcefield)
+    system = forcefield.createSystem(modeller.topology, nonbondedMethod=app.NoCutoff,
+                                     constraints=app.HBonds, hydrogenMass=1.5 * unit.amu)
+    positions = np.array(modeller.positions.value_in_unit(unit.nanometer))
+    return (system, positions, None, modeller.topology) if with_topology else \
+        (system, positions, None)
+
+
+#: Benchmark systems by name: each returns (openmm.System, positions nm, box nm or None), and
+#: the openmm.app.Topology as a fourth item when called with ``with_topology=True``.
+SYSTEMS = {"dhfr": dhfr_openmm, "alanine": alanine_dipeptide_openmm, "gbn2": bpti_gbn2_openmm}

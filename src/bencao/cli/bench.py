@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-DEFAULT_STEPS = {"dhfr": 50, "alanine": 250, "scaling": 20}
+DEFAULT_STEPS = {"dhfr": 50, "alanine": 250, "scaling": 20, "gbn2": 50}
 
 NO_GMX = ("bencao bench: --compare gromacs needs GROMACS's gmx on the PATH "
           "(Debian/Ubuntu: apt install gromacs; conda: gromacs)")
@@ -43,7 +43,7 @@ def _bench(args) -> int:
             print(refusal, file=sys.stderr)
             return 2
     if args.repeats is None:
-        args.repeats = 10 if args.what == "forces" else 3
+        args.repeats = 10 if args.what in ("forces", "custom-lj") else 3
     if args.steps is None:
         args.steps = DEFAULT_STEPS.get(args.what, 50)
     from bencao.bench.load import background_load
@@ -53,6 +53,8 @@ def _bench(args) -> int:
             return _bench_forces(args)
         if args.what == "scaling":
             return _bench_scaling(args)
+        if args.what == "custom-lj":
+            return _bench_custom_lj(args)
         return _bench_dynamics(args)
 
 
@@ -137,6 +139,19 @@ def _bench_scaling(args) -> int:
     return 0
 
 
+def _bench_custom_lj(args) -> int:
+    from bencao.bench.custom import bench_custom_lj, format_custom_lj
+
+    report = bench_custom_lj(args.atoms, repeats=args.repeats, threads=args.threads,
+                             compare_openmm="openmm" in args.compared)
+    report["background_load_processes"] = args.background_load
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print("\n".join(format_custom_lj(report)))
+    return 0
+
+
 def _bench_forces(args) -> int:
     from bencao.bench.forces import bench_forces
 
@@ -161,12 +176,18 @@ def register(commands) -> None:
     """Add the ``bench`` subcommand to the ``bencao`` parser's subcommands."""
     bench = commands.add_parser("bench", help="benchmarks against OpenMM's CPU platform (and "
                                               "GROMACS)")
-    bench.add_argument("what", choices=["dhfr", "alanine", "forces", "scaling"],
-                       help="dhfr (23,558 atoms) or alanine (alanine dipeptide in water, 2,269 "
-                            "atoms): dynamics in ns/day; forces: one energy + force evaluation; "
-                            "scaling: dynamics of TIP3P water boxes of growing size")
+    bench.add_argument("what", choices=["dhfr", "alanine", "gbn2", "forces", "scaling",
+                                        "custom-lj"],
+                       help="dhfr (23,558 atoms), alanine (alanine dipeptide in water, 2,269 "
+                            "atoms) or gbn2 (BPTI in GBn2 implicit solvent, 892 atoms): dynamics "
+                            "in ns/day; forces: one energy + force evaluation; scaling: dynamics "
+                            "of TIP3P water boxes of growing size; custom-lj: a "
+                            "CustomNonbondedForce Lennard-Jones expression beside the built-in "
+                            "kernel on an LJ fluid")
     bench.add_argument("--system", default="dhfr", choices=["dhfr", "alanine"],
                        help="system for 'forces'")
+    bench.add_argument("--atoms", type=int, default=10000,
+                       help="particles of the custom-lj fluid (default 10000)")
     bench.add_argument("--repeats", type=int, default=None,
                        help="timed repeats per engine (default 10 evaluations, 3 blocks of steps)")
     bench.add_argument("--steps", type=int, default=None,
