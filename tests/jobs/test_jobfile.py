@@ -354,3 +354,36 @@ def test_output_must_not_be_a_file_or_the_system_folder(folder):
     (folder / "taken").write_text("")
     assert "'output'" in error(folder, S + 'output = "taken"')
     assert "'output'" in error(folder, S + 'output = "system"')
+
+
+# --- systems without a box (implicit solvent, vacuum) ------------------------------------------
+
+
+@pytest.fixture
+def boxless(tmp_path):
+    """A job folder whose prepared system has no periodic box."""
+    import numpy as np
+
+    import bencao
+    from bencao.forces import HarmonicBonds
+
+    folder = tmp_path / "boxless"
+    (folder / "system").mkdir(parents=True)
+    system = bencao.System(masses=np.ones(2), terms=(HarmonicBonds(
+        atoms=np.array([[0, 1]]), length=np.array([0.1]), k=np.array([1000.0])),))
+    system.save(folder / "system" / "system.npz")
+    (folder / "system" / "state.npz").write_bytes(b"")
+    return folder
+
+
+def test_default_protocol_of_a_system_without_a_box_is_nvt(boxless):
+    stages = job(boxless, "").stages
+    assert [stage.kind for stage in stages] == ["minimize", "nvt", "nvt", "nvt"]
+
+
+def test_pressure_or_npt_without_a_box_is_refused_up_front(boxless):
+    message = error(boxless, 'system = "system"\npressure = 1.0')
+    assert "'pressure'" in message and "no periodic box" in message
+    message = error(boxless, 'system = "system"\n[[stage]]\nname = "eq"\nkind = "npt"\n'
+                             'length = "2 ps"\n')
+    assert "stage 'eq'" in message and "use kind = 'nvt'" in message

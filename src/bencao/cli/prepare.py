@@ -52,7 +52,8 @@ def _prepare(args) -> int:
         ionic_strength=args.ionic_strength,
         ph=args.ph,
         box_shape=args.box,
-        solvate=False if args.no_solvent else None,
+        solvate=False if args.no_solvent or args.solvent == "none" else None,
+        implicit=args.gb if args.solvent == "implicit" else None,
         nonbonded_cutoff=args.cutoff,
         constraints=args.constraints,
         hydrogen_mass=args.hydrogen_mass,
@@ -119,7 +120,15 @@ def register(commands) -> None:
     structure.add_argument("--box", choices=["cube", "dodecahedron", "octahedron"], default=None,
                            help="box shape (default: cube; a dodecahedron has 71%% of its volume)")
     structure.add_argument("--no-solvent", action="store_true",
-                           help="do not add water and ions (vacuum, unless the input is solvated)")
+                           help="do not add water and ions (vacuum, unless the input is solvated); "
+                                "the same as --solvent none")
+    structure.add_argument("--solvent", choices=["explicit", "implicit", "none"],
+                           default="explicit",
+                           help="explicit: water and ions in a periodic box (default); implicit: "
+                                "Generalized Born (--gb), no water, no box; none: vacuum")
+    structure.add_argument("--gb", default="obc2", choices=["hct", "obc1", "obc2", "gbn", "gbn2"],
+                           help="Generalized Born model for --solvent implicit (OpenMM's "
+                                "implicit/*.xml; default obc2)")
     ligands = prepare.add_argument_group(
         "ligands (GAFF2 + AM1-BCC with AmberTools; needs pip install 'bencao[ligand]')")
     ligands.add_argument("--ligand", metavar="FILE", action="append",

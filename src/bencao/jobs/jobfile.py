@@ -253,11 +253,26 @@ def _build_job(text: str, base_dir: pathlib.Path, label: str, stem: str, path) -
 
     system_dir = _system_dir(table["system"], base_dir, where)
     output_dir = _output_dir(top.get("output"), base_dir, stem, system_dir, where)
+    periodic = _is_periodic(system_dir)
+    if not periodic:
+        # Implicit solvent or vacuum: no box, so no barostat; the default protocol runs NVT.
+        if "pressure" in table and top["pressure"] is not None:
+            raise where.error(f"'pressure': the system in {show(table['system'])} has no periodic "
+                              "box (implicit solvent or vacuum), so it cannot run at a pressure; "
+                              "remove 'pressure' or set it to false")
+        if "stage" not in table:
+            top["pressure"] = None
 
     if "stage" in table:
         stages = _explicit_stages(table["stage"], top, where)
     else:
         stages = _default_stages(top, where)
+    if not periodic:
+        for stage in stages:
+            if stage.kind == "npt":
+                raise where.at_stage(f"stage '{stage.name}'").error(
+                    "an npt stage needs a periodic box, and this system has none (implicit "
+                    "solvent or vacuum); use kind = 'nvt'")
     _check_checkpoint_interval(top["checkpoint_interval"], stages, where)
     ensemble = None
     if "ensemble" in table:
@@ -332,6 +347,17 @@ def _output_dir(raw: str | None, base_dir: pathlib.Path, stem: str, system_dir: 
 # ---------------------------------------------------------------------------------------------
 # Stages
 # ---------------------------------------------------------------------------------------------
+
+
+def _is_periodic(system_dir: pathlib.Path) -> bool:
+    """Whether the prepared system in ``system_dir`` has a periodic box (True when the file
+    cannot be read here: the runner reads it before any work and names what is wrong)."""
+    from bencao.system import System
+
+    try:
+        return System.load(system_dir / "system.npz").box is not None
+    except (OSError, ValueError):
+        return True
 
 
 def _default_stages(top: dict, where: Where) -> list[Stage]:

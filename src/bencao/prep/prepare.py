@@ -76,7 +76,9 @@ WATER_MOLECULE_VOLUME = 1 / 33.4
 STRUCTURE_EXTENSIONS = (".pdb", ".ent", ".cif", ".mmcif", ".pdbx")
 #: Options of prepare_structure that only make sense for a structure to be parametrised.
 STRUCTURE_OPTIONS = ("forcefield", "water", "padding", "ionic_strength", "ph", "box_shape",
-                     "solvate", "positive_ion", "negative_ion", "ligands")
+                     "solvate", "positive_ion", "negative_ion", "ligands", "implicit")
+#: Generalized Born models of OpenMM's ``implicit/*.xml`` (AMBER igb 1, 2, 5, 7, 8).
+IMPLICIT_MODELS = ("hct", "obc1", "obc2", "gbn", "gbn2")
 #: Options every input takes (how the OpenMM system is built).
 SYSTEM_OPTIONS = ("nonbonded_cutoff", "constraints", "hydrogen_mass")
 
@@ -407,7 +409,8 @@ def prepare_structure(path, forcefield: str = "amber14", water: str | None = Non
                       box_shape: str = "cube", hydrogen_mass: float | None = None,
                       nonbonded_cutoff: float = 1.0, constraints: str | None = "hbonds",
                       solvate: bool = True, positive_ion: str = "Na+",
-                      negative_ion: str = "Cl-", ligands=None) -> PreparedSystem:
+                      negative_ion: str = "Cl-", ligands=None,
+                      implicit: str | None = None) -> PreparedSystem:
     """Repair, solvate and parametrise a structure from a PDB or PDBx/mmCIF file.
 
     Parameters
@@ -442,6 +445,10 @@ def prepare_structure(path, forcefield: str = "amber14", water: str | None = Non
     ligands : bencao.prep.complex.LigandOptions or None
         Ligands to keep or add (files, residues of the structure with their SMILES), their
         charge method and force field (GAFF2/AM1-BCC by default), residues to remove on purpose.
+    implicit : str or None
+        A Generalized Born model of :data:`IMPLICIT_MODELS` (OpenMM's ``implicit/<model>.xml``,
+        AMBER force fields): the structure's waters are removed, nothing is added, no box, no
+        cutoff.  ``water``, ``padding``, ``ionic_strength`` and ``box_shape`` do not apply.
 
     Returns
     -------
@@ -470,14 +477,22 @@ def prepare_structure(path, forcefield: str = "amber14", water: str | None = Non
     water = water_model(spec.name, water)
     _check_solvent_options(padding, ionic_strength, box_shape, positive_ion, negative_ion, ph)
     _system_options(nonbonded_cutoff, constraints, hydrogen_mass, True)  # fail before the work
-    openmm_forcefield = make_forcefield(spec.name, water)
+    if implicit is not None:
+        implicit = _implicit_model(implicit, spec.name)
+        openmm_forcefield = app.ForceField(*spec.files, f"implicit/{implicit}.xml")
+        solvate = False
+    else:
+        openmm_forcefield = make_forcefield(spec.name, water)
 
     fixer = _read_structure(path)
     staged = stage_ligands(fixer, ligands, path) if ligands is not None and ligands.any else None
     with _seeded_random(0):  # Modeller.addHydrogens starts hydrogens in random directions
         notes = _fix_structure(fixer, float(ph), path)
     modeller = app.Modeller(fixer.topology, fixer.positions)
-    label = f"{spec.name}/{water}"
+    label = f"{spec.name}/{water}" if implicit is None else f"{spec.name}/{implicit}"
+    if implicit is not None and _has_water(modeller.topology):
+        modeller.deleteWater()
+        notes = notes + ["removed the structure's waters (implicit solvent)"]
     if staged is not None:
         parametrize_staged(staged, ligands)
         notes = staged.notes + notes
@@ -489,6 +504,9 @@ def prepare_structure(path, forcefield: str = "amber14", water: str | None = Non
         _solvate(modeller, openmm_forcefield, label, water, float(padding), float(ionic_strength),
                  box_shape, positive_ion, negative_ion)
         periodic = True
+    elif implicit is not None:
+        modeller.topology.setPeriodicBoxVectors(None)
+        periodic = False
     else:
         box = _input_box(modeller.topology, float(nonbonded_cutoff))
         periodic = box is not None
@@ -501,7 +519,8 @@ def prepare_structure(path, forcefield: str = "amber14", water: str | None = Non
     with _openmm_errors(modeller.topology, label, "building the system"):
         openmm_system = openmm_forcefield.createSystem(modeller.topology, **options)
     positions = modeller.getPositions().value_in_unit(unit.nanometer)
-    source = f"{os.path.basename(path)} with {spec.name} + {water}"
+    solvent = water if implicit is None else f"{implicit} implicit solvent"
+    source = f"{os.path.basename(path)} with {spec.name} + {solvent}"
     prepared = _finish(openmm_system, modeller.topology, positions, options, source, notes)
     if staged is not None:
         prepared.source += f" + {', '.join(sorted(staged.names))} ({ligands.forcefield})" \
@@ -510,6 +529,18 @@ def prepare_structure(path, forcefield: str = "amber14", water: str | None = Non
                                  for name, text in p.files.items()}
         prepared.ligand_names = tuple(sorted(staged.all_names))
     return prepared
+
+
+def _implicit_model(model: str, forcefield: str) -> str:
+    """``model`` checked: one of :data:`IMPLICIT_MODELS`, with an AMBER force field."""
+    key = str(model).strip().lower()
+    if key not in IMPLICIT_MODELS:
+        raise PreparationError(f"unknown implicit-solvent model {model!r}; choose one of: "
+                               f"{', '.join(IMPLICIT_MODELS)}")
+    if not forcefield.startswith("amber"):
+        raise PreparationError(f"implicit solvent ({key}) is parametrised for AMBER force "
+                               f"fields; use --forcefield amber14 or amber19, not {forcefield}")
+    return key
 
 
 # ------------------------------------------------------------------ common end of every route
