@@ -64,7 +64,7 @@ class CustomPairTables(GlobalParameters):
         """{"": the correction energy, name: its dE/dp} at this box, kJ/mol; {} without one."""
         if self.long_range is None:
             return {}
-        values = tuple(self._values[name] for name in self.term.global_names)
+        values = tuple(self._global_values[name] for name in self.term.global_names)
         volume = abs(np.linalg.det(box))
         return {k: c / volume for k, c in self.long_range.coefficients(values).items()}
 

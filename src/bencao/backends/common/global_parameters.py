@@ -59,18 +59,18 @@ class GlobalParameters:
         """Take the global parameters of ``term`` (defaults) and their ``columns`` in the table."""
         self.global_columns = dict(columns)
         self.derivative_names = tuple(term.derivative_names)
-        self._values = dict(zip(term.global_names, term.global_values))
+        self._global_values = dict(zip(term.global_names, term.global_values))
 
     @property
     def global_parameters(self) -> dict[str, float]:
         """Current value of each global parameter."""
-        return dict(self._values)
+        return dict(self._global_values)
 
     def set_parameter(self, name: str, value: float) -> None:
         """Set global parameter ``name`` to ``value`` (KeyError if the term has no such one)."""
         column = self.global_columns[name]
         self.params[:, column] = float(value)
-        self._values[name] = float(value)
+        self._global_values[name] = float(value)
         self.upload_params()
 
     def upload_params(self) -> None:
@@ -78,7 +78,7 @@ class GlobalParameters:
 
     def get_state(self) -> dict:
         """Global parameter values for checkpoints, as {"parameter.<name>": value}."""
-        return {f"parameter.{name}": np.float64(value) for name, value in self._values.items()}
+        return {f"parameter.{name}": np.float64(value) for name, value in self._global_values.items()}
 
     def set_state(self, state: dict) -> None:
         """Restore values saved by :meth:`get_state` (other keys are ignored)."""

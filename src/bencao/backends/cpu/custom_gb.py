@@ -1,21 +1,16 @@
-"""CustomGBForce on the CPU: the generated laws (``common.laws.custom_gb``) in three parallel
-passes over all pairs, written for each force's shape (how many values, which terms).
-
-1. values: the pair sum of the first value (both orders of every pair), then the per-particle
-   values in order;
-2. energy: the per-particle terms, and each pair term once per pair with its forces and the
-   derivatives dE/dv of both particles' values;
-3. chain rule: dE/dv carried back through the per-particle values to the first one and its pair
-   sum, and through any dependence of the values on the particle's position.
+"""CustomGBForce on the CPU: the generated laws (``common.laws.custom_gb``) in the passes of
+``common.laws.custom_gb_passes``, each a parallel loop over the particles, in float64.
 
 Each particle's loop sums what belongs to that particle only (a pair is evaluated from both
-ends), so the sums have one fixed order on any number of threads and need no atomics.  All in
-float64; forces enter the fixed-point accumulator once per particle.  Pairs are all pairs (the
-O(N^2) of OpenMM's Reference platform), with the cutoff and minimum image where the force has
-them: implicit-solvent proteins of a few thousand atoms run without a cutoff.
+ends), so the sums have one fixed order on any number of threads and need no atomics; forces
+enter the fixed-point accumulator once per particle.  Pairs are all pairs (the O(N^2) of
+OpenMM's Reference platform), with the cutoff and minimum image where the force has them:
+implicit-solvent proteins of a few thousand atoms run without a cutoff.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 from numba import njit
@@ -24,6 +19,8 @@ from bencao.backends.common.exclusions import exclusion_table
 from bencao.backends.common.fixed_point import to_fixed
 from bencao.backends.common.global_parameters import GlobalParameters, parameter_table
 from bencao.backends.common.laws.custom_gb import custom_gb_laws, gb_key
+from bencao.backends.common.laws.custom_gb_passes import ARGUMENTS, indent
+from bencao.backends.common.laws.custom_gb_passes import gb_passes as passes_of
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cpu.base import CpuTerm
 from bencao.expressions.codegen import cached_module
@@ -40,148 +37,23 @@ from {laws} import *
 
 '''
 
-_PAIR_LOOP = '''
-        start = excl_start[i]
-        end = excl_start[i + 1]
-        pointer = start
-        for j in range(n):
-            if j == i:
-                continue
-            while pointer < end and excl_atoms[pointer] < j:
-                pointer += 1
-            excluded = pointer < end and excl_atoms[pointer] == j
-            dx = positions[i, 0] - positions[j, 0]
-            dy = positions[i, 1] - positions[j, 1]
-            dz = positions[i, 2] - positions[j, 2]
-            if periodic:
-                dx, dy, dz = minimum_image(dx, dy, dz, box, True)
-            r2 = dx * dx + dy * dy + dz * dz
-            if r2 >= cutoff2:
-                continue
-            r = math.sqrt(r2)
-'''
-
-_ARGS = "positions, table, values, excl_start, excl_atoms, box, periodic, cutoff2, tabulated"
-
-
-def _indent(text: str, spaces: int) -> str:
-    return "\n".join((" " * spaces + line) if line else line for line in text.split("\n"))
-
 
 def _loops_source(term, laws_module: str) -> str:
-    """The three passes for ``term``'s shape (see the module notes)."""
-    n_values = len(term.value_names)
-    value_kinds = term.value_types
-    first_pair = value_kinds[0] != "single"
-    uses_exclusions = {"pair": True, "pair_no_exclusions": False, "single": False}
-    lines = [_HEADER.format(laws=laws_module)]
-    # 1. values
-    body = ["@njit(parallel=True, cache=True, error_model='numpy')",
-            f"def compute_values({_ARGS}):",
-            "    n = positions.shape[0]"]
-    if first_pair:
-        body += ["    for i in prange(n):", "        total = 0.0", _PAIR_LOOP.rstrip("\n")]
-        if uses_exclusions[value_kinds[0]]:
-            body.append("            if excluded:\n                continue")
-        body += ["            total += value_0(r, i, j, table, tabulated)[0]",
-                 "        values[i, 0] = total"]
-    body.append("    for i in prange(n):")
-    body.append("        px = positions[i, 0]\n        py = positions[i, 1]\n"
-                "        pz = positions[i, 2]")
-    for k in range(0 if not first_pair else 1, n_values):
-        body.append(f"        values[i, {k}] = value_{k}(i, table, values, px, py, pz, "
-                    "tabulated)[0]")
-    body.append("    return values")
-    lines.append("\n".join(body))
-    # 2. energy terms
-    body = ["@njit(parallel=True, cache=True, error_model='numpy')",
-            f"def energy_terms({_ARGS}, forces, dE_dv, atom_energy):",
-            "    n = positions.shape[0]",
-            "    for i in prange(n):",
-            "        energy = 0.0",
-            "        fx = 0.0\n        fy = 0.0\n        fz = 0.0",
-            "        px = positions[i, 0]\n        py = positions[i, 1]\n"
-            "        pz = positions[i, 2]"]
-    pair_terms = []
-    for t, kind in enumerate(term.energy_types):
-        if kind == "single":
-            body.append(f"        out = energy_{t}(i, table, values, px, py, pz, tabulated)")
-            body.append("        energy += out[0]")
-            for m in range(n_values):
-                body.append(f"        dE_dv[i, {m}] += out[{1 + m}]")
-            body.append(f"        fx -= out[{1 + n_values}]\n        fy -= out[{2 + n_values}]\n"
-                        f"        fz -= out[{3 + n_values}]")
-        else:
-            pair_terms.append((t, kind))
-    if pair_terms:
-        body.append(_PAIR_LOOP.rstrip("\n"))
-        for t, kind in pair_terms:
-            inner = []
-            if uses_exclusions[kind]:
-                inner.append("if not excluded:")
-                pad = "    "
-            else:
-                pad = ""
-            # Particle i is "1" of the pairs with a later j, "2" of those with an earlier one.
-            inner += [f"{pad}if j > i:",
-                      f"{pad}    out = energy_{t}(r, i, j, table, values, tabulated)",
-                      f"{pad}    energy += out[0]"]
-            inner += [f"{pad}    dE_dv[i, {m}] += out[{2 + m}]" for m in range(n_values)]
-            inner += [f"{pad}else:",
-                      f"{pad}    out = energy_{t}(r, j, i, table, values, tabulated)"]
-            inner += [f"{pad}    dE_dv[i, {m}] += out[{2 + n_values + m}]"
-                      for m in range(n_values)]
-            inner += [f"{pad}scale = out[1] / r",
-                      f"{pad}fx -= scale * dx", f"{pad}fy -= scale * dy", f"{pad}fz -= scale * dz"]
-            body.append(_indent("\n".join(inner), 12))
-    body += ["        forces[i, 0] += fx\n        forces[i, 1] += fy\n        forces[i, 2] += fz",
-             "        atom_energy[i] = energy"]
-    lines.append("\n".join(body))
-    # 3. the chain rule
-    body = ["@njit(parallel=True, cache=True, error_model='numpy')",
-            f"def chain_rule({_ARGS}, forces, dE_dv, weight):",
-            "    n = positions.shape[0]",
-            "    for i in prange(n):",
-            f"        through = np.zeros({n_values})  # d v_k / d v_0",
-            f"        gradient = np.zeros(({n_values}, 3))  # d v_k / d position",
-            "        px = positions[i, 0]\n        py = positions[i, 1]\n"
-            "        pz = positions[i, 2]"]
-    if first_pair:
-        body.append("        through[0] = 1.0")
-    for k in range(0 if not first_pair else 1, n_values):
-        body.append(f"        out = value_{k}(i, table, values, px, py, pz, tabulated)")
-        for m in range(k):
-            body.append(f"        through[{k}] += out[{1 + m}] * through[{m}]")
-            body.append(f"        gradient[{k}] += out[{1 + m}] * gradient[{m}]")
-        body.append(f"        gradient[{k}, 0] += out[{1 + k}]\n"
-                    f"        gradient[{k}, 1] += out[{2 + k}]\n"
-                    f"        gradient[{k}, 2] += out[{3 + k}]")
-    body += ["        total = 0.0",
-             f"        for k in range({n_values}):",
-             "            total += dE_dv[i, k] * through[k]",
-             "            forces[i, 0] -= dE_dv[i, k] * gradient[k, 0]",
-             "            forces[i, 1] -= dE_dv[i, k] * gradient[k, 1]",
-             "            forces[i, 2] -= dE_dv[i, k] * gradient[k, 2]",
-             "        weight[i] = total"]
-    if first_pair:
-        body += ["    for i in prange(n):",
-                 "        fx = 0.0\n        fy = 0.0\n        fz = 0.0", _PAIR_LOOP.rstrip("\n")]
-        if uses_exclusions[value_kinds[0]]:
-            body.append("            if excluded:\n                continue")
-        body += ["            first = value_0(r, i, j, table, tabulated)[1]",
-                 "            second = value_0(r, j, i, table, tabulated)[1]",
-                 "            scale = (weight[i] * first + weight[j] * second) / r",
-                 "            fx -= scale * dx\n            fy -= scale * dy\n"
-                 "            fz -= scale * dz",
-                 "        forces[i, 0] += fx\n        forces[i, 1] += fy\n        forces[i, 2] += fz"]
-    body.append("    return forces")
-    lines.append("\n".join(body))
-    return "\n\n\n".join(lines) + "\n"
+    """The passes of ``common.laws.custom_gb_passes``, each a ``prange`` over the particles."""
+    functions = [_HEADER.format(laws=laws_module)]
+    for step in passes_of(term):
+        body = re.sub(r"LOCAL\((\d+)\)", r"np.empty(\1)", step.body)
+        functions.append(
+            "@njit(parallel=True, cache=True, error_model='numpy')\n"
+            f"def {step.name}({ARGUMENTS}{step.extra}):\n"
+            "    n = positions.shape[0]\n"
+            "    for i in prange(n):\n" + indent(body, 8) + "\n")
+    return "\n\n".join(functions)
 
 
 def gb_passes(term):
-    """The generated module of ``term``'s passes (``compute_values``, ``energy_terms``,
-    ``chain_rule``), once per process and cached on disk with its laws."""
+    """The generated module of ``term``'s passes (``common.laws.custom_gb_passes``), once per
+    process and cached on disk with its laws."""
     laws = custom_gb_laws(term)
     return cached_module(f"{gb_key(term)} {laws.__name__}",
                          lambda: _loops_source(term, laws.__name__), depends_on=(__name__,),
@@ -219,6 +91,7 @@ class CpuCustomGB(GlobalParameters, CpuTerm):
         self.params, columns = parameter_table(term, self.n)
         self.init_globals(term, columns)
         self.passes = gb_passes(term)
+        self._steps = [step.name for step in passes_of(term)]
         self.excl_start, self.excl_atoms = exclusion_table(self.n, term.exclusions)
         self.cutoff2 = np.inf if term.method == "NoCutoff" else float(term.cutoff) ** 2
         self.tabulated = np.ascontiguousarray(term.table_values if len(term.table_values)
@@ -237,9 +110,10 @@ class CpuCustomGB(GlobalParameters, CpuTerm):
         own, dE_dv, atom_energy, weight = self._scratch
         own[:] = 0.0
         dE_dv[:] = 0.0
-        self.passes.compute_values(*arguments)
-        self.passes.energy_terms(*arguments, own, dE_dv, atom_energy)
-        self.passes.chain_rule(*arguments, own, dE_dv, weight)
+        extras = {"energy_terms": (own, dE_dv, atom_energy), "chain_values": (own, dE_dv, weight),
+                  "chain_pairs": (own, weight)}
+        for step in self._steps:
+            getattr(self.passes, step)(*arguments, *extras.get(step, ()))
         _add_fixed(forces, own)
         return float(np.sum(atom_energy))
 

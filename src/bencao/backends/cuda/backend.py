@@ -17,7 +17,7 @@ from bencao.profiling import phase
 
 #: Modules whose term classes register themselves for CUDA (``register_kernel("cuda", ...)``).
 #: The pair modules are large but compile lazily, at a kernel's first launch.
-KERNEL_MODULES = ("bonded", "custom", "custom_pairs", "tabulated", "nonbonded")
+KERNEL_MODULES = ("bonded", "custom", "custom_gb", "custom_pairs", "tabulated", "nonbonded")
 
 
 class CudaBackend(Backend):
