@@ -17,6 +17,7 @@ from bencao.forces.bonded import (
 from bencao.forces.custom import (
     CustomAngles,
     CustomBonds,
+    CustomCompoundBonds,
     CustomExternal,
     CustomPairs,
     CustomTorsions,
@@ -40,6 +41,7 @@ __all__ = [
     "CustomAngles",
     "CustomTorsions",
     "CustomExternal",
+    "CustomCompoundBonds",
     "CustomPairs",
     "CustomGB",
     "VirtualSites",

@@ -194,3 +194,20 @@ class CustomPairs:
     def periodic(self) -> bool:
         """True when the method uses periodic boundary conditions."""
         return self.method == "CutoffPeriodic"
+
+
+@term_record
+@dataclass(frozen=True)
+class CustomCompoundBonds(CustomListedTerm):
+    """E of the positions of the n particles of each bond (OpenMM CustomCompoundBondForce): the
+    expression sees x1, y1, z1 .. xn, yn, zn (nm) and ``distance``, ``angle``, ``dihedral`` of
+    the particles p1 .. pn (see ``backends.common.laws.custom_compound``)."""
+
+    name = "CustomCompoundBondForce"
+    kind = "compound"
+
+    @property
+    def n_atoms(self) -> int:
+        """Particles per bond."""
+        return int(np.asarray(self.atoms).reshape(len(self.parameters), -1).shape[1]) \
+            if len(self.parameters) else int(np.asarray(self.atoms).shape[-1])

@@ -17,6 +17,7 @@ from bencao.expressions import ExpressionError, parse
 from bencao.forces.custom import (
     CustomAngles,
     CustomBonds,
+    CustomCompoundBonds,
     CustomExternal,
     CustomPairs,
     CustomTorsions,
@@ -180,3 +181,29 @@ def _custom_pairs(force, n_particles: int):
         group_second=np.array([a for _, second in groups for a in second], np.int64),
         group_first_sizes=np.array([len(first) for first, _ in groups], np.int64),
         group_second_sizes=np.array([len(second) for _, second in groups], np.int64))
+
+
+@imports("CustomCompoundBondForce", "any expression of the particles' positions")
+def _custom_compound_bonds(force, n_particles: int):
+    from bencao.backends.common.laws.custom_compound import geometry_functions, known_names
+
+    kind = "CustomCompoundBondForce"
+    if force.usesPeriodicBoundaryConditions():
+        raise UnsupportedForceError(kind, "periodic boundary conditions are not supported yet")
+    if force.getNumTabulatedFunctions():
+        raise UnsupportedForceError(kind, "tabulated functions are not supported yet")
+    n = force.getNumParticlesPerBond()
+    names = [force.getPerBondParameterName(i) for i in range(force.getNumPerBondParameters())]
+    global_names, global_values, derivatives = _globals(force)
+    try:
+        parse(force.getEnergyFunction(), kind, known_names(n, names, global_names),
+              geometry_functions(n, kind))
+    except ExpressionError as error:
+        raise UnsupportedForceError(kind, str(error).split(": ", 1)[1]) from None
+    rows = [force.getBondParameters(i) for i in range(force.getNumBonds())]
+    return CustomCompoundBonds(
+        atoms=np.array([r[0] for r in rows], np.int64).reshape(len(rows), n),
+        parameters=np.array([[float(v) for v in r[1]] for r in rows],
+                            np.float64).reshape(len(rows), len(names)),
+        expression=force.getEnergyFunction(), parameter_names=tuple(names),
+        global_names=global_names, global_values=global_values, derivative_names=derivatives)

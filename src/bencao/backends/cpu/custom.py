@@ -3,14 +3,25 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
+from bencao.backends.common.fixed_point import add_force
 from bencao.backends.common.global_parameters import GlobalParameters, custom_tables
+from bencao.backends.common.law_cache import compiled_law_loop
 from bencao.backends.common.laws.custom import custom_law
+from bencao.backends.common.laws.custom_compound import compound_law
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cpu.base import CpuTerm
 from bencao.backends.cpu.bonded import listed_kernel
-from bencao.forces.custom import CustomAngles, CustomBonds, CustomExternal, CustomTorsions
+from bencao.forces.custom import (
+    CustomAngles,
+    CustomBonds,
+    CustomCompoundBonds,
+    CustomExternal,
+    CustomTorsions,
+)
 
 
 class CpuCustomListedTerm(GlobalParameters, CpuTerm):
@@ -27,6 +38,8 @@ class CpuCustomListedTerm(GlobalParameters, CpuTerm):
                               term.global_names, term.derivative_names, term.name)
         self.name = term.name
         self.n_atoms = compiled.n_atoms
+        # External terms (one particle) take the box; compound bonds never do.
+        self.takes_box = term.kind == "external"
         self.atoms, self.params, columns = custom_tables(term)
         self.init_globals(term, columns)
         self._kernel = listed_kernel(compiled.n_atoms, compiled.law)
@@ -34,7 +47,7 @@ class CpuCustomListedTerm(GlobalParameters, CpuTerm):
                                     for name, law in compiled.derivative_laws.items()}
 
     def _run(self, kernel, positions, box, forces) -> float:
-        if self.n_atoms == 1:
+        if self.takes_box:
             periodic = box is not None
             return float(kernel(positions, self.atoms, self.params, forces,
                                 box if periodic else np.eye(3), periodic))
@@ -53,3 +66,42 @@ class CpuCustomListedTerm(GlobalParameters, CpuTerm):
 
 for _record in (CustomBonds, CustomAngles, CustomTorsions, CustomExternal):
     register_kernel("cpu", _record)(CpuCustomListedTerm)
+
+
+def _compound_loop(law, n: int):
+    """Loop over bonds of ``n`` particles of a law of their positions (its gradient, 3n long)."""
+
+    def loop(positions, atoms, params, forces):
+        energy = 0.0
+        for m in range(atoms.shape[0]):
+            out = law(positions, atoms, params, m)
+            energy += out[0]
+            for a in range(n):
+                add_force(forces, atoms[m, a], -out[1 + 3 * a], -out[2 + 3 * a],
+                          -out[3 + 3 * a])
+        return energy
+
+    return loop
+
+
+@functools.cache
+def compound_kernel(n: int, law):
+    """The compiled bond loop of ``law`` (once per law; cached on disk by source)."""
+    return compiled_law_loop(_compound_loop(law, n), law)
+
+
+@register_kernel("cpu", CustomCompoundBonds)
+class CpuCustomCompoundBonds(CpuCustomListedTerm):
+    """A CustomCompoundBondForce on the CPU (the laws of ``common.laws.custom_compound``)."""
+
+    def __init__(self, term):
+        compiled = compound_law(term.n_atoms, term.expression, term.parameter_names,
+                                term.global_names, term.derivative_names, term.name)
+        self.name = term.name
+        self.n_atoms = compiled.n_atoms
+        self.takes_box = False
+        self.atoms, self.params, columns = custom_tables(term)
+        self.init_globals(term, columns)
+        self._kernel = compound_kernel(compiled.n_atoms, compiled.law)
+        self._derivative_kernels = {name: compound_kernel(compiled.n_atoms, law)
+                                    for name, law in compiled.derivative_laws.items()}

@@ -4,15 +4,24 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 from numba import cuda
 
 from bencao.backends.common.global_parameters import GlobalParameters, custom_tables
 from bencao.backends.common.laws.custom import custom_law
+from bencao.backends.common.laws.custom_compound import compound_law
 from bencao.backends.common.registry import register_kernel
-from bencao.backends.cuda.bonded import CudaTerm, listed_kernel
-from bencao.forces.custom import CustomAngles, CustomBonds, CustomExternal, CustomTorsions
+from bencao.backends.cuda.bonded import CudaTerm, add_force, listed_kernel
+from bencao.backends.cuda.common import device_version
+from bencao.forces.custom import (
+    CustomAngles,
+    CustomBonds,
+    CustomCompoundBonds,
+    CustomExternal,
+    CustomTorsions,
+)
 
 
 class CudaCustomListedTerm(GlobalParameters, CudaTerm):
@@ -30,6 +39,8 @@ class CudaCustomListedTerm(GlobalParameters, CudaTerm):
         atoms, self.params, columns = custom_tables(term)
         super().__init__(term, atoms.shape[0])
         self.n_atoms = compiled.n_atoms
+        # External terms (one particle) take the box; compound bonds never do.
+        self.takes_box = term.kind == "external"
         self.init_globals(term, columns)
         self.atoms = cuda.to_device(atoms)
         self.device_params = cuda.to_device(self.params)
@@ -45,7 +56,7 @@ class CudaCustomListedTerm(GlobalParameters, CudaTerm):
         blocks, threads = self._grid()
         arguments = (state.positions, self.atoms, self.device_params, state.forces,
                      self._energies)
-        if self.n_atoms == 1:
+        if self.takes_box:
             arguments += (state.system_index, state.boxes, state.periodic)
         kernel[blocks, threads](*arguments)
 
@@ -68,3 +79,41 @@ class CudaCustomListedTerm(GlobalParameters, CudaTerm):
 
 for _record in (CustomBonds, CustomAngles, CustomTorsions, CustomExternal):
     register_kernel("cuda", _record)(CudaCustomListedTerm)
+
+
+@functools.cache
+def compound_kernel(n: int, law):
+    """Kernel over bonds of ``n`` particles of a law of their positions: thread m writes
+    ``energies[m]`` and adds the bond's forces with integer atomics (as the CPU's loop)."""
+    law = device_version(law)
+
+    @cuda.jit
+    def kernel(positions, atoms, params, forces, energies):
+        m = cuda.grid(1)
+        if m >= atoms.shape[0]:
+            return
+        out = law(positions, atoms, params, m)
+        energies[m] = out[0]
+        for a in range(n):
+            add_force(forces, atoms[m, a], -out[1 + 3 * a], -out[2 + 3 * a], -out[3 + 3 * a])
+
+    return kernel
+
+
+@register_kernel("cuda", CustomCompoundBonds)
+class CudaCustomCompoundBonds(CudaCustomListedTerm):
+    """A CustomCompoundBondForce on the GPU (the CPU's laws, compiled for the device)."""
+
+    def __init__(self, term):
+        compiled = compound_law(term.n_atoms, term.expression, term.parameter_names,
+                                term.global_names, term.derivative_names, term.name)
+        atoms, self.params, columns = custom_tables(term)
+        CudaTerm.__init__(self, term, atoms.shape[0])
+        self.n_atoms = compiled.n_atoms
+        self.takes_box = False
+        self.init_globals(term, columns)
+        self.atoms = cuda.to_device(atoms)
+        self.device_params = cuda.to_device(self.params)
+        self._kernel = compound_kernel(compiled.n_atoms, compiled.law)
+        self._derivative_kernels = {name: compound_kernel(compiled.n_atoms, law)
+                                    for name, law in compiled.derivative_laws.items()}
