@@ -14,8 +14,8 @@ import openmm as mm
 import pytest
 
 import bencao
-from bencao.backends.cpu.backend import CpuBackend
 from bencao.backends.common.fixed_point import forces_from_fixed
+from bencao.backends.cpu.backend import CpuBackend
 from bencao.io.openmm_import import UnsupportedForceError
 
 #: Bond lengths (nm) the expressions are evaluated at: short, near 1, past 1 and past 2, in

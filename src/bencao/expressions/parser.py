@@ -211,7 +211,7 @@ def _apply(operator: str, left, right):
     return left**right
 
 
-_DEFINITION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)", re.S)
+_DEFINITION = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)", re.DOTALL)
 
 
 def parse(text: str, where: str, variables, functions: dict | None = None) -> Parsed:

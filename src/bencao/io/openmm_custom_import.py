@@ -185,7 +185,10 @@ def _custom_pairs(force, n_particles: int):
 
 @imports("CustomCompoundBondForce", "any expression of the particles' positions")
 def _custom_compound_bonds(force, n_particles: int):
-    from bencao.backends.common.laws.custom_compound import geometry_functions, known_names
+    from bencao.backends.common.laws.custom_compound import (
+        geometry_functions,
+        known_names,
+    )
 
     kind = "CustomCompoundBondForce"
     if force.usesPeriodicBoundaryConditions():

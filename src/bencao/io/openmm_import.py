@@ -395,8 +395,10 @@ def system_from_openmm(openmm_system) -> System:
     masses = np.array([_value(openmm_system.getParticleMass(i)) for i in range(n)], np.float64)
     terms = []
     cm_removal = 0
-    from bencao.io import openmm_custom_import  # noqa: F401 - registers the Custom* importers
-    from bencao.io import openmm_gb_import  # noqa: F401 - registers CustomGB, GBSAOBC importers
+    from bencao.io import (
+        openmm_custom_import,  # noqa: F401 - registers the Custom* importers
+        openmm_gb_import,  # noqa: F401 - registers CustomGB, GBSAOBC importers
+    )
 
     for force in openmm_system.getForces():
         name = type(force).__name__

@@ -15,7 +15,7 @@ import bencao
 from bencao.backends.cpu.backend import CpuBackend
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cpu"))
-from test_custom_compound import compound_system  # noqa: E402 - the CPU tests' case
+from test_custom_compound import compound_system
 
 
 def cuda_results(path):

@@ -17,7 +17,7 @@ import bencao
 from bencao.backends.cpu.backend import CpuBackend
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cpu"))
-from test_custom_gb import _toy  # noqa: E402 - the CPU tests' CustomGBForce through every path
+from test_custom_gb import _toy
 
 #: Nonbonded methods of the toy force: NoCutoff and CutoffPeriodic (the minimum image).
 METHODS = (0, 2)

@@ -14,7 +14,11 @@ from bencao.backends.common.custom_pair_tables import CustomPairTables
 from bencao.backends.common.global_parameters import GlobalParameters
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cuda.common import device_function, device_version
-from bencao.backends.cuda.pair_loops import DEFAULT_BUFFER, CudaPairTerm, pair_loop_kernels
+from bencao.backends.cuda.pair_loops import (
+    DEFAULT_BUFFER,
+    CudaPairTerm,
+    pair_loop_kernels,
+)
 from bencao.forces.custom import CustomPairs
 
 

@@ -115,7 +115,7 @@ def _energy_body(term) -> str:
     if pairs:
         lines.append(_PAIR_LOOP)
         for t, kind in pairs:
-            inner = [f"if j > i:",
+            inner = ["if j > i:",
                      f"    out = energy_{t}(r, i, j, table, values, tabulated)",
                      "    energy += out[0]"]
             inner += [f"    dE_dv[i, {m}] += out[{2 + m}]" for m in range(n_values)]
