@@ -208,6 +208,5 @@ class CustomCompoundBonds(CustomListedTerm):
 
     @property
     def n_atoms(self) -> int:
-        """Particles per bond."""
-        return int(np.asarray(self.atoms).reshape(len(self.parameters), -1).shape[1]) \
-            if len(self.parameters) else int(np.asarray(self.atoms).shape[-1])
+        """Particles per bond (``atoms`` is (M, n))."""
+        return int(np.asarray(self.atoms).shape[1])
