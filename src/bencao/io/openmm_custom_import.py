@@ -1,9 +1,10 @@
-"""Import OpenMM's Custom* listed forces: any expression, with per-item and global parameters.
+"""Import OpenMM's CustomBond/Angle/Torsion/External/CompoundBond and CustomNonbonded forces:
+any expression, with per-item (per-particle) and global parameters.
 
-The forms OpenMM's app layer writes for CHARMM impropers and 1-4 Lennard-Jones pairs keep their
-hand-written kernels (``openmm_import.harmonic_impropers``, ``lj_pairs``) when they carry no
-global parameters; every other expression becomes a term of ``bencao.forces.custom`` whose law
-is compiled from the expression.  Expressions are checked here, on import, so a malformed one
+The forms OpenMM's app layer writes for CHARMM impropers, 1-4 Lennard-Jones pairs and the
+NBFIX/12-6-4 type tables keep their hand-written kernels (``openmm_import.harmonic_impropers``,
+``lj_pairs``, ``tabulated_pairs``) when they carry no global parameters; every other expression
+becomes a term of ``bencao.forces.custom`` whose law is compiled from the expression.  Expressions are checked here, on import, so a malformed one
 fails with the force's name before any run starts.
 """
 
