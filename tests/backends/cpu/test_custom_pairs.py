@@ -166,3 +166,25 @@ def test_what_is_not_supported_is_refused_by_name(change, message):
     with pytest.raises(UnsupportedForceError, match="^CustomNonbondedForce: ") as error:
         bencao.System.from_openmm(system)
     assert message in str(error.value)
+
+
+def test_parameter_and_pair_list_survive_a_checkpoint():
+    system, force, positions = fluid(n=64)
+    force.setUseLongRangeCorrection(True)
+    ours = bencao.System.from_openmm(system)
+    box = np.diag([EDGE] * 3)
+
+    def simulation():
+        return bencao.Simulation(ours, bencao.LangevinMiddleIntegrator(300.0, 1.0, 0.002),
+                                 positions, box, seed=5)
+
+    first = simulation()
+    first.set_parameter("lam", 0.3)
+    first.step(20)
+    arrays, values = first.get_checkpoint_state()
+    first.step(30)
+    restarted = simulation()
+    restarted.set_checkpoint_state(arrays, values)
+    assert restarted.get_parameter("lam") == 0.3
+    restarted.step(30)
+    np.testing.assert_array_equal(restarted.positions, first.positions)
