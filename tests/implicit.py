@@ -43,7 +43,7 @@ def assert_gb_matches(system, positions, box=None):
     the backend."""
     energy, forces = gb_group(system, positions)
     backend = CpuBackend(bencao.System.from_openmm(system))
-    (term,) = [t for t in backend.terms if t.name == "CustomGBForce"]
+    (term,) = [t for t in backend.terms if t.name in ("CustomGBForce", "GBSAOBCForce")]
     fixed, ours = backend.term_forces(term, positions, box)
     # float64 on both sides over the same sums (OpenMM evaluates the same expressions with
     # Lepton): rounding of ~N^2 terms.

@@ -22,7 +22,7 @@ from bencao.forces.custom import (
     CustomPairs,
     CustomTorsions,
 )
-from bencao.forces.custom_gb import CustomGB
+from bencao.forces.custom_gb import GBSAOBC, CustomGB
 from bencao.forces.nonbonded import Nonbonded, TabulatedPairs
 from bencao.forces.registry import TERM_TYPES
 from bencao.forces.virtual_sites import VirtualSites
@@ -35,6 +35,7 @@ __all__ = [
     "CustomCompoundBonds",
     "CustomExternal",
     "CustomGB",
+    "GBSAOBC",
     "CustomPairs",
     "CustomTorsions",
     "HarmonicAngles",

@@ -96,3 +96,12 @@ class CustomGB:
             out.append(self.table_values[start:start + size].reshape(shape[::-1]))
             start += size
         return out
+
+
+@term_record
+@dataclass(frozen=True)
+class GBSAOBC(CustomGB):
+    """OpenMM's GBSAOBCForce, held as the CustomGBForce it equals (``io.openmm_gb_import``); a
+    record of its own so that its energy keeps OpenMM's key."""
+
+    name = "GBSAOBCForce"

@@ -9,7 +9,7 @@ import numpy as np
 
 from bencao.constants import ONE_4PI_EPS0
 from bencao.expressions import ExpressionError
-from bencao.forces.custom_gb import GB_TYPES, CustomGB
+from bencao.forces.custom_gb import GB_TYPES, GBSAOBC, CustomGB
 from bencao.io.openmm_custom_import import _globals
 from bencao.io.openmm_import import UnsupportedForceError, _value, imports
 
@@ -84,7 +84,7 @@ def _custom_gb(force, n_particles: int) -> CustomGB:
 
 
 @imports("GBSAOBCForce", "as the CustomGBForce of the same model")
-def _gbsa_obc(force, n_particles: int) -> CustomGB:
+def _gbsa_obc(force, n_particles: int) -> GBSAOBC:
     """OpenMM's GBSAOBCForce (OBC2 Born radii with the engulfed-atom correction of its own
     kernels, dielectric offset 0.009 nm, ACE surface term, no exclusions) as a CustomGB."""
     kind = "GBSAOBCForce"
@@ -106,7 +106,7 @@ def _gbsa_obc(force, n_particles: int) -> CustomGB:
         energies.append((f"{surface!r}*(radius+0.14)^2*(radius/B)^6; radius=or+0.009", "single"))
     energies.append((f"-{prefactor!r}*charge1*charge2*{inverse}; "
                      "f=sqrt(r^2+B1*B2*exp(-r^2/(4*B1*B2)))", "pair_no_exclusions"))
-    term = CustomGB(
+    term = GBSAOBC(
         parameters=np.stack([charge, offset_radius, scaled], axis=1),
         parameter_names=("charge", "or", "sr"), value_names=("I", "B"),
         value_expressions=(
