@@ -25,3 +25,15 @@ def test_info_on_a_missing_file_is_one_line(tmp_path, capsys):
     assert main(["info", str(tmp_path / "nothing.npz")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nothing.npz" in err[0]
+
+
+def test_info_shows_a_custom_force_with_its_expression(tmp_path, capsys):
+    import numpy as np
+
+    from bencao.forces import CustomBonds
+
+    term = CustomBonds(atoms=np.array([[0, 1], [1, 2]]), parameters=np.array([[1.0], [2.0]]),
+                       expression="k*(r-0.1)^2", parameter_names=("k",))
+    bencao.System(masses=np.ones(3), terms=(term,)).save(tmp_path / "system.npz")
+    assert main(["info", str(tmp_path)]) == 0
+    assert "CustomBondForce          2, k*(r-0.1)^2" in capsys.readouterr().out

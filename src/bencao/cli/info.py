@@ -40,11 +40,17 @@ def describe_system(system, topology=None) -> list[str]:
         lines.append(f"residues      {topology.n_residues} ({parts}) in {topology.n_chains} chains")
     lines.append("terms")
     for term in system.terms:
-        sizes = [len(getattr(term, f)) for f in ("atoms", "charges", "types") if hasattr(term, f)]
+        sizes = [len(getattr(term, f)) for f in ("atoms", "charges", "types", "parameters")
+                 if hasattr(term, f)]
         detail = ""
         if isinstance(term, Nonbonded):
             detail = (f", {term.method}, cutoff {term.cutoff:g} nm, "
                       f"{len(term.exception_atoms)} exceptions")
+        if getattr(term, "expression", None):  # the custom forces: their energy expression
+            detail = f", {term.expression[:60]}{'...' if len(term.expression) > 60 else ''}"
+        elif getattr(term, "energy_expressions", None):  # CustomGB: its values and terms
+            detail = (f", values {', '.join(term.value_names)}, "
+                      f"{len(term.energy_expressions)} energy terms")
         lines.append(f"  {term.name:<24} {sizes[0] if sizes else ''}{detail}")
     lines.append(f"constraints   {len(system.constraint_atoms)}")
     if len(system.virtual_sites):
