@@ -65,14 +65,13 @@ def bench_custom_lj(atoms: int = 10000, repeats: int = 10, threads: int | None =
         Median ms per evaluation for each engine and form, and the ratios custom/built-in.
     """
     import bencao
-    from bencao.backends.cpu.backend import CpuBackend
     from bencao.bench.dynamics import use_threads
 
     threads = use_threads(threads)
     runs = {}
     for form, custom in (("builtin", False), ("custom", True)):
         system, positions, box = lj_fluid(atoms, custom)
-        backend = CpuBackend(bencao.System.from_openmm(system))
+        backend = bencao.make_backend(bencao.System.from_openmm(system))
         backend.compute(positions, box, energy=False)  # compile, build the lists
         runs[("bencao", form)] = (lambda b=backend, x=positions, v=box:
                                   b.compute(x, v, energy=False))
