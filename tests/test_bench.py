@@ -213,3 +213,22 @@ def test_the_small_system_benchmark_is_solvated_alanine_dipeptide_at_dhfr_settin
     # 749 rigid waters (two O-H and the H-H each) and the solute's 12 bonds to hydrogen
     assert settings["constraints"] == 3 * 749 + 12
     assert report["bencao_ns_per_day"] > 0
+
+
+def test_custom_lj_benchmark_compares_the_same_physics():
+    """The two forms of ``bench custom-lj`` are one potential: bencao's energies and forces of
+    the built-in and the expression agree (built-in pair kernel: float32, ~1e-6 relative)."""
+    import numpy as np
+
+    import bencao
+    from bencao.bench.custom import lj_fluid
+
+    evaluations = []
+    for custom in (False, True):
+        system, positions, box = lj_fluid(600, custom)
+        evaluations.append(bencao.evaluate(bencao.System.from_openmm(system), positions, box))
+    builtin, expression = evaluations
+    assert np.isfinite(expression.energy)
+    assert expression.energy == pytest.approx(builtin.energy, rel=1e-5)
+    scale = np.abs(builtin.forces).max()
+    np.testing.assert_allclose(expression.forces, builtin.forces, rtol=0, atol=1e-5 * scale)
