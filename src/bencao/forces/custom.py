@@ -18,6 +18,11 @@ import numpy as np
 from bencao.forces.registry import term_record
 
 
+def index_pairs(pairs) -> np.ndarray:
+    """``pairs`` (particle pairs, or None for none) as an (M, 2) int64 array."""
+    return np.asarray(np.zeros((0, 2)) if pairs is None else pairs, np.int64).reshape(-1, 2)
+
+
 def _normalise_parameters(term) -> None:
     """Make a custom term's names and values tuples of plain values (saved System files hold
     them as JSON lists) and check the global parameters are consistent."""
@@ -174,8 +179,7 @@ class CustomPairs:
 
     def __post_init__(self):
         _normalise_parameters(self)
-        exclusions = np.zeros((0, 2), np.int64) if self.exclusions is None else self.exclusions
-        object.__setattr__(self, "exclusions", np.asarray(exclusions, np.int64).reshape(-1, 2))
+        object.__setattr__(self, "exclusions", index_pairs(self.exclusions))
         object.__setattr__(self, "long_range_correction", bool(self.long_range_correction))
         for key in ("group_first", "group_second", "group_first_sizes", "group_second_sizes"):
             value = getattr(self, key)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bencao.forces.custom import _normalise_parameters
+from bencao.forces.custom import _normalise_parameters, index_pairs
 from bencao.forces.registry import term_record
 
 #: Kinds of computed value and energy term, with OpenMM's ``CustomGBForce`` enum order.
@@ -75,8 +75,7 @@ class CustomGB:
             object.__setattr__(self, key, tuple(str(v) for v in getattr(self, key)))
         object.__setattr__(self, "table_shapes",
                            tuple(tuple(int(n) for n in shape) for shape in self.table_shapes))
-        exclusions = np.zeros((0, 2), np.int64) if self.exclusions is None else self.exclusions
-        object.__setattr__(self, "exclusions", np.asarray(exclusions, np.int64).reshape(-1, 2))
+        object.__setattr__(self, "exclusions", index_pairs(self.exclusions))
         values = np.zeros(0) if self.table_values is None else self.table_values
         object.__setattr__(self, "table_values", np.asarray(values, np.float64).reshape(-1))
         for kind in (*self.value_types, *self.energy_types):

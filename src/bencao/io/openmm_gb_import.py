@@ -8,7 +8,6 @@ import math
 import numpy as np
 
 from bencao.constants import ONE_4PI_EPS0
-from bencao.expressions import ExpressionError
 from bencao.forces.custom_gb import GB_TYPES, GBSAOBC, CustomGB
 from bencao.io.openmm_custom_import import _globals
 from bencao.io.openmm_import import UnsupportedForceError, _value, imports
@@ -37,17 +36,15 @@ def _tables(force, kind: str):
 
 
 def _check(term, kind: str) -> CustomGB:
-    """Parse every expression now, so a bad one fails on import naming the force."""
+    """Check now that the passes can compute ``term`` and parse every expression, so that a
+    bad one fails on import with one line naming the force."""
     from bencao.backends.common.laws.custom_gb import check_expressions
+    from bencao.backends.common.laws.custom_gb_passes import check_supported
 
-    if any(k != "single" for k in term.value_types[1:]):
-        raise UnsupportedForceError(kind, "only the first computed value may be a sum over "
-                                    "pairs")
-    if term.derivative_names:
-        raise UnsupportedForceError(kind, "energy parameter derivatives are not supported yet")
     try:
+        check_supported(term)
         check_expressions(term)
-    except ExpressionError as error:
+    except ValueError as error:  # ExpressionError too
         # "CustomGBForce computed value 'B': ..." -> "computed value 'B': ..." after the kind.
         raise UnsupportedForceError(kind, str(error).removeprefix(term.name).lstrip(" :")) \
             from None

@@ -56,6 +56,7 @@ def test_geometry_functions_and_derivatives_match_reference(lam):
     # Fixed point (2^-32 per addition), and the two gradient forms' rounding.
     np.testing.assert_allclose(evaluation.forces, forces, rtol=1e-9, atol=1e-8)
     expected = state.getEnergyParameterDerivatives()["lam"]
+    # dE/dlam = x1*y4 summed over three bonds in float64 on both sides.
     assert evaluation.parameter_derivatives["lam"] == pytest.approx(expected, rel=1e-12)
 
 

@@ -103,6 +103,7 @@ def test_energy_forces_and_derivatives_match_openmm(case, parameters):
     assert set(evaluation.parameter_derivatives) == {"lam", "soft"} and derivatives["c"] == 0.0
     for name in ("lam", "soft"):
         value = derivatives[name]
+        # Sums of float64 terms in different orders, as for the energy.
         assert evaluation.parameter_derivatives[name] == pytest.approx(value, rel=1e-11)
 
 

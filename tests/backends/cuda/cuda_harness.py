@@ -49,6 +49,32 @@ def python(code: str, simulator: bool, timeout: float = TIMEOUT) -> subprocess.C
                           timeout=timeout)
 
 
+def record(evaluation):
+    """What the tests compare of an Evaluation: (energy, forces, terms, parameter derivatives)."""
+    return (evaluation.energy, evaluation.forces, dict(evaluation.terms),
+            dict(evaluation.parameter_derivatives))
+
+
+def bits(value) -> bytes:
+    """The bytes of a float64, to compare values bit for bit (NaN included)."""
+    import numpy as np
+
+    return np.float64(value).tobytes()
+
+
+def assert_same_bits(first, second, derivatives: bool = True) -> None:
+    """Two :func:`record` s are equal bit for bit: energy, forces, each term's energy and, if
+    ``derivatives``, each parameter derivative."""
+    energy, forces, terms, first_derivatives = first
+    energy2, forces2, terms2, second_derivatives = second
+    assert forces.tobytes() == forces2.tobytes()
+    assert bits(energy) == bits(energy2)
+    assert {k: bits(v) for k, v in terms.items()} == {k: bits(v) for k, v in terms2.items()}
+    if derivatives:
+        assert ({k: bits(v) for k, v in first_derivatives.items()}
+                == {k: bits(v) for k, v in second_derivatives.items()})
+
+
 def save(results: dict, path) -> None:
     """Pickle a test file's ``results`` to ``path`` (its ``cuda_results``, in the subprocess)."""
     with open(path, "wb") as file:

@@ -23,6 +23,7 @@ import cuda_harness
 import numpy as np
 import openmm as mm
 import pytest
+from cuda_harness import assert_same_bits, bits, record
 from openmm import unit
 
 import bencao
@@ -110,12 +111,6 @@ def case():
 # ------------------------------------------------------------------------------------------
 # The CUDA side (runs in the subprocess)
 # ------------------------------------------------------------------------------------------
-
-
-def record(evaluation):
-    """What the tests compare of an Evaluation: (energy, forces, terms, parameter derivatives)."""
-    return (evaluation.energy, evaluation.forces, dict(evaluation.terms),
-            dict(evaluation.parameter_derivatives))
 
 
 def slots(term):
@@ -231,11 +226,6 @@ def openmm_run():
                          unit.kilojoule_per_mole / unit.nanometer),
                      terms, dict(state.getEnergyParameterDerivatives()))
     return runs
-
-
-def bits(value) -> bytes:
-    """The bytes of a float64, to compare values bit for bit (NaN included)."""
-    return np.float64(value).tobytes()
 
 
 def left_to_right(values) -> float:
@@ -435,16 +425,7 @@ def test_unknown_parameter_error_names_it_and_the_known_ones(cuda_run):
 @pytest.mark.parametrize("lam", LAMS)
 def test_bit_identical_reruns(cuda_run, lam):
     run = cuda_run["evaluations"][lam]
-    energy, forces, terms, derivatives = run["first"]
-    energy2, forces2, terms2, derivatives2 = run["again"]
-    assert forces.tobytes() == forces2.tobytes()
-    assert bits(energy) == bits(energy2)
-    assert {k: bits(v) for k, v in terms.items()} == {k: bits(v) for k, v in terms2.items()}
-    assert ({k: bits(v) for k, v in derivatives.items()}
-            == {k: bits(v) for k, v in derivatives2.items()})
+    assert_same_bits(run["first"], run["again"])
     # without derivatives: the same energies and forces (the derivative laws add zero forces)
-    energy3, forces3, terms3, derivatives3 = run["energy_only"]
-    assert forces3.tobytes() == forces.tobytes()
-    assert {k: bits(v) for k, v in terms3.items()} == {k: bits(v) for k, v in terms.items()}
-    assert bits(energy3) == bits(energy)
-    assert derivatives3 == {}
+    assert_same_bits(run["first"], run["energy_only"], derivatives=False)
+    assert run["energy_only"][3] == {}

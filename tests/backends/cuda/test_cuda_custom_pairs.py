@@ -40,6 +40,7 @@ import cuda_harness
 import numpy as np
 import openmm as mm
 import pytest
+from cuda_harness import assert_same_bits, bits, record
 from openmm import unit
 
 import bencao
@@ -138,12 +139,6 @@ def case(name):
 # ------------------------------------------------------------------------------------------
 # The CUDA side (runs in the subprocess)
 # ------------------------------------------------------------------------------------------
-
-
-def record(evaluation):
-    """What the tests compare of an Evaluation: (energy, forces, terms, parameter derivatives)."""
-    return (evaluation.energy, evaluation.forces, dict(evaluation.terms),
-            dict(evaluation.parameter_derivatives))
 
 
 def cuda_results(path):
@@ -302,11 +297,6 @@ def summation_bound(values, n_sums) -> float:
     two chain lengths; 1% for the second-order terms and an ulp for fsum's final rounding."""
     total = math.fsum(np.abs(values))
     return n_sums * 2.0**-53 * total * 1.01 + np.spacing(total)
-
-
-def bits(value) -> bytes:
-    """The bytes of a float64, to compare values bit for bit."""
-    return np.float64(value).tobytes()
 
 
 # ------------------------------------------------------------------------------------------
@@ -491,18 +481,10 @@ def test_matches_openmm_reference(cuda_run, openmm_run, name, lam):
 @pytest.mark.parametrize("name, lam", RUNS)
 def test_bit_identical_reruns(cuda_run, name, lam):
     run = cuda_run[name]["evaluations"][lam]
-    energy, forces, terms, derivatives = run["first"]
-    energy2, forces2, terms2, derivatives2 = run["again"]
-    assert forces.tobytes() == forces2.tobytes()
-    assert bits(energy) == bits(energy2)
-    assert {k: bits(v) for k, v in terms.items()} == {k: bits(v) for k, v in terms2.items()}
-    assert ({k: bits(v) for k, v in derivatives.items()}
-            == {k: bits(v) for k, v in derivatives2.items()})
+    assert_same_bits(run["first"], run["again"])
     # without derivatives: the same energy and forces (the derivative laws add zero forces)
-    energy3, forces3, _, derivatives3 = run["energy_only"]
-    assert forces3.tobytes() == forces.tobytes()
-    assert bits(energy3) == bits(energy)
-    assert derivatives3 == {}
+    assert_same_bits(run["first"], run["energy_only"], derivatives=False)
+    assert run["energy_only"][3] == {}
 
 
 @pytest.mark.parametrize("name", LJ_CASES)

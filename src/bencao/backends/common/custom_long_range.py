@@ -26,59 +26,49 @@ from bencao.backends.common.law_cache import compiled_law_loop
 
 
 def _integral_loop(law):
-    """Tail integral I_ab of ``law`` for each class pair (a[k], b[k]); NaN if it diverges."""
+    """Tail integral I_ab of ``law`` for each class pair (a[k], b[k]); NaN if it diverges.
+
+    Two integrals by one midpoint scheme: part 0 the tail beyond the cutoff over x = rc / r,
+    part 1 (with a switch) the switching interval over x = (r - rs) / (rc - rs).
+    """
 
     def integrals(table, first, second, cutoff, switch_distance, masks):
         parameters = (table, 0.0, 0.0, masks, masks, False)
+        width = cutoff - switch_distance
         out = np.empty(first.shape[0])
         for k in range(first.shape[0]):
             a = first[k]
             b = second[k]
-            tail = 0.0
-            points = 1
-            iteration = 0
-            while True:
-                old = tail
-                new = 0.0
-                for i in range(points):
-                    if i % 3 != 1:
-                        r = cutoff / ((i + 0.5) / points)
-                        new += law(r * r, a, b, parameters)[1] * r * r * r * r
-                tail = new / points + old / 3.0
-                change = abs((tail - old) / tail) if tail != 0.0 else 0.0
-                if iteration > 2 and (change < 1e-5 or tail == 0.0):
-                    break
-                if iteration == 10 or (iteration > 7 and change > 1e-3):
-                    tail = math.nan
-                    break
-                points *= 3
-                iteration += 1
-            switched = 0.0
-            if switch_distance > 0.0:
-                width = cutoff - switch_distance
+            total = 0.0
+            for part in range(2 if switch_distance > 0.0 else 1):
+                integral = 0.0
                 points = 1
                 iteration = 0
                 while True:
-                    old = switched
+                    old = integral
                     new = 0.0
                     for i in range(points):
                         if i % 3 != 1:
                             x = (i + 0.5) / points
-                            r = switch_distance + x * width
-                            # 1 - S(r): what switching removes, 10x^3 - 15x^4 + 6x^5.
-                            removed = x * x * x * (10.0 + x * (-15.0 + x * 6.0))
-                            new += removed * law(r * r, a, b, parameters)[1] * r * r
-                    switched = new / points + old / 3.0
-                    change = abs((switched - old) / switched) if switched != 0.0 else 0.0
-                    if iteration > 2 and (change < 1e-5 or switched == 0.0):
+                            if part == 0:
+                                r = cutoff / x
+                                new += law(r * r, a, b, parameters)[1] * r * r * r * r
+                            else:
+                                r = switch_distance + x * width
+                                # 1 - S(r): what switching removes, 10x^3 - 15x^4 + 6x^5.
+                                removed = x * x * x * (10.0 + x * (-15.0 + x * 6.0))
+                                new += removed * law(r * r, a, b, parameters)[1] * r * r
+                    integral = new / points + old / 3.0
+                    change = abs((integral - old) / integral) if integral != 0.0 else 0.0
+                    if iteration > 2 and (change < 1e-5 or integral == 0.0):
                         break
                     if iteration == 10 or (iteration > 7 and change > 1e-3):
-                        switched = math.nan
+                        integral = math.nan
                         break
                     points *= 3
                     iteration += 1
-                switched *= width
-            out[k] = tail / cutoff + switched
+                total += integral / cutoff if part == 0 else integral * width
+            out[k] = total
         return out
 
     return integrals

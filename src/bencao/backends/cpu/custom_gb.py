@@ -73,34 +73,27 @@ class CpuCustomGB(GlobalParameters, CpuTerm):
     Raises
     ------
     ValueError
-        If a computed value after the first is a pair sum, or derivatives of global
-        parameters are asked for (not supported yet).
+        If the passes cannot compute it (``common.laws.custom_gb_passes.check_supported``).
     """
 
     profile_phase = "nonbonded"
 
     def __init__(self, term: CustomGB):
-        if any(kind != "single" for kind in term.value_types[1:]):
-            raise ValueError(f"{term.name}: only the first computed value may be a sum over "
-                             "pairs")
-        if term.derivative_names:
-            raise ValueError(f"{term.name}: energy parameter derivatives are not supported "
-                             "yet")
+        self._steps = [step.name for step in passes_of(term)]  # checks it is supported
         self.name = term.name
         self.term = term
         self.n = int(np.asarray(term.parameters).shape[0])
         self.params, columns = parameter_table(term, self.n)
         self.init_globals(term, columns)
         self.passes = gb_passes(term)
-        self._steps = [step.name for step in passes_of(term)]
         self.excl_start, self.excl_atoms = exclusion_table(self.n, term.exclusions)
         self.cutoff2 = np.inf if term.method == "NoCutoff" else float(term.cutoff) ** 2
         self.tabulated = np.ascontiguousarray(term.table_values if len(term.table_values)
                                               else np.zeros(1))
         n_values = len(term.value_names)
         self.values = np.zeros((self.n, n_values))
-        self._scratch = (np.zeros((self.n, 3)), np.zeros((self.n, n_values)),
-                         np.zeros(self.n), np.zeros(self.n))
+        self._scratch = (np.empty((self.n, 3)), np.empty((self.n, n_values)),
+                         np.empty(self.n), np.empty(self.n))
 
     def compute(self, positions, box, forces) -> float:
         """Add the force's forces (kJ/mol/nm, fixed point) and return its energy, kJ/mol."""
@@ -109,8 +102,6 @@ class CpuCustomGB(GlobalParameters, CpuTerm):
         arguments = (positions, self.params, self.values, self.excl_start, self.excl_atoms,
                      box_arg, periodic, self.cutoff2, self.tabulated)
         own, dE_dv, atom_energy, weight = self._scratch
-        own[:] = 0.0
-        dE_dv[:] = 0.0
         extras = {"energy_terms": (own, dE_dv, atom_energy), "chain_values": (own, dE_dv, weight),
                   "chain_pairs": (own, weight)}
         for step in self._steps:

@@ -88,18 +88,13 @@ class CudaCustomGB(GlobalParameters):
     energy_optional = True
 
     def __init__(self, term: CustomGB):
-        if any(kind != "single" for kind in term.value_types[1:]):
-            raise ValueError(f"{term.name}: only the first computed value may be a sum over "
-                             "pairs")
-        if term.derivative_names:
-            raise ValueError(f"{term.name}: energy parameter derivatives are not supported yet")
+        self._steps = [step.name for step in passes_of(term)]  # checks it is supported
         self.name = term.name
         self.term = term
         self.n = int(np.asarray(term.parameters).shape[0])
         self.params, columns = parameter_table(term, self.n)
         self.init_globals(term, columns)
         self.kernels = gb_kernels(term)
-        self._steps = [step.name for step in passes_of(term)]
         start, partners = exclusion_table(self.n, term.exclusions)
         self._exclusions = (cuda.to_device(start),
                             cuda.to_device(partners if len(partners) else np.zeros(1, np.int64)))
@@ -128,8 +123,6 @@ class CudaCustomGB(GlobalParameters):
         periodic = self.term.periodic and box is not None
         arguments = (state.positions, self.device_params, self._computed, *self._exclusions,
                      state.boxes[0], periodic, self.cutoff2, self._tabulated)
-        self._own.copy_to_device(np.zeros((self.n, 3)))
-        self._dE_dv.copy_to_device(np.zeros(self._dE_dv.shape))
         extras = {"energy_terms": (self._own, self._dE_dv, self._atom_energy),
                   "chain_values": (self._own, self._dE_dv, self._weight),
                   "chain_pairs": (self._own, self._weight)}

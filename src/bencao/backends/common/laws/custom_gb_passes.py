@@ -8,7 +8,7 @@ For particle i, in order (each pass needs the previous one finished for every pa
 2. ``single_values``: the per-particle values, in order;
 3. ``energy_terms``: per-particle terms, and each pair term from i's side (i is "1" of the pairs
    with a later j, "2" of those with an earlier one; the energy counts each pair once), with the
-   force on i and dE/dv of i's values;
+   force on i and dE/dv of i's values (this pass sets them; the next ones add to them);
 4. ``chain_values``: dE/dv carried back through the per-particle values: the weight of i's first
    value, and the force from values that depend on i's position;
 5. ``chain_pairs``: the forces through the first value's pair sums, from both ends.
@@ -69,8 +69,19 @@ def _skip_excluded(kind: str) -> str:
     return "\n    if excluded:\n        continue" if _USES_EXCLUSIONS[kind] else ""
 
 
+def check_supported(term) -> None:
+    """Raise ValueError naming the force if these passes cannot compute ``term``: a pair-sum
+    value after the first (OpenMM's app layer never writes one), or derivatives of global
+    parameters (not built yet)."""
+    if any(kind != "single" for kind in term.value_types[1:]):
+        raise ValueError(f"{term.name}: only the first computed value may be a sum over pairs")
+    if term.derivative_names:
+        raise ValueError(f"{term.name}: energy parameter derivatives are not supported yet")
+
+
 def gb_passes(term) -> list[Pass]:
-    """The passes of ``term`` (a CustomGB), in order."""
+    """The passes of ``term`` (a CustomGB), in order (ValueError from :func:`check_supported`)."""
+    check_supported(term)
     n_values = len(term.value_names)
     first_pair = term.value_types[0] != "single"
     passes = []
@@ -101,7 +112,9 @@ forces[i, 2] += fz"""))
 
 def _energy_body(term) -> str:
     n_values = len(term.value_names)
-    lines = ["energy = 0.0", "fx = 0.0", "fy = 0.0", "fz = 0.0", _POSITION]
+    # The first pass to write forces and dE_dv: it sets them, so no one zeroes them before.
+    lines = ["energy = 0.0", "fx = 0.0", "fy = 0.0", "fz = 0.0", _POSITION,
+             f"for m in range({n_values}):", "    dE_dv[i, m] = 0.0"]
     pairs = []
     for t, kind in enumerate(term.energy_types):
         if kind != "single":
@@ -127,7 +140,7 @@ def _energy_body(term) -> str:
             if _USES_EXCLUSIONS[kind]:
                 text = "if not excluded:\n" + indent(text, 4)
             lines.append(indent(text, 4))
-    lines += ["forces[i, 0] += fx", "forces[i, 1] += fy", "forces[i, 2] += fz",
+    lines += ["forces[i, 0] = fx", "forces[i, 1] = fy", "forces[i, 2] = fz",
               "atom_energy[i] = energy"]
     return "\n".join(lines)
 
