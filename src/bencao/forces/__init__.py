@@ -17,6 +17,7 @@ from bencao.forces.bonded import (
 from bencao.forces.custom import (
     CustomAngles,
     CustomBonds,
+    CustomCentroidBonds,
     CustomCompoundBonds,
     CustomExternal,
     CustomPairs,
@@ -32,6 +33,7 @@ __all__ = [
     "CMAPTorsions",
     "CustomAngles",
     "CustomBonds",
+    "CustomCentroidBonds",
     "CustomCompoundBonds",
     "CustomExternal",
     "CustomGB",

@@ -214,3 +214,59 @@ class CustomCompoundBonds(CustomListedTerm):
     def n_atoms(self) -> int:
         """Particles per bond (``atoms`` is (M, n))."""
         return int(np.asarray(self.atoms).shape[1])
+
+
+@term_record
+@dataclass(frozen=True)
+class CustomCentroidBonds(CustomListedTerm):
+    """E of the centroids of the n groups of each bond (OpenMM CustomCentroidBondForce): the
+    expression sees the centroids' x1, y1, z1 .. xn, yn, zn (nm) and ``distance``, ``angle``,
+    ``dihedral`` of the groups g1 .. gn.  A group's centroid is the weighted mean of its
+    particles' positions; the force on it is shared among them in proportion to their weights.
+
+    Parameters
+    ----------
+    atoms : (M, n) int64 array
+        The groups of each bond (indices into the groups below), not particles.
+    group_atoms : (A,) int64 array
+        The particles of every group, group after group.
+    group_offsets : (G + 1,) int64 array
+        Group g holds ``group_atoms[group_offsets[g]:group_offsets[g + 1]]``.
+    group_weights : (A,) float64 array
+        Each particle's weight in its group, normalised to sum to 1 per group (OpenMM's default
+        weights are the masses).
+    periodic : bool
+        Centroids of groups 2 .. n are taken at their images nearest the first group's, so the
+        expression sees minimum-image distances (as OpenMM's pairwise images whenever every
+        group lies within half a box of the first).  The other fields are as for
+        :class:`CustomListedTerm`.
+    """
+
+    group_atoms: np.ndarray = None
+    group_offsets: np.ndarray = None
+    group_weights: np.ndarray = None
+
+    name = "CustomCentroidBondForce"
+    kind = "centroid"
+
+    def __post_init__(self):
+        super().__post_init__()
+        for key, dtype in (("group_atoms", np.int64), ("group_offsets", np.int64),
+                           ("group_weights", np.float64)):
+            value = getattr(self, key)
+            object.__setattr__(self, key, np.asarray([] if value is None else value, dtype))
+        if len(self.group_offsets) == 0:
+            object.__setattr__(self, "group_offsets", np.zeros(1, np.int64))
+        groups = len(self.group_offsets) - 1
+        bonds = np.asarray(self.atoms, np.int64)
+        if bonds.size and (bonds.min() < 0 or bonds.max() >= groups):
+            raise ValueError(f"{self.name}: a bond names group {int(bonds.max())}, but there "
+                             f"are {groups} groups")
+        if len(self.group_atoms) != len(self.group_weights):
+            raise ValueError(f"{self.name}: {len(self.group_atoms)} group particles but "
+                             f"{len(self.group_weights)} weights")
+
+    @property
+    def n_atoms(self) -> int:
+        """Groups per bond (``atoms`` is (M, n))."""
+        return int(np.asarray(self.atoms).shape[1])

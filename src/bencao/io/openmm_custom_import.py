@@ -1,4 +1,5 @@
-"""Import OpenMM's CustomBond/Angle/Torsion/External/CompoundBond and CustomNonbonded forces:
+"""Import OpenMM's CustomBond/Angle/Torsion/External/CompoundBond/CentroidBond and
+CustomNonbonded forces:
 any expression, with per-item (per-particle) and global parameters.
 
 The forms OpenMM's app layer writes for CHARMM impropers, 1-4 Lennard-Jones pairs and the
@@ -18,6 +19,7 @@ from bencao.expressions import ExpressionError, parse
 from bencao.forces.custom import (
     CustomAngles,
     CustomBonds,
+    CustomCentroidBonds,
     CustomCompoundBonds,
     CustomExternal,
     CustomPairs,
@@ -211,3 +213,48 @@ def _custom_compound_bonds(force, n_particles: int):
                             np.float64).reshape(len(rows), len(names)),
         expression=force.getEnergyFunction(), parameter_names=tuple(names),
         global_names=global_names, global_values=global_values, derivative_names=derivatives)
+
+
+@imports("CustomCentroidBondForce", "any expression of the group centroids' positions")
+def _custom_centroid_bonds(force, n_particles: int, masses: np.ndarray):
+    from bencao.backends.common.laws.custom_compound import (
+        geometry_functions,
+        known_names,
+    )
+
+    kind = "CustomCentroidBondForce"
+    if force.getNumTabulatedFunctions():
+        raise UnsupportedForceError(kind, "tabulated functions are not supported yet")
+    n = force.getNumGroupsPerBond()
+    names = [force.getPerBondParameterName(i) for i in range(force.getNumPerBondParameters())]
+    global_names, global_values, derivatives = _globals(force)
+    try:
+        parse(force.getEnergyFunction(), kind, known_names(n, names, global_names, "g"),
+              geometry_functions(n, kind, "g"))
+    except ExpressionError as error:
+        raise UnsupportedForceError(kind, str(error).split(": ", 1)[1]) from None
+    group_atoms, group_weights, offsets = [], [], [0]
+    for g in range(force.getNumGroups()):
+        particles, weights = force.getGroupParameters(g)
+        particles = np.asarray(particles, np.int64)
+        # OpenMM: no weights means the particles' masses
+        weights = np.asarray(weights, np.float64) if len(weights) else masses[particles]
+        if len(particles) == 0 or weights.sum() == 0.0:
+            raise UnsupportedForceError(kind, f"group {g} has no particles or zero total weight")
+        group_atoms.append(particles)
+        group_weights.append(weights / weights.sum())
+        offsets.append(offsets[-1] + len(particles))
+    rows = [force.getBondParameters(i) for i in range(force.getNumBonds())]
+    return CustomCentroidBonds(
+        atoms=np.array([r[0] for r in rows], np.int64).reshape(len(rows), n),
+        parameters=np.array([[float(v) for v in r[1]] for r in rows],
+                            np.float64).reshape(len(rows), len(names)),
+        expression=force.getEnergyFunction(), parameter_names=tuple(names),
+        global_names=global_names, global_values=global_values, derivative_names=derivatives,
+        periodic=force.usesPeriodicBoundaryConditions(),
+        group_atoms=np.concatenate(group_atoms) if group_atoms else np.zeros(0, np.int64),
+        group_offsets=np.array(offsets, np.int64),
+        group_weights=np.concatenate(group_weights) if group_weights else np.zeros(0))
+
+
+_custom_centroid_bonds.takes_masses = True

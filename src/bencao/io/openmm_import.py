@@ -31,7 +31,9 @@ IMPORTERS: dict[str, tuple] = {}
 
 def imports(openmm_class: str, scope: str = ""):
     """Decorator: ``function(force, n_particles)`` turns an OpenMM ``openmm_class`` force into
-    a term record of ``bencao.forces`` (``scope`` says which forms of it, for error messages)."""
+    a term record of ``bencao.forces`` (``scope`` says which forms of it, for error messages).
+    A function with ``takes_masses = True`` is called ``function(force, n_particles, masses)``
+    (amu)."""
 
     def register(function):
         IMPORTERS[openmm_class] = (function, scope)
@@ -405,7 +407,10 @@ def system_from_openmm(openmm_system) -> System:
         if name == "CMMotionRemover":
             cm_removal = int(force.getFrequency())
         elif name in IMPORTERS:
-            terms.append(IMPORTERS[name][0](force, n))
+            importer = IMPORTERS[name][0]
+            # an importer that needs the particle masses (centroid weights) says so
+            extra = (masses,) if getattr(importer, "takes_masses", False) else ()
+            terms.append(importer(force, n, *extra))
         else:
             raise UnsupportedForceError(name, "this force type is not supported")
     constraints = [openmm_system.getConstraintParameters(i) for i in range(openmm_system.getNumConstraints())]

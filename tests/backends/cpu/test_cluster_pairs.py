@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bencao.backends.cpu.cluster_kernels import ewald_polynomials
+from bencao.backends.cpu.cluster_kernels import ewald_force_coefficients
 from bencao.backends.cpu.cluster_pairs import ClusterPairList
 from bencao.backends.cpu.neighbors import minimum_image, shift_vectors
 
@@ -66,19 +66,34 @@ def test_every_pair_within_the_cutoff_is_listed_once(box):
     assert set(found.values()) == {1}  # never twice (a double count doubles a force)
 
 
-def test_ewald_polynomials_reproduce_erfc():
+def _exact_ewald_force(alpha, r):
+    """S(r)/r^3 = (erfc(alpha r)/r + 2 alpha/sqrt(pi) exp(-alpha^2 r^2)) / r^2, float64."""
     from scipy.special import erfc
 
-    alpha, cutoff = 3.12, 0.9
-    p, q = ewald_polynomials(alpha, cutoff).astype(np.float64)
-    r = np.linspace(0.05, cutoff, 500)
-    u = 2 * r * r / cutoff**2 - 1
-    energy = 1 / r - np.polyval(p, u)
-    force = 1 / r**3 - np.polyval(q, u)  # -dE/dr / r
-    exact_force = (erfc(alpha * r) / r + 2 * alpha / np.sqrt(np.pi) * np.exp(-(alpha * r) ** 2)) / r**2
-    # float32 coefficients: 1e-6 of the largest term, 1/r or 1/r^3
-    assert np.max(np.abs(energy - erfc(alpha * r) / r) * r) < 1e-6
-    assert np.max(np.abs(force - exact_force) * r**3) < 1e-6
+    return (erfc(alpha * r) / r + 2 * alpha / np.sqrt(np.pi) * np.exp(-(alpha * r) ** 2)) / r**2
+
+
+@pytest.mark.parametrize("alpha", [2.5, 2.92, 3.12, 3.5])
+def test_ewald_force_law_keeps_relative_accuracy_up_to_the_cutoff(alpha):
+    """The float32 law in the kernel, run on its own, against scipy's erfc in float64.  The
+    force near the cutoff is ~3e-3 of 1/r^3; the law must be accurate relative to the force
+    itself there, not to 1/r^3 (1/r^3 minus a polynomial is off by up to ~5e-5 relative)."""
+    from bencao.backends.cpu.cluster_kernels import _ewald_force
+
+    cutoff = 0.9
+    coefficients = ewald_force_coefficients(alpha, cutoff).astype(np.float32)
+    r = np.linspace(0.03, cutoff, 3001).astype(np.float32)
+    r2 = r * r
+    inv_r = (1.0 / np.sqrt(r2.astype(np.float64))).astype(np.float32)
+    ours = np.array([_ewald_force(a, b, tuple(coefficients)) for a, b in zip(r2, inv_r)])
+    exact = _exact_ewald_force(alpha, np.sqrt(r2.astype(np.float64)))
+    # ~15 float32 roundings along the way (6e-8 each) and the fits' 1.5e-7: 1e-6 bounds them
+    assert np.max(np.abs(ours / exact - 1)) < 1e-6
+
+
+def test_ewald_force_coefficients_refuse_an_unreachable_accuracy():
+    with pytest.raises(ValueError, match="Ewald error tolerance"):
+        ewald_force_coefficients(8.0, 0.9)
 
 
 def test_skipping_distant_partners_changes_no_force():
@@ -111,7 +126,7 @@ def test_skipping_distant_partners_changes_no_force():
             nl.inner_columns, nl.inner_counts, shift_vectors(box).astype(np.float32), cutoff**2,
             # cut-off Coulomb (reaction field with krf = 0): pairs near the cutoff still carry
             # force, so skipping one that is inside would show
-            kernels.COULOMB_REACTION_FIELD, np.zeros((2, 13)), 0.0, False, 0.0, cutoff,
+            kernels.COULOMB_REACTION_FIELD, np.zeros(kernels.EWALD_COEFFICIENTS), 0.0, False, 0.0, cutoff,
             thread_forces, skip_distant=skip)
         results.append(thread_forces.sum(axis=0) / 2.0**32)
     skipped, full = results
@@ -161,12 +176,12 @@ def test_sum_blocks8_adds_in_its_documented_order(blocks):
         return sum_blocks8(values, start, count)
 
     rng = np.random.default_rng(blocks)
-    # magnitudes over 6 decades, so that any other order rounds differently
-    values = (rng.normal(size=8 * blocks + 16) * 10.0 ** rng.integers(-3, 3, 8 * blocks + 16))
+    # magnitudes over 30 decades, so that float64 sums in any other order round differently
+    values = (rng.normal(size=8 * blocks + 16) * 10.0 ** rng.integers(-15, 15, 8 * blocks + 16))
     values = values.astype(np.float32)
     start = 8
-    data = values[start:start + 8 * blocks].reshape(blocks, 8)
-    chains = np.zeros((4, 8), np.float32)
+    data = values[start:start + 8 * blocks].reshape(blocks, 8).astype(np.float64)
+    chains = np.zeros((4, 8))
     whole = blocks // 4 * 4
     for k in range(whole):
         chains[k % 4] += data[k]
@@ -267,7 +282,7 @@ def test_forces_do_not_depend_on_when_the_inner_list_was_cut():
             x, y, z, charge.astype(np.float32), np.full(slots, 0.15, np.float32),
             np.full(slots, 0.5, np.float32), nl.inner_j, nl.inner_shift, nl.inner_columns,
             nl.inner_counts, shift_vectors(box).astype(np.float32), 0.81,
-            kernels.COULOMB_REACTION_FIELD, np.zeros((2, 13)), 0.0, False, 0.0, 0.9,
+            kernels.COULOMB_REACTION_FIELD, np.zeros(kernels.EWALD_COEFFICIENTS), 0.0, False, 0.0, 0.9,
             thread_forces)
         forces.append(thread_forces.sum(axis=0))
     assert np.array_equal(forces[0], forces[1]) and np.array_equal(forces[0], forces[2])

@@ -7,11 +7,15 @@ must not interact (excluded, padding, the lower triangle of a cluster with itsel
 cutoff) has its distance replaced by a harmless 1 nm and its force selected to zero, so LLVM
 turns the loop into vector instructions.
 
-Real-space Ewald without erfc: -dE/dr / r = qq (1/r^3 - Q(r^2)) with
-Q = [erf(alpha r)/r - 2 alpha/sqrt(pi) exp(-alpha^2 r^2)] / r^2, a smooth even function fitted
-by a degree-12 Chebyshev polynomial in r^2 over [0, cutoff^2] (:func:`ewald_polynomials`; error
-~1e-8 relative, below float32 resolution).  Energies are a separate float64 pass
-(:mod:`bencao.backends.cpu.cluster_energies`).
+Real-space Ewald: -dE/dr / r = qq S(r) / r^3 with S = erfc(x) + 2x/sqrt(pi) exp(-x^2),
+x = alpha r, computed as a product so that it keeps float32's relative accuracy where S is
+small (S falls to ~3e-3 at the cutoff): S = 2^-y [t G(t) + 2 alpha r/sqrt(pi)] with
+y = x^2 / ln 2 (2^-y by an exact power of two times a polynomial), t = 1/(1 + p x) and
+G ~ erfcx(x)/t a polynomial in t (:func:`ewald_force_coefficients`).  Writing the force as
+1/r^3 minus a polynomial for the erf part instead, as GROMACS does, costs fewer operations
+but cancels: its rounding error is that of 1/r^3, about 300 times S's near the cutoff, which
+put the per-atom force error of water boxes 1.4x above OpenMM's CPU platform.  Energies are
+a separate float64 pass (:mod:`bencao.backends.cpu.cluster_energies`).
 
 Determinism: the force on cluster j from one cluster pair is summed in float32 in a fixed order
 and converted to int64 fixed point before it joins the per-thread accumulator; the force on
@@ -38,19 +42,27 @@ from bencao.backends.cpu.simd8 import (
     add_fixed8,
     copy8,
     copy8_shifted,
+    float32_from_bits,
+    fma32,
     sum_blocks8,
     zero8,
 )
 from bencao.constants import FORCE_CLAMP, FORCE_SCALE
 
-#: Degree of the real-space Ewald polynomials.
-EWALD_DEGREE = 12
-#: Largest relative error of the fitted polynomials that is accepted (float32 resolution).
-EWALD_FIT_TOLERANCE = 1e-6
+#: Degrees of the polynomials of the real-space Ewald force: G(t) and 2^-f on [-1/2, 1/2].
+ERFCX_DEGREE = 6
+EXP2_DEGREE = 5
+#: Largest relative error of either fit that is accepted: ~4 float32 roundings, as much as the
+#: kernel's own arithmetic adds.  The fits are smooth in r, so this is a tiny change of the
+#: potential, not noise: openmmtools' WaterBox has a median force error of 1.216e-6 with
+#: degrees 7 and 6 (fits to 4e-8 and 6e-9), 1.222e-6 with these (OpenMM CPU: 1.54e-6).
+EWALD_FIT_TOLERANCE = 3e-7
+#: Length of the coefficient array of :func:`ewald_force_coefficients`.
+EWALD_COEFFICIENTS = 5 + ERFCX_DEGREE + 1 + EXP2_DEGREE + 1
 
 
-def ewald_polynomials(alpha: float, cutoff: float) -> np.ndarray:
-    """Monomial coefficients of P and Q (see the module docstring) in u = 2 r^2/cutoff^2 - 1.
+def ewald_force_coefficients(alpha: float, cutoff: float) -> np.ndarray:
+    """Constants and polynomial coefficients of the real-space Ewald force (module docstring).
 
     Parameters
     ----------
@@ -61,49 +73,60 @@ def ewald_polynomials(alpha: float, cutoff: float) -> np.ndarray:
 
     Returns
     -------
-    (2, EWALD_DEGREE + 1) float64 array
-        Row 0: P = erf(alpha r)/r (1/nm), the potential's part, row 1: Q (1/nm^3), highest
-        power first.  The force kernel uses Q's, rounded to float32.
+    (EWALD_COEFFICIENTS,) float64 array
+        alpha^2/ln 2 (1/nm^2), p alpha (1/nm), the map t -> u = a t + b onto [-1, 1] (a, b),
+        2 alpha/sqrt(pi) (1/nm), then G's coefficients in u and 2^-f's in f, highest power
+        first.  The kernel rounds them to float32.
 
     Raises
     ------
     ValueError
-        If the fit misses ``EWALD_FIT_TOLERANCE`` (alpha * cutoff above ~3.5, i.e. an Ewald
-        error tolerance below ~1e-6).
+        If no fit reaches ``EWALD_FIT_TOLERANCE`` (alpha * cutoff far above 3.5, i.e. an Ewald
+        error tolerance far below 1e-6).
     """
     from numpy.polynomial import chebyshev
-    from scipy.special import erf
+    from scipy.special import erfcx
 
-    r2 = np.linspace(0.0, cutoff * cutoff, 4001)[1:]
-    r = np.sqrt(r2)
-    p = erf(alpha * r) / r
-    q = (p - 2.0 * alpha / math.sqrt(math.pi) * np.exp(-alpha * alpha * r2)) / r2
-    # the r -> 0 limits, so the fit is anchored where the series is exact
-    r2 = np.concatenate([[0.0], r2])
-    p = np.concatenate([[2.0 * alpha / math.sqrt(math.pi)], p])
-    q = np.concatenate([[4.0 * alpha**3 / (3.0 * math.sqrt(math.pi))], q])
-    u = 2.0 * r2 / (cutoff * cutoff) - 1.0
-    rows = []
-    for values in (p, q):
-        series = chebyshev.Chebyshev.fit(u, values, EWALD_DEGREE, domain=[-1, 1])
-        error = np.max(np.abs(series(u) - values)) / np.max(np.abs(values))
-        if error > EWALD_FIT_TOLERANCE:
-            raise ValueError(
-                f"the real-space Ewald polynomial misses its accuracy ({error:.1e} relative) for "
-                f"alpha * cutoff = {alpha * cutoff:.2f}; use an Ewald error tolerance of 1e-6 or "
-                "looser"
-            )
-        rows.append(series.convert(kind=np.polynomial.Polynomial).coef[::-1])
-    return np.array(rows, np.float64)
+    x = alpha * np.linspace(0.0, cutoff, 8001)
+    best = None
+    # p sets how much of erfcx's decay 1/(1 + p x) takes up; the best p depends on
+    # alpha * cutoff, so a few are tried
+    for p in np.arange(0.30, 0.81, 0.02):
+        t = 1.0 / (1.0 + p * x)
+        low = t[-1]
+        a = 2.0 / (1.0 - low)
+        b = -1.0 - a * low
+        target = erfcx(x) / t
+        series = chebyshev.Chebyshev.fit(a * t + b, target, ERFCX_DEGREE, domain=[-1, 1])
+        error = np.max(np.abs(series(a * t + b) / target - 1.0))
+        if best is None or error < best[0]:
+            best = (error, p, a, b, series)
+    error, p, a, b, series = best
+    f = np.linspace(-0.5, 0.5, 2001)
+    power = chebyshev.Chebyshev.fit(f, 2.0 ** -f, EXP2_DEGREE, domain=[-1, 1])
+    error = max(error, np.max(np.abs(power(f) * 2.0**f - 1.0)))
+    if error > EWALD_FIT_TOLERANCE:
+        raise ValueError(
+            f"the real-space Ewald force misses its accuracy ({error:.1e} relative) for "
+            f"alpha * cutoff = {alpha * cutoff:.2f}; use an Ewald error tolerance of 1e-6 or "
+            "looser"
+        )
+    monomial = lambda s: s.convert(kind=np.polynomial.Polynomial).coef[::-1]
+    return np.concatenate([
+        [alpha * alpha / math.log(2.0), p * alpha, a, b, 2.0 * alpha / math.sqrt(math.pi)],
+        monomial(series), monomial(power),
+    ])
 
 
-# fastmath without reassociation ("reassoc"): with it LLVM picks the order of the i-force sums,
-# and Numba 0.68's cached code picked another order than a fresh compile, so a run resumed in a
-# new process rounded differently from the run it continued.  The sums are written out instead
-# (``sum_blocks8``).  The rest of fastmath (approximate reciprocal square root refined by
-# Newton's step, fused multiply-adds) is the same in cached and fresh code.  Inlined helpers
+# fastmath without reassociation ("reassoc") and without contraction ("contract"): with either,
+# LLVM chooses an order of sums or which products to fuse into multiply-adds, and Numba's
+# cached code chose differently from a fresh compile (the i-force sums in Numba 0.68; fused
+# multiply-adds in the Ewald force), so a run resumed in a new process rounded differently from
+# the run it continued.  The sums are written out instead (``sum_blocks8``) and every fused
+# multiply-add is explicit (``fma32``).  What remains (approximate reciprocal square root and
+# reciprocal refined by Newton's step) is the same in cached and fresh code.  Inlined helpers
 # carry the kernels' own flags.
-_FASTMATH = {"nnan", "ninf", "nsz", "arcp", "afn", "contract"}
+_FASTMATH = {"nnan", "ninf", "nsz", "arcp", "afn"}
 _INLINE = {"cache": True, "fastmath": _FASTMATH, "error_model": "numpy", "inline": "always"}
 
 
@@ -115,34 +138,36 @@ def _fixed(value):
 
 
 @njit(**_INLINE)
-def _coefficients(c):
-    """The 13 coefficients of a degree-12 polynomial as a tuple of scalars."""
-    return (c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12])
+def _coefficient_tuple(c):
+    """The ``EWALD_COEFFICIENTS`` coefficients as a tuple of float32 scalars."""
+    return (c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12],
+            c[13], c[14], c[15], c[16], c[17])
 
 
 @njit(**_INLINE)
-def _horner(c, u):
-    """Degree-12 polynomial with coefficients c (highest power first, a tuple) at u.
+def _ewald_force(r2, inv_r, c):
+    """S(r) / r^3 (1/nm^3) of the module docstring from r^2 (nm^2) and 1/r (1/nm).
 
-    Evaluated by Estrin's scheme: pairs of terms, then pairs of pairs with u^2, u^4, u^8.  The
-    chain of dependent multiply-adds is 5 deep instead of Horner's 12, which lets the CPU overlap
-    more of the pair loop; for |u| <= 1 and these coefficients the rounding is the same order.
+    Polynomials by Estrin's scheme (a chain of dependent multiply-adds 3 deep, not 5 or 6),
+    which lets the CPU overlap more of the pair loop.  2^-k is built from its bits: k = round(y)
+    is at most ~20 inside the cutoff, so 127 - k is a normal exponent.
     """
+    f32 = np.float32
+    magic = f32(12582912.0)  # 1.5 * 2^23: adding it rounds a float32 below 2^22 to an integer
+    y = r2 * c[0]
+    k = (y + magic) - magic
+    f = y - k
+    f2 = f * f
+    power = fma32(f2 * f2, fma32(c[12], f, c[13]),
+                  fma32(f2, fma32(c[14], f, c[15]), fma32(c[16], f, c[17])))
+    scale = float32_from_bits(np.int32((np.int32(127) - np.int32(k)) << np.int32(23)))
+    r = r2 * inv_r
+    t = f32(1.0) / fma32(c[1], r, f32(1.0))
+    u = fma32(c[2], t, c[3])
     u2 = u * u
-    u4 = u2 * u2
-    u8 = u4 * u4
-    b0 = c[12] + c[11] * u
-    b1 = c[10] + c[9] * u
-    b2 = c[8] + c[7] * u
-    b3 = c[6] + c[5] * u
-    b4 = c[4] + c[3] * u
-    b5 = c[2] + c[1] * u
-    d0 = b0 + b1 * u2
-    d1 = b2 + b3 * u2
-    d2 = b4 + b5 * u2
-    e0 = d0 + d1 * u4
-    e1 = d2 + c[0] * u4
-    return e0 + e1 * u8
+    g = fma32(u2 * u2, fma32(u2, c[5], fma32(c[6], u, c[7])),
+              fma32(u2, fma32(c[8], u, c[9]), fma32(c[10], u, c[11])))
+    return fma32(g, t, c[4] * r) * (power * scale) * (inv_r * inv_r * inv_r)
 
 
 #: i clusters per parallel work item; each item allocates its scratch once.
@@ -151,7 +176,7 @@ CHUNK = 16
 
 @njit(**_INLINE)
 def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, fxi, fyi, fzi, xa, ya, za, qa,
-              sa, ea, bit, constants, q_coef, coulomb_kind, switching):
+              sa, ea, bit, constants, ewald, coulomb_kind, switching):
     """Forces between one atom of cluster i and every atom gathered from its cluster list: the
     vectorised loop.  Branches on the flags vanish: they are constants in each kernel.
 
@@ -161,7 +186,6 @@ def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, fxi, fyi, fzi, xa,
     """
     f32 = np.float32
     cut2 = constants[0]
-    inv_cut2x2 = constants[1]
     krf = constants[2]
     rsw = constants[4]
     inv_width = constants[5]
@@ -169,32 +193,35 @@ def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, fxi, fyi, fzi, xa,
         dx = xa - xj[m]
         dy = ya - yj[m]
         dz = za - zj[m]
-        r2 = dx * dx + dy * dy + dz * dz
-        use = (((maskj[m] >> bit) & np.int32(1)) != 0) & (r2 < cut2)
+        r2 = fma32(dz, dz, fma32(dy, dy, dx * dx))
+        use = ((maskj[m] & bit) != np.int32(0)) & (r2 < cut2)
         r2 = r2 if use else f32(1.0)
         inv_r = f32(1.0) / np.sqrt(r2)
         inv_r2 = inv_r * inv_r
         qq = qa * qj[m]
         if coulomb_kind == 2:
-            u = r2 * inv_cut2x2 - f32(1.0)
-            f_coul = qq * (inv_r * inv_r2 - _horner(q_coef, u))
+            f_coul = qq * _ewald_force(r2, inv_r, ewald)
         elif coulomb_kind == 1:
-            f_coul = qq * (inv_r * inv_r2 - f32(2.0) * krf)
+            f_coul = qq * fma32(inv_r, inv_r2, f32(-2.0) * krf)
         else:
             f_coul = qq * inv_r * inv_r2
         sig = sa + hsj[m]
-        sig2 = sig * sig * inv_r2
+        # Near the LJ minimum the force is a difference, (2 (sigma/r)^6 - 1) ~ 0.1, that
+        # multiplies the rounding of (sigma/r)^6: sigma^2 / r^2 (one rounded reciprocal) and a
+        # fused 12 x - 6 keep it to a few roundings (median force error of a single LJ pair
+        # 5.2e-6 -> 1.8e-6, water's oxygens at OpenMM CPU's)
+        sig2 = (sig * sig) / r2
         sr6 = sig2 * sig2 * sig2
         eps4 = ea * e4j[m]
-        f_lj = eps4 * (f32(12.0) * sr6 * sr6 - f32(6.0) * sr6) * inv_r2
+        f_lj = eps4 * inv_r2 * sr6 * fma32(f32(12.0), sr6, f32(-6.0))
         if switching:
-            e_lj = eps4 * (sr6 * sr6 - sr6)
+            e_lj = eps4 * fma32(sr6, sr6, -sr6)
             r = r2 * inv_r
             sx = min(max(r - rsw, f32(0.0)) * inv_width, f32(1.0))
             sx2 = sx * sx
-            s = f32(1.0) + sx2 * sx * (f32(-10.0) + sx * (f32(15.0) - f32(6.0) * sx))
+            s = fma32(sx2 * sx, fma32(sx, fma32(f32(-6.0), sx, f32(15.0)), f32(-10.0)), f32(1.0))
             ds = f32(-30.0) * sx2 * (f32(1.0) - sx) * (f32(1.0) - sx) * inv_width
-            f_lj = f_lj * s - e_lj * ds * inv_r
+            f_lj = fma32(f_lj, s, -(e_lj * ds * inv_r))
         f = (f_coul + f_lj) if use else f32(0.0)
         fx = f * dx
         fy = f * dy
@@ -226,7 +253,7 @@ def _cluster_chunk(chunk, data, coulomb_kind, switching):
     tfz = thread_forces[tid, 2]
     # coefficients as scalars (a tuple), not array loads: stores in the loop could alias an
     # array, which would force a reload of every coefficient on every iteration
-    q_coef = _coefficients(ewald[1].astype(np.float32))
+    ewald_coefficients = _coefficient_tuple(ewald)
     xs = np.empty(capacity, np.float32)
     ys = np.empty(capacity, np.float32)
     zs = np.empty(capacity, np.float32)
@@ -279,7 +306,8 @@ def _cluster_chunk(chunk, data, coulomb_kind, switching):
                 xs[:width], ys[:width], zs[:width], qs[:width], hss[:width], e4s[:width],
                 masks[:width], fxs[:width], fys[:width], fzs[:width], fxi[:width], fyi[:width],
                 fzi[:width], x[i0 + a], y[i0 + a], z[i0 + a], charge[i0 + a],
-                half_sigma[i0 + a], sqrt_4epsilon[i0 + a], np.int32(a), constants, q_coef,
+                half_sigma[i0 + a], sqrt_4epsilon[i0 + a], np.int32(1 << a), constants,
+                ewald_coefficients,
                 coulomb_kind, switching)
             tfx[i0 + a] += _fixed(sum_blocks8(fxi, 0, width))
             tfy[i0 + a] += _fixed(sum_blocks8(fyi, 0, width))
@@ -370,8 +398,8 @@ def cluster_pairs_kernel(
         Squared cutoff, nm^2 (inf for none).
     coulomb_kind : int
         COULOMB_PLAIN, COULOMB_REACTION_FIELD or COULOMB_EWALD.
-    ewald : (2, 13) float64 array
-        Ewald polynomials from :func:`ewald_polynomials` (unused otherwise).
+    ewald : (EWALD_COEFFICIENTS,) float32 array
+        From :func:`ewald_force_coefficients` (unused for the other kinds).
     krf : float
         Reaction-field constant, 1/nm^3.
     switching : bool
@@ -385,9 +413,7 @@ def cluster_pairs_kernel(
         the forces differ only by the order of the float32 sums (False is for testing that).
     """
     constants = np.array([
-        cutoff2,
-        2.0 / cutoff2 if coulomb_kind == COULOMB_EWALD else 0.0,
-        krf, 0.0, switch_distance,
+        cutoff2, 0.0, krf, 0.0, switch_distance,
         1.0 / (cutoff - switch_distance) if switching else 0.0,
         # relative margin 1e-5: far above the rounding of a float32 r^2 (~1e-7), so a skipped
         # pair is certainly beyond the cutoff in the kernel's own arithmetic
@@ -395,6 +421,7 @@ def cluster_pairs_kernel(
     ], np.float32)
     bounds = np.empty((len(counts), 6), np.float32)
     cluster_bounds(x, y, z, bounds)
+    ewald = np.ascontiguousarray(ewald, np.float32)
     data = (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns,
             counts, shifts, constants, ewald, thread_forces, bounds)
     kernel = _KERNELS[(int(coulomb_kind), bool(switching))]

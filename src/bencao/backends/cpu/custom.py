@@ -12,12 +12,14 @@ from bencao.backends.common.global_parameters import GlobalParameters, custom_ta
 from bencao.backends.common.law_cache import compiled_law_loop
 from bencao.backends.common.laws.custom import custom_law
 from bencao.backends.common.laws.custom_compound import compound_law
+from bencao.backends.common.periodic import minimum_image
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cpu.base import CpuTerm
 from bencao.backends.cpu.bonded import listed_kernel
 from bencao.forces.custom import (
     CustomAngles,
     CustomBonds,
+    CustomCentroidBonds,
     CustomCompoundBonds,
     CustomExternal,
     CustomTorsions,
@@ -105,3 +107,82 @@ class CpuCustomCompoundBonds(CpuCustomListedTerm):
         self._kernel = compound_kernel(compiled.n_atoms, compiled.law)
         self._derivative_kernels = {name: compound_kernel(compiled.n_atoms, law)
                                     for name, law in compiled.derivative_laws.items()}
+
+
+
+def _centroid_loop(law, n: int):
+    """Loop over bonds of ``n`` groups: each group's centroid (its weighted mean position, the
+    groups after the first imaged next to the first if periodic), the law of the centroids,
+    and each centroid's force shared among its particles by weight."""
+
+    def loop(positions, bonds, params, forces, group_atoms, group_offsets, group_weights,
+             identity, box, periodic):
+        energy = 0.0
+        centroids = np.empty((n, 3))
+        for m in range(bonds.shape[0]):
+            for k in range(n):
+                g = bonds[m, k]
+                cx = 0.0
+                cy = 0.0
+                cz = 0.0
+                for s in range(group_offsets[g], group_offsets[g + 1]):
+                    w = group_weights[s]
+                    a = group_atoms[s]
+                    cx += w * positions[a, 0]
+                    cy += w * positions[a, 1]
+                    cz += w * positions[a, 2]
+                if k > 0 and periodic:
+                    dx, dy, dz = minimum_image(cx - centroids[0, 0], cy - centroids[0, 1],
+                                               cz - centroids[0, 2], box, True)
+                    cx = centroids[0, 0] + dx
+                    cy = centroids[0, 1] + dy
+                    cz = centroids[0, 2] + dz
+                centroids[k, 0] = cx
+                centroids[k, 1] = cy
+                centroids[k, 2] = cz
+            out = law(centroids, identity, params, m)
+            energy += out[0]
+            for k in range(n):
+                g = bonds[m, k]
+                for s in range(group_offsets[g], group_offsets[g + 1]):
+                    w = group_weights[s]
+                    add_force(forces, group_atoms[s], -w * out[1 + 3 * k],
+                              -w * out[2 + 3 * k], -w * out[3 + 3 * k])
+        return energy
+
+    return loop
+
+
+@functools.cache
+def centroid_kernel(n: int, law):
+    """The compiled bond loop of a centroid ``law`` (once per law; cached on disk by source)."""
+    return compiled_law_loop(_centroid_loop(law, n), law)
+
+
+@register_kernel("cpu", CustomCentroidBonds)
+class CpuCustomCentroidBonds(CpuCustomListedTerm):
+    """A CustomCentroidBondForce on the CPU: the compound laws of
+    ``common.laws.custom_compound`` evaluated at the groups' centroids."""
+
+    def __init__(self, term):
+        compiled = compound_law(term.n_atoms, term.expression, term.parameter_names,
+                                term.global_names, term.derivative_names, term.name, "g")
+        self.name = term.name
+        self.n_atoms = compiled.n_atoms
+        self.periodic = term.periodic
+        self.atoms, self.params, columns = custom_tables(term)
+        self.init_globals(term, columns)
+        # the law reads "particle k of bond m" as row identity[m, k] = k of the centroids
+        self._identity = np.ascontiguousarray(
+            np.broadcast_to(np.arange(self.n_atoms), self.atoms.shape))
+        self._groups = (term.group_atoms, term.group_offsets, term.group_weights,
+                        self._identity)
+        self._kernel = centroid_kernel(compiled.n_atoms, compiled.law)
+        self._derivative_kernels = {name: centroid_kernel(compiled.n_atoms, law)
+                                    for name, law in compiled.derivative_laws.items()}
+
+    def _run(self, kernel, positions, box, forces) -> float:
+        periodic = self.periodic and box is not None
+        return float(kernel(positions, self.atoms, self.params, forces, *self._groups,
+                            np.ascontiguousarray(box if periodic else np.eye(3), np.float64),
+                            periodic))

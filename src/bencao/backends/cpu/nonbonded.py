@@ -24,8 +24,9 @@ from bencao.backends.cpu.cluster_kernels import (
     COULOMB_EWALD,
     COULOMB_PLAIN,
     COULOMB_REACTION_FIELD,
+    EWALD_COEFFICIENTS,
     cluster_pairs_kernel,
-    ewald_polynomials,
+    ewald_force_coefficients,
     reduce_cluster_forces,
 )
 from bencao.backends.cpu.cluster_pairs import ClusterPairList
@@ -216,7 +217,7 @@ class CpuNonbonded(CpuTerm):
                                          prune_buffer)
         self.reciprocal = None
         self.alpha = 0.0
-        self._ewald = np.zeros((2, 13))
+        self._ewald = np.zeros(EWALD_COEFFICIENTS, np.float32)
         self._energy_polynomial = np.zeros(ENERGY_DEGREE + 1)
         self.krf = self.crf = 0.0
         if term.method in ("Ewald", "PME"):
@@ -226,7 +227,7 @@ class CpuNonbonded(CpuTerm):
             self.reciprocal = cls(term, n, default_box)
             self.alpha = float(self.reciprocal.alpha)
             self.coulomb_kind = COULOMB_EWALD
-            self._ewald = ewald_polynomials(self.alpha, term.cutoff)
+            self._ewald = ewald_force_coefficients(self.alpha, term.cutoff).astype(np.float32)
             self._energy_polynomial = ewald_energy_polynomial(self.alpha, term.cutoff)
         elif term.method in ("CutoffPeriodic", "CutoffNonPeriodic"):
             self.krf, self.crf = reaction_field_constants(term.cutoff,

@@ -160,18 +160,21 @@ def add_fixed8(typingctx, acc, acc_index, values, values_index):
 
 @intrinsic
 def sum_blocks8(typingctx, values, start, count):
-    """Sum of ``values[start:start + count]`` (float32, count a multiple of 8) in a fixed order.
+    """Sum of ``values[start:start + count]`` (float32, count a multiple of 8) in float64, in a
+    fixed order.
 
-    Four 8-lane running sums take the blocks of 8 in rotation (block k joins sum k mod 4; the
-    last ``count mod 32`` elements all join sum 0), so four independent chains of adds overlap
-    instead of one waiting on the latency of each add.  Then (s0 + s1) + (s2 + s3), and its
-    lanes pairwise ((0+1)+(2+3))+((4+5)+(6+7)).  The order is written out here, not left to the
-    compiler, so the result is the same whatever code LLVM generates (fresh or from Numba's
-    cache).
+    Each block of 8 is widened to float64 and joins one of four 8-lane running sums in
+    rotation (block k joins sum k mod 4; the last ``count mod 32`` elements all join sum 0),
+    so four independent chains of adds overlap instead of one waiting on the latency of each
+    add.  Then (s0 + s1) + (s2 + s3), and its lanes pairwise ((0+1)+(2+3))+((4+5)+(6+7)).
+    float64 because a row's few hundred pair forces largely cancel: summed in float32, their
+    rounding is a visible part of a small net force.  The order is written out here, not left
+    to the compiler, so the result is the same whatever code LLVM generates (fresh or from
+    Numba's cache).
     """
     if values.dtype != types.float32:
         return None
-    sig = types.float32(values, start, count)
+    sig = types.float64(values, start, count)
 
     def codegen(context, builder, signature, args):
         v_type, s_type, c_type = signature.args
@@ -180,13 +183,13 @@ def sum_blocks8(typingctx, values, start, count):
         count_value = context.cast(builder, args[2], c_type, types.intp)
         data = context.make_array(v_type)(context, builder, args[0]).data
         intp = context.get_value_type(types.intp)
-        zero = _splat(0.0, ir.FloatType())
+        zero = _splat(0.0, ir.DoubleType())
         sums = [cgutils.alloca_once_value(builder, zero) for _ in range(4)]
 
         def block(offset):
             index = builder.add(start_value, offset)
             pointer = builder.bitcast(builder.gep(data, [index]), vector.as_pointer())
-            return builder.load(pointer, align=1)
+            return builder.fpext(builder.load(pointer, align=1), _DOUBLE_VECTOR)
 
         stride = 4 * LANES
         whole = builder.mul(builder.sdiv(count_value, ir.Constant(intp, stride)),
@@ -206,6 +209,34 @@ def sum_blocks8(typingctx, values, start, count):
         return builder.fadd(builder.fadd(pairs[0], pairs[1]), builder.fadd(pairs[2], pairs[3]))
 
     return sig, codegen
+
+
+@intrinsic
+def float32_from_bits(typingctx, bits):
+    """The float32 whose IEEE bits are the int32 ``bits`` (a scalar bit cast, which LLVM's loop
+    vectorizer widens like any other operation): builds exact powers of two in the kernels."""
+    if bits != types.int32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+@intrinsic
+def fma32(typingctx, a, b, c):
+    """``a * b + c`` in float32 with a single rounding (``llvm.fma.f32``, which the loop
+    vectorizer widens): the kernels' error-free residuals need the fused form."""
+    if not (a == b == c == types.float32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.FloatType(), [ir.FloatType()] * 3), "llvm.fma.f32")
+        return builder.call(fma, args)
+
+    return types.float32(types.float32, types.float32, types.float32), codegen
 
 
 # ---------------------------------------------------------------------------------------------

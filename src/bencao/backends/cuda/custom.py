@@ -7,17 +7,20 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 from numba import cuda
 
 from bencao.backends.common.global_parameters import GlobalParameters, custom_tables
 from bencao.backends.common.laws.custom import custom_law
 from bencao.backends.common.laws.custom_compound import compound_law
+from bencao.backends.common.periodic import minimum_image
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cuda.bonded import CudaTerm, add_force, listed_kernel
 from bencao.backends.cuda.common import device_version
 from bencao.forces.custom import (
     CustomAngles,
     CustomBonds,
+    CustomCentroidBonds,
     CustomCompoundBonds,
     CustomExternal,
     CustomTorsions,
@@ -117,3 +120,89 @@ class CudaCustomCompoundBonds(CudaCustomListedTerm):
         self._kernel = compound_kernel(compiled.n_atoms, compiled.law)
         self._derivative_kernels = {name: compound_kernel(compiled.n_atoms, law)
                                     for name, law in compiled.derivative_laws.items()}
+
+
+
+@functools.cache
+def centroid_kernel(n: int, law):
+    """Kernel over bonds of ``n`` groups (as the CPU's ``cpu.custom._centroid_loop``): thread m
+    forms its groups' centroids (imaged next to the first group's in a periodic system), runs
+    the law on them and shares each centroid's force among its particles with integer atomics."""
+    law = device_version(law)
+    image = device_version(minimum_image)
+
+    @cuda.jit
+    def kernel(positions, bonds, params, forces, energies, group_atoms, group_offsets,
+               group_weights, identity, system_index, boxes, periodic):
+        m = cuda.grid(1)
+        if m >= bonds.shape[0]:
+            return
+        centroids = cuda.local.array((n, 3), dtype=np.float64)
+        system = system_index[group_atoms[group_offsets[bonds[m, 0]]]]
+        for k in range(n):
+            g = bonds[m, k]
+            cx = 0.0
+            cy = 0.0
+            cz = 0.0
+            for s in range(group_offsets[g], group_offsets[g + 1]):
+                w = group_weights[s]
+                a = group_atoms[s]
+                cx += w * positions[a, 0]
+                cy += w * positions[a, 1]
+                cz += w * positions[a, 2]
+            if k > 0 and periodic[system] != 0:
+                dx, dy, dz = image(cx - centroids[0, 0], cy - centroids[0, 1],
+                                   cz - centroids[0, 2], boxes[system], True)
+                cx = centroids[0, 0] + dx
+                cy = centroids[0, 1] + dy
+                cz = centroids[0, 2] + dz
+            centroids[k, 0] = cx
+            centroids[k, 1] = cy
+            centroids[k, 2] = cz
+        out = law(centroids, identity, params, m)
+        energies[m] = out[0]
+        for k in range(n):
+            g = bonds[m, k]
+            for s in range(group_offsets[g], group_offsets[g + 1]):
+                w = group_weights[s]
+                add_force(forces, group_atoms[s], -w * out[1 + 3 * k], -w * out[2 + 3 * k],
+                          -w * out[3 + 3 * k])
+
+    return kernel
+
+
+@register_kernel("cuda", CustomCentroidBonds)
+class CudaCustomCentroidBonds(CudaCustomListedTerm):
+    """A CustomCentroidBondForce on the GPU (the CPU's laws at the groups' centroids)."""
+
+    def __init__(self, term):
+        compiled = compound_law(term.n_atoms, term.expression, term.parameter_names,
+                                term.global_names, term.derivative_names, term.name, "g")
+        atoms, self.params, columns = custom_tables(term)
+        CudaTerm.__init__(self, term, atoms.shape[0])
+        self.n_atoms = compiled.n_atoms
+        self.takes_box = False
+        self.uses_box = term.periodic
+        self.init_globals(term, columns)
+        self.atoms = cuda.to_device(atoms)
+        self.device_params = cuda.to_device(self.params)
+        identity = np.ascontiguousarray(np.broadcast_to(np.arange(self.n_atoms), atoms.shape))
+        self._groups = tuple(cuda.to_device(np.ascontiguousarray(a)) for a in (
+            term.group_atoms, term.group_offsets, term.group_weights, identity))
+        self._kernel = centroid_kernel(compiled.n_atoms, compiled.law)
+        self._derivative_kernels = {name: centroid_kernel(compiled.n_atoms, law)
+                                    for name, law in compiled.derivative_laws.items()}
+
+    def _launch(self, kernel, state) -> None:
+        blocks, threads = self._grid()
+        periodic = state.periodic if self.uses_box else self._not_periodic(state)
+        kernel[blocks, threads](state.positions, self.atoms, self.device_params, state.forces,
+                                self._energies, *self._groups, state.system_index, state.boxes,
+                                periodic)
+
+    def _not_periodic(self, state):
+        """Zero periodic flags for every system of ``state`` (a force without periodic
+        boundaries in a periodic system), kept on the device."""
+        if getattr(self, "_zeros", None) is None or self._zeros.shape != state.periodic.shape:
+            self._zeros = cuda.to_device(np.zeros(state.periodic.shape, np.int32))
+        return self._zeros

@@ -1,5 +1,6 @@
 """Laws compiled from a CustomCompoundBondForce expression: an energy of the positions of the n
-particles of each bond (``bencao.forces.custom.CustomCompoundBonds``).
+particles of each bond (``bencao.forces.custom.CustomCompoundBonds``); the same laws serve
+CustomCentroidBondForce, whose "particles" are the centroids of groups (``g1 .. gn``).
 
 The expression sees ``x1, y1, z1 .. xn, yn, zn``, the bond's and the global parameters, and the
 geometric functions of OpenMM's force, rewritten here as functions of the coordinates:
@@ -30,12 +31,17 @@ def _coordinates(n: int):
     return [sympy.symbols(f"x{k} y{k} z{k}") for k in range(1, n + 1)]
 
 
-def _point(symbol, coordinates, where):
+def _point(symbol, coordinates, where, prefix):
     name = getattr(symbol, "name", "")
-    if not (name.startswith("p") and name[1:].isdigit() and 1 <= int(name[1:]) <= len(coordinates)):
-        raise ExpressionError(f"{where}: {symbol} is not a particle of the bond "
-                              f"(p1 .. p{len(coordinates)})")
+    if not (name.startswith(prefix) and name[1:].isdigit()
+            and 1 <= int(name[1:]) <= len(coordinates)):
+        raise ExpressionError(f"{where}: {symbol} is not a {_ITEM[prefix]} of the bond "
+                              f"({prefix}1 .. {prefix}{len(coordinates)})")
     return sympy.Matrix(coordinates[int(name[1:]) - 1])
+
+
+#: What the names p1 .. pn (CustomCompoundBondForce) and g1 .. gn (CustomCentroidBondForce) are.
+_ITEM = {"p": "particle", "g": "group"}
 
 
 def _angle(a, b, c):
@@ -49,12 +55,13 @@ def _dihedral(a, b, c, d):
     return sympy.atan2(sympy.sqrt(b2.dot(b2)) * b1.dot(n2), n1.dot(n2))
 
 
-def geometry_functions(n: int, where: str) -> dict:
-    """The parser's functions of a bond of ``n`` particles (see the module notes)."""
+def geometry_functions(n: int, where: str, prefix: str = "p") -> dict:
+    """The parser's functions of a bond of ``n`` particles, named ``<prefix>1 ..`` (see the
+    module notes)."""
     coordinates = _coordinates(n)
 
     def point(p):
-        return _point(p, coordinates, where)
+        return _point(p, coordinates, where, prefix)
 
     def vector(*xyz):
         return sympy.Matrix(xyz)
@@ -71,15 +78,17 @@ def geometry_functions(n: int, where: str) -> dict:
     }
 
 
-def known_names(n: int, parameter_names, global_names) -> tuple:
-    """Every name an expression of the force may use (``p<k>`` only inside the functions)."""
+def known_names(n: int, parameter_names, global_names, prefix: str = "p") -> tuple:
+    """Every name an expression of the force may use (``<prefix><k>`` only inside the
+    functions)."""
     return (*(f"{a}{k}" for k in range(1, n + 1) for a in "xyz"),
-            *(f"p{k}" for k in range(1, n + 1)), *parameter_names, *global_names)
+            *(f"{prefix}{k}" for k in range(1, n + 1)), *parameter_names, *global_names)
 
 
-def _module_source(n, expression, parameter_names, global_names, derivative_names, where):
-    parsed = parse(expression, where, known_names(n, parameter_names, global_names),
-                   geometry_functions(n, where))
+def _module_source(n, expression, parameter_names, global_names, derivative_names, where,
+                   prefix):
+    parsed = parse(expression, where, known_names(n, parameter_names, global_names, prefix),
+                   geometry_functions(n, where, prefix))
     energy = parsed.expression
     coordinates = [s for triple in _coordinates(n) for s in triple]
     names, loads = {}, []
@@ -103,9 +112,10 @@ def _module_source(n, expression, parameter_names, global_names, derivative_name
 
 
 def compound_law(n: int, expression: str, parameter_names: tuple, global_names: tuple,
-                 derivative_names: tuple, where: str) -> CustomLaw:
-    """The compiled laws of a CustomCompoundBondForce of ``n`` particles per bond (once per
-    process; cached on disk).
+                 derivative_names: tuple, where: str, prefix: str = "p") -> CustomLaw:
+    """The compiled laws of a CustomCompoundBondForce of ``n`` particles per bond, or with
+    ``prefix`` "g" of a CustomCentroidBondForce of ``n`` groups (once per process; cached on
+    disk).
 
     Raises
     ------
@@ -113,9 +123,10 @@ def compound_law(n: int, expression: str, parameter_names: tuple, global_names: 
         If the expression is malformed or uses an unknown function, name or particle.
     """
     key = repr(("compound", n, expression, parameter_names, global_names, derivative_names,
-                where))
+                where, prefix))
     module = cached_module(key, lambda: _module_source(n, expression, parameter_names,
-                                                       global_names, derivative_names, where),
+                                                       global_names, derivative_names, where,
+                                                       prefix),
                            depends_on=(__name__, "bencao.backends.common.laws.custom"))
     laws = {p: getattr(module, f"dlaw_{k}") for k, p in enumerate(derivative_names)}
     return CustomLaw(n, module.law, laws)
