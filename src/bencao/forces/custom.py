@@ -245,6 +245,9 @@ class CustomCentroidBonds(CustomListedTerm):
     group_atoms: np.ndarray = None
     group_offsets: np.ndarray = None
     group_weights: np.ndarray = None
+    #: How the expression names the bond's items: "g" (groups); "p" for a periodic
+    #: CustomCompoundBondForce run as one-particle groups (:func:`single_particle_groups`)
+    item_prefix: str = "g"
 
     name = "CustomCentroidBondForce"
     kind = "centroid"
@@ -270,3 +273,16 @@ class CustomCentroidBonds(CustomListedTerm):
     def n_atoms(self) -> int:
         """Groups per bond (``atoms`` is (M, n))."""
         return int(np.asarray(self.atoms).shape[1])
+
+
+def single_particle_groups(term: CustomCompoundBonds) -> CustomCentroidBonds:
+    """A periodic CustomCompoundBondForce as centroids of one-particle groups (group k is
+    particle k, weight 1): the same expression of the same positions, with the bond's particles
+    imaged next to its first one."""
+    n = int(np.max(term.atoms)) + 1 if np.size(term.atoms) else 0
+    return CustomCentroidBonds(
+        atoms=term.atoms, parameters=term.parameters, expression=term.expression,
+        parameter_names=term.parameter_names, global_names=term.global_names,
+        global_values=term.global_values, derivative_names=term.derivative_names,
+        periodic=True, group_atoms=np.arange(n), group_offsets=np.arange(n + 1),
+        group_weights=np.ones(n), item_prefix="p")

@@ -186,6 +186,19 @@ def _custom_pairs(force, n_particles: int):
         group_second_sizes=np.array([len(second) for _, second in groups], np.int64))
 
 
+def _refuse_raw_coordinates_if_periodic(force, kind: str, items: str) -> None:
+    """A periodic force whose expression uses coordinates x1, y1, .. itself: bencao images a
+    bond's items next to its first, which keeps distances, angles and dihedrals as OpenMM's
+    but moves the coordinates of the others by box vectors, so it is refused."""
+    import re
+
+    if force.usesPeriodicBoundaryConditions() and re.search(r"\b[xyz]\d+\b",
+                                                             force.getEnergyFunction()):
+        raise UnsupportedForceError(kind, f"coordinates (x1, y1, ...) in the expression of a "
+                                    f"periodic force are not supported yet; distance, angle and "
+                                    f"dihedral of the {items} are")
+
+
 @imports("CustomCompoundBondForce", "any expression of the particles' positions")
 def _custom_compound_bonds(force, n_particles: int):
     from bencao.backends.common.laws.custom_compound import (
@@ -194,8 +207,7 @@ def _custom_compound_bonds(force, n_particles: int):
     )
 
     kind = "CustomCompoundBondForce"
-    if force.usesPeriodicBoundaryConditions():
-        raise UnsupportedForceError(kind, "periodic boundary conditions are not supported yet")
+    _refuse_raw_coordinates_if_periodic(force, kind, "particles")
     if force.getNumTabulatedFunctions():
         raise UnsupportedForceError(kind, "tabulated functions are not supported yet")
     n = force.getNumParticlesPerBond()
@@ -212,7 +224,9 @@ def _custom_compound_bonds(force, n_particles: int):
         parameters=np.array([[float(v) for v in r[1]] for r in rows],
                             np.float64).reshape(len(rows), len(names)),
         expression=force.getEnergyFunction(), parameter_names=tuple(names),
-        global_names=global_names, global_values=global_values, derivative_names=derivatives)
+        global_names=global_names, global_values=global_values, derivative_names=derivatives,
+        # a bond's particles are imaged next to its first (backends: one-particle centroids)
+        periodic=force.usesPeriodicBoundaryConditions())
 
 
 @imports("CustomCentroidBondForce", "any expression of the group centroids' positions")
@@ -223,6 +237,7 @@ def _custom_centroid_bonds(force, n_particles: int, masses: np.ndarray):
     )
 
     kind = "CustomCentroidBondForce"
+    _refuse_raw_coordinates_if_periodic(force, kind, "groups")
     if force.getNumTabulatedFunctions():
         raise UnsupportedForceError(kind, "tabulated functions are not supported yet")
     n = force.getNumGroupsPerBond()

@@ -13,17 +13,22 @@ from bencao.backends.cpu.backend import CpuBackend
 from bencao.forces import CustomCentroidBonds
 from bencao.io.openmm_import import UnsupportedForceError
 
-EXPRESSION = ("k*(distance(g1,g2)-r0)^2 + ka*(angle(g1,g2,g3)-a0)^2"
-              " + kd*(1+cos(dihedral(g1,g2,g3,g4)-d0)) + lam*x1*y4")
+GEOMETRY = ("k*(distance(g1,g2)-r0)^2 + ka*(angle(g1,g2,g3)-a0)^2"
+            " + kd*(1+cos(dihedral(g1,g2,g3,g4)-d0))")
+EXPRESSION = GEOMETRY + " + lam*x1*y4"
+#: Periodic forces may not use coordinates themselves (see the refusal test)
+PERIODIC_EXPRESSION = GEOMETRY + " + lam*distance(g1,g4)^2"
 
 
-def centroid_system(expression=EXPRESSION, periodic=False, seed=6):
+def centroid_system(expression=None, periodic=False, seed=6):
     """Twelve particles of unequal masses in four groups (two by mass, two with explicit
     weights), two bonds of four groups, lam's derivative asked."""
     rng = np.random.default_rng(seed)
     system = mm.System()
     for mass in rng.uniform(1.0, 16.0, 12):
         system.addParticle(mass)
+    if expression is None:
+        expression = PERIODIC_EXPRESSION if periodic else EXPRESSION
     force = mm.CustomCentroidBondForce(4, expression)
     for name in ("k", "r0", "ka", "a0", "kd", "d0"):
         force.addPerBondParameter(name)
@@ -73,7 +78,7 @@ def test_centroid_bonds_match_reference(periodic, lam):
     np.testing.assert_allclose(evaluation.forces, state.getForces(asNumpy=True)._value,
                                rtol=1e-9, atol=1e-8)
     expected = state.getEnergyParameterDerivatives()["lam"]
-    # lam * x1 * y4: x1 of an unwrapped centroid on both sides
+    # lam * x1 * y4 or lam * distance^2, float64 on both sides
     assert evaluation.parameter_derivatives["lam"] == pytest.approx(expected, rel=1e-12)
 
 
@@ -102,3 +107,10 @@ def test_saved_system_keeps_the_groups(tmp_path):
     second = CpuBackend(loaded).compute(positions, box)
     assert first.energy == second.energy
     assert np.array_equal(first.forces, second.forces)
+
+
+def test_coordinates_in_a_periodic_expression_are_refused():
+    system, _, _ = centroid_system(EXPRESSION, periodic=True)
+    with pytest.raises(UnsupportedForceError, match=r"CustomCentroidBondForce: coordinates "
+                                                     r"\(x1, y1, \.\.\.\) in the expression"):
+        bencao.System.from_openmm(system)

@@ -65,3 +65,37 @@ def test_a_particle_out_of_range_is_refused_naming_it():
     with pytest.raises(UnsupportedForceError, match=r"CustomCompoundBondForce: p5 is not a "
                                                      r"particle of the bond \(p1 \.\. p4\)"):
         bencao.System.from_openmm(system)
+
+
+PERIODIC_EXPRESSION = ("k*(distance(p1,p2)-r0)^2 + ka*(angle(p1,p2,p3)-a0)^2"
+                       " + kd*(1+cos(dihedral(p1,p2,p3,p4)-d0)) + lam*distance(p1,p4)")
+
+
+def periodic_compound_system():
+    """The compound system made periodic, each bond's particles spread over periodic images."""
+    system, positions = compound_system(PERIODIC_EXPRESSION)
+    system.getForce(0).setUsesPeriodicBoundaryConditions(True)
+    box = np.diag([3.0, 3.1, 3.2])
+    system.setDefaultPeriodicBoxVectors(*[mm.Vec3(*row) for row in box])
+    # a bond spans less than half a box (as restraints do); every other particle one box away
+    positions = 0.6 * positions
+    positions[::2] += [3.0, -3.1, 0.0]
+    return system, positions, box
+
+
+def test_periodic_bonds_match_reference_across_the_box():
+    """A periodic compound force (Boresch restraints in a water box): the bond's particles lie
+    in different periodic images, OpenMM takes minimum images, so must bencao."""
+    system, positions, box = periodic_compound_system()
+    context = mm.Context(system, mm.VerletIntegrator(1.0), mm.Platform.getPlatformByName("Reference"))
+    context.setPositions(positions)
+    state = context.getState(getEnergy=True, getForces=True, getParameterDerivatives=True)
+    ours = bencao.System.from_openmm(system)
+    evaluation = CpuBackend(ours).compute(positions, box, parameter_derivatives=True)
+    assert evaluation.terms["CustomCompoundBondForce"] == evaluation.energy
+    # as in the test above: float64 on both sides, fixed point
+    assert evaluation.energy == pytest.approx(state.getPotentialEnergy()._value, rel=1e-11)
+    np.testing.assert_allclose(evaluation.forces, state.getForces(asNumpy=True)._value,
+                               rtol=1e-9, atol=1e-8)
+    assert evaluation.parameter_derivatives["lam"] == pytest.approx(
+        state.getEnergyParameterDerivatives()["lam"], rel=1e-12)

@@ -16,6 +16,7 @@ from bencao.backends.cpu.backend import CpuBackend
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cpu"))
 from test_custom_centroid import centroid_system
+from test_custom_compound import periodic_compound_system
 
 CASES = [(False, 0.4), (True, -1.3)]
 
@@ -34,6 +35,11 @@ def cuda_results(path):
         evaluation = backend.compute(positions, box, parameter_derivatives=True)
         results[periodic] = (evaluation.energy, evaluation.forces,
                              evaluation.parameter_derivatives)
+    system, positions, box = periodic_compound_system()
+    backend = CudaBackend(bencao.System.from_openmm(system))
+    evaluation = backend.compute(positions, box)
+    results["compound"] = ([type(t).__name__ for t in backend.terms], evaluation.energy,
+                           evaluation.forces)
     cuda_harness.save(results, path)
 
 
@@ -60,3 +66,16 @@ def test_cuda_centroid_bonds_equal_the_cpu(cuda_run, periodic, lam):
     # Two bonds summed with fsum on CUDA and left to right on the CPU: an ulp.
     assert energy == pytest.approx(expected.energy, rel=1e-14)
     assert derivatives["lam"] == pytest.approx(expected.parameter_derivatives["lam"], rel=1e-14)
+
+
+def test_cuda_periodic_compound_bonds_equal_the_cpu(cuda_run):
+    """A periodic CustomCompoundBondForce runs as one-particle centroids on CUDA too."""
+    terms, energy, forces = cuda_run["compound"]
+    assert terms == ["CudaCustomCentroidBonds"]
+    system, positions, box = periodic_compound_system()
+    expected = CpuBackend(bencao.System.from_openmm(system)).compute(positions, box)
+    if cuda_run["simulator"]:
+        np.testing.assert_array_equal(forces, expected.forces)  # as above
+    else:
+        np.testing.assert_allclose(forces, expected.forces, rtol=1e-12, atol=1e-8)
+    assert energy == pytest.approx(expected.energy, rel=1e-14)  # fsum against left to right

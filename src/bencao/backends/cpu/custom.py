@@ -23,6 +23,7 @@ from bencao.forces.custom import (
     CustomCompoundBonds,
     CustomExternal,
     CustomTorsions,
+    single_particle_groups,
 )
 
 
@@ -94,7 +95,18 @@ def compound_kernel(n: int, law):
 
 @register_kernel("cpu", CustomCompoundBonds)
 class CpuCustomCompoundBonds(CpuCustomListedTerm):
-    """A CustomCompoundBondForce on the CPU (the laws of ``common.laws.custom_compound``)."""
+    """A CustomCompoundBondForce on the CPU (the laws of ``common.laws.custom_compound``).  A
+    periodic one runs as centroids of one-particle groups (:class:`CpuCustomCentroidBonds`),
+    which images the bond's particles next to its first."""
+
+    @classmethod
+    def from_term(cls, term, system, **options):
+        """The kernel of ``term``: this class's, or the centroid one's if it is periodic."""
+        if not term.periodic:
+            return cls(term)
+        kernel = CpuCustomCentroidBonds(single_particle_groups(term))
+        kernel.name = term.name
+        return kernel
 
     def __init__(self, term):
         compiled = compound_law(term.n_atoms, term.expression, term.parameter_names,
@@ -107,7 +119,6 @@ class CpuCustomCompoundBonds(CpuCustomListedTerm):
         self._kernel = compound_kernel(compiled.n_atoms, compiled.law)
         self._derivative_kernels = {name: compound_kernel(compiled.n_atoms, law)
                                     for name, law in compiled.derivative_laws.items()}
-
 
 
 def _centroid_loop(law, n: int):
@@ -166,7 +177,8 @@ class CpuCustomCentroidBonds(CpuCustomListedTerm):
 
     def __init__(self, term):
         compiled = compound_law(term.n_atoms, term.expression, term.parameter_names,
-                                term.global_names, term.derivative_names, term.name, "g")
+                                term.global_names, term.derivative_names, term.name,
+                                term.item_prefix)
         self.name = term.name
         self.n_atoms = compiled.n_atoms
         self.periodic = term.periodic

@@ -24,6 +24,7 @@ from bencao.forces.custom import (
     CustomCompoundBonds,
     CustomExternal,
     CustomTorsions,
+    single_particle_groups,
 )
 
 
@@ -105,7 +106,17 @@ def compound_kernel(n: int, law):
 
 @register_kernel("cuda", CustomCompoundBonds)
 class CudaCustomCompoundBonds(CudaCustomListedTerm):
-    """A CustomCompoundBondForce on the GPU (the CPU's laws, compiled for the device)."""
+    """A CustomCompoundBondForce on the GPU (the CPU's laws, compiled for the device); a
+    periodic one runs as centroids of one-particle groups, as on the CPU."""
+
+    @classmethod
+    def from_term(cls, term, system, **options):
+        """The kernel of ``term``: this class's, or the centroid one's if it is periodic."""
+        if not term.periodic:
+            return cls(term)
+        kernel = CudaCustomCentroidBonds(single_particle_groups(term))
+        kernel.name = term.name
+        return kernel
 
     def __init__(self, term):
         compiled = compound_law(term.n_atoms, term.expression, term.parameter_names,
@@ -177,7 +188,8 @@ class CudaCustomCentroidBonds(CudaCustomListedTerm):
 
     def __init__(self, term):
         compiled = compound_law(term.n_atoms, term.expression, term.parameter_names,
-                                term.global_names, term.derivative_names, term.name, "g")
+                                term.global_names, term.derivative_names, term.name,
+                                term.item_prefix)
         atoms, self.params, columns = custom_tables(term)
         CudaTerm.__init__(self, term, atoms.shape[0])
         self.n_atoms = compiled.n_atoms
