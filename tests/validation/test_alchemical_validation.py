@@ -106,8 +106,6 @@ def test_energies_and_derivatives_over_the_lambda_grid(case):
     print(f"\nVALIDATION alchemical {name}: {worst}")
 
 
-@pytest.mark.xfail(strict=False, reason="NonbondedForce direct-space float32 error on water "
-                                        "above OpenMM CPU's (openmmtools_systems.KERNEL_GAP)")
 def test_forces_over_the_lambda_grid(case):
     name, system, positions, box, contexts, backend = case
     for lambda_electrostatics, lambda_sterics in GRID:
