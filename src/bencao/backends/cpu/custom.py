@@ -10,9 +10,9 @@ import numpy as np
 from bencao.backends.common.fixed_point import add_force
 from bencao.backends.common.global_parameters import GlobalParameters, custom_tables
 from bencao.backends.common.law_cache import compiled_law_loop
+from bencao.backends.common.laws.centroids import bond_centroids
 from bencao.backends.common.laws.custom import custom_law
 from bencao.backends.common.laws.custom_compound import compound_law
-from bencao.backends.common.periodic import minimum_image
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cpu.base import CpuTerm
 from bencao.backends.cpu.bonded import listed_kernel
@@ -131,26 +131,8 @@ def _centroid_loop(law, n: int):
         energy = 0.0
         centroids = np.empty((n, 3))
         for m in range(bonds.shape[0]):
-            for k in range(n):
-                g = bonds[m, k]
-                cx = 0.0
-                cy = 0.0
-                cz = 0.0
-                for s in range(group_offsets[g], group_offsets[g + 1]):
-                    w = group_weights[s]
-                    a = group_atoms[s]
-                    cx += w * positions[a, 0]
-                    cy += w * positions[a, 1]
-                    cz += w * positions[a, 2]
-                if k > 0 and periodic:
-                    dx, dy, dz = minimum_image(cx - centroids[0, 0], cy - centroids[0, 1],
-                                               cz - centroids[0, 2], box, True)
-                    cx = centroids[0, 0] + dx
-                    cy = centroids[0, 1] + dy
-                    cz = centroids[0, 2] + dz
-                centroids[k, 0] = cx
-                centroids[k, 1] = cy
-                centroids[k, 2] = cz
+            bond_centroids(positions, bonds, m, group_atoms, group_offsets, group_weights, box,
+                           periodic, centroids)
             out = law(centroids, identity, params, m)
             energy += out[0]
             for k in range(n):

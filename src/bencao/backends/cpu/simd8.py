@@ -24,6 +24,9 @@ Two families share the lane count and the address arithmetic:
   (``address``, ``pload``, ``pstore``, ``pget``, ``pgeti``; see :mod:`bencao.backends.cpu.fft`
   for why).  An ``f64x8`` never crosses to Python.
 
+Beside them, two scalar helpers that LLVM's loop vectorizer widens: ``fma32`` (a fused
+multiply-add written out) and ``float32_from_bits`` (a bit cast, for exact powers of two).
+
 Arrays must be C-contiguous; indices are element indices into the flat array (``pload`` &
 co.: double-sized steps from the address).  There is no bounds check: the callers index within
 arrays sized for whole-vector access.
@@ -227,7 +230,9 @@ def float32_from_bits(typingctx, bits):
 @intrinsic
 def fma32(typingctx, a, b, c):
     """``a * b + c`` in float32 with a single rounding (``llvm.fma.f32``, which the loop
-    vectorizer widens): the kernels' error-free residuals need the fused form."""
+    vectorizer widens).  The pair kernel writes its fused multiply-adds out rather than let
+    LLVM choose which products to fuse: its choice differed between a fresh compile and
+    Numba's cached code."""
     if not (a == b == c == types.float32):
         return None
 

@@ -12,8 +12,8 @@ from numba import cuda
 
 from bencao.backends.common.global_parameters import GlobalParameters, custom_tables
 from bencao.backends.common.laws.custom import custom_law
+from bencao.backends.common.laws.centroids import bond_centroids
 from bencao.backends.common.laws.custom_compound import compound_law
-from bencao.backends.common.periodic import minimum_image
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cuda.bonded import CudaTerm, add_force, listed_kernel
 from bencao.backends.cuda.common import device_version
@@ -140,7 +140,7 @@ def centroid_kernel(n: int, law):
     forms its groups' centroids (imaged next to the first group's in a periodic system), runs
     the law on them and shares each centroid's force among its particles with integer atomics."""
     law = device_version(law)
-    image = device_version(minimum_image)
+    centroids_of = device_version(bond_centroids)
 
     @cuda.jit
     def kernel(positions, bonds, params, forces, energies, group_atoms, group_offsets,
@@ -150,26 +150,8 @@ def centroid_kernel(n: int, law):
             return
         centroids = cuda.local.array((n, 3), dtype=np.float64)
         system = system_index[group_atoms[group_offsets[bonds[m, 0]]]]
-        for k in range(n):
-            g = bonds[m, k]
-            cx = 0.0
-            cy = 0.0
-            cz = 0.0
-            for s in range(group_offsets[g], group_offsets[g + 1]):
-                w = group_weights[s]
-                a = group_atoms[s]
-                cx += w * positions[a, 0]
-                cy += w * positions[a, 1]
-                cz += w * positions[a, 2]
-            if k > 0 and periodic[system] != 0:
-                dx, dy, dz = image(cx - centroids[0, 0], cy - centroids[0, 1],
-                                   cz - centroids[0, 2], boxes[system], True)
-                cx = centroids[0, 0] + dx
-                cy = centroids[0, 1] + dy
-                cz = centroids[0, 2] + dz
-            centroids[k, 0] = cx
-            centroids[k, 1] = cy
-            centroids[k, 2] = cz
+        centroids_of(positions, bonds, m, group_atoms, group_offsets, group_weights,
+                     boxes[system], periodic[system] != 0, centroids)
         out = law(centroids, identity, params, m)
         energies[m] = out[0]
         for k in range(n):
