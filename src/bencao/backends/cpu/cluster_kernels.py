@@ -19,8 +19,8 @@ a separate float64 pass (:mod:`bencao.backends.cpu.cluster_energies`).
 
 Determinism: the force on cluster j from one cluster pair is summed in float32 in a fixed order
 and converted to int64 fixed point before it joins the per-thread accumulator; the force on
-each atom of cluster i is summed over its list in float64 in a fixed order
-(``simd8.sum_blocks8``) and converted once.  Integer sums do not depend
+each atom of cluster i is summed over its list in a fixed order (``simd8.sum_blocks8``) and
+converted once.  Integer sums do not depend
 on the thread that did the work, so forces are bit-identical on any number of threads.
 """
 

@@ -163,21 +163,18 @@ def add_fixed8(typingctx, acc, acc_index, values, values_index):
 
 @intrinsic
 def sum_blocks8(typingctx, values, start, count):
-    """Sum of ``values[start:start + count]`` (float32, count a multiple of 8) in float64, in a
-    fixed order.
+    """Sum of ``values[start:start + count]`` (float32, count a multiple of 8) in a fixed order.
 
-    Each block of 8 is widened to float64 and joins one of four 8-lane running sums in
-    rotation (block k joins sum k mod 4; the last ``count mod 32`` elements all join sum 0),
-    so four independent chains of adds overlap instead of one waiting on the latency of each
-    add.  Then (s0 + s1) + (s2 + s3), and its lanes pairwise ((0+1)+(2+3))+((4+5)+(6+7)).
-    float64 because a row's few hundred pair forces largely cancel: summed in float32, their
-    rounding is a visible part of a small net force.  The order is written out here, not left
-    to the compiler, so the result is the same whatever code LLVM generates (fresh or from
-    Numba's cache).
+    Four 8-lane running sums take the blocks of 8 in rotation (block k joins sum k mod 4; the
+    last ``count mod 32`` elements all join sum 0), so four independent chains of adds overlap
+    instead of one waiting on the latency of each add.  Then (s0 + s1) + (s2 + s3), and its
+    lanes pairwise ((0+1)+(2+3))+((4+5)+(6+7)).  The order is written out here, not left to the
+    compiler, so the result is the same whatever code LLVM generates (fresh or from Numba's
+    cache).
     """
     if values.dtype != types.float32:
         return None
-    sig = types.float64(values, start, count)
+    sig = types.float32(values, start, count)
 
     def codegen(context, builder, signature, args):
         v_type, s_type, c_type = signature.args
@@ -186,13 +183,13 @@ def sum_blocks8(typingctx, values, start, count):
         count_value = context.cast(builder, args[2], c_type, types.intp)
         data = context.make_array(v_type)(context, builder, args[0]).data
         intp = context.get_value_type(types.intp)
-        zero = _splat(0.0, ir.DoubleType())
+        zero = _splat(0.0, ir.FloatType())
         sums = [cgutils.alloca_once_value(builder, zero) for _ in range(4)]
 
         def block(offset):
             index = builder.add(start_value, offset)
             pointer = builder.bitcast(builder.gep(data, [index]), vector.as_pointer())
-            return builder.fpext(builder.load(pointer, align=1), _DOUBLE_VECTOR)
+            return builder.load(pointer, align=1)
 
         stride = 4 * LANES
         whole = builder.mul(builder.sdiv(count_value, ir.Constant(intp, stride)),
