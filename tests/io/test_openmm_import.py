@@ -30,7 +30,7 @@ def _system_with(force, n=4):
 @pytest.mark.parametrize(
     "force, name",
     [
-        (mm.CustomCentroidBondForce(2, "distance(g1, g2)"), "CustomCentroidBondForce"),
+        (mm.CustomHbondForce("distance(a1, d1)"), "CustomHbondForce"),
         (mm.RBTorsionForce(), "RBTorsionForce"),
         (mm.AndersenThermostat(300, 1.0), "AndersenThermostat"),
     ],

@@ -186,68 +186,56 @@ def _custom_pairs(force, n_particles: int):
         group_second_sizes=np.array([len(second) for _, second in groups], np.int64))
 
 
-def _refuse_raw_coordinates_if_periodic(force, kind: str, items: str) -> None:
-    """A periodic force whose expression uses coordinates x1, y1, .. itself: bencao images a
-    bond's items next to its first, which keeps distances, angles and dihedrals as OpenMM's
-    but moves the coordinates of the others by box vectors, so it is refused."""
+def _compound_fields(force, kind: str, n: int, prefix: str) -> dict:
+    """The fields a CustomCompoundBondForce and a CustomCentroidBondForce share: bonds of ``n``
+    items named ``<prefix>1 ..`` (p: particles, g: groups), parameters, expression, periodicity.
+    The expression is checked here.  A periodic force's items are imaged next to the bond's
+    first one by the backends, which keeps distances, angles and dihedrals as OpenMM's but
+    moves the coordinates of the others by box vectors, so a periodic expression that uses
+    the coordinates x1, y1, .. themselves is refused."""
     import re
 
-    if force.usesPeriodicBoundaryConditions() and re.search(r"\b[xyz]\d+\b",
-                                                             force.getEnergyFunction()):
+    from bencao.backends.common.laws.custom_compound import (
+        geometry_functions,
+        known_names,
+    )
+
+    items = {"p": "particles", "g": "groups"}[prefix]
+    expression = force.getEnergyFunction()
+    periodic = force.usesPeriodicBoundaryConditions()
+    if periodic and re.search(r"\b[xyz]\d+\b", expression):
         raise UnsupportedForceError(kind, f"coordinates (x1, y1, ...) in the expression of a "
                                     f"periodic force are not supported yet; distance, angle and "
                                     f"dihedral of the {items} are")
+    if force.getNumTabulatedFunctions():
+        raise UnsupportedForceError(kind, "tabulated functions are not supported yet")
+    names = [force.getPerBondParameterName(i) for i in range(force.getNumPerBondParameters())]
+    global_names, global_values, derivatives = _globals(force)
+    try:
+        parse(expression, kind, known_names(n, names, global_names, prefix),
+              geometry_functions(n, kind, prefix))
+    except ExpressionError as error:
+        raise UnsupportedForceError(kind, str(error).split(": ", 1)[1]) from None
+    rows = [force.getBondParameters(i) for i in range(force.getNumBonds())]
+    return {
+        "atoms": np.array([r[0] for r in rows], np.int64).reshape(len(rows), n),
+        "parameters": np.array([[float(v) for v in r[1]] for r in rows],
+                               np.float64).reshape(len(rows), len(names)),
+        "expression": expression, "parameter_names": tuple(names),
+        "global_names": global_names, "global_values": global_values,
+        "derivative_names": derivatives, "periodic": periodic}
 
 
 @imports("CustomCompoundBondForce", "any expression of the particles' positions")
 def _custom_compound_bonds(force, n_particles: int):
-    from bencao.backends.common.laws.custom_compound import (
-        geometry_functions,
-        known_names,
-    )
-
-    kind = "CustomCompoundBondForce"
-    _refuse_raw_coordinates_if_periodic(force, kind, "particles")
-    if force.getNumTabulatedFunctions():
-        raise UnsupportedForceError(kind, "tabulated functions are not supported yet")
-    n = force.getNumParticlesPerBond()
-    names = [force.getPerBondParameterName(i) for i in range(force.getNumPerBondParameters())]
-    global_names, global_values, derivatives = _globals(force)
-    try:
-        parse(force.getEnergyFunction(), kind, known_names(n, names, global_names),
-              geometry_functions(n, kind))
-    except ExpressionError as error:
-        raise UnsupportedForceError(kind, str(error).split(": ", 1)[1]) from None
-    rows = [force.getBondParameters(i) for i in range(force.getNumBonds())]
-    return CustomCompoundBonds(
-        atoms=np.array([r[0] for r in rows], np.int64).reshape(len(rows), n),
-        parameters=np.array([[float(v) for v in r[1]] for r in rows],
-                            np.float64).reshape(len(rows), len(names)),
-        expression=force.getEnergyFunction(), parameter_names=tuple(names),
-        global_names=global_names, global_values=global_values, derivative_names=derivatives,
-        # a bond's particles are imaged next to its first (backends: one-particle centroids)
-        periodic=force.usesPeriodicBoundaryConditions())
+    return CustomCompoundBonds(**_compound_fields(
+        force, "CustomCompoundBondForce", force.getNumParticlesPerBond(), "p"))
 
 
 @imports("CustomCentroidBondForce", "any expression of the group centroids' positions")
 def _custom_centroid_bonds(force, n_particles: int, masses: np.ndarray):
-    from bencao.backends.common.laws.custom_compound import (
-        geometry_functions,
-        known_names,
-    )
-
     kind = "CustomCentroidBondForce"
-    _refuse_raw_coordinates_if_periodic(force, kind, "groups")
-    if force.getNumTabulatedFunctions():
-        raise UnsupportedForceError(kind, "tabulated functions are not supported yet")
-    n = force.getNumGroupsPerBond()
-    names = [force.getPerBondParameterName(i) for i in range(force.getNumPerBondParameters())]
-    global_names, global_values, derivatives = _globals(force)
-    try:
-        parse(force.getEnergyFunction(), kind, known_names(n, names, global_names, "g"),
-              geometry_functions(n, kind, "g"))
-    except ExpressionError as error:
-        raise UnsupportedForceError(kind, str(error).split(": ", 1)[1]) from None
+    fields = _compound_fields(force, kind, force.getNumGroupsPerBond(), "g")
     group_atoms, group_weights, offsets = [], [], [0]
     for g in range(force.getNumGroups()):
         particles, weights = force.getGroupParameters(g)
@@ -259,16 +247,9 @@ def _custom_centroid_bonds(force, n_particles: int, masses: np.ndarray):
         group_atoms.append(particles)
         group_weights.append(weights / weights.sum())
         offsets.append(offsets[-1] + len(particles))
-    rows = [force.getBondParameters(i) for i in range(force.getNumBonds())]
     return CustomCentroidBonds(
-        atoms=np.array([r[0] for r in rows], np.int64).reshape(len(rows), n),
-        parameters=np.array([[float(v) for v in r[1]] for r in rows],
-                            np.float64).reshape(len(rows), len(names)),
-        expression=force.getEnergyFunction(), parameter_names=tuple(names),
-        global_names=global_names, global_values=global_values, derivative_names=derivatives,
-        periodic=force.usesPeriodicBoundaryConditions(),
+        **fields, group_offsets=np.array(offsets, np.int64),
         group_atoms=np.concatenate(group_atoms) if group_atoms else np.zeros(0, np.int64),
-        group_offsets=np.array(offsets, np.int64),
         group_weights=np.concatenate(group_weights) if group_weights else np.zeros(0))
 
 

@@ -11,8 +11,8 @@ import numpy as np
 from numba import cuda
 
 from bencao.backends.common.global_parameters import GlobalParameters, custom_tables
-from bencao.backends.common.laws.custom import custom_law
 from bencao.backends.common.laws.centroids import bond_centroids
+from bencao.backends.common.laws.custom import custom_law
 from bencao.backends.common.laws.custom_compound import compound_law
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cuda.bonded import CudaTerm, add_force, listed_kernel
