@@ -205,7 +205,9 @@ class CustomPairs:
 class CustomCompoundBonds(CustomListedTerm):
     """E of the positions of the n particles of each bond (OpenMM CustomCompoundBondForce): the
     expression sees x1, y1, z1 .. xn, yn, zn (nm) and ``distance``, ``angle``, ``dihedral`` of
-    the particles p1 .. pn (see ``backends.common.laws.custom_compound``)."""
+    the particles p1 .. pn (see ``backends.common.laws.custom_compound``).  If ``periodic``,
+    the particles after the first are taken at their images nearest the first
+    (:func:`single_particle_groups`)."""
 
     name = "CustomCompoundBondForce"
     kind = "compound"
