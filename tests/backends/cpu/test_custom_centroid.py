@@ -86,6 +86,7 @@ def test_weights_default_to_masses_and_are_normalised():
     system, _, _ = centroid_system()
     term = bencao.System.from_openmm(system).terms[0]
     masses = np.array([system.getParticleMass(i)._value for i in range(3)])
+    # one division each, as computed here: equal to the last bit or two
     np.testing.assert_allclose(term.group_weights[:3], masses / masses.sum(), rtol=1e-15)
     np.testing.assert_allclose(term.group_weights[7:9], [0.3, 0.7], rtol=1e-15)
 
