@@ -13,10 +13,10 @@ import bencao
 
 pytestmark = pytest.mark.validation
 
-#: Length of each run, ps.  The mean of ~300 K kinetic temperatures of 304 atoms (fluctuation
-#: ~4.7%, correlation ~0.1 ps) over 250 ps has a standard error near 0.1%, well inside the 1%
-#: asserted.
-PICOSECONDS = 250.0
+#: Length of each run, ps: the 1 ns the issue asks for.  The mean of ~300 K kinetic temperatures
+#: of 304 atoms (fluctuation ~4.7%, correlation ~0.1 ps) over 1 ns has a standard error near
+#: 0.05%, far inside the 1% asserted, so a failure is a thermostat or force error, not noise.
+PICOSECONDS = 1000.0
 TIMESTEP = 0.004  # ps, with hydrogen mass repartitioning (3 amu) and H-bond constraints
 
 
