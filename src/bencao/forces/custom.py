@@ -61,7 +61,8 @@ class CustomListedTerm:
         Global parameters whose energy derivative dE/dp is asked for
         (OpenMM's ``addEnergyParameterDerivative``).
     periodic : bool
-        The force uses the periodic box (an external term with ``periodicdistance``).
+        The force uses the periodic box: an external term's ``periodicdistance``; a bond's,
+        angle's or torsion's particles imaged next to its first (:func:`single_particle_groups`).
     """
 
     atoms: np.ndarray
@@ -277,13 +278,25 @@ class CustomCentroidBonds(CustomListedTerm):
         return int(np.asarray(self.atoms).shape[1])
 
 
-def single_particle_groups(term: CustomCompoundBonds) -> CustomCentroidBonds:
-    """A periodic CustomCompoundBondForce as centroids of one-particle groups (group k is
-    particle k, weight 1): the same expression of the same positions, with the bond's particles
-    imaged next to its first one."""
+#: The geometric variable of a periodic custom bond, angle or torsion, as a definition of the
+#: compound expression language (OpenMM computes each from minimum-image vectors).
+_PERIODIC_GEOMETRY = {"bond": "r = distance(p1, p2)", "angle": "theta = angle(p1, p2, p3)",
+                      "torsion": "theta = dihedral(p1, p2, p3, p4)"}
+
+
+def single_particle_groups(term: CustomListedTerm) -> CustomCentroidBonds:
+    """A periodic CustomCompoundBondForce, or a periodic custom bond, angle or torsion term, as
+    centroids of one-particle groups (group k is particle k, weight 1): the same energy of the
+    same positions, with the item's particles imaged next to its first one.
+
+    A bond, angle or torsion expression gets its variable as a last definition (``E(r); r =
+    distance(p1, p2)``), which every definition before it may use, as Lepton reads them."""
+    expression = term.expression
+    if term.kind in _PERIODIC_GEOMETRY:
+        expression = f"{expression.rstrip().rstrip(';')}; {_PERIODIC_GEOMETRY[term.kind]}"
     n = int(np.max(term.atoms)) + 1 if np.size(term.atoms) else 0
     return CustomCentroidBonds(
-        atoms=term.atoms, parameters=term.parameters, expression=term.expression,
+        atoms=term.atoms, parameters=term.parameters, expression=expression,
         parameter_names=term.parameter_names, global_names=term.global_names,
         global_values=term.global_values, derivative_names=term.derivative_names,
         periodic=True, group_atoms=np.arange(n), group_offsets=np.arange(n + 1),

@@ -48,9 +48,6 @@ def _globals(force) -> tuple[tuple, tuple, tuple]:
 
 def _custom_term(record, force, kind_name: str, item_count: int, item, parameter_names):
     """Build ``record`` from ``force``: ``item(i)`` gives (atoms, parameter values) of item i."""
-    if kind_name != "CustomExternalForce" and force.usesPeriodicBoundaryConditions():
-        raise UnsupportedForceError(kind_name, "periodic boundary conditions on a custom bonded "
-                                    "force are not supported yet")
     global_names, global_values, derivatives = _globals(force)
     expression = force.getEnergyFunction()
     functions = {"periodicdistance": (6, lambda *a: a[0])} if record is CustomExternal else {}

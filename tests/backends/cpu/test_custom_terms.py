@@ -209,3 +209,32 @@ def test_second_process_neither_regenerates_nor_recompiles(tmp_path):
     assert first[0] == second[0]  # the same energy, to the last digit
     assert first[1] != "0"  # the first process compiled
     assert second[1] == "0"  # the second compiled nothing
+
+
+def periodic_custom_system():
+    """The custom system with its bond, angle and torsion forces periodic (OpenMM's
+    ``setUsesPeriodicBoundaryConditions``) and every other particle of the chain moved by a box
+    vector, so each item spans periodic images.  Returns (openmm.System, positions nm, box)."""
+    system, positions = custom_system()
+    for index in range(3):
+        system.getForce(index).setUsesPeriodicBoundaryConditions(True)
+    positions[::2] += BOX[0] - BOX[1] + BOX[2]
+    return system, positions, BOX
+
+
+def test_periodic_bonds_angles_and_torsions_take_minimum_images():
+    """OpenMM takes minimum-image vectors in periodic custom bonded forces, and so must bencao
+    (without them these bonds would be a box long)."""
+    openmm_system, positions, box = periodic_custom_system()
+    system = bencao.System.from_openmm(openmm_system)
+    assert [t.periodic for t in system.terms] == [True, True, True, True]
+    evaluation = CpuBackend(system).compute(positions, box, parameter_derivatives=True)
+    energy, forces, derivatives = reference(openmm_system, positions, {})
+    assert set(evaluation.terms) == {"CustomBondForce", "CustomAngleForce",
+                                     "CustomTorsionForce", "CustomExternalForce"}
+    # As in the test above: float64 on both sides, fixed-point forces.
+    assert evaluation.energy == pytest.approx(energy, rel=1e-11)
+    np.testing.assert_allclose(evaluation.forces, forces, rtol=1e-10, atol=1e-8)
+    for name in ("lam", "soft"):
+        assert evaluation.parameter_derivatives[name] == pytest.approx(derivatives[name],
+                                                                       rel=1e-11)

@@ -17,6 +17,7 @@ from bencao.backends.cpu.backend import CpuBackend
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cpu"))
 from test_custom_centroid import centroid_system
 from test_custom_compound import periodic_compound_system
+from test_custom_terms import periodic_custom_system
 
 CASES = [(False, 0.4), (True, -1.3)]
 
@@ -40,6 +41,11 @@ def cuda_results(path):
     evaluation = backend.compute(positions, box)
     results["compound"] = ([type(t).__name__ for t in backend.terms], evaluation.energy,
                            evaluation.forces)
+    system, positions, box = periodic_custom_system()
+    backend = CudaBackend(bencao.System.from_openmm(system))
+    evaluation = backend.compute(positions, box, parameter_derivatives=True)
+    results["listed"] = ([type(t).__name__ for t in backend.terms], evaluation.energy,
+                         evaluation.forces, evaluation.parameter_derivatives)
     cuda_harness.save(results, path)
 
 
@@ -79,3 +85,21 @@ def test_cuda_periodic_compound_bonds_equal_the_cpu(cuda_run):
     else:
         np.testing.assert_allclose(forces, expected.forces, rtol=1e-12, atol=1e-8)
     assert energy == pytest.approx(expected.energy, rel=1e-14)  # fsum against left to right
+
+
+def test_cuda_periodic_bonds_angles_and_torsions_equal_the_cpu(cuda_run):
+    """Periodic custom bonds, angles and torsions run as one-particle centroids on CUDA too."""
+    terms, energy, forces, derivatives = cuda_run["listed"]
+    assert terms == ["CudaCustomCentroidBonds"] * 3 + ["CudaCustomListedTerm"]
+    system, positions, box = periodic_custom_system()
+    expected = CpuBackend(bencao.System.from_openmm(system)).compute(
+        positions, box, parameter_derivatives=True)
+    if cuda_run["simulator"]:
+        np.testing.assert_array_equal(forces, expected.forces)  # as above
+    else:
+        np.testing.assert_allclose(forces, expected.forces, rtol=1e-12, atol=1e-8)
+    # tens of items summed with fsum on CUDA and left to right on the CPU
+    assert energy == pytest.approx(expected.energy, rel=1e-13)
+    for name in ("lam", "soft"):
+        assert derivatives[name] == pytest.approx(expected.parameter_derivatives[name],
+                                                  rel=1e-13)

@@ -36,6 +36,20 @@ class CpuCustomListedTerm(GlobalParameters, CpuTerm):
         The expression, per-item parameters and global parameters.
     """
 
+    #: Kinds that run as centroids of one-particle groups when periodic
+    PERIODIC_AS_CENTROIDS = ("bond", "angle", "torsion", "compound")
+
+    @classmethod
+    def from_term(cls, term, system, **options):
+        """The kernel of ``term``: this class's, or for a periodic bond, angle, torsion or
+        compound bond the centroid kernel of one-particle groups, which images each item's
+        particles next to its first (``forces.custom.single_particle_groups``)."""
+        if not (term.periodic and term.kind in cls.PERIODIC_AS_CENTROIDS):
+            return cls(term)
+        kernel = CpuCustomCentroidBonds(single_particle_groups(term))
+        kernel.name = term.name
+        return kernel
+
     def __init__(self, term):
         compiled = custom_law(term.kind, term.expression, term.parameter_names,
                               term.global_names, term.derivative_names, term.name)
@@ -98,15 +112,6 @@ class CpuCustomCompoundBonds(CpuCustomListedTerm):
     """A CustomCompoundBondForce on the CPU (the laws of ``common.laws.custom_compound``).  A
     periodic one runs as centroids of one-particle groups (:class:`CpuCustomCentroidBonds`),
     which images the bond's particles next to its first."""
-
-    @classmethod
-    def from_term(cls, term, system, **options):
-        """The kernel of ``term``: this class's, or the centroid one's if it is periodic."""
-        if not term.periodic:
-            return cls(term)
-        kernel = CpuCustomCentroidBonds(single_particle_groups(term))
-        kernel.name = term.name
-        return kernel
 
     def __init__(self, term):
         compiled = compound_law(term.n_atoms, term.expression, term.parameter_names,
