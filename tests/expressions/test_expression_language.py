@@ -126,3 +126,11 @@ def test_malformed_expressions_fail_on_import_naming_force_and_text(expression, 
     assert text.startswith("CustomBondForce: ")
     assert message in text
     assert "\n" not in text
+
+
+def test_renaming_variables_keeps_functions_numbers_and_definitions_apart():
+    from bencao.expressions import rename_variables
+
+    statements = rename_variables("sqrt(eps)*e + max(e, 1e-3); e = 1+0.3*lam;", "test",
+                                  lambda name: {"lam": "lam"}.get(name, f"{name}_1"))
+    assert statements == ["sqrt(eps_1)*e_1 + max(e_1, 1e-3)", "e_1 = 1+0.3*lam"]

@@ -263,3 +263,50 @@ def parse(text: str, where: str, variables, functions: dict | None = None) -> Pa
             f"{where}: {', '.join(repr(u) for u in unknown)} in {text.strip()!r} "
             f"is neither a parameter nor a variable (known: {', '.join(sorted(allowed))})")
     return Parsed(value, names)
+
+
+def rename_variables(text: str, where: str, rename: Callable[[str], str]) -> list[str]:
+    """The statements of an expression with every variable renamed, definitions included.
+
+    Function names keep theirs; numbers and operators are untouched, so the statements parse
+    to the same expression of the renamed variables.  This is how a per-particle value of a
+    CustomNonbondedForce (``addComputedValue``) becomes a definition for each particle of the
+    pair (``a`` -> ``a1``, ``a2``).
+
+    Parameters
+    ----------
+    text : str
+        The expression with its ``;`` definitions.
+    where : str
+        The force, for error messages.
+    rename : callable
+        ``rename(name)`` -> the new name of a variable or definition.
+
+    Returns
+    -------
+    list of str
+        The expression, then each definition as ``name = expression``.
+    """
+    statements = [s for s in text.split(";")]
+    while len(statements) > 1 and not statements[-1].strip():
+        statements.pop()
+    renamed = []
+    for index, statement in enumerate(statements):
+        prefix = ""
+        if index:
+            match = _DEFINITION.match(statement)
+            if match is None:
+                raise ExpressionError(f"{where}: {statement.strip()!r} is not a definition "
+                                      "'name = expression'")
+            prefix = f"{rename(match.group(1))} = "
+            statement = match.group(2)
+        tokens = _tokens(statement, where)
+        pieces, last = [], 0
+        for position, (kind, token, start) in enumerate(tokens):
+            called = position + 1 < len(tokens) and tokens[position + 1][1] == "("
+            if kind == "name" and not called:
+                pieces += [statement[last:start], rename(token)]
+                last = start + len(token)
+        pieces.append(statement[last:])
+        renamed.append(prefix + "".join(pieces).strip())
+    return renamed

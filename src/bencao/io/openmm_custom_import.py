@@ -15,7 +15,7 @@ import numpy as np
 
 from bencao.backends.common.laws.custom import KINDS
 from bencao.backends.common.pair_laws import MAX_INTERACTION_GROUPS
-from bencao.expressions import ExpressionError, parse
+from bencao.expressions import ExpressionError, parse, rename_variables
 from bencao.forces.custom import (
     CustomAngles,
     CustomBonds,
@@ -144,11 +144,9 @@ def _custom_pairs(force, n_particles: int):
     if fast is not None:
         return fast
     kind = "CustomNonbondedForce"
-    for count, what in ((force.getNumComputedValues(), "computed values"),
-                        (force.getNumTabulatedFunctions(), "tabulated functions")):
-        if count:
-            raise UnsupportedForceError(kind, f"{what} with an expression of its own are not "
-                                        "supported yet")
+    if force.getNumTabulatedFunctions():
+        raise UnsupportedForceError(kind, "tabulated functions with an expression of its own "
+                                    "are not supported yet")
     if force.getNumInteractionGroups() > MAX_INTERACTION_GROUPS:
         raise UnsupportedForceError(kind, f"{force.getNumInteractionGroups()} interaction "
                                     f"groups; at most {MAX_INTERACTION_GROUPS} are supported")
@@ -162,14 +160,15 @@ def _custom_pairs(force, n_particles: int):
     global_names, global_values, derivatives = _globals(force)
     known = ("r", *(f"{n}{k}" for n in names for k in (1, 2)), *global_names)
     try:
-        parse(force.getEnergyFunction(), kind, known)
+        expression = _with_computed_values(force, kind, names, global_names)
+        parse(expression, kind, known)
     except ExpressionError as error:
         raise UnsupportedForceError(kind, str(error).split(": ", 1)[1]) from None
     params = np.array([force.getParticleParameters(i) for i in range(n_particles)],
                       np.float64).reshape(n_particles, len(names))
     exclusions = [force.getExclusionParticles(i) for i in range(force.getNumExclusions())]
     return CustomPairs(
-        parameters=params, expression=force.getEnergyFunction(), parameter_names=tuple(names),
+        parameters=params, expression=expression, parameter_names=tuple(names),
         global_names=global_names, global_values=global_values, derivative_names=derivatives,
         exclusions=np.array(exclusions, np.int64).reshape(-1, 2),
         method=_PAIR_METHODS[force.getNonbondedMethod()],
@@ -181,6 +180,33 @@ def _custom_pairs(force, n_particles: int):
         group_second=np.array([a for _, second in groups for a in second], np.int64),
         group_first_sizes=np.array([len(first) for first, _ in groups], np.int64),
         group_second_sizes=np.array([len(second) for _, second in groups], np.int64))
+
+
+def _with_computed_values(force, kind: str, names, global_names) -> str:
+    """A CustomNonbondedForce's energy with its computed values (``addComputedValue``: a value
+    per particle from its parameters and the globals) appended as definitions of ``<value>1``
+    and ``<value>2``, the pair's first and second particle's.  The law, its derivatives and
+    the long-range correction then see one expression, exact, of the particles' parameters.
+
+    Each value's own definitions are renamed per particle (``d`` -> ``d_<value>1``) so that the
+    two copies and the energy's definitions never collide."""
+    statements = [force.getEnergyFunction().rstrip().rstrip(";")]
+    for k in range(force.getNumComputedValues()):
+        value, text = force.getComputedValueParameters(k)
+        where = f"{kind}: computed value {value!r}"
+        try:
+            parse(text, kind, (*names, *global_names))
+        except ExpressionError as error:  # name the value: "<force>: computed value 'v': .."
+            raise ExpressionError(f"{where}: {str(error).split(': ', 1)[1]}") from None
+        for particle in (1, 2):
+            def rename(name, particle=particle, value=value):
+                if name in global_names:
+                    return name
+                return f"{name}{particle}" if name in names else f"{name}_{value}{particle}"
+
+            main, *definitions = rename_variables(text, where, rename)
+            statements += [f"{value}{particle} = {main}", *definitions]
+    return "; ".join(statements)
 
 
 def _compound_fields(force, kind: str, n: int, prefix: str) -> dict:

@@ -20,9 +20,10 @@ WCA = "step(rc-r)*(4*eps*((s/r)^12-(s/r)^6)+eps); rc=2^(1/6)*s; s=0.32; eps=0.6"
 EDGE = 2.6  # box edge, nm
 
 
-def fluid(expression=LJ, method=2, n=216, seed=5):
+def fluid(expression=LJ, method=2, n=216, seed=5, derivative=True):
     """``n`` particles on a jittered 6x6x6 grid (0.43 nm apart) in a cubic box, one
-    CustomNonbondedForce; returns (openmm.System, force, positions)."""
+    CustomNonbondedForce (dU/dlam asked if ``derivative``); returns (openmm.System, force,
+    positions)."""
     rng = np.random.default_rng(seed)
     system = mm.System()
     system.setDefaultPeriodicBoxVectors(mm.Vec3(EDGE, 0, 0), mm.Vec3(0, EDGE, 0),
@@ -32,7 +33,8 @@ def fluid(expression=LJ, method=2, n=216, seed=5):
         force.addPerParticleParameter("sigma")
         force.addPerParticleParameter("epsilon")
         force.addGlobalParameter("lam", 0.8)
-        force.addEnergyParameterDerivative("lam")
+        if derivative:
+            force.addEnergyParameterDerivative("lam")
     for i in range(n):
         system.addParticle(40.0)
         force.addParticle([rng.uniform(0.30, 0.34), rng.uniform(0.5, 0.7)]
@@ -155,8 +157,46 @@ def test_long_range_correction_follows_the_volume_and_lambda():
     assert term.long_range_energy(box) == pytest.approx(0.5 * small, rel=1e-14)  # E is linear in lam
 
 
+#: Computed values (``addComputedValue``) that use a parameter, a global and a definition of
+#: their own named as one of the energy's, so that renaming per particle is exercised.
+COMPUTED = ("lam*4*eps*((sig/r)^12-(sig/r)^6); sig=0.5*(s1+s2); eps=e1*e2; e=0",
+            [("s", "sigma"), ("e", "sqrt(epsilon)*e; e=1+0.3*lam")])
+
+
+@pytest.mark.parametrize("correction", [False, True], ids=["plain", "long-range-correction"])
+def test_computed_values_match_openmm(correction):
+    # OpenMM computes no parameter derivatives of a force with computed values; bencao does,
+    # checked below against central differences of OpenMM's energies.
+    system, force, positions = fluid(derivative=False)
+    force.setEnergyFunction(COMPUTED[0])
+    for name, expression in COMPUTED[1]:
+        force.addComputedValue(name, expression)
+    force.setUseLongRangeCorrection(correction)
+    ours = bencao.System.from_openmm(system)
+    object.__setattr__(ours.terms[0], "derivative_names", ("lam",))
+    backend = CpuBackend(ours)
+    backend.set_parameter("lam", 0.45)
+    evaluation = backend.compute(positions, parameter_derivatives=True)
+    energy, forces, _ = reference(system, positions, {"lam": 0.45})
+    # As in the test above: pairs in float64, OpenMM's correction integrand in float32.
+    tolerance = 1e-8 if correction else 1e-11
+    assert evaluation.energy == pytest.approx(energy, rel=tolerance)
+    np.testing.assert_allclose(evaluation.forces, forces, rtol=1e-10, atol=len(positions) * 2**-31)
+    if correction:
+        # OpenMM's float32 correction (1e-9 of E) differs between lam +- h by its rounding,
+        # which a difference quotient amplifies ~1e4-fold: no reference for dU/dlam here.
+        return
+    # lam enters the computed value e: dU/dlam checks the chain rule through it.  E is a cubic
+    # in lam, so a central difference with h = 1e-4 is off by ~h^2 = 1e-8 relative at most.
+    h = 1e-4
+    plus, minus = (reference(system, positions, {"lam": 0.45 + d})[0] for d in (h, -h))
+    assert evaluation.parameter_derivatives["lam"] == pytest.approx((plus - minus) / (2 * h),
+                                                                    rel=1e-6)
+
+
 @pytest.mark.parametrize("change, message", [
-    (lambda f: f.addComputedValue("v", "sigma*2"), "computed values"),
+    (lambda f: f.addComputedValue("v", "sigma*k"), "computed value 'v': 'k' in 'sigma*k' is "
+                                                   "neither"),
     (lambda f: f.setEnergyFunction("lam*foo(r)"), "unknown function 'foo'"),
     (lambda f: f.setEnergyFunction("sigma*r"), "'sigma' in 'sigma*r' is neither"),
 ])
