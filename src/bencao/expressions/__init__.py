@@ -11,6 +11,12 @@ This layer knows nothing of backends; the laws built from it live in
 ``bencao.backends.common.laws.custom``.
 """
 
-from bencao.expressions.parser import FUNCTIONS, ExpressionError, Parsed, parse, rename_variables
+from bencao.expressions.parser import (
+    FUNCTIONS,
+    ExpressionError,
+    Parsed,
+    parse,
+    rename_variables,
+)
 
 __all__ = ["FUNCTIONS", "ExpressionError", "Parsed", "parse", "rename_variables"]

@@ -122,6 +122,12 @@ class PythonLawPrinter(PythonCodePrinter):
     def _print_Symbol(self, expr):
         return self._names.get(expr, expr.name)
 
+    def _print_Function(self, expr):
+        # A force's own functions (tabulated functions) print themselves.
+        if hasattr(expr, "_pythoncode"):
+            return expr._pythoncode(self)
+        return super()._print_Function(expr)
+
     def _print_Float(self, expr):
         # repr of the double: exactly the value SymPy holds, read back bit for bit.
         return repr(float(expr))

@@ -38,6 +38,36 @@ def _normalise_parameters(term) -> None:
                          "global parameters of the force")
 
 
+#: Kinds of OpenMM tabulated function and their number of arguments.
+TABLE_KINDS = {"continuous1d": 1, "continuous2d": 2, "continuous3d": 3,
+               "discrete1d": 1, "discrete2d": 2, "discrete3d": 3}
+
+
+def _normalise_tables(term) -> None:
+    """Make a term's ``tabulated_functions`` a tuple of plain dicts (as saved System files hold
+    them) and check each: name, kind (:data:`TABLE_KINDS`), grid points per axis (x first),
+    (min, max) per axis for a continuous function, periodic or not, values (x fastest)."""
+    tables = []
+    for table in term.tabulated_functions:
+        kind = str(table["kind"])
+        if kind not in TABLE_KINDS:
+            raise ValueError(f"{term.name}: tabulated function {table['name']!r} has unknown "
+                             f"kind {kind!r}; expected one of {', '.join(TABLE_KINDS)}")
+        shape = [int(n) for n in table["shape"]]
+        ranges = [float(v) for v in table.get("ranges", ())]
+        values = [float(v) for v in np.asarray(table["values"], np.float64).reshape(-1)]
+        continuous = kind.startswith("continuous")
+        if (len(shape) != TABLE_KINDS[kind] or len(values) != int(np.prod(shape))
+                or len(ranges) != (2 * len(shape) if continuous else 0)):
+            raise ValueError(f"{term.name}: tabulated function {table['name']!r}: "
+                             f"{len(values)} values, grid {shape} and ranges {ranges} do not "
+                             f"fit a {kind} function")
+        tables.append({"name": str(table["name"]), "kind": kind, "shape": shape,
+                       "ranges": ranges, "periodic": bool(table.get("periodic", False)),
+                       "values": values})
+    object.__setattr__(term, "tabulated_functions", tuple(tables))
+
+
 @dataclass(frozen=True)
 class CustomListedTerm:
     """Fields common to the custom listed terms (a base, not a term itself).
@@ -63,6 +93,10 @@ class CustomListedTerm:
     periodic : bool
         The force uses the periodic box: an external term's ``periodicdistance``; a bond's,
         angle's or torsion's particles imaged next to its first (:func:`single_particle_groups`).
+    tabulated_functions : tuple of dict
+        OpenMM's tabulated functions the expression calls (compound and centroid bonds): name,
+        kind (:data:`TABLE_KINDS`), shape (points per axis, x first), ranges ((min, max) per
+        axis, continuous kinds), periodic, values (x fastest).
     """
 
     atoms: np.ndarray
@@ -73,6 +107,7 @@ class CustomListedTerm:
     global_values: tuple = ()
     derivative_names: tuple = ()
     periodic: bool = False
+    tabulated_functions: tuple = ()
 
     #: Particles per item
     n_atoms = 2
@@ -82,6 +117,7 @@ class CustomListedTerm:
     def __post_init__(self):
         object.__setattr__(self, "periodic", bool(self.periodic))
         _normalise_parameters(self)
+        _normalise_tables(self)
 
 
 @term_record
@@ -157,6 +193,8 @@ class CustomPairs:
         Interaction groups, concatenated: the particles of set 1 (set 2) of every group.
     group_first_sizes, group_second_sizes : (G,) int64 arrays
         How many particles each group's set 1 (set 2) has; no groups: all pairs interact.
+    tabulated_functions : tuple of dict
+        As for :class:`CustomListedTerm`.
     """
 
     parameters: np.ndarray
@@ -174,12 +212,14 @@ class CustomPairs:
     group_second: np.ndarray = None
     group_first_sizes: np.ndarray = None
     group_second_sizes: np.ndarray = None
+    tabulated_functions: tuple = ()
 
     name = "CustomNonbondedForce"
     kind = "pair"
 
     def __post_init__(self):
         _normalise_parameters(self)
+        _normalise_tables(self)
         object.__setattr__(self, "exclusions", index_pairs(self.exclusions))
         object.__setattr__(self, "long_range_correction", bool(self.long_range_correction))
         for key in ("group_first", "group_second", "group_first_sizes", "group_second_sizes"):
@@ -299,5 +339,5 @@ def single_particle_groups(term: CustomListedTerm) -> CustomCentroidBonds:
         atoms=term.atoms, parameters=term.parameters, expression=expression,
         parameter_names=term.parameter_names, global_names=term.global_names,
         global_values=term.global_values, derivative_names=term.derivative_names,
-        periodic=True, group_atoms=np.arange(n), group_offsets=np.arange(n + 1),
-        group_weights=np.ones(n), item_prefix="p")
+        periodic=True, tabulated_functions=term.tabulated_functions, group_atoms=np.arange(n),
+        group_offsets=np.arange(n + 1), group_weights=np.ones(n), item_prefix="p")

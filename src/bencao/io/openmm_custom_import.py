@@ -46,13 +46,52 @@ def _globals(force) -> tuple[tuple, tuple, tuple]:
     return names, values, derivatives
 
 
+#: OpenMM's tabulated function classes -> (kind, number of axes).
+_TABLE_CLASSES = {"Continuous1DFunction": ("continuous1d", 1),
+                  "Continuous2DFunction": ("continuous2d", 2),
+                  "Continuous3DFunction": ("continuous3d", 3),
+                  "Discrete1DFunction": ("discrete1d", 1), "Discrete2DFunction": ("discrete2d", 2),
+                  "Discrete3DFunction": ("discrete3d", 3)}
+
+
+def tabulated_functions(force, kind_name: str) -> tuple:
+    """A force's tabulated functions as the dicts of ``forces.custom`` (name, kind, shape,
+    ranges, periodic, values), read from OpenMM's ``getFunctionParameters``: sizes first, then
+    the values (x fastest), then (min, max) per axis for a continuous function."""
+    tables = []
+    for index in range(force.getNumTabulatedFunctions()):
+        name = force.getTabulatedFunctionName(index)
+        function = force.getTabulatedFunction(index)
+        entry = _TABLE_CLASSES.get(type(function).__name__)
+        if entry is None:
+            raise UnsupportedForceError(kind_name, f"tabulated function {name!r} of type "
+                                        f"{type(function).__name__} is not supported")
+        kind, axes = entry
+        parameters = list(function.getFunctionParameters())
+        if axes == 1:  # [values, min, max] or (values,)
+            values = parameters[0] if kind == "continuous1d" else parameters
+            shape, ranges = [len(values)], parameters[1:3] if kind == "continuous1d" else []
+        else:
+            shape, values, ranges = parameters[:axes], parameters[axes], parameters[axes + 1:]
+        periodic = bool(function.getPeriodic()) if hasattr(function, "getPeriodic") else False
+        tables.append({"name": name, "kind": kind, "shape": [int(n) for n in shape],
+                       "ranges": [float(v) for v in ranges], "periodic": periodic,
+                       "values": [float(v) for v in values]})
+    return tuple(tables)
+
+
+def _table_functions(tables, kind_name: str) -> dict:
+    """The parser's functions of ``tables`` (to check an expression on import)."""
+    from bencao.backends.common.laws.tabulated import table_functions, table_specs
+
+    return table_functions(table_specs(tables), kind_name)
+
+
 def _custom_term(record, force, kind_name: str, item_count: int, item, parameter_names):
     """Build ``record`` from ``force``: ``item(i)`` gives (atoms, parameter values) of item i."""
     global_names, global_values, derivatives = _globals(force)
     expression = force.getEnergyFunction()
     functions = {"periodicdistance": (6, lambda *a: a[0])} if record is CustomExternal else {}
-    if force.getNumTabulatedFunctions() if hasattr(force, "getNumTabulatedFunctions") else 0:
-        raise UnsupportedForceError(kind_name, "tabulated functions are not supported yet")
     try:
         parse(expression, kind_name, (*KINDS[record.kind][1], *parameter_names, *global_names),
               functions)
@@ -144,9 +183,7 @@ def _custom_pairs(force, n_particles: int):
     if fast is not None:
         return fast
     kind = "CustomNonbondedForce"
-    if force.getNumTabulatedFunctions():
-        raise UnsupportedForceError(kind, "tabulated functions with an expression of its own "
-                                    "are not supported yet")
+    tables = tabulated_functions(force, kind)
     if force.getNumInteractionGroups() > MAX_INTERACTION_GROUPS:
         raise UnsupportedForceError(kind, f"{force.getNumInteractionGroups()} interaction "
                                     f"groups; at most {MAX_INTERACTION_GROUPS} are supported")
@@ -160,8 +197,8 @@ def _custom_pairs(force, n_particles: int):
     global_names, global_values, derivatives = _globals(force)
     known = ("r", *(f"{n}{k}" for n in names for k in (1, 2)), *global_names)
     try:
-        expression = _with_computed_values(force, kind, names, global_names)
-        parse(expression, kind, known)
+        expression = _with_computed_values(force, kind, names, global_names, tables)
+        parse(expression, kind, known, _table_functions(tables, kind))
     except ExpressionError as error:
         raise UnsupportedForceError(kind, str(error).split(": ", 1)[1]) from None
     params = np.array([force.getParticleParameters(i) for i in range(n_particles)],
@@ -179,10 +216,11 @@ def _custom_pairs(force, n_particles: int):
         group_first=np.array([a for first, _ in groups for a in first], np.int64),
         group_second=np.array([a for _, second in groups for a in second], np.int64),
         group_first_sizes=np.array([len(first) for first, _ in groups], np.int64),
-        group_second_sizes=np.array([len(second) for _, second in groups], np.int64))
+        group_second_sizes=np.array([len(second) for _, second in groups], np.int64),
+        tabulated_functions=tables)
 
 
-def _with_computed_values(force, kind: str, names, global_names) -> str:
+def _with_computed_values(force, kind: str, names, global_names, tables=()) -> str:
     """A CustomNonbondedForce's energy with its computed values (``addComputedValue``: a value
     per particle from its parameters and the globals) appended as definitions of ``<value>1``
     and ``<value>2``, the pair's first and second particle's.  The law, its derivatives and
@@ -195,7 +233,7 @@ def _with_computed_values(force, kind: str, names, global_names) -> str:
         value, text = force.getComputedValueParameters(k)
         where = f"{kind}: computed value {value!r}"
         try:
-            parse(text, kind, (*names, *global_names))
+            parse(text, kind, (*names, *global_names), _table_functions(tables, kind))
         except ExpressionError as error:  # name the value: "<force>: computed value 'v': .."
             raise ExpressionError(f"{where}: {str(error).split(': ', 1)[1]}") from None
         for particle in (1, 2):
@@ -230,13 +268,12 @@ def _compound_fields(force, kind: str, n: int, prefix: str) -> dict:
         raise UnsupportedForceError(kind, f"coordinates (x1, y1, ...) in the expression of a "
                                     f"periodic force are not supported yet; distance, angle and "
                                     f"dihedral of the {items} are")
-    if force.getNumTabulatedFunctions():
-        raise UnsupportedForceError(kind, "tabulated functions are not supported yet")
+    tables = tabulated_functions(force, kind)
     names = [force.getPerBondParameterName(i) for i in range(force.getNumPerBondParameters())]
     global_names, global_values, derivatives = _globals(force)
     try:
         parse(expression, kind, known_names(n, names, global_names, prefix),
-              geometry_functions(n, kind, prefix))
+              {**geometry_functions(n, kind, prefix), **_table_functions(tables, kind)})
     except ExpressionError as error:
         raise UnsupportedForceError(kind, str(error).split(": ", 1)[1]) from None
     rows = [force.getBondParameters(i) for i in range(force.getNumBonds())]
@@ -246,7 +283,7 @@ def _compound_fields(force, kind: str, n: int, prefix: str) -> dict:
                                np.float64).reshape(len(rows), len(names)),
         "expression": expression, "parameter_names": tuple(names),
         "global_names": global_names, "global_values": global_values,
-        "derivative_names": derivatives, "periodic": periodic}
+        "derivative_names": derivatives, "periodic": periodic, "tabulated_functions": tables}
 
 
 @imports("CustomCompoundBondForce", "any expression of the particles' positions")

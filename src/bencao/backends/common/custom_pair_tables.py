@@ -9,6 +9,7 @@ import numpy as np
 from bencao.backends.common.custom_long_range import CustomLongRangeCorrection
 from bencao.backends.common.global_parameters import GlobalParameters, parameter_table
 from bencao.backends.common.laws.custom import custom_law
+from bencao.backends.common.laws.tabulated import table_specs
 
 
 def group_masks(term, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,7 +45,8 @@ class CustomPairTables(GlobalParameters):
     def init_custom_pairs(self, term) -> None:
         """Compile the law and build the tables of ``term`` (a CustomPairs)."""
         self.compiled = custom_law("pair", term.expression, term.parameter_names,
-                                   term.global_names, term.derivative_names, term.name)
+                                   term.global_names, term.derivative_names, term.name,
+                                   tables=table_specs(term))
         self.name = term.name
         self.term = term
         self.n = int(np.asarray(term.parameters).shape[0])  # (N, P), P may be 0

@@ -13,6 +13,7 @@ from bencao.backends.common.law_cache import compiled_law_loop
 from bencao.backends.common.laws.centroids import bond_centroids
 from bencao.backends.common.laws.custom import custom_law
 from bencao.backends.common.laws.custom_compound import compound_law
+from bencao.backends.common.laws.tabulated import table_specs
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cpu.base import CpuTerm
 from bencao.backends.cpu.bonded import listed_kernel
@@ -52,7 +53,8 @@ class CpuCustomListedTerm(GlobalParameters, CpuTerm):
 
     def __init__(self, term):
         compiled = custom_law(term.kind, term.expression, term.parameter_names,
-                              term.global_names, term.derivative_names, term.name)
+                              term.global_names, term.derivative_names, term.name,
+                              tables=table_specs(term))
         self.name = term.name
         self.n_atoms = compiled.n_atoms
         # External terms (one particle) take the box; compound bonds never do.
@@ -115,7 +117,8 @@ class CpuCustomCompoundBonds(CpuCustomListedTerm):
 
     def __init__(self, term):
         compiled = compound_law(term.n_atoms, term.expression, term.parameter_names,
-                                term.global_names, term.derivative_names, term.name)
+                                term.global_names, term.derivative_names, term.name,
+                                tables=table_specs(term))
         self.name = term.name
         self.n_atoms = compiled.n_atoms
         self.takes_box = False
@@ -165,7 +168,7 @@ class CpuCustomCentroidBonds(CpuCustomListedTerm):
     def __init__(self, term):
         compiled = compound_law(term.n_atoms, term.expression, term.parameter_names,
                                 term.global_names, term.derivative_names, term.name,
-                                term.item_prefix)
+                                term.item_prefix, tables=table_specs(term))
         self.name = term.name
         self.n_atoms = compiled.n_atoms
         self.periodic = term.periodic

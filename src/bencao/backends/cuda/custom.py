@@ -14,6 +14,7 @@ from bencao.backends.common.global_parameters import GlobalParameters, custom_ta
 from bencao.backends.common.laws.centroids import bond_centroids
 from bencao.backends.common.laws.custom import custom_law
 from bencao.backends.common.laws.custom_compound import compound_law
+from bencao.backends.common.laws.tabulated import table_specs
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cuda.bonded import CudaTerm, add_force, listed_kernel
 from bencao.backends.cuda.common import device_version
@@ -53,7 +54,8 @@ class CudaCustomListedTerm(GlobalParameters, CudaTerm):
 
     def __init__(self, term):
         compiled = custom_law(term.kind, term.expression, term.parameter_names,
-                              term.global_names, term.derivative_names, term.name)
+                              term.global_names, term.derivative_names, term.name,
+                              tables=table_specs(term))
         atoms, self.params, columns = custom_tables(term)
         super().__init__(term, atoms.shape[0])
         self.n_atoms = compiled.n_atoms
@@ -125,7 +127,8 @@ class CudaCustomCompoundBonds(CudaCustomListedTerm):
 
     def __init__(self, term):
         compiled = compound_law(term.n_atoms, term.expression, term.parameter_names,
-                                term.global_names, term.derivative_names, term.name)
+                                term.global_names, term.derivative_names, term.name,
+                                tables=table_specs(term))
         atoms, self.params, columns = custom_tables(term)
         CudaTerm.__init__(self, term, atoms.shape[0])
         self.n_atoms = compiled.n_atoms
@@ -176,7 +179,7 @@ class CudaCustomCentroidBonds(CudaCustomListedTerm):
     def __init__(self, term):
         compiled = compound_law(term.n_atoms, term.expression, term.parameter_names,
                                 term.global_names, term.derivative_names, term.name,
-                                term.item_prefix)
+                                term.item_prefix, tables=table_specs(term))
         atoms, self.params, columns = custom_tables(term)
         CudaTerm.__init__(self, term, atoms.shape[0])
         self.n_atoms = compiled.n_atoms

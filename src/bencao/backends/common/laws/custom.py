@@ -30,6 +30,11 @@ from dataclasses import dataclass
 
 import sympy
 
+from bencao.backends.common.laws.tabulated import (
+    table_functions,
+    table_source,
+    tables_key,
+)
 from bencao.expressions import parse
 from bencao.expressions.codegen import cached_module, print_block
 
@@ -156,7 +161,7 @@ def _tail(kind, derivative: bool):
 
 @functools.cache
 def custom_law(kind: str, expression: str, parameter_names: tuple, global_names: tuple,
-               derivative_names: tuple, where: str) -> CustomLaw:
+               derivative_names: tuple, where: str, tables: tuple = ()) -> CustomLaw:
     """Compile ``expression`` into the laws of a custom listed term (once per process; the
     generated module and its machine code are cached on disk).
 
@@ -172,6 +177,8 @@ def custom_law(kind: str, expression: str, parameter_names: tuple, global_names:
         Global parameters to build a dE/dp law for.
     where : str
         The force, for error messages.
+    tables : tuple of TableSpec
+        The force's tabulated functions (``laws.tabulated``; a CustomNonbondedForce's).
 
     Raises
     ------
@@ -179,24 +186,28 @@ def custom_law(kind: str, expression: str, parameter_names: tuple, global_names:
         If the expression is malformed or uses an unknown function or name.
     """
     n_atoms = KINDS[kind][0]
-    key = repr((kind, expression, parameter_names, global_names, derivative_names, where))
+    key = repr((kind, expression, parameter_names, global_names, derivative_names, where,
+                tables_key(tables)))
     module = cached_module(key, lambda: _module_source(kind, expression, parameter_names,
-                                                       global_names, derivative_names, where),
-                          depends_on=(__name__,))
+                                                       global_names, derivative_names, where,
+                                                       tables),
+                          depends_on=(__name__, "bencao.backends.common.laws.tabulated"))
     laws = {p: getattr(module, f"dlaw_{k}") for k, p in enumerate(derivative_names)}
     return CustomLaw(n_atoms, module.law, laws)
 
 
-def _module_source(kind, expression, parameter_names, global_names, derivative_names, where):
+def _module_source(kind, expression, parameter_names, global_names, derivative_names, where,
+                   tables=()):
     """The generated module of :func:`custom_law`: ``law`` and ``dlaw_<k>``."""
     variables = KINDS[kind][1]
     shifts: list = []
     functions = {"periodicdistance": (6, _periodic_distance(shifts))} if kind == "external" else {}
+    functions.update(table_functions(tables, where))
     names, loads, known = _variables(kind, parameter_names, global_names)
     parsed = parse(expression, where, known, functions)
     energy = parsed.expression
     coordinates = [sympy.Symbol(v) for v in variables]
-    source = _HEADER.format(where=where, expression=expression)
+    source = _HEADER.format(where=where, expression=expression) + table_source(tables)
     gradient = [_derivative(energy, v) for v in coordinates]
     source += _function_source("law", kind, [energy, *gradient], names, loads, shifts,
                                _tail(kind, derivative=False))

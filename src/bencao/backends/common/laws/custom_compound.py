@@ -16,6 +16,11 @@ from __future__ import annotations
 import sympy
 
 from bencao.backends.common.laws.custom import CustomLaw, _derivative
+from bencao.backends.common.laws.tabulated import (
+    table_functions,
+    table_source,
+    tables_key,
+)
 from bencao.expressions import ExpressionError, parse
 from bencao.expressions.codegen import cached_module, print_block
 
@@ -86,9 +91,10 @@ def known_names(n: int, parameter_names, global_names, prefix: str = "p") -> tup
 
 
 def _module_source(n, expression, parameter_names, global_names, derivative_names, where,
-                   prefix):
+                   prefix, tables):
+    functions = {**geometry_functions(n, where, prefix), **table_functions(tables, where)}
     parsed = parse(expression, where, known_names(n, parameter_names, global_names, prefix),
-                   geometry_functions(n, where, prefix))
+                   functions)
     energy = parsed.expression
     coordinates = [s for triple in _coordinates(n) for s in triple]
     names, loads = {}, []
@@ -99,7 +105,7 @@ def _module_source(n, expression, parameter_names, global_names, derivative_name
     for column, parameter in enumerate((*parameter_names, *global_names)):
         names[sympy.Symbol(parameter)] = f"p_{column}"
         loads.append(f"    p_{column} = params[m, {column}]")
-    source = _HEADER.format(where=where, expression=expression)
+    source = _HEADER.format(where=where, expression=expression) + table_source(tables)
     functions = [("law", [energy] + [_derivative(energy, c) for c in coordinates])]
     functions += [(f"dlaw_{k}", [_derivative(energy, sympy.Symbol(p))] + [0] * (3 * n))
                   for k, p in enumerate(derivative_names)]
@@ -112,10 +118,11 @@ def _module_source(n, expression, parameter_names, global_names, derivative_name
 
 
 def compound_law(n: int, expression: str, parameter_names: tuple, global_names: tuple,
-                 derivative_names: tuple, where: str, prefix: str = "p") -> CustomLaw:
+                 derivative_names: tuple, where: str, prefix: str = "p",
+                 tables: tuple = ()) -> CustomLaw:
     """The compiled laws of a CustomCompoundBondForce of ``n`` particles per bond, or with
     ``prefix`` "g" of a CustomCentroidBondForce of ``n`` groups (once per process; cached on
-    disk).
+    disk); ``tables`` are the force's tabulated functions (``laws.tabulated.TableSpec``).
 
     Raises
     ------
@@ -123,10 +130,11 @@ def compound_law(n: int, expression: str, parameter_names: tuple, global_names: 
         If the expression is malformed or uses an unknown function, name or particle.
     """
     key = repr(("compound", n, expression, parameter_names, global_names, derivative_names,
-                where, prefix))
+                where, prefix, tables_key(tables)))
     module = cached_module(key, lambda: _module_source(n, expression, parameter_names,
                                                        global_names, derivative_names, where,
-                                                       prefix),
-                           depends_on=(__name__, "bencao.backends.common.laws.custom"))
+                                                       prefix, tables),
+                           depends_on=(__name__, "bencao.backends.common.laws.custom",
+                                       "bencao.backends.common.laws.tabulated"))
     laws = {p: getattr(module, f"dlaw_{k}") for k, p in enumerate(derivative_names)}
     return CustomLaw(n, module.law, laws)

@@ -50,13 +50,6 @@ def _discrete(offset: int, shape: tuple):
     return type(f"Discrete{offset}", (_Constant,), {"nargs": len(shape), "_pythoncode": printed})
 
 
-class _Printer(PythonLawPrinter):
-    def _print_Function(self, expr):
-        if hasattr(expr, "_pythoncode"):
-            return expr._pythoncode(self)
-        return super()._print_Function(expr)
-
-
 def _functions(term) -> dict:
     functions, offset = {}, 0
     for name, shape in zip(term.table_names, term.table_shapes):
@@ -104,7 +97,7 @@ def _function(name, signature, outputs, names, loads):
     shared, reduced = sympy.cse([sympy.sympify(o) for o in outputs], symbols=temporaries,
                                 order="none")
     printer_names = dict(names)
-    printer = _Printer(printer_names)
+    printer = PythonLawPrinter(printer_names)
     for symbol, value in shared:
         printer_names[symbol] = symbol.name
         lines.append(f"    {symbol.name} = {printer.doprint(value)}")
