@@ -107,6 +107,16 @@ class Ceil(_Constant):
     nargs = 1
 
 
+def _squaring(base: str, n: int) -> str:
+    """``base``^n as a product by exponentiation by squaring (n >= 1)."""
+    if n == 1:
+        return base
+    if n % 2:
+        return f"{_squaring(base, n - 1)}*{base}"
+    half = _squaring(base, n // 2)
+    return f"{half}*{half}" if n == 2 else f"({half})*({half})"
+
+
 class PythonLawPrinter(PythonCodePrinter):
     """Python source for Numba (CPU and CUDA): ``math`` functions, exact float literals and
     conditional expressions for Lepton's piecewise functions.
@@ -140,16 +150,14 @@ class PythonLawPrinter(PythonCodePrinter):
 
     def _print_Pow(self, expr, rational=False):
         base, exponent = expr.args
-        if exponent.is_Integer and 2 <= abs(int(exponent)) <= 4:
-            # Small integer powers as products, as compilers do for pow(x, n): exact and fast.
-            text = "*".join([self.parenthesize(base, 100)] * abs(int(exponent)))
-            return f"({text})" if exponent > 0 else f"(1.0/({text}))"
         if exponent == -1:
             return f"(1.0/{self.parenthesize(base, 100)})"
-        if exponent.is_Integer:
-            # An integer exponent stays an integer: Numba multiplies (a float one calls pow).
-            power = f"{self.parenthesize(base, 100)}**{abs(int(exponent))}"
-            return f"({power})" if exponent > 0 else f"(1.0/{power})"
+        if exponent.is_Integer and abs(int(exponent)) >= 2:
+            # Integer powers as products (exponentiation by squaring, as compilers do for
+            # pow(x, n)), written out: Numba's own x**n calls a loop that keeps LLVM from
+            # vectorising the law's loop.  The repeated square is one value to LLVM (CSE).
+            power = _squaring(self.parenthesize(base, 100), abs(int(exponent)))
+            return f"({power})" if exponent > 0 else f"(1.0/({power}))"
         return super()._print_Pow(expr, rational=rational)
 
     def _print_Step(self, expr):

@@ -15,21 +15,19 @@ cubic box, with one CustomNonbondedForce:
 
 Why CPU and CUDA forces are not always bit-identical: both backends evaluate the same generated
 float64 law on bit-identical displacements (to a few ulp, see below), but they split each pair's
-force differently between float64 and fixed point.  The thread (or loop iteration) of the atom that *owns* a pair sums the
-pair's force on that atom in float64 with its other owned pairs and converts the sum once; the
-partner gets the pair's share converted on its own.  CUDA's list gives (i, j), i < j, to i if
-i + j is even and to j otherwise (``cuda.pairs``), the CPU's half list to whichever comes first
-in its cell-sorted order (``cpu.neighbors``), so with a cutoff most pairs are owned by different
-atoms and the truncations of fixed point fall differently: a few units of 2^-32 kJ/mol/nm per
-component.  Without a cutoff both give (i, j) to i and walk j upwards: the very same forces.
-:func:`test_both_backends_are_their_own_list_replayed` pins this down by replaying the law over
-each backend's own list and getting each backend's forces, energy and dU/dlam bit for bit.
+force differently between float64 and fixed point.  On CUDA the thread of the atom that *owns*
+a pair sums the pair's force on that atom in float64 with its other owned pairs and converts the
+sum once; on the CPU (a vectorised loop) every pair force is converted on its own and the owner
+sums the integers.  Pair ownership differs too: CUDA's list gives (i, j), i < j, to i if i + j is
+even and to j otherwise (``cuda.pairs``), the CPU's half list to whichever comes first in its
+cell-sorted order (``cpu.neighbors``).  So the truncations of fixed point fall differently: a few
+units of 2^-32 kJ/mol/nm per component.  :func:`test_both_backends_are_their_own_list_replayed`
+pins this down by replaying the law over each backend's own list and getting each backend's
+forces, energy and dU/dlam bit for bit.
 
-The pair values themselves are not bit-identical in Numba's CUDA simulator either: there the law
-runs as its Python source, where ``r**12`` is libm's pow, while the CPU's ``@njit`` law unrolls
-an integer power into multiplications (Numba's lowering, which a GPU kernel presumably shares;
-not checked without a GPU).  They differ by a few ulp per pair (:data:`LAW_ULPS`), which the
-energy bounds include and which is far below the fixed-point unit of the forces.
+The pair values themselves may differ by an ulp in Numba's CUDA simulator, where the law runs as
+its Python source while the CPU's is compiled with ``@njit`` (:data:`LAW_ULPS` bounds it), which
+the energy bounds include and which is far below the fixed-point unit of the forces.
 """
 
 from __future__ import annotations
@@ -347,18 +345,13 @@ def test_forces_match_cpu_backend(cuda_run, cpu_run, name, lam):
     forces = cuda_run[name]["evaluations"][lam]["first"][1]
     cpu_forces = cpu_run[name]["evaluations"][lam][1]
     assert np.abs(cpu_forces).max() > 0.1  # the case really has forces to compare
-    if name == "NoCutoff" and cuda_run["simulator"]:
-        # Without a cutoff both backends give each pair (i, j), i < j, to i and walk j upwards,
-        # so they split the forces the same way between float64 and fixed point, and integer
-        # sums commute.  The pair values themselves differ by a few ulp (LAW_ULPS: ~1e-15
-        # kJ/mol/nm here), which flips a truncation to 2^-32 with odds ~5e-6 per conversion
-        # (~3% over this case's 6200): none does for this fixed case, the very same forces.
-        assert forces.tobytes() == cpu_forces.tobytes()
-        return
-    # With a cutoff the backends own pairs differently (module notes), and on a real GPU the
-    # law may round differently again.  Each backend's component of particle i is within
-    # k_i + 1 units of 2^-32 of the exact sum of its own pair forces (k_i + 1 truncations at
-    # most, each under a unit; its float64 partial sums add < 0.1 unit: <= 63 terms of
+    # The backends split the pair forces differently between float64 partial sums and fixed
+    # point: the CPU converts every pair force (its vectorised loop sums i's force as
+    # integers), CUDA sums particle i's in float64 first, and with a cutoff they own pairs
+    # differently (module notes); on a real GPU the law may round differently again.  Each
+    # backend's component of particle i is within k_i + 1 units of 2^-32 of the exact sum of
+    # its own pair forces (k_i + 1 truncations at most, each under a unit; float64 partial
+    # sums add < 0.1 unit: <= 63 terms of
     # < 1e3 kJ/mol/nm at u = 1.1e-16), and the two exact sums differ by far less than a unit
     # (pair values ulps apart): 2 (k_i + 1) + 1 units per component (measured: 7 at most).
     units = np.abs(forces - cpu_forces) * FORCE_SCALE
@@ -390,8 +383,9 @@ def test_energies_and_derivatives_match_cpu_to_the_summation_order(cuda_run, cpu
 @pytest.mark.parametrize("name, lam", RUNS)
 def test_both_backends_are_their_own_list_replayed(cuda_run, cpu_run, name, lam):
     # The diagnosis of the module notes, pinned down: the generated law replayed over each
-    # backend's own list -- its pair ownership and order, float64 sums for the owner, one
-    # conversion per partner share -- gives that backend's forces, energy and dU/dlam bit for
+    # backend's own list -- its pair ownership and order, the owner's sum (per pair in fixed
+    # point on the CPU, in float64 on CUDA), one conversion per partner share -- gives that
+    # backend's forces, energy and dU/dlam bit for
     # bit; the CPU's with the njit law, the simulator's with the law's pure Python source (what
     # ``device_version`` runs there), which rounds integer powers differently (LAW_ULPS).
     xyz = positions()
@@ -404,7 +398,9 @@ def test_both_backends_are_their_own_list_replayed(cuda_run, cpu_run, name, lam)
         table[:, term.global_columns["lam"]] = lam
     parameters = (table, *term.switch, *term.masks, term.grouped)
 
-    def replay(pair_list, law):
+    def replay(pair_list, law, integer_owner=False):
+        # integer_owner: the owner's force summed pair by pair in fixed point (the CPU's
+        # vectorised loop), not in float64 then converted once (CUDA)
         forces = np.zeros((N_PARTICLES, 3), np.int64)
         partials = []
         for i, atoms in pair_list:
@@ -420,8 +416,11 @@ def test_both_backends_are_their_own_list_replayed(cuda_run, cpu_run, name, lam)
                 for c in range(3):
                     own[c] -= f * d[c]
                     forces[j, c] += to_fixed(f * d[c])
-            for c in range(3):
-                forces[i, c] += to_fixed(own[c])
+                    if integer_owner:
+                        forces[i, c] -= to_fixed(f * d[c])
+            if not integer_owner:
+                for c in range(3):
+                    forces[i, c] += to_fixed(own[c])
             partials.append(energy)
         return forces / FORCE_SCALE, np.array(partials)
 
@@ -430,7 +429,7 @@ def test_both_backends_are_their_own_list_replayed(cuda_run, cpu_run, name, lam)
     # the CPU: np.sum of the per-atom partials in its cell order
     cpu_energy, cpu_forces, _, cpu_derivatives = cpu_run[name]["evaluations"][lam]
     cpu_list = cpu_run[name]["list"][lam]
-    forces, partials = replay(cpu_list, laws["energy"])
+    forces, partials = replay(cpu_list, laws["energy"], integer_owner=True)
     assert forces.tobytes() == cpu_forces.tobytes()
     assert bits(np.sum(partials)) == bits(cpu_energy)
     for key, value in cpu_derivatives.items():
