@@ -6,14 +6,23 @@ from __future__ import annotations
 
 import pytest
 from openmmtools_systems import build, marked, system_names
-from reference import check_against_openmm
+from reference import check_against_openmm, check_over_configurations
 
 pytest.importorskip("openmmtools")
 pytestmark = pytest.mark.validation
+
+#: Up to this many particles a system's per-atom median error is a coin flip of one rounding
+#: (LennardJonesPair: bencao's error above OpenMM CPU's in 33% of 300 nearby configurations,
+#: yet its median over them 7.5e-7 against 1.0e-6), so such systems are compared over many
+#: configurations (``reference.check_over_configurations``).
+FEW_PARTICLES = 4
 
 
 @pytest.mark.parametrize("name", [marked(name) for name in system_names()])
 def test_system_matches_reference_as_well_as_openmm_cpu(name):
     system, positions, box = build(name)
-    result = check_against_openmm(system, positions, box)
+    if system.getNumParticles() <= FEW_PARTICLES:
+        result = check_over_configurations(system, positions, box)
+    else:
+        result = check_against_openmm(system, positions, box)
     print(f"\nVALIDATION openmmtools {name}: {result}")

@@ -88,8 +88,8 @@ def ewald_force_coefficients(alpha: float, cutoff: float) -> np.ndarray:
     from scipy.special import erfcx
 
     # 2^-y is built from the bits of 127 - round(y): y must stay well inside the exponent range
-    # at every r the kernel evaluates (up to the cutoff, and 1 nm on masked lanes)
-    if alpha * alpha * max(cutoff * cutoff, 1.0) / math.log(2.0) > 120.0:
+    # at every r the kernel evaluates (up to the cutoff; masked lanes at min(cutoff, 1 nm))
+    if alpha * alpha * cutoff * cutoff / math.log(2.0) > 120.0:
         raise ValueError(f"the real-space Ewald force is not available for alpha = {alpha:.3g} "
                          f"/nm with a {cutoff:.3g} nm cutoff; use a looser Ewald error tolerance")
     x = alpha * np.linspace(0.0, cutoff, 8001)
@@ -194,13 +194,16 @@ def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, fxi, fyi, fzi, xa,
     krf = constants[2]
     rsw = constants[4]
     inv_width = constants[5]
+    # masked lanes are evaluated (then discarded) at r^2 = min(cutoff^2, 1 nm^2): finite,
+    # and never farther than the cutoff, where the Ewald fit's 2^-y holds
+    masked_r2 = min(cut2, f32(1.0))
     for m in range(xj.shape[0]):
         dx = xa - xj[m]
         dy = ya - yj[m]
         dz = za - zj[m]
         r2 = fma32(dz, dz, fma32(dy, dy, dx * dx))
         use = ((maskj[m] & bit) != np.int32(0)) & (r2 < cut2)
-        r2 = r2 if use else f32(1.0)
+        r2 = r2 if use else masked_r2
         inv_r = f32(1.0) / np.sqrt(r2)
         inv_r2 = inv_r * inv_r
         qq = qa * qj[m]
