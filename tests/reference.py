@@ -141,3 +141,40 @@ def check_over_configurations(system, positions, box=None, count=300, jitter=0.0
     assert median["bencao"] <= max(PARITY * median["cpu"], FORCE_FLOOR), median
     assert median["bencao_energy"] <= max(2 * median["cpu_energy"], ENERGY_FLOOR), median
     return median
+
+
+def check_terms_against_openmm(system, positions, box=None):
+    """Each force of ``system`` alone (its own force group): bencao's per-atom force error
+    against Reference no worse than OpenMM CPU's, median and 99th percentile (``PARITY``).
+    Returns {force name: (median, p99, cpu median, cpu p99)}."""
+    from bencao.backends.common.fixed_point import forces_from_fixed
+    from bencao.backends.cpu.backend import CpuBackend
+
+    groups = [force.getForceGroup() for force in system.getForces()]
+    for index, force in enumerate(system.getForces()):
+        force.setForceGroup(index)
+    try:
+        backend = CpuBackend(bencao.System.from_openmm(system))
+        results = {}
+        for index, force in enumerate(system.getForces()):
+            reference, cpu = (_group_forces(system, positions, box, platform, index)
+                              for platform in ("Reference", "CPU"))
+            (term,) = [t for t in backend.terms if t.name == type(force).__name__]
+            ours = forces_from_fixed(backend.term_forces(term, positions, box)[0])
+            median, p99 = force_agreement(ours, reference)
+            cpu_median, cpu_p99 = force_agreement(cpu, reference)
+            assert median <= max(PARITY * cpu_median, FORCE_FLOOR), (term.name, median, cpu_median)
+            assert p99 <= max(PARITY * cpu_p99, 10 * FORCE_FLOOR), (term.name, p99, cpu_p99)
+            results[term.name] = (median, p99, cpu_median, cpu_p99)
+    finally:
+        for force, group in zip(system.getForces(), groups):
+            force.setForceGroup(group)
+    return results
+
+
+def _group_forces(system, positions, box, platform, group):
+    context = mm.Context(system, mm.VerletIntegrator(0.001), mm.Platform.getPlatformByName(platform))
+    if box is not None:
+        context.setPeriodicBoxVectors(*[mm.Vec3(*row) for row in box])
+    context.setPositions(positions)
+    return context.getState(getForces=True, groups={group}).getForces(asNumpy=True)._value
