@@ -132,24 +132,27 @@ def _pair_loop(law, width: int):
                     pair_forces[2, k] = to_fixed(f_over_r * dz if real else 0.0)
                     if with_energy:  # loop-invariant: without it no energy is computed
                         pair_energy[k] = e if real else 0.0
+            own = thread_forces[tid]
             fxi = np.int64(0)
             fyi = np.int64(0)
             fzi = np.int64(0)
-            for k in range(inside):  # integer sums: exact, and vectorised
-                fxi -= pair_forces[0, k]
-                fyi -= pair_forces[1, k]
-                fzi -= pair_forces[2, k]
             energy = 0.0
-            for k in range(inside):
+            for k in range(inside):  # i's sums in integers: exact in any order
                 j = partner[k]
-                thread_forces[tid, j, 0] += pair_forces[0, k]
-                thread_forces[tid, j, 1] += pair_forces[1, k]
-                thread_forces[tid, j, 2] += pair_forces[2, k]
+                fx = pair_forces[0, k]
+                fy = pair_forces[1, k]
+                fz = pair_forces[2, k]
+                own[j, 0] += fx
+                own[j, 1] += fy
+                own[j, 2] += fz
+                fxi -= fx
+                fyi -= fy
+                fzi -= fz
                 if with_energy:
                     energy += pair_energy[k]
-            thread_forces[tid, i, 0] += fxi
-            thread_forces[tid, i, 1] += fyi
-            thread_forces[tid, i, 2] += fzi
+            own[i, 0] += fxi
+            own[i, 1] += fyi
+            own[i, 2] += fzi
             atom_energy[i] = energy
 
     return loop
