@@ -55,111 +55,116 @@ def _pair_loop(law, width: int):
     rows = multiplicity + 1
 
     def loop(positions, parameters, neighbors, counts, shifts, minimum_image_mode, box, cutoff2,
-             thread_forces, atom_energy, scratch, partners, fixed, energies, with_energy):
+             thread_forces, atom_energy, scratch, partners, fixed, energies, with_energy, bounds):
+        # particles in chunks of equal pair counts (``bounds``): the half list gives the
+        # particles early in its order more partners than late ones
         table = parameters[0]
         grouped = parameters[5]
         switch_distance = parameters[1]
         cutoff = parameters[2]
         switching = switch_distance > 0.0
         switch2 = switch_distance * switch_distance
-        for i in prange(positions.shape[0]):
-            tid = numba.get_thread_id()
-            lane = scratch[tid]
-            partner = partners[tid]
-            pair_forces = fixed[tid]
-            pair_energy = energies[tid]
-            xi = positions[i, 0]
-            yi = positions[i, 1]
-            zi = positions[i, 2]
-            inside = 0
-            for k in range(counts[i]):
-                entry = neighbors[i, k]
-                j = entry >> SHIFT_BITS
-                shift = entry & SHIFT_MASK
-                dx = positions[j, 0] - xi + shifts[shift, 0]
-                dy = positions[j, 1] - yi + shifts[shift, 1]
-                dz = positions[j, 2] - zi + shifts[shift, 2]
-                if minimum_image_mode:
-                    dx, dy, dz = minimum_image(dx, dy, dz, box, True)
-                # written at the next free slot; kept (the slot advances) only inside the cutoff
-                lane[0, inside] = dx
-                lane[1, inside] = dy
-                lane[2, inside] = dz
-                partner[inside] = j
-                inside += 1 if dx * dx + dy * dy + dz * dz < cutoff2 else 0
-            for k in range(inside):  # the parameters of the partners kept only
-                j = partner[k]
-                for c in range(width):
-                    lane[first + c, k] = table[j, c]
-                if grouped:
-                    lane[multiplicity, k] = float(group_multiplicity(parameters[3],
-                                                                     parameters[4], i, j))
-            # Whole vectors only: the slots up to the next multiple of LANES are filler (a
-            # copy of the last pair, so finite values), masked out below, which spares the
-            # law's loop a scalar remainder of up to LANES - 1 pairs.
-            padded = (inside + LANES - 1) // LANES * LANES
-            for k in range(inside, padded):
-                for row in range(rows):
-                    lane[row, k] = lane[row, inside - 1]
-            # The law's loop twice: with the switch, and without it (LLVM would otherwise
-            # compute the switch, masked, for every pair).
-            if switching:
-                for k in range(padded):
-                    dx = lane[0, k]
-                    dy = lane[1, k]
-                    dz = lane[2, k]
-                    r2 = dx * dx + dy * dy + dz * dz
-                    f_over_r, e = law(r2, i, k, parameters, lane)
-                    if r2 > switch2:
-                        r = math.sqrt(r2)
-                        s, ds = switch_factor(r, switch_distance, cutoff)
-                        f_over_r = f_over_r * s - e * ds / r
-                        e = e * s
-                    real = k < inside
-                    pair_forces[0, k] = to_fixed(f_over_r * dx if real else 0.0)
-                    pair_forces[1, k] = to_fixed(f_over_r * dy if real else 0.0)
-                    pair_forces[2, k] = to_fixed(f_over_r * dz if real else 0.0)
-                    pair_energy[k] = e if real else 0.0
-            else:
-                for k in range(padded):
-                    dx = lane[0, k]
-                    dy = lane[1, k]
-                    dz = lane[2, k]
-                    f_over_r, e = law(dx * dx + dy * dy + dz * dz, i, k, parameters, lane)
-                    real = k < inside
-                    pair_forces[0, k] = to_fixed(f_over_r * dx if real else 0.0)
-                    pair_forces[1, k] = to_fixed(f_over_r * dy if real else 0.0)
-                    pair_forces[2, k] = to_fixed(f_over_r * dz if real else 0.0)
-                    if with_energy:  # loop-invariant: without it no energy is computed
+        for chunk in prange(bounds.shape[0] - 1):
+            for i in range(bounds[chunk], bounds[chunk + 1]):
+                tid = numba.get_thread_id()
+                lane = scratch[tid]
+                partner = partners[tid]
+                pair_forces = fixed[tid]
+                pair_energy = energies[tid]
+                xi = positions[i, 0]
+                yi = positions[i, 1]
+                zi = positions[i, 2]
+                inside = 0
+                for k in range(counts[i]):
+                    entry = neighbors[i, k]
+                    j = entry >> SHIFT_BITS
+                    shift = entry & SHIFT_MASK
+                    dx = positions[j, 0] - xi + shifts[shift, 0]
+                    dy = positions[j, 1] - yi + shifts[shift, 1]
+                    dz = positions[j, 2] - zi + shifts[shift, 2]
+                    if minimum_image_mode:
+                        dx, dy, dz = minimum_image(dx, dy, dz, box, True)
+                    # written at the next free slot; kept (the slot advances) only inside the cutoff
+                    lane[0, inside] = dx
+                    lane[1, inside] = dy
+                    lane[2, inside] = dz
+                    partner[inside] = j
+                    inside += 1 if dx * dx + dy * dy + dz * dz < cutoff2 else 0
+                for k in range(inside):  # the parameters of the partners kept only
+                    j = partner[k]
+                    for c in range(width):
+                        lane[first + c, k] = table[j, c]
+                    if grouped:
+                        lane[multiplicity, k] = float(group_multiplicity(parameters[3],
+                                                                         parameters[4], i, j))
+                # Whole vectors only: the slots up to the next multiple of LANES are filler (a
+                # copy of the last pair, so finite values), masked out below, which spares the
+                # law's loop a scalar remainder of up to LANES - 1 pairs.
+                padded = (inside + LANES - 1) // LANES * LANES
+                for k in range(inside, padded):
+                    for row in range(rows):
+                        lane[row, k] = lane[row, inside - 1]
+                # The law's loop twice: with the switch, and without it (LLVM would otherwise
+                # compute the switch, masked, for every pair).
+                if switching:
+                    for k in range(padded):
+                        dx = lane[0, k]
+                        dy = lane[1, k]
+                        dz = lane[2, k]
+                        r2 = dx * dx + dy * dy + dz * dz
+                        f_over_r, e = law(r2, i, k, parameters, lane)
+                        if r2 > switch2:
+                            r = math.sqrt(r2)
+                            s, ds = switch_factor(r, switch_distance, cutoff)
+                            f_over_r = f_over_r * s - e * ds / r
+                            e = e * s
+                        real = k < inside
+                        pair_forces[0, k] = to_fixed(f_over_r * dx if real else 0.0)
+                        pair_forces[1, k] = to_fixed(f_over_r * dy if real else 0.0)
+                        pair_forces[2, k] = to_fixed(f_over_r * dz if real else 0.0)
                         pair_energy[k] = e if real else 0.0
-            own = thread_forces[tid]
-            fxi = np.int64(0)
-            fyi = np.int64(0)
-            fzi = np.int64(0)
-            energy = 0.0
-            for k in range(inside):  # i's sums in integers: exact in any order
-                j = partner[k]
-                fx = pair_forces[0, k]
-                fy = pair_forces[1, k]
-                fz = pair_forces[2, k]
-                own[j, 0] += fx
-                own[j, 1] += fy
-                own[j, 2] += fz
-                fxi -= fx
-                fyi -= fy
-                fzi -= fz
-                if with_energy:
-                    energy += pair_energy[k]
-            own[i, 0] += fxi
-            own[i, 1] += fyi
-            own[i, 2] += fzi
-            atom_energy[i] = energy
+                else:
+                    for k in range(padded):
+                        dx = lane[0, k]
+                        dy = lane[1, k]
+                        dz = lane[2, k]
+                        f_over_r, e = law(dx * dx + dy * dy + dz * dz, i, k, parameters, lane)
+                        real = k < inside
+                        pair_forces[0, k] = to_fixed(f_over_r * dx if real else 0.0)
+                        pair_forces[1, k] = to_fixed(f_over_r * dy if real else 0.0)
+                        pair_forces[2, k] = to_fixed(f_over_r * dz if real else 0.0)
+                        if with_energy:  # loop-invariant: without it no energy is computed
+                            pair_energy[k] = e if real else 0.0
+                own = thread_forces[tid]
+                fxi = np.int64(0)
+                fyi = np.int64(0)
+                fzi = np.int64(0)
+                energy = 0.0
+                for k in range(inside):  # i's sums in integers: exact in any order
+                    j = partner[k]
+                    fx = pair_forces[0, k]
+                    fy = pair_forces[1, k]
+                    fz = pair_forces[2, k]
+                    own[j, 0] += fx
+                    own[j, 1] += fy
+                    own[j, 2] += fz
+                    fxi -= fx
+                    fyi -= fy
+                    fzi -= fz
+                    if with_energy:
+                        energy += pair_energy[k]
+                own[i, 0] += fxi
+                own[i, 1] += fyi
+                own[i, 2] += fzi
+                atom_energy[i] = energy
 
     return loop
 
 
 #: float64 lanes of the widest vectors the law's loop is compiled for (AVX-512)
 LANES = 8
+#: Work items of the pair loop: ranges of particles with equal numbers of listed pairs
+CHUNKS = 64
 
 
 @functools.cache
@@ -200,6 +205,7 @@ class CpuCustomPairs(CustomPairTables, _PairTerm):
         # rows: displacement, parameters, group multiplicity (see laws.custom.lane_law)
         self._lane_rows = LANE_FIRST_PARAMETER + width + 1
         self._scratch = np.zeros((1, 1, 1))
+        self._bounds_for = None
         self._sort_parameters(self.neighbors.order)
 
     def _sort_parameters(self, order):
@@ -223,10 +229,21 @@ class CpuCustomPairs(CustomPairTables, _PairTerm):
         kernel(sorted_positions, self._sorted, nl.neighbors, nl.counts, shifts,
                nl.minimum_image_mode, box_arg, self.cutoff**2, self._thread_forces,
                self._atom_energy, self._scratch, self._partners, self._pair_forces,
-               self._pair_energies, with_energy)
+               self._pair_energies, with_energy, self._chunks(nl))
         energy = float(np.sum(self._atom_energy)) if with_energy else np.nan
         reduce_thread_forces(self._thread_forces, nl.order, forces)
         return energy
+
+    def _chunks(self, neighbors) -> np.ndarray:
+        """Bounds of CHUNKS ranges of particles with equal numbers of listed pairs (renewed
+        with the list), so that each thread gets as many pairs, not as many particles."""
+        if self._bounds_for != neighbors.builds:
+            ends = np.cumsum(neighbors.counts)
+            targets = np.linspace(0, ends[-1] if len(ends) else 0, CHUNKS + 1)
+            self._bounds = np.searchsorted(ends, targets, side="left").astype(np.int64)
+            self._bounds[0], self._bounds[-1] = 0, len(ends)
+            self._bounds_for = neighbors.builds
+        return self._bounds
 
     def compute(self, positions, box, forces, energy=True) -> float:
         """Add the pair forces to ``forces`` (int64 fixed point); return the energy with the
