@@ -123,3 +123,42 @@ def test_system_file_round_trip(tmp_path):
     box = np.diag([2.1] * 3)
     assert CpuBackend(loaded).compute(positions, box).energy == \
         CpuBackend(ours).compute(positions, box).energy
+
+
+def toy_with_derivative(method):
+    """The toy force with its global ``scale`` in the pair value, a per-particle value, and
+    per-particle and pair energy terms, and dE/dscale asked (OpenMM's
+    ``addEnergyParameterDerivative``)."""
+    system, positions = _toy(method)
+    force = system.getForce(0)
+    force.setComputedValueParameters(0, "I", "exp(-scale*r^2)*q2*weight(kind2)",
+                                     mm.CustomGBForce.ParticlePair)
+    force.setEnergyTermParameters(0, "C^2 + 0.3*B*y*scale", mm.CustomGBForce.SingleParticle)
+    force.setEnergyTermParameters(2, "0.1*exp(-r*scale)*I1*I2",
+                                  mm.CustomGBForce.ParticlePairNoExclusions)
+    force.addEnergyParameterDerivative("scale")
+    return system, positions
+
+
+@pytest.mark.parametrize("method", [0, 2], ids=["NoCutoff", "CutoffPeriodic"])
+def test_parameter_derivative_matches_reference(method):
+    """dE/dp through every path: explicit in the energy terms, and through the values (the
+    pair sum I, then B and C built on it)."""
+    system, positions = toy_with_derivative(method)
+    box = np.diag([2.1] * 3) if method == 2 else None
+    context = mm.Context(system, mm.VerletIntegrator(0.001),
+                         mm.Platform.getPlatformByName("Reference"))
+    context.setPositions(positions)
+    expected = context.getState(getParameterDerivatives=True).getEnergyParameterDerivatives()
+    backend = CpuBackend(bencao.System.from_openmm(system))
+    evaluation = backend.compute(positions, box, parameter_derivatives=True)
+    # float64 on both sides over the same N^2 sums in other orders
+    assert evaluation.parameter_derivatives["scale"] == pytest.approx(expected["scale"],
+                                                                      rel=1e-10)
+    # and at another value of the parameter, set at run time
+    backend.set_parameter("scale", 1.3)
+    context.setParameter("scale", 1.3)
+    expected = context.getState(getParameterDerivatives=True).getEnergyParameterDerivatives()
+    evaluation = backend.compute(positions, box, parameter_derivatives=True)
+    assert evaluation.parameter_derivatives["scale"] == pytest.approx(expected["scale"],
+                                                                      rel=1e-10)

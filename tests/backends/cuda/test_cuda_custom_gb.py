@@ -17,7 +17,7 @@ import bencao
 from bencao.backends.cpu.backend import CpuBackend
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cpu"))
-from test_custom_gb import _toy
+from test_custom_gb import _toy, toy_with_derivative
 
 #: Nonbonded methods of the toy force: NoCutoff and CutoffPeriodic (the minimum image).
 METHODS = (0, 2)
@@ -45,6 +45,10 @@ def cuda_results(path):
             "terms": [type(t).__name__ for t in backend.terms],
             "first": (first.energy, first.forces), "again": (again.energy, again.forces),
             "changed": (changed.energy, changed.forces)}
+        system, positions = toy_with_derivative(method)
+        backend = CudaBackend(bencao.System.from_openmm(system))
+        evaluation = backend.compute(positions, _box(method), parameter_derivatives=True)
+        results[method]["derivatives"] = (evaluation.forces, evaluation.parameter_derivatives)
     cuda_harness.save(results, path)
 
 
@@ -81,3 +85,17 @@ def test_cuda_custom_gb_reruns_bit_identically(cuda_run, method):
     first, again = cuda_run[method]["first"], cuda_run[method]["again"]
     assert first[0] == again[0]
     np.testing.assert_array_equal(first[1], again[1])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_cuda_parameter_derivative_equals_the_cpu(cuda_run, method):
+    """dE/dscale through the values on CUDA: the CPU's derivative pass on the device."""
+    forces, derivatives = cuda_run[method]["derivatives"]
+    system, positions = toy_with_derivative(method)
+    expected = CpuBackend(bencao.System.from_openmm(system)).compute(
+        positions, _box(method), parameter_derivatives=True)
+    # per-particle sums in the same order; totals summed exactly (CUDA) and by np.sum (CPU)
+    assert derivatives["scale"] == pytest.approx(expected.parameter_derivatives["scale"],
+                                                 rel=1e-13)
+    # the derivative pass leaves the forces alone
+    np.testing.assert_allclose(forces, expected.forces, rtol=1e-12, atol=1e-8)

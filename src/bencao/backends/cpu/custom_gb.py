@@ -19,7 +19,7 @@ from bencao.backends.common.exclusions import exclusion_table
 from bencao.backends.common.fixed_point import to_fixed
 from bencao.backends.common.global_parameters import GlobalParameters, parameter_table
 from bencao.backends.common.laws.custom_gb import custom_gb_laws, gb_key
-from bencao.backends.common.laws.custom_gb_passes import ARGUMENTS, indent
+from bencao.backends.common.laws.custom_gb_passes import ARGUMENTS, DERIVATIVE_PASS, indent
 from bencao.backends.common.laws.custom_gb_passes import gb_passes as passes_of
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cpu.base import CpuTerm
@@ -79,7 +79,9 @@ class CpuCustomGB(GlobalParameters, CpuTerm):
     profile_phase = "nonbonded"
 
     def __init__(self, term: CustomGB):
-        self._steps = [step.name for step in passes_of(term)]  # checks it is supported
+        steps = [step.name for step in passes_of(term)]  # checks it is supported
+        self._steps = [step for step in steps if step != DERIVATIVE_PASS]
+        self.derivative_names = term.derivative_names
         self.name = term.name
         self.term = term
         self.n = int(np.asarray(term.parameters).shape[0])
@@ -94,20 +96,35 @@ class CpuCustomGB(GlobalParameters, CpuTerm):
         self.values = np.zeros((self.n, n_values))
         self._scratch = (np.empty((self.n, 3)), np.empty((self.n, n_values)),
                          np.empty(self.n), np.empty(self.n))
+        self._dE_dp = np.empty((self.n, len(term.derivative_names)))
 
-    def compute(self, positions, box, forces) -> float:
-        """Add the force's forces (kJ/mol/nm, fixed point) and return its energy, kJ/mol."""
+    def _run(self, positions, box, steps) -> tuple:
+        """Run the passes ``steps``; return the arguments every pass takes."""
         periodic = self.term.periodic and box is not None
         box_arg = np.ascontiguousarray(box if periodic else np.eye(3), np.float64)
         arguments = (positions, self.params, self.values, self.excl_start, self.excl_atoms,
                      box_arg, periodic, self.cutoff2, self.tabulated)
         own, dE_dv, atom_energy, weight = self._scratch
         extras = {"energy_terms": (own, dE_dv, atom_energy), "chain_values": (own, dE_dv, weight),
-                  "chain_pairs": (own, weight)}
-        for step in self._steps:
+                  "chain_pairs": (own, weight), DERIVATIVE_PASS: (dE_dv, self._dE_dp)}
+        for step in steps:
             getattr(self.passes, step)(*arguments, *extras.get(step, ()))
+        return arguments
+
+    def compute(self, positions, box, forces) -> float:
+        """Add the force's forces (kJ/mol/nm, fixed point) and return its energy, kJ/mol."""
+        self._run(positions, box, self._steps)
+        own, _, atom_energy, _ = self._scratch
         _add_fixed(forces, own)
         return float(np.sum(atom_energy))
+
+    def parameter_derivatives(self, positions, box, forces) -> dict[str, float]:
+        """dE/dp for each global parameter p asked for (``forces`` untouched): the values and
+        the energy terms' direct derivatives, then the forward pass of dE/dp."""
+        steps = [s for s in self._steps if s not in ("chain_values", "chain_pairs")]
+        self._run(positions, box, [*steps, DERIVATIVE_PASS])
+        return {name: float(np.sum(self._dE_dp[:, q]))
+                for q, name in enumerate(self.derivative_names)}
 
 
 @njit(cache=True)

@@ -18,7 +18,12 @@ from numba import cuda
 from bencao.backends.common.exclusions import exclusion_table
 from bencao.backends.common.global_parameters import GlobalParameters, parameter_table
 from bencao.backends.common.laws.custom_gb import custom_gb_laws, gb_key
-from bencao.backends.common.laws.custom_gb_passes import ARGUMENTS, indent, law_names
+from bencao.backends.common.laws.custom_gb_passes import (
+    ARGUMENTS,
+    DERIVATIVE_PASS,
+    indent,
+    law_names,
+)
 from bencao.backends.common.laws.custom_gb_passes import gb_passes as passes_of
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cuda.common import launch_kernel, to_fixed
@@ -88,7 +93,9 @@ class CudaCustomGB(GlobalParameters):
     energy_optional = True
 
     def __init__(self, term: CustomGB):
-        self._steps = [step.name for step in passes_of(term)]  # checks it is supported
+        steps = [step.name for step in passes_of(term)]  # checks it is supported
+        self._steps = [step for step in steps if step != DERIVATIVE_PASS]
+        self.derivative_names = term.derivative_names
         self.name = term.name
         self.term = term
         self.n = int(np.asarray(term.parameters).shape[0])
@@ -109,26 +116,43 @@ class CudaCustomGB(GlobalParameters):
         self._dE_dv = cuda.device_array((size, n_values))
         self._atom_energy = cuda.device_array(size)
         self._weight = cuda.device_array(size)
+        self._dE_dp = cuda.device_array((size, max(len(term.derivative_names), 1)))
 
     def upload_params(self) -> None:
         """Copy the host table (a global parameter changed) to the device."""
         if self.n:
             self.device_params.copy_to_device(self.params)
 
-    def compute(self, state, box, energy: bool = True) -> float:
-        """Add the force's forces to ``state.forces``; return its energy, kJ/mol (NaN if
-        ``energy`` is False)."""
-        if self.n == 0:
-            return 0.0
+    def _run(self, state, box, steps) -> None:
+        """Launch the passes ``steps``."""
         periodic = self.term.periodic and box is not None
         arguments = (state.positions, self.device_params, self._computed, *self._exclusions,
                      state.boxes[0], periodic, self.cutoff2, self._tabulated)
         extras = {"energy_terms": (self._own, self._dE_dv, self._atom_energy),
                   "chain_values": (self._own, self._dE_dv, self._weight),
-                  "chain_pairs": (self._own, self._weight)}
-        for step in self._steps:
+                  "chain_pairs": (self._own, self._weight),
+                  DERIVATIVE_PASS: (self._dE_dv, self._dE_dp)}
+        for step in steps:
             launch_kernel(getattr(self.kernels, step), self.n)(*arguments,
                                                                *extras.get(step, ()))
+
+    def parameter_derivatives(self, state, box) -> dict[str, float]:
+        """dE/dp for each global parameter p asked for (``state.forces`` untouched)."""
+        if self.n == 0:
+            return {name: 0.0 for name in self.derivative_names}
+        steps = [s for s in self._steps if s not in ("chain_values", "chain_pairs")]
+        self._run(state, box, [*steps, DERIVATIVE_PASS])
+        per_particle = self._dE_dp.copy_to_host()[: self.n]
+        # exactly rounded sums: independent of the order of the slots, as the energy's
+        return {name: math.fsum(per_particle[:, q])
+                for q, name in enumerate(self.derivative_names)}
+
+    def compute(self, state, box, energy: bool = True) -> float:
+        """Add the force's forces to ``state.forces``; return its energy, kJ/mol (NaN if
+        ``energy`` is False)."""
+        if self.n == 0:
+            return 0.0
+        self._run(state, box, self._steps)
         launch_kernel(_add_own_forces, self.n)(self._own, state.forces)
         if not energy:
             return math.nan

@@ -10,7 +10,10 @@ of floats (the backends' loops sum them; see ``cpu.custom_gb``):
   dv/dy, dv/dz)`` for a per-particle value;
 - ``energy_<t>`` per particle ``(i, table, values, x, y, z, tabulated) -> (E, dE/dv_0 ..
   dE/dv_{K-1}, dE/dx, dE/dy, dE/dz)``, per pair ``(r, i, j, table, values, tabulated) -> (E,
-  dE/dr, dE/dv_m of particle 1 for each m, then of particle 2)``.
+  dE/dr, dE/dv_m of particle 1 for each m, then of particle 2)``;
+
+each followed by its derivatives by the global parameters whose dE/dp the force asks for
+(``derivative_names``), in that order.
 
 ``table`` rows are the particles' parameters then the globals, ``values`` (N, K) the computed
 values, ``tabulated`` every discrete table's values concatenated.  A discrete tabulated function
@@ -128,14 +131,15 @@ def _module_source(term, generate: bool = True) -> str:
                       functions).expression
         if not generate:
             continue
+        parameters = [sympy.Symbol(p) for p in term.derivative_names]
         if pair:
-            outputs = [value, _derivative(value, sympy.Symbol("r"))]
+            wrt = [sympy.Symbol("r"), *parameters]
             signature = "r, i, j, table, tabulated"
         else:
             wrt = [sympy.Symbol(term.value_names[m]) for m in range(k)]
-            wrt += [sympy.Symbol(a) for a in "xyz"]
-            outputs = [value] + [_derivative(value, s) for s in wrt]
+            wrt += [sympy.Symbol(a) for a in "xyz"] + parameters
             signature = "i, table, values, px, py, pz, tabulated"
+        outputs = [value] + [_derivative(value, s) for s in wrt]
         source += "\n\n" + _function(f"value_{k}", signature, outputs, names, loads)
     for t, (expression, kind) in enumerate(zip(term.energy_expressions, term.energy_types)):
         pair = kind != "single"
@@ -151,6 +155,7 @@ def _module_source(term, generate: bool = True) -> str:
         else:
             wrt = [sympy.Symbol(v) for v in term.value_names] + [sympy.Symbol(a) for a in "xyz"]
             signature = "i, table, values, px, py, pz, tabulated"
+        wrt += [sympy.Symbol(p) for p in term.derivative_names]
         outputs = [energy] + [_derivative(energy, s) for s in wrt]
         source += "\n\n" + _function(f"energy_{t}", signature, outputs, names, loads)
     return source
@@ -160,7 +165,8 @@ def gb_key(term) -> str:
     """Everything of ``term`` the generated code depends on (not the parameter values)."""
     return repr((term.parameter_names, term.global_names, term.value_names,
                  term.value_expressions, term.value_types, term.energy_expressions,
-                 term.energy_types, term.table_names, term.table_shapes))
+                 term.energy_types, term.table_names, term.table_shapes,
+                 term.derivative_names))
 
 
 def custom_gb_laws(term):

@@ -11,7 +11,9 @@ For particle i, in order (each pass needs the previous one finished for every pa
    force on i and dE/dv of i's values (this pass sets them; the next ones add to them);
 4. ``chain_values``: dE/dv carried back through the per-particle values: the weight of i's first
    value, and the force from values that depend on i's position;
-5. ``chain_pairs``: the forces through the first value's pair sums, from both ends.
+5. ``chain_pairs``: the forces through the first value's pair sums, from both ends;
+6. ``parameter_derivatives`` (when derivatives of global parameters are asked): dE/dp, after
+   ``energy_terms`` in place of 4 and 5 (:func:`derivative_pass`).
 
 Each pass writes only particle i's own entries, so no particle waits on another within a pass and
 every sum has one fixed order: bit-identical on any number of threads, with no atomics.  A pass
@@ -71,12 +73,9 @@ def _skip_excluded(kind: str) -> str:
 
 def check_supported(term) -> None:
     """Raise ValueError naming the force if these passes cannot compute ``term``: a pair-sum
-    value after the first (OpenMM's app layer never writes one), or derivatives of global
-    parameters (not built yet)."""
+    value after the first (OpenMM's app layer never writes one)."""
     if any(kind != "single" for kind in term.value_types[1:]):
         raise ValueError(f"{term.name}: only the first computed value may be a sum over pairs")
-    if term.derivative_names:
-        raise ValueError(f"{term.name}: energy parameter derivatives are not supported yet")
 
 
 def gb_passes(term) -> list[Pass]:
@@ -107,7 +106,64 @@ def gb_passes(term) -> list[Pass]:
 forces[i, 0] += fx
 forces[i, 1] += fy
 forces[i, 2] += fz"""))
+    derivatives = derivative_pass(term)
+    if derivatives is not None:
+        passes.append(derivatives)
     return passes
+
+
+#: The name of the pass that computes dE/dp (run by ``parameter_derivatives``, after
+#: ``energy_terms``, instead of the chain passes).
+DERIVATIVE_PASS = "parameter_derivatives"
+
+
+def derivative_pass(term) -> Pass | None:
+    """The pass of dE/dp for each global parameter p asked for (``derivative_names``), or None.
+
+    Forward through the values: dv_0/dp is the pair sum of the first value's dv/dp (or its
+    own), dv_k/dp = dv_k/dp|explicit + sum over m < k of dv_k/dv_m dv_m/dp; particle i then
+    adds sum over k of dE/dv_k[i] dv_k[i]/dp (``dE_dv`` as ``energy_terms`` left it: the energy
+    terms' direct derivatives), its single terms' dE/dp and, for each pair term, dE/dp of its
+    pairs with later particles (each pair once), into ``dE_dp[i, q]``.
+    """
+    n_params = len(term.derivative_names)
+    if not n_params:
+        return None
+    n_values = len(term.value_names)
+    first_pair = term.value_types[0] != "single"
+    lines = [f"dv = LOCAL({max(n_values, 1) * n_params})  # dv_k/dp_q at k * Q + q",
+             f"total = LOCAL({n_params})",
+             f"for q in range({max(n_values, 1) * n_params}):", "    dv[q] = 0.0",
+             f"for q in range({n_params}):", "    total[q] = 0.0", _POSITION]
+    if first_pair:
+        lines.append(_PAIR_LOOP + _skip_excluded(term.value_types[0]))
+        lines.append("    out = value_0(r, i, j, table, tabulated)")
+        lines += [f"    dv[{q}] += out[{2 + q}]" for q in range(n_params)]
+    for k in range(1 if first_pair else 0, n_values):
+        lines.append(f"out = value_{k}(i, table, values, px, py, pz, tabulated)")
+        for q in range(n_params):
+            terms = [f"out[{4 + k + q}]"] + [f"out[{1 + m}] * dv[{m * n_params + q}]"
+                                               for m in range(k)]
+            lines.append(f"dv[{k * n_params + q}] = {' + '.join(terms)}")
+    for q in range(n_params):
+        lines += [f"for k in range({n_values}):",
+                  f"    total[{q}] += dE_dv[i, k] * dv[k * {n_params} + {q}]"]
+    pairs = []
+    for t, kind in enumerate(term.energy_types):
+        if kind != "single":
+            pairs.append((t, kind))
+            continue
+        lines.append(f"out = energy_{t}(i, table, values, px, py, pz, tabulated)")
+        lines += [f"total[{q}] += out[{4 + n_values + q}]" for q in range(n_params)]
+    if pairs:
+        lines.append(_PAIR_LOOP)
+        for t, kind in pairs:
+            inner = [f"out = energy_{t}(r, i, j, table, values, tabulated)"]
+            inner += [f"total[{q}] += out[{2 + 2 * n_values + q}]" for q in range(n_params)]
+            condition = "if j > i and not excluded:" if _USES_EXCLUSIONS[kind] else "if j > i:"
+            lines.append(indent(condition + "\n" + indent("\n".join(inner), 4), 4))
+    lines += [f"for q in range({n_params}):", "    dE_dp[i, q] = total[q]"]
+    return Pass(DERIVATIVE_PASS, ", dE_dv, dE_dp", "\n".join(lines))
 
 
 def _energy_body(term) -> str:
