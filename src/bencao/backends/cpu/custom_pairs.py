@@ -104,8 +104,8 @@ def _pair_loop(law, width: int):
                 for k in range(inside, padded):
                     for row in range(rows):
                         lane[row, k] = lane[row, inside - 1]
-                # The law's loop twice: with the switch, and without it (LLVM would otherwise
-                # compute the switch, masked, for every pair).
+                # The law's loop in three copies: with the switch, without it, and without it
+                # or the energy (LLVM would otherwise compute both, masked, for every pair).
                 if switching:
                     for k in range(padded):
                         dx = lane[0, k]
@@ -123,7 +123,7 @@ def _pair_loop(law, width: int):
                         pair_forces[1, k] = to_fixed(f_over_r * dy if real else 0.0)
                         pair_forces[2, k] = to_fixed(f_over_r * dz if real else 0.0)
                         pair_energy[k] = e if real else 0.0
-                else:
+                elif with_energy:
                     for k in range(padded):
                         dx = lane[0, k]
                         dy = lane[1, k]
@@ -133,8 +133,17 @@ def _pair_loop(law, width: int):
                         pair_forces[0, k] = to_fixed(f_over_r * dx if real else 0.0)
                         pair_forces[1, k] = to_fixed(f_over_r * dy if real else 0.0)
                         pair_forces[2, k] = to_fixed(f_over_r * dz if real else 0.0)
-                        if with_energy:  # loop-invariant: without it no energy is computed
-                            pair_energy[k] = e if real else 0.0
+                        pair_energy[k] = e if real else 0.0
+                else:  # forces only: the energy, unused, is never computed
+                    for k in range(padded):
+                        dx = lane[0, k]
+                        dy = lane[1, k]
+                        dz = lane[2, k]
+                        f_over_r, _ = law(dx * dx + dy * dy + dz * dz, i, k, parameters, lane)
+                        real = k < inside
+                        pair_forces[0, k] = to_fixed(f_over_r * dx if real else 0.0)
+                        pair_forces[1, k] = to_fixed(f_over_r * dy if real else 0.0)
+                        pair_forces[2, k] = to_fixed(f_over_r * dz if real else 0.0)
                 own = thread_forces[tid]
                 fxi = np.int64(0)
                 fyi = np.int64(0)
