@@ -324,6 +324,12 @@ _PERIODIC_GEOMETRY = {"bond": "r = distance(p1, p2)", "angle": "theta = angle(p1
                       "torsion": "theta = dihedral(p1, p2, p3, p4)"}
 
 
+def runs_as_centroids(term: CustomListedTerm) -> bool:
+    """True for a periodic custom bond, angle, torsion or compound bond term: the backends run
+    it as :func:`single_particle_groups`."""
+    return term.periodic and term.kind in (*_PERIODIC_GEOMETRY, "compound")
+
+
 def single_particle_groups(term: CustomListedTerm) -> CustomCentroidBonds:
     """A periodic CustomCompoundBondForce, or a periodic custom bond, angle or torsion term, as
     centroids of one-particle groups (group k is particle k, weight 1): the same energy of the

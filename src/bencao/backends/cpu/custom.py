@@ -24,6 +24,7 @@ from bencao.forces.custom import (
     CustomCompoundBonds,
     CustomExternal,
     CustomTorsions,
+    runs_as_centroids,
     single_particle_groups,
 )
 
@@ -37,15 +38,12 @@ class CpuCustomListedTerm(GlobalParameters, CpuTerm):
         The expression, per-item parameters and global parameters.
     """
 
-    #: Kinds that run as centroids of one-particle groups when periodic
-    PERIODIC_AS_CENTROIDS = ("bond", "angle", "torsion", "compound")
-
     @classmethod
     def from_term(cls, term, system, **options):
         """The kernel of ``term``: this class's, or for a periodic bond, angle, torsion or
         compound bond the centroid kernel of one-particle groups, which images each item's
         particles next to its first (``forces.custom.single_particle_groups``)."""
-        if not (term.periodic and term.kind in cls.PERIODIC_AS_CENTROIDS):
+        if not runs_as_centroids(term):
             return cls(term)
         kernel = CpuCustomCentroidBonds(single_particle_groups(term))
         kernel.name = term.name
