@@ -27,14 +27,15 @@ import numpy as np
 from numba import njit, prange
 
 from bencao.backends.cpu.cluster_kernels import cluster_bounds
-from bencao.backends.cpu.cluster_pairs_search import nearest_atoms, partner_boxes
+from bencao.backends.cpu.cluster_pairs_search import nearest_atoms, partner_boxes, work_items
 from bencao.backends.cpu.simd8 import vadd, vload, vsplat, vstore, vsum, vzero
 
 #: Degree of the polynomial that replaces erf(alpha r)/r in the energies.
 ENERGY_DEGREE = 20
 #: Largest relative error of that fit that is accepted (float64 rounding is ~2e-16 per step).
 ENERGY_FIT_TOLERANCE = 1e-13
-#: i clusters per parallel work item; each item allocates its scratch once.
+#: i clusters per parallel work item on average (``cluster_pairs.work_items``); each item
+#: allocates its scratch once.
 CHUNK = 16
 # Fused multiply-adds ("contract") halve the polynomial's instructions; no reassociation, whose
 # order LLVM may choose differently in Numba's cached code and in a fresh compile.
@@ -134,11 +135,10 @@ def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, acc, xa, ya, za, qa, sa, ea, bit,
 
 
 @njit(cache=True, inline="always", error_model="numpy", fastmath=_FASTMATH)
-def _cluster_chunk(chunk, data, out, coulomb_kind, switching):
+def _cluster_chunk(first, last, data, out, coulomb_kind, switching):
     """Energies of the i clusters of one work item, into ``out[ci]``."""
     (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns, counts,
      shifts, constants, p_coef, bounds) = data
-    n_clusters = counts.shape[0]
     skip2 = constants[6]
     capacity = pair_j.shape[1] * 8
     coef = _coefficients(p_coef)
@@ -151,7 +151,7 @@ def _cluster_chunk(chunk, data, out, coulomb_kind, switching):
     acc = np.empty(capacity)
     masks = np.empty(capacity, np.int32)
     near = np.empty((7, pair_j.shape[1]))
-    for ci in range(chunk * CHUNK, min(n_clusters, (chunk + 1) * CHUNK)):
+    for ci in range(first, last):
         i0 = ci * 8
         listed = counts[ci]
         # partners whose bounding box is now beyond the cutoff from every atom of i add exact
@@ -196,39 +196,39 @@ _OPTIONS = {"parallel": True, "cache": True, "error_model": "numpy", "fastmath":
 
 
 @njit(**_OPTIONS)
-def _plain(n_chunks, data, out):
-    for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, out, 0, False)
+def _plain(starts, data, out):
+    for chunk in prange(starts.shape[0] - 1):
+        _cluster_chunk(starts[chunk], starts[chunk + 1], data, out, 0, False)
 
 
 @njit(**_OPTIONS)
-def _plain_switched(n_chunks, data, out):
-    for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, out, 0, True)
+def _plain_switched(starts, data, out):
+    for chunk in prange(starts.shape[0] - 1):
+        _cluster_chunk(starts[chunk], starts[chunk + 1], data, out, 0, True)
 
 
 @njit(**_OPTIONS)
-def _field(n_chunks, data, out):
-    for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, out, 1, False)
+def _field(starts, data, out):
+    for chunk in prange(starts.shape[0] - 1):
+        _cluster_chunk(starts[chunk], starts[chunk + 1], data, out, 1, False)
 
 
 @njit(**_OPTIONS)
-def _field_switched(n_chunks, data, out):
-    for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, out, 1, True)
+def _field_switched(starts, data, out):
+    for chunk in prange(starts.shape[0] - 1):
+        _cluster_chunk(starts[chunk], starts[chunk + 1], data, out, 1, True)
 
 
 @njit(**_OPTIONS)
-def _ewald(n_chunks, data, out):
-    for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, out, 2, False)
+def _ewald(starts, data, out):
+    for chunk in prange(starts.shape[0] - 1):
+        _cluster_chunk(starts[chunk], starts[chunk + 1], data, out, 2, False)
 
 
 @njit(**_OPTIONS)
-def _ewald_switched(n_chunks, data, out):
-    for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, out, 2, True)
+def _ewald_switched(starts, data, out):
+    for chunk in prange(starts.shape[0] - 1):
+        _cluster_chunk(starts[chunk], starts[chunk + 1], data, out, 2, True)
 
 
 _KERNELS = {
@@ -290,4 +290,4 @@ def cluster_pairs_energy(
     data = (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns,
             counts, shifts, constants, energy_polynomial, bounds)
     kernel = _KERNELS[(int(coulomb_kind), bool(switching))]
-    kernel((len(counts) + CHUNK - 1) // CHUNK, data, cluster_energy)
+    kernel(work_items(counts, CHUNK), data, cluster_energy)

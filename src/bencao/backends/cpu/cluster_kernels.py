@@ -37,7 +37,7 @@ from bencao.backends.common.pair_laws import (
     COULOMB_PLAIN,
     COULOMB_REACTION_FIELD,
 )
-from bencao.backends.cpu.cluster_pairs_search import nearest_atoms, partner_boxes
+from bencao.backends.cpu.cluster_pairs_search import nearest_atoms, partner_boxes, work_items
 from bencao.backends.cpu.simd8 import (
     add_fixed8,
     copy8,
@@ -175,7 +175,8 @@ def _ewald_force(r2, inv_r, c):
     return fma32(g, t, c[4] * r) * (power * scale) * (inv_r * inv_r * inv_r)
 
 
-#: i clusters per parallel work item; each item allocates its scratch once.
+#: i clusters per parallel work item on average (``cluster_pairs.work_items``); each item
+#: allocates its scratch once.
 CHUNK = 16
 
 
@@ -244,12 +245,11 @@ def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, fxi, fyi, fzi, xa,
 
 
 @njit(**_INLINE)
-def _cluster_chunk(chunk, data, coulomb_kind, switching):
+def _cluster_chunk(first, last, data, coulomb_kind, switching):
     """All i clusters of one work item: gather each one's partners into contiguous scratch
     (shifted into place), run the vectorised rows, scatter the partners' forces."""
     (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns, counts,
      shifts, constants, ewald, thread_forces, bounds) = data
-    n_clusters = counts.shape[0]
     skip2 = constants[6]
     capacity = pair_j.shape[1] * 8
     tid = numba.get_thread_id()
@@ -278,7 +278,7 @@ def _cluster_chunk(chunk, data, coulomb_kind, switching):
     fzi = np.empty(capacity, np.float32)
     gathered = np.empty(pair_j.shape[1], np.int64)
     near = np.empty((7, pair_j.shape[1]), np.float32)
-    for ci in range(chunk * CHUNK, min(n_clusters, (chunk + 1) * CHUNK)):
+    for ci in range(first, last):
         i0 = ci * 8
         listed = counts[ci]
         # A partner whose current bounding box is beyond the cutoff from every atom of i (by
@@ -335,39 +335,39 @@ _OPTIONS = {"parallel": True, "cache": True, "fastmath": _FASTMATH, "error_model
 
 
 @njit(**_OPTIONS)
-def _plain(n_chunks, data):
-    for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, 0, False)
+def _plain(starts, data):
+    for chunk in prange(starts.shape[0] - 1):
+        _cluster_chunk(starts[chunk], starts[chunk + 1], data, 0, False)
 
 
 @njit(**_OPTIONS)
-def _plain_switched(n_chunks, data):
-    for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, 0, True)
+def _plain_switched(starts, data):
+    for chunk in prange(starts.shape[0] - 1):
+        _cluster_chunk(starts[chunk], starts[chunk + 1], data, 0, True)
 
 
 @njit(**_OPTIONS)
-def _field(n_chunks, data):
-    for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, 1, False)
+def _field(starts, data):
+    for chunk in prange(starts.shape[0] - 1):
+        _cluster_chunk(starts[chunk], starts[chunk + 1], data, 1, False)
 
 
 @njit(**_OPTIONS)
-def _field_switched(n_chunks, data):
-    for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, 1, True)
+def _field_switched(starts, data):
+    for chunk in prange(starts.shape[0] - 1):
+        _cluster_chunk(starts[chunk], starts[chunk + 1], data, 1, True)
 
 
 @njit(**_OPTIONS)
-def _ewald(n_chunks, data):
-    for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, 2, False)
+def _ewald(starts, data):
+    for chunk in prange(starts.shape[0] - 1):
+        _cluster_chunk(starts[chunk], starts[chunk + 1], data, 2, False)
 
 
 @njit(**_OPTIONS)
-def _ewald_switched(n_chunks, data):
-    for chunk in prange(n_chunks):
-        _cluster_chunk(chunk, data, 2, True)
+def _ewald_switched(starts, data):
+    for chunk in prange(starts.shape[0] - 1):
+        _cluster_chunk(starts[chunk], starts[chunk + 1], data, 2, True)
 
 
 _KERNELS = {
@@ -434,7 +434,7 @@ def cluster_pairs_kernel(
     data = (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns,
             counts, shifts, constants, ewald, thread_forces, bounds)
     kernel = _KERNELS[(int(coulomb_kind), bool(switching))]
-    kernel((len(counts) + CHUNK - 1) // CHUNK, data)
+    kernel(work_items(counts, CHUNK), data)
 
 
 @njit(parallel=True, cache=True)
