@@ -287,7 +287,7 @@ def rename_variables(text: str, where: str, rename: Callable[[str], str]) -> lis
     list of str
         The expression, then each definition as ``name = expression``.
     """
-    statements = [s for s in text.split(";")]
+    statements = text.split(";")
     while len(statements) > 1 and not statements[-1].strip():
         statements.pop()
     renamed = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from bencao.backends.common.laws.custom import KINDS
+from bencao.backends.common.laws.tabulated import table_functions, table_specs
 from bencao.backends.common.pair_laws import MAX_INTERACTION_GROUPS
 from bencao.expressions import ExpressionError, parse, rename_variables
 from bencao.forces.custom import (
@@ -82,8 +83,6 @@ def tabulated_functions(force, kind_name: str) -> tuple:
 
 def _table_functions(tables, kind_name: str) -> dict:
     """The parser's functions of ``tables`` (to check an expression on import)."""
-    from bencao.backends.common.laws.tabulated import table_functions, table_specs
-
     return table_functions(table_specs(tables), kind_name)
 
 

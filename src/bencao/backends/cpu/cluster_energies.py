@@ -27,7 +27,11 @@ import numpy as np
 from numba import njit, prange
 
 from bencao.backends.cpu.cluster_kernels import cluster_bounds
-from bencao.backends.cpu.cluster_pairs_search import nearest_atoms, partner_boxes, work_items
+from bencao.backends.cpu.cluster_pairs_search import (
+    nearest_atoms,
+    partner_boxes,
+    work_items,
+)
 from bencao.backends.cpu.simd8 import vadd, vload, vsplat, vstore, vsum, vzero
 
 #: Degree of the polynomial that replaces erf(alpha r)/r in the energies.

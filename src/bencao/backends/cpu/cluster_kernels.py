@@ -37,7 +37,11 @@ from bencao.backends.common.pair_laws import (
     COULOMB_PLAIN,
     COULOMB_REACTION_FIELD,
 )
-from bencao.backends.cpu.cluster_pairs_search import nearest_atoms, partner_boxes, work_items
+from bencao.backends.cpu.cluster_pairs_search import (
+    nearest_atoms,
+    partner_boxes,
+    work_items,
+)
 from bencao.backends.cpu.simd8 import (
     add_fixed8,
     copy8,

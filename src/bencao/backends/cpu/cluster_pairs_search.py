@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from bencao.backends.cpu.neighbors import NO_SHIFT
+from bencao.backends.cpu.neighbors import NO_SHIFT, equal_work_bounds
 
 #: i clusters per parallel work item of the search; each item allocates its scratch once.
 SEARCH_CHUNK = 16
@@ -345,19 +345,9 @@ def fill_cluster_coordinates(positions, slot_atom, image, box, periodic, x, y, z
         z[s] = pz
 
 
-def work_items(counts: np.ndarray, clusters_per_item: int) -> np.ndarray:
-    """Bounds of the pair kernels' parallel work items: item k covers i clusters
-    ``starts[k]:starts[k + 1]``, as many items as there are runs of ``clusters_per_item``
-    clusters, each holding about as many listed cluster pairs.
 
-    A half list gives the clusters early in its order more partners than late ones (DHFR: the
-    first half of the clusters holds 60% of the pairs), and Numba's OpenMP loops hand each
-    thread an equal run of the items, so items of equal clusters left one thread waiting for
-    the other.  Which thread does an item does not change any force (integer sums).
-    """
-    n = len(counts)
-    items = max((n + clusters_per_item - 1) // clusters_per_item, 1)
-    ends = np.cumsum(counts)
-    total = ends[-1] if n else 0
-    inner = np.searchsorted(ends, np.arange(1, items) * (total / items), side="right")
-    return np.concatenate(([0], inner, [n])).astype(np.int64)
+def work_items(counts: np.ndarray, clusters_per_item: int) -> np.ndarray:
+    """Bounds of the pair kernels' parallel work items: as many as there are runs of
+    ``clusters_per_item`` clusters, each holding about as many listed cluster pairs
+    (``neighbors.equal_work_bounds``)."""
+    return equal_work_bounds(counts, -(-len(counts) // clusters_per_item))

@@ -19,7 +19,11 @@ from bencao.backends.common.exclusions import exclusion_table
 from bencao.backends.common.fixed_point import to_fixed
 from bencao.backends.common.global_parameters import GlobalParameters, parameter_table
 from bencao.backends.common.laws.custom_gb import custom_gb_laws, gb_key
-from bencao.backends.common.laws.custom_gb_passes import ARGUMENTS, DERIVATIVE_PASS, indent
+from bencao.backends.common.laws.custom_gb_passes import (
+    ARGUMENTS,
+    DERIVATIVE_PASS,
+    indent,
+)
 from bencao.backends.common.laws.custom_gb_passes import gb_passes as passes_of
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cpu.base import CpuTerm

@@ -1,12 +1,12 @@
 """CustomNonbondedForce with any expression on the CPU: the generated pair law
 (``backends.common.laws.custom``, its lane form) in a parallel loop over the Verlet half list.
 
-Per particle, its partners' displacements and parameters are gathered into contiguous
+Per particle, its partners within the cutoff and their parameters are gathered into contiguous
 per-thread rows first, so the law runs in a loop LLVM vectorises (it does not vectorise reads
-of ``table[j, c]``: no gathers on this target); then the forces on i are summed in the fixed
-order of its list and the reactions on the partners added to per-thread int64 buffers, so the
-forces are bit-identical on any number of threads; energies are per-atom partials added in a
-fixed order.
+of ``table[j, c]``: no gathers on this target); each pair force goes to int64 fixed point, the
+forces on i are summed as integers and the reactions on the partners added to per-thread int64
+buffers, so the forces are bit-identical on any number of threads; energies are per-atom
+partials added in a fixed order.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from bencao.backends.common.law_cache import compiled_law_loop
 from bencao.backends.common.laws.custom import LANE_FIRST_PARAMETER
 from bencao.backends.common.pair_laws import group_multiplicity, switch_factor
 from bencao.backends.common.registry import register_kernel
-from bencao.backends.cpu.neighbors import SHIFT_BITS, SHIFT_MASK, minimum_image
+from bencao.backends.cpu.neighbors import equal_work_bounds, listed_partner
 from bencao.backends.cpu.nonbonded import DEFAULT_BUFFER, _PairTerm
 from bencao.backends.cpu.pair_kernels import reduce_thread_forces
 from bencao.forces.custom import CustomPairs
@@ -41,8 +41,9 @@ def _pair_loop(law, width: int):
       beyond it), compacted in the list's order (a select moves the write position, no
       branch), their displacements, then their parameters and group multiplicities, in
       contiguous rows, padded with filler to whole vectors;
-    - law: a loop with no gathers and no branches out, which LLVM vectorises, in two copies
-      (with and without the switch); each pair force converted to fixed point;
+    - law: a loop with no gathers and no branches out, which LLVM vectorises, in three copies
+      (with the switch, without it, and without it or the energy); each pair force converted
+      to fixed point;
     - sums: the forces on i as integers (exact in any order, vectorised), each partner's
       reaction added to the thread's int64 buffer, and the pair energies summed in the list's
       order when ``with_energy``.
@@ -76,14 +77,8 @@ def _pair_loop(law, width: int):
                 zi = positions[i, 2]
                 inside = 0
                 for k in range(counts[i]):
-                    entry = neighbors[i, k]
-                    j = entry >> SHIFT_BITS
-                    shift = entry & SHIFT_MASK
-                    dx = positions[j, 0] - xi + shifts[shift, 0]
-                    dy = positions[j, 1] - yi + shifts[shift, 1]
-                    dz = positions[j, 2] - zi + shifts[shift, 2]
-                    if minimum_image_mode:
-                        dx, dy, dz = minimum_image(dx, dy, dz, box, True)
+                    j, dx, dy, dz = listed_partner(neighbors[i, k], positions, xi, yi, zi, shifts,
+                                                   minimum_image_mode, box)
                     # written at the next free slot; kept (the slot advances) only inside the cutoff
                     lane[0, inside] = dx
                     lane[1, inside] = dy
@@ -173,6 +168,7 @@ def _pair_loop(law, width: int):
 #: float64 lanes of the widest vectors the law's loop is compiled for (AVX-512)
 LANES = 8
 #: Work items of the pair loop: ranges of particles with equal numbers of listed pairs
+#: (``neighbors.equal_work_bounds``)
 CHUNKS = 64
 
 
@@ -214,7 +210,6 @@ class CpuCustomPairs(CustomPairTables, _PairTerm):
         # rows: displacement, parameters, group multiplicity (see laws.custom.lane_law)
         self._lane_rows = LANE_FIRST_PARAMETER + width + 1
         self._scratch = np.zeros((1, 1, 1))
-        self._bounds_for = None
         self._sort_parameters(self.neighbors.order)
 
     def _sort_parameters(self, order):
@@ -238,21 +233,11 @@ class CpuCustomPairs(CustomPairTables, _PairTerm):
         kernel(sorted_positions, self._sorted, nl.neighbors, nl.counts, shifts,
                nl.minimum_image_mode, box_arg, self.cutoff**2, self._thread_forces,
                self._atom_energy, self._scratch, self._partners, self._pair_forces,
-               self._pair_energies, with_energy, self._chunks(nl))
+               self._pair_energies, with_energy,
+               equal_work_bounds(nl.counts, CHUNKS))
         energy = float(np.sum(self._atom_energy)) if with_energy else np.nan
         reduce_thread_forces(self._thread_forces, nl.order, forces)
         return energy
-
-    def _chunks(self, neighbors) -> np.ndarray:
-        """Bounds of CHUNKS ranges of particles with equal numbers of listed pairs (renewed
-        with the list), so that each thread gets as many pairs, not as many particles."""
-        if self._bounds_for != neighbors.builds:
-            ends = np.cumsum(neighbors.counts)
-            targets = np.linspace(0, ends[-1] if len(ends) else 0, CHUNKS + 1)
-            self._bounds = np.searchsorted(ends, targets, side="left").astype(np.int64)
-            self._bounds[0], self._bounds[-1] = 0, len(ends)
-            self._bounds_for = neighbors.builds
-        return self._bounds
 
     def compute(self, positions, box, forces, energy=True) -> float:
         """Add the pair forces to ``forces`` (int64 fixed point); return the energy with the

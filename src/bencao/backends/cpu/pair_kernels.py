@@ -14,7 +14,7 @@ from numba import njit, prange
 
 from bencao.backends.common.fixed_point import to_fixed
 from bencao.backends.common.pair_laws import tabulated_pair32
-from bencao.backends.cpu.neighbors import SHIFT_BITS, SHIFT_MASK, minimum_image
+from bencao.backends.cpu.neighbors import listed_partner
 
 
 @njit(parallel=True, cache=True)
@@ -67,14 +67,8 @@ def tabulated_pairs(
         fzi = 0.0
         energy = 0.0
         for k in range(counts[i]):
-            entry = neighbors[i, k]
-            j = entry >> SHIFT_BITS
-            shift = entry & SHIFT_MASK
-            dx = positions[j, 0] - xi + shifts[shift, 0]
-            dy = positions[j, 1] - yi + shifts[shift, 1]
-            dz = positions[j, 2] - zi + shifts[shift, 2]
-            if minimum_image_mode:
-                dx, dy, dz = minimum_image(dx, dy, dz, box, True)
+            j, dx, dy, dz = listed_partner(neighbors[i, k], positions, xi, yi, zi, shifts,
+                                           minimum_image_mode, box)
             r2 = np.float32(dx * dx + dy * dy + dz * dz)
             if r2 >= cutoff2:
                 continue
