@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bencao.backends.cpu.cluster_kernels import ewald_force_coefficients
+from bencao.backends.cpu.cluster_law import EWALD_COEFFICIENTS, ewald_force_coefficients
 from bencao.backends.cpu.cluster_pairs import ClusterPairList
 from bencao.backends.cpu.neighbors import minimum_image, shift_vectors
 
@@ -81,7 +81,7 @@ def test_ewald_force_law_keeps_relative_accuracy_up_to_the_cutoff(alpha, cutoff)
     itself there, not to 1/r^3 (1/r^3 minus a polynomial is off by up to ~5e-5 relative).
     Small boxes have short cutoffs and large alphas (openmmtools' SodiumChlorideCrystal: 9.43
     /nm, 0.279 nm)."""
-    from bencao.backends.cpu.cluster_kernels import _ewald_force
+    from bencao.backends.cpu.cluster_law import _ewald_force
 
     coefficients = ewald_force_coefficients(alpha, cutoff).astype(np.float32)
     r = np.linspace(0.03, cutoff, 3001).astype(np.float32)
@@ -131,7 +131,7 @@ def test_skipping_distant_partners_changes_no_force():
             nl.inner_columns, nl.inner_counts, shift_vectors(box).astype(np.float32), cutoff**2,
             # cut-off Coulomb (reaction field with krf = 0): pairs near the cutoff still carry
             # force, so skipping one that is inside would show
-            kernels.COULOMB_REACTION_FIELD, np.zeros(kernels.EWALD_COEFFICIENTS), 0.0, False, 0.0, cutoff,
+            kernels.COULOMB_REACTION_FIELD, np.zeros(EWALD_COEFFICIENTS), 0.0, False, 0.0, cutoff,
             thread_forces, skip_distant=skip)
         results.append(thread_forces.sum(axis=0) / 2.0**32)
     skipped, full = results
@@ -287,7 +287,7 @@ def test_forces_do_not_depend_on_when_the_inner_list_was_cut():
             x, y, z, charge.astype(np.float32), np.full(slots, 0.15, np.float32),
             np.full(slots, 0.5, np.float32), nl.inner_j, nl.inner_shift, nl.inner_columns,
             nl.inner_counts, shift_vectors(box).astype(np.float32), 0.81,
-            kernels.COULOMB_REACTION_FIELD, np.zeros(kernels.EWALD_COEFFICIENTS), 0.0, False, 0.0, 0.9,
+            kernels.COULOMB_REACTION_FIELD, np.zeros(EWALD_COEFFICIENTS), 0.0, False, 0.0, 0.9,
             thread_forces)
         forces.append(thread_forces.sum(axis=0))
     assert np.array_equal(forces[0], forces[1]) and np.array_equal(forces[0], forces[2])

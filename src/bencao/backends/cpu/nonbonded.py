@@ -24,11 +24,10 @@ from bencao.backends.cpu.cluster_kernels import (
     COULOMB_EWALD,
     COULOMB_PLAIN,
     COULOMB_REACTION_FIELD,
-    EWALD_COEFFICIENTS,
     cluster_pairs_kernel,
-    ewald_force_coefficients,
     reduce_cluster_forces,
 )
+from bencao.backends.cpu.cluster_law import EWALD_COEFFICIENTS, ewald_force_coefficients
 from bencao.backends.cpu.cluster_pairs import ClusterPairList
 from bencao.backends.cpu.neighbors import NeighborList, minimum_image, shift_vectors
 from bencao.backends.cpu.pair_kernels import reduce_thread_forces, tabulated_pairs

@@ -1,0 +1,126 @@
+"""Packed pair rows: the compaction intrinsics against NumPy, and the packed kernel against the
+masked one."""
+
+import numpy as np
+import pytest
+from numba import njit
+
+from bencao.backends.cpu import cluster_kernels as kernels
+from bencao.backends.cpu.cluster_law import EWALD_COEFFICIENTS, ewald_force_coefficients
+from bencao.backends.cpu.cluster_pairs import ClusterPairList
+from bencao.backends.cpu.compaction import (
+    BLOCK,
+    PACKED_ROWS,
+    compact16,
+    expand_subtract16,
+    popcount32,
+)
+from bencao.backends.cpu.neighbors import shift_vectors
+
+
+@njit
+def _pack_row(xs, ys, zs, qs, hss, e4s, masks, xa, ya, za, bit, cut2, packed, kept):
+    count = 0
+    for b in range(xs.shape[0] // 16):
+        kept[b] = compact16(xs, ys, zs, qs, hss, e4s, masks, b * 16, xa, ya, za, bit, cut2,
+                            packed, count)
+        count += popcount32(kept[b])
+    return count
+
+
+@njit
+def _spread_row(fxs, fys, fzs, dense, kept):
+    count = 0
+    for b in range(kept.shape[0]):
+        expand_subtract16(fxs, fys, fzs, b * 16, dense, count, kept[b])
+        count += popcount32(kept[b])
+    return count
+
+
+def test_packing_keeps_exactly_the_interacting_lanes_in_lane_order():
+    rng = np.random.default_rng(11)
+    width = 5 * BLOCK
+    xs, ys, zs = (rng.uniform(-1.0, 1.0, width).astype(np.float32) for _ in range(3))
+    qs, hss, e4s = (rng.normal(size=width).astype(np.float32) for _ in range(3))
+    masks = rng.integers(0, 256, width).astype(np.int32)
+    xa, ya, za = np.float32(0.1), np.float32(-0.2), np.float32(0.05)
+    bit, cut2 = np.int32(1 << 3), np.float32(0.6)
+    packed = np.full((PACKED_ROWS, width + BLOCK), np.nan, np.float32)
+    kept = np.zeros(width // BLOCK, np.int32)
+    count = _pack_row(xs, ys, zs, qs, hss, e4s, masks, xa, ya, za, bit, cut2, packed, kept)
+
+    dx, dy, dz = xa - xs, ya - ys, za - zs
+    # the kernel's r^2: fused multiply-adds, each rounded once (float64 products of float32
+    # values are exact, so rounding the float64 sum is one float32 rounding)
+    r2 = (dz.astype(np.float64) ** 2 + np.float32(
+        dy.astype(np.float64) ** 2 + np.float32(dx * dx))).astype(np.float32)
+    keep = ((masks & bit) != 0) & (r2 < cut2)
+    assert 0 < keep.sum() < width  # both outcomes occur
+    assert count == keep.sum()
+    for row, values in enumerate((dx, dy, dz, qs, hss, e4s)):
+        assert np.array_equal(packed[row, :count], values[keep])
+    lanes = np.arange(width).reshape(-1, BLOCK)
+    bits = (kept[:, None] >> np.arange(BLOCK)[None, :]) & 1
+    assert np.array_equal(bits.astype(bool).ravel(), keep[lanes.ravel()])
+
+    # spreading the packed values back puts each on the lane it came from, zero elsewhere
+    dense = rng.normal(size=(3, width + BLOCK)).astype(np.float32)
+    start = rng.normal(size=(3, width)).astype(np.float32)
+    fxs, fys, fzs = (row.copy() for row in start)
+    assert _spread_row(fxs, fys, fzs, dense, kept) == count
+    for before, after, values in zip(start, (fxs, fys, fzs), dense):
+        expected = before.copy()
+        expected[keep] -= values[:count]
+        assert np.array_equal(after, expected)
+
+
+def _kernel_forces(positions, box, cutoff, coulomb_kind, switching, packing, exclusions):
+    rng = np.random.default_rng(5)
+    n = len(positions)
+    nl = ClusterPairList(n, cutoff, 0.3, exclusions, True)
+    nl.build(positions, box)
+    moved = positions + rng.normal(0.0, 0.02, positions.shape)
+    slots = len(nl.slot_atom)
+    x, y, z = (np.empty(slots, np.float32) for _ in range(3))
+    nl.coordinates(moved, box, x, y, z)
+    real = nl.slot_atom >= 0
+    atom = np.maximum(nl.slot_atom, 0)
+    charge = np.where(real, np.resize([-0.8, 0.4, 0.4], n)[atom], 0.0).astype(np.float32)
+    half_sigma = np.where(real, 0.15, 0.0).astype(np.float32)
+    sqrt_4epsilon = np.where(real, np.resize([1.2, 0.0, 0.0], n)[atom], 0.0).astype(np.float32)
+    ewald = (ewald_force_coefficients(3.12, cutoff) if coulomb_kind == kernels.COULOMB_EWALD
+             else np.zeros(EWALD_COEFFICIENTS))
+    thread_forces = np.zeros((kernels.numba.config.NUMBA_NUM_THREADS, 3, slots), np.int64)
+    kernels.cluster_pairs_kernel(
+        x, y, z, charge, half_sigma, sqrt_4epsilon, nl.inner_j, nl.inner_shift,
+        nl.inner_columns, nl.inner_counts, shift_vectors(box).astype(np.float32), cutoff**2,
+        coulomb_kind, ewald.astype(np.float32), 0.4, switching, 0.7, cutoff, thread_forces,
+        packing=packing)
+    forces = np.zeros((n, 3))
+    forces[nl.slot_atom[real]] = thread_forces.sum(axis=0).T[real] / 2.0**32
+    return forces
+
+
+@pytest.mark.parametrize("coulomb_kind, switching", [
+    (kernels.COULOMB_EWALD, False), (kernels.COULOMB_EWALD, True),
+    (kernels.COULOMB_REACTION_FIELD, True)])
+def test_packed_rows_give_the_forces_of_masked_rows(coulomb_kind, switching):
+    """Both row forms evaluate the same law on the same pairs; they differ only in the order
+    of the i atoms' float32 sums (the packed row sums no zeros).  Water-like triplets with
+    their intramolecular pairs excluded, so the exclusion masks are exercised too."""
+    rng = np.random.default_rng(6)
+    grid = np.arange(11) * 0.3
+    positions = np.stack(np.meshgrid(grid, grid, grid), -1).reshape(-1, 3)
+    positions = positions + rng.normal(0.0, 0.03, positions.shape)
+    n = len(positions) // 3 * 3
+    positions = positions[:n]
+    exclusions = np.array([(3 * w + a, 3 * w + b) for w in range(n // 3)
+                           for a, b in ((0, 1), (0, 2), (1, 2))], np.int64)
+    box = np.diag([3.3, 3.3, 3.3])
+    packed = _kernel_forces(positions, box, 0.9, coulomb_kind, switching, True, exclusions)
+    masked = _kernel_forces(positions, box, 0.9, coulomb_kind, switching, False, exclusions)
+    scale = np.abs(masked).max()
+    assert scale > 10.0
+    assert not np.array_equal(packed, masked)  # the sums' order differs...
+    # ...by float32 roundings of sums of ~150 terms: a few 1e-7 of the largest force
+    assert np.abs(packed - masked).max() < 2e-6 * scale
