@@ -11,67 +11,68 @@ from bencao.backends.cpu.cluster_pairs import ClusterPairList
 from bencao.backends.cpu.compaction import (
     BLOCK,
     PACKED_ROWS,
-    compact16,
-    expand_subtract16,
-    popcount32,
+    compact_rows16,
+    spread_rows16,
 )
 from bencao.backends.cpu.neighbors import shift_vectors
 
 
 @njit
-def _pack_row(xs, ys, zs, qs, hss, e4s, masks, xa, ya, za, bit, cut2, packed, kept):
-    count = 0
-    for b in range(xs.shape[0] // 16):
-        kept[b] = compact16(xs, ys, zs, qs, hss, e4s, masks, b * 16, xa, ya, za, bit, cut2,
-                            packed, count)
-        count += popcount32(kept[b])
-    return count
+def _pack_rows(xs, ys, zs, qs, hss, e4s, masks, xi, yi, zi, cut2, packed, counts, kept):
+    for b in range(xs.shape[0] // BLOCK):
+        compact_rows16(xs, ys, zs, qs, hss, e4s, masks, b * BLOCK, xi, yi, zi, 8, cut2,
+                       packed, counts, kept, b)
 
 
 @njit
-def _spread_row(fxs, fys, fzs, dense, kept):
-    count = 0
-    for b in range(kept.shape[0]):
-        expand_subtract16(fxs, fys, fzs, b * 16, dense, count, kept[b])
-        count += popcount32(kept[b])
-    return count
+def _spread_rows(fxs, fys, fzs, forces, offsets, kept):
+    for b in range(kept.shape[1]):
+        spread_rows16(fxs, fys, fzs, b * BLOCK, forces, offsets, kept, b)
 
 
 def test_packing_keeps_exactly_the_interacting_lanes_in_lane_order():
+    """Each of the 8 atoms of a cluster (slots 8-15 here) packs exactly its interacting
+    lanes, in lane order; spreading packed values back puts each on the lane it came from and
+    sums the atoms in order."""
     rng = np.random.default_rng(11)
     width = 5 * BLOCK
     xs, ys, zs = (rng.uniform(-1.0, 1.0, width).astype(np.float32) for _ in range(3))
     qs, hss, e4s = (rng.normal(size=width).astype(np.float32) for _ in range(3))
     masks = rng.integers(0, 256, width).astype(np.int32)
-    xa, ya, za = np.float32(0.1), np.float32(-0.2), np.float32(0.05)
-    bit, cut2 = np.int32(1 << 3), np.float32(0.6)
-    packed = np.full((PACKED_ROWS, width + BLOCK), np.nan, np.float32)
-    kept = np.zeros(width // BLOCK, np.int32)
-    count = _pack_row(xs, ys, zs, qs, hss, e4s, masks, xa, ya, za, bit, cut2, packed, kept)
+    xi, yi, zi = (rng.uniform(-0.3, 0.3, 16).astype(np.float32) for _ in range(3))
+    cut2 = np.float32(0.6)
+    packed = np.full((8, PACKED_ROWS, width + BLOCK), np.nan, np.float32)
+    counts = np.zeros(8, np.int64)
+    kept = np.zeros((8, width // BLOCK), np.int32)
+    _pack_rows(xs, ys, zs, qs, hss, e4s, masks, xi, yi, zi, cut2, packed, counts, kept)
 
-    dx, dy, dz = xa - xs, ya - ys, za - zs
-    # the kernel's r^2: fused multiply-adds, each rounded once (float64 products of float32
-    # values are exact, so rounding the float64 sum is one float32 rounding)
-    r2 = (dz.astype(np.float64) ** 2 + np.float32(
-        dy.astype(np.float64) ** 2 + np.float32(dx * dx))).astype(np.float32)
-    keep = ((masks & bit) != 0) & (r2 < cut2)
-    assert 0 < keep.sum() < width  # both outcomes occur
-    assert count == keep.sum()
-    for row, values in enumerate((dx, dy, dz, qs, hss, e4s)):
-        assert np.array_equal(packed[row, :count], values[keep])
+    forces = rng.normal(size=(8, 3, width + BLOCK)).astype(np.float32)
+    expected = np.zeros((3, width), np.float32)
     lanes = np.arange(width).reshape(-1, BLOCK)
-    bits = (kept[:, None] >> np.arange(BLOCK)[None, :]) & 1
-    assert np.array_equal(bits.astype(bool).ravel(), keep[lanes.ravel()])
+    for a in range(8):
+        dx, dy, dz = xi[8 + a] - xs, yi[8 + a] - ys, zi[8 + a] - zs
+        # the kernel's r^2: fused multiply-adds, each rounded once (float64 products of
+        # float32 values are exact, so rounding the float64 sum is one float32 rounding)
+        r2 = (dz.astype(np.float64) ** 2 + np.float32(
+            dy.astype(np.float64) ** 2 + np.float32(dx * dx))).astype(np.float32)
+        keep = ((masks & (1 << a)) != 0) & (r2 < cut2)
+        assert 0 < keep.sum() < width  # both outcomes occur
+        assert counts[a] == keep.sum()
+        for row, values in enumerate((dx, dy, dz, qs, hss, e4s)):
+            assert np.array_equal(packed[a, row, :counts[a]], values[keep])
+        bits = (kept[a][:, None] >> np.arange(BLOCK)[None, :]) & 1
+        assert np.array_equal(bits.astype(bool).ravel(), keep[lanes.ravel()])
+        for k in range(3):
+            spread = np.zeros(width, np.float32)
+            spread[keep] = forces[a, k, :counts[a]]
+            expected[k] = expected[k] - spread
 
-    # spreading the packed values back puts each on the lane it came from, zero elsewhere
-    dense = rng.normal(size=(3, width + BLOCK)).astype(np.float32)
-    start = rng.normal(size=(3, width)).astype(np.float32)
-    fxs, fys, fzs = (row.copy() for row in start)
-    assert _spread_row(fxs, fys, fzs, dense, kept) == count
-    for before, after, values in zip(start, (fxs, fys, fzs), dense):
-        expected = before.copy()
-        expected[keep] -= values[:count]
-        assert np.array_equal(after, expected)
+    fxs, fys, fzs = (np.full(width, np.nan, np.float32) for _ in range(3))
+    offsets = np.zeros(8, np.int64)
+    _spread_rows(fxs, fys, fzs, forces, offsets, kept)
+    assert np.array_equal(offsets, counts)
+    for k, spread in enumerate((fxs, fys, fzs)):
+        assert np.array_equal(spread, expected[k])
 
 
 def _kernel_forces(positions, box, cutoff, coulomb_kind, switching, packing, exclusions):

@@ -50,10 +50,9 @@ from bencao.backends.cpu.cluster_pairs_search import (
 from bencao.backends.cpu.compaction import (
     BLOCK,
     PACKED_ROWS,
-    compact16,
-    expand_subtract16,
+    compact_rows16,
     packing_pays,
-    popcount32,
+    spread_rows16,
 )
 from bencao.backends.cpu.simd8 import (
     add_fixed8,
@@ -164,9 +163,11 @@ def _cluster_chunk(first, last, data, coulomb_kind, switching):
     fxs = np.empty(capacity, np.float32)
     fys = np.empty(capacity, np.float32)
     fzs = np.empty(capacity, np.float32)
-    rows = np.empty((PACKED_ROWS, capacity + BLOCK), np.float32)
-    row_forces = np.empty((3, capacity + BLOCK), np.float32)
-    kept = np.empty(capacity // BLOCK + 1, np.int32)
+    # per atom of i: its packed partners and their pair forces, and each block's mask
+    packed = np.empty((8, PACKED_ROWS, capacity + BLOCK), np.float32)
+    row_forces = np.empty((8, 3, capacity + BLOCK), np.float32)
+    kept = np.empty((8, capacity // BLOCK + 1), np.int32)
+    counts_now = np.zeros(8, np.int64)
     gathered = np.empty(pair_j.shape[1], np.int64)
     near = np.empty((7, pair_j.shape[1]), np.float32)
     # a packed row is padded to whole blocks with pairs of zero charge and epsilon at a
@@ -200,54 +201,54 @@ def _cluster_chunk(first, last, data, coulomb_kind, switching):
             copy8(hss, m, half_sigma, j0)
             copy8(e4s, m, sqrt_4epsilon, j0)
             copy8(masks, m, columns, (ci * columns_stride + k) * 8)
-            zero8(fxs, m)
-            zero8(fys, m)
-            zero8(fzs, m)
+            if not packing:  # the packed rows' spreading stores the partners' forces whole
+                zero8(fxs, m)
+                zero8(fys, m)
+                zero8(fzs, m)
         if n == 0:
             continue
         width = n * 8
-        if packing and n % 2 == 1:  # the spare partner: nothing interacts with it
-            for s in range(width, width + 8):
-                xs[s] = ys[s] = zs[s] = f32(0.0)
-                masks[s] = 0
-            zero8(fxs, width)
-            zero8(fys, width)
-            zero8(fzs, width)
-            width += 8
-        for a in range(8):
-            qa = charge[i0 + a]
-            sa = half_sigma[i0 + a]
-            ea = sqrt_4epsilon[i0 + a]
-            bit = np.int32(1 << a)
-            if not packing:
+        if not packing:
+            for a in range(8):
                 _masked_row(xs[:width], ys[:width], zs[:width], qs[:width], hss[:width],
                             e4s[:width], masks[:width], fxs[:width], fys[:width], fzs[:width],
-                            row_forces[0, :width], row_forces[1, :width], row_forces[2, :width],
-                            x[i0 + a], y[i0 + a], z[i0 + a], qa, sa, ea, bit, constants,
-                            ewald_coefficients, coulomb_kind, switching)
-                summed = width
-            else:
-                count = 0
-                for b in range(width // BLOCK):
-                    kept[b] = compact16(xs, ys, zs, qs, hss, e4s, masks, b * BLOCK, x[i0 + a],
-                                        y[i0 + a], z[i0 + a], bit, cut2, rows, count)
-                    count += popcount32(kept[b])
+                            row_forces[0, 0, :width], row_forces[0, 1, :width],
+                            row_forces[0, 2, :width], x[i0 + a], y[i0 + a], z[i0 + a],
+                            charge[i0 + a], half_sigma[i0 + a], sqrt_4epsilon[i0 + a],
+                            np.int32(1 << a), constants, ewald_coefficients, coulomb_kind,
+                            switching)
+                tfx[i0 + a] += clamped_fixed(sum_blocks8(row_forces[0, 0], 0, width))
+                tfy[i0 + a] += clamped_fixed(sum_blocks8(row_forces[0, 1], 0, width))
+                tfz[i0 + a] += clamped_fixed(sum_blocks8(row_forces[0, 2], 0, width))
+        else:
+            if n % 2 == 1:  # the spare partner: nothing interacts with it
+                for s in range(width, width + 8):
+                    xs[s] = ys[s] = zs[s] = f32(0.0)
+                    masks[s] = 0
+                width += 8
+            blocks = width // BLOCK
+            counts_now[:] = 0
+            for b in range(blocks):
+                compact_rows16(xs, ys, zs, qs, hss, e4s, masks, b * BLOCK, x, y, z, i0, cut2,
+                               packed, counts_now, kept, b)
+            for a in range(8):
+                count = counts_now[a]
                 if count == 0:
                     continue
                 summed = (count + BLOCK - 1) // BLOCK * BLOCK
                 for s in range(count, summed):
-                    rows[0, s] = padding_dx
-                    rows[1, s] = rows[2, s] = f32(0.0)
-                    rows[3, s] = rows[4, s] = rows[5, s] = f32(0.0)
-                _packed_row(rows, row_forces, summed, qa, sa, ea, constants,
+                    packed[a, 0, s] = padding_dx
+                    packed[a, 1, s] = packed[a, 2, s] = f32(0.0)
+                    packed[a, 3, s] = packed[a, 4, s] = packed[a, 5, s] = f32(0.0)
+                _packed_row(packed[a], row_forces[a], summed, charge[i0 + a],
+                            half_sigma[i0 + a], sqrt_4epsilon[i0 + a], constants,
                             ewald_coefficients, coulomb_kind, switching)
-                count = 0
-                for b in range(width // BLOCK):
-                    expand_subtract16(fxs, fys, fzs, b * BLOCK, row_forces, count, kept[b])
-                    count += popcount32(kept[b])
-            tfx[i0 + a] += clamped_fixed(sum_blocks8(row_forces[0], 0, summed))
-            tfy[i0 + a] += clamped_fixed(sum_blocks8(row_forces[1], 0, summed))
-            tfz[i0 + a] += clamped_fixed(sum_blocks8(row_forces[2], 0, summed))
+                tfx[i0 + a] += clamped_fixed(sum_blocks8(row_forces[a, 0], 0, summed))
+                tfy[i0 + a] += clamped_fixed(sum_blocks8(row_forces[a, 1], 0, summed))
+                tfz[i0 + a] += clamped_fixed(sum_blocks8(row_forces[a, 2], 0, summed))
+            counts_now[:] = 0
+            for b in range(blocks):
+                spread_rows16(fxs, fys, fzs, b * BLOCK, row_forces, counts_now, kept, b)
         for k in range(n):
             j0 = gathered[k]
             add_fixed8(tfx, j0, fxs, k * 8)

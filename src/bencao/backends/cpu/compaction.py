@@ -72,76 +72,128 @@ def _splat(builder, value, vector):
     return builder.shuffle_vector(lane0, lane0, ir.Constant(_INTS, [0] * BLOCK))
 
 
-def _row_pointers(context, builder, array_type, array, rows, column):
-    """``&array[r, column]`` for r < rows of a C-contiguous 2-D float32 array."""
-    packed = context.make_array(array_type)(context, builder, array)
-    stride = builder.extract_value(packed.strides, 0)
-    row_elements = builder.sdiv(stride, ir.Constant(stride.type, 4))
-    return [builder.gep(packed.data, [builder.add(
-        builder.mul(row_elements, ir.Constant(stride.type, r)), column)]) for r in range(rows)]
+def _element(context, builder, array_type, array, indices):
+    """Pointer to ``array[indices]`` (a C-contiguous array, intp indices), by its strides."""
+    view = context.make_array(array_type)(context, builder, array)
+    strides = cgutils.unpack_tuple(builder, view.strides)
+    offset = ir.Constant(strides[0].type, 0)
+    for index, stride in zip(indices, strides):
+        offset = builder.add(offset, builder.mul(index, stride))
+    byte = builder.gep(builder.bitcast(view.data, ir.IntType(8).as_pointer()), [offset])
+    return builder.bitcast(byte, view.data.type)
+
+
+def _intp(context, builder, value, value_type):
+    return context.cast(builder, value, value_type, types.intp)
 
 
 @intrinsic
-def compact16(typingctx, xs, ys, zs, qs, hss, e4s, masks, m, xa, ya, za, bit, cut2, packed, n):
-    """Pack the lanes ``m .. m + 15`` of a gathered row that interact with the i atom at
-    (xa, ya, za) into ``packed[:, n:]``.
+def compact_rows16(typingctx, xs, ys, zs, qs, hss, e4s, masks, m, xi, yi, zi, i0, cut2, packed,
+                   counts, kept, b):
+    """Pack the lanes ``m .. m + 15`` of a gathered row that interact with each of the 8 atoms
+    of cluster i (slots ``i0 .. i0 + 7`` of ``xi``, ``yi``, ``zi``).
 
-    A lane is kept if ``masks[lane] & bit`` (the interaction mask) and r^2 < ``cut2``, where
-    dx = xa - xs[lane] (likewise y, z) and r^2 = fma(dz, dz, fma(dy, dy, dx * dx)), as the law
-    computes it.  The kept lanes' dx, dy, dz, charge, sigma/2 and sqrt(4 eps) go, in lane
-    order, to rows 0-5 of ``packed`` (a (PACKED_ROWS, L) float32 array).
+    For atom a, a lane is kept if bit a of ``masks[lane]`` is set (the interaction mask) and
+    r^2 < ``cut2``, where dx = xi[i0 + a] - xs[lane] (likewise y, z) and r^2 = fma(dz, dz,
+    fma(dy, dy, dx * dx)), as the law computes it.  The kept lanes' dx, dy, dz, charge,
+    sigma/2 and sqrt(4 eps) go, in lane order, to ``packed[a, 0..5, counts[a]:]``; ``counts[a]``
+    grows by their number and ``kept[a, b]`` receives the block's mask (bit k: lane m + k).
+    The block's partner data is loaded once for all 8 atoms.
 
-    Returns the block's mask, an int32 (bit k: lane m + k kept); the number kept is its
-    population count (:func:`popcount32`).
+    Parameters
+    ----------
+    packed : (8, PACKED_ROWS, L) float32 array
+    counts : (8,) int64 array
+    kept : (8, B) int32 array
     """
-    sig = types.int32(xs, ys, zs, qs, hss, e4s, masks, types.intp, types.float32,
-                      types.float32, types.float32, types.int32, types.float32, packed,
-                      types.intp)
+    sig = types.void(xs, ys, zs, qs, hss, e4s, masks, types.intp, xi, yi, zi, types.intp,
+                     types.float32, packed, counts, kept, types.intp)
 
     def codegen(context, builder, signature, args):
-        array_types = signature.args[:7]
-        (m, xa, ya, za, bit, cut2, packed_value, n) = args[7:]
+        t = signature.args
+        m, i0, cut2, b = args[7], args[11], args[12], args[16]
 
         def load(k, vector=_FLOATS):
-            pointer = _block_pointer(context, builder, array_types[k], args[k], m, vector)
+            pointer = _block_pointer(context, builder, t[k], args[k], m, vector)
             return builder.load(pointer, align=4)
 
-        dx = builder.fsub(_splat(builder, xa, _FLOATS), load(0))
-        dy = builder.fsub(_splat(builder, ya, _FLOATS), load(1))
-        dz = builder.fsub(_splat(builder, za, _FLOATS), load(2))
+        xj, yj, zj = load(0), load(1), load(2)
+        parameters = (load(3), load(4), load(5))
+        listed = load(6, _INTS)
+        limit = _splat(builder, cut2, _FLOATS)
         fma = _function(builder, "llvm.fma.v16f32", _FLOATS, [_FLOATS] * 3)
-        r2 = builder.call(fma, [dz, dz, builder.call(fma, [dy, dy, builder.fmul(dx, dx)])])
-        listed = builder.icmp_unsigned("!=", builder.and_(load(6, _INTS),
-                                                          _splat(builder, bit, _INTS)),
-                                       ir.Constant(_INTS, [0] * BLOCK))
-        keep = builder.and_(listed, builder.fcmp_ordered("<", r2, _splat(builder, cut2,
-                                                                         _FLOATS)))
         store = _function(builder, "llvm.masked.compressstore.v16f32", ir.VoidType(),
                           [_FLOATS, _FLOAT.as_pointer(), _BITS])
-        rows = _row_pointers(context, builder, signature.args[13], packed_value, PACKED_ROWS, n)
-        for value, pointer in zip((dx, dy, dz, load(3), load(4), load(5)), rows):
-            builder.call(store, [value, pointer, keep])
-        return builder.zext(builder.bitcast(keep, ir.IntType(BLOCK)), _I32)
+        ctpop = _function(builder, "llvm.ctpop.i16", ir.IntType(BLOCK), [ir.IntType(BLOCK)])
+        intp = context.get_value_type(types.intp)
+        for a in range(8):
+            slot = builder.add(i0, ir.Constant(intp, a))
+            centre = [builder.load(_element(context, builder, t[8 + k], args[8 + k], [slot]))
+                      for k in range(3)]
+            dx, dy, dz = (builder.fsub(_splat(builder, c, _FLOATS), j)
+                          for c, j in zip(centre, (xj, yj, zj)))
+            r2 = builder.call(fma, [dz, dz, builder.call(fma, [dy, dy, builder.fmul(dx, dx)])])
+            bit = ir.Constant(_INTS, [1 << a] * BLOCK)
+            keep = builder.and_(
+                builder.icmp_unsigned("!=", builder.and_(listed, bit),
+                                      ir.Constant(_INTS, [0] * BLOCK)),
+                builder.fcmp_ordered("<", r2, limit))
+            row = ir.Constant(intp, a)
+            count_pointer = _element(context, builder, t[14], args[14], [row])
+            count = builder.load(count_pointer)
+            for k, value in enumerate((dx, dy, dz) + parameters):
+                target = _element(context, builder, t[13], args[13],
+                                  [row, ir.Constant(intp, k), count])
+                builder.call(store, [value, target, keep])
+            bits = builder.bitcast(keep, ir.IntType(BLOCK))
+            added = builder.zext(builder.call(ctpop, [bits]), intp)
+            builder.store(builder.add(count, added), count_pointer)
+            builder.store(builder.zext(bits, _I32),
+                          _element(context, builder, t[15], args[15], [row, b]))
+        return context.get_dummy_value()
 
     return sig, codegen
 
 
 @intrinsic
-def expand_subtract16(typingctx, fxs, fys, fzs, m, dense, n, keep):
-    """``f?s[m:m + 16] -=`` the dense pair forces ``dense[0..2, n:]`` unpacked to the lanes
-    set in the block mask ``keep`` (an int32 from :func:`compact16`); other lanes subtract 0."""
-    sig = types.void(fxs, fys, fzs, types.intp, dense, types.intp, types.int32)
+def spread_rows16(typingctx, fxs, fys, fzs, m, forces, offsets, kept, b):
+    """``f?s[m:m + 16] = -`` the sum over the 8 atoms a of cluster i, in order, of their packed
+    pair forces ``forces[a, 0..2, offsets[a]:]`` unpacked to the lanes set in ``kept[a, b]``
+    (zero elsewhere); ``offsets[a]`` grows by their number.  The inverse of
+    :func:`compact_rows16`; each lane's sum is ((0 - f_0) - f_1) - ... in float32.
+
+    Parameters
+    ----------
+    forces : (8, 3, L) float32 array
+    offsets : (8,) int64 array
+    kept : (8, B) int32 array
+    """
+    sig = types.void(fxs, fys, fzs, types.intp, forces, offsets, kept, types.intp)
 
     def codegen(context, builder, signature, args):
-        m, dense_value, n, keep = args[3:]
-        mask = builder.bitcast(builder.trunc(keep, ir.IntType(BLOCK)), _BITS)
+        t = signature.args
+        m, b = args[3], args[7]
         load = _function(builder, "llvm.masked.expandload.v16f32", _FLOATS,
                          [_FLOAT.as_pointer(), _BITS, _FLOATS])
-        sources = _row_pointers(context, builder, signature.args[4], dense_value, 3, n)
-        for k, source in enumerate(sources):
-            spread = builder.call(load, [source, mask, _ZEROS])
-            target = _block_pointer(context, builder, signature.args[k], args[k], m, _FLOATS)
-            builder.store(builder.fsub(builder.load(target, align=4), spread), target, align=4)
+        ctpop = _function(builder, "llvm.ctpop.i16", ir.IntType(BLOCK), [ir.IntType(BLOCK)])
+        intp = context.get_value_type(types.intp)
+        sums = [_ZEROS] * 3
+        for a in range(8):
+            row = ir.Constant(intp, a)
+            bits = builder.trunc(builder.load(_element(context, builder, t[6], args[6],
+                                                       [row, b])), ir.IntType(BLOCK))
+            mask = builder.bitcast(bits, _BITS)
+            offset_pointer = _element(context, builder, t[5], args[5], [row])
+            offset = builder.load(offset_pointer)
+            for k in range(3):
+                source = _element(context, builder, t[4], args[4],
+                                  [row, ir.Constant(intp, k), offset])
+                sums[k] = builder.fsub(sums[k], builder.call(load, [source, mask, _ZEROS]))
+            added = builder.zext(builder.call(ctpop, [bits]), intp)
+            builder.store(builder.add(offset, added), offset_pointer)
+        for k in range(3):
+            target = _block_pointer(context, builder, t[k], args[k], m, _FLOATS)
+            builder.store(sums[k], target, align=4)
         return context.get_dummy_value()
 
     return sig, codegen
