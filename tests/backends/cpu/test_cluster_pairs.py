@@ -198,6 +198,30 @@ def test_sum_blocks8_adds_in_its_documented_order(blocks):
     assert run(values, start, 8 * blocks) == expected
 
 
+def test_add_fixed8_converts_as_to_fixed():
+    """The pair kernel's vector conversion (float32 throughout) adds exactly what
+    ``fixed_point.to_fixed`` gives for each value widened to float64, clamping included."""
+    from numba import njit
+
+    from bencao.backends.common.fixed_point import to_fixed
+    from bencao.backends.cpu.simd8 import add_fixed8
+    from bencao.constants import FORCE_CLAMP
+
+    @njit
+    def run(acc, values):
+        for k in range(values.shape[0] // 8):
+            add_fixed8(acc, 8 * k, values, 8 * k)
+
+    rng = np.random.default_rng(9)
+    values = (rng.normal(size=64) * 10.0 ** rng.integers(-9, 6, 64)).astype(np.float32)
+    values[:4] = [3.0 * FORCE_CLAMP, -3.0 * FORCE_CLAMP, np.float32(FORCE_CLAMP), 1e-30]
+    start = rng.integers(-2**40, 2**40, 64)
+    acc = start.copy()
+    run(acc, values)
+    expected = start + np.array([to_fixed(np.float64(v)) for v in values])
+    assert np.array_equal(acc, expected)
+
+
 def _inner_pairs(nl, positions, box, cutoff):
     """(count of distinct pairs, largest multiplicity) of the inner list's atom pairs closer
     than ``cutoff`` (nm), as a set of (atom a, atom b) with a < b and the counts (vectorised:

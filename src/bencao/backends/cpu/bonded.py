@@ -1,9 +1,9 @@
 """CPU kernels for the listed bonded terms and position restraints.
 
 Every listed term registered in ``backends.common.laws`` (bonds, LJ pairs, angles, torsions,
-impropers, and any term added there) runs through one serial Numba loop per shape (2, 3 or 4
-atoms an item), built here for its law (bonded work is small next to the nonbonded pairs); one
-class, :class:`CpuListedTerm`, computes them all.  Loops compute in float64 and add forces only
+impropers, and any term added there) runs through one Numba loop per shape (2, 3 or 4 atoms an
+item), built here for its law; one class, :class:`CpuListedTerm`, computes them all.  Angle
+and torsion items are evaluated in parallel and added in item order (``_three_body_loop``).  Loops compute in float64 and add forces only
 through :func:`~bencao.backends.common.fixed_point.add_force`.  Bonded terms never use periodic
 boundaries (OpenMM's default for these forces), so the box is ignored, except by restraints.
 Loops built for a law are cached on disk by source (``common.law_cache``).
@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from bencao.backends.common.fixed_point import add_force
 from bencao.backends.common.law_cache import compiled_law_loop
@@ -67,22 +67,32 @@ def _two_body_loop(law):
     return loop
 
 
+# Angles and torsions cost ~40 and ~100 ns each (geometry, trigonometry), so their loops run
+# in two passes: each item's energy and forces in parallel into scratch, then, serially in item
+# order, the energy sum and the fixed-point adds -- the same operations in the same order as a
+# serial loop, so the result is bit-identical on any number of threads.
+
+
 def _three_body_loop(law):
     """Loop over angles a-b-c (vertex b) of a law of the angle."""
 
     def loop(positions, atoms, params, forces):
-        energy = 0.0
-        for m in range(atoms.shape[0]):
-            a = atoms[m, 0]
-            b = atoms[m, 1]
-            c = atoms[m, 2]
-            geom = angle_geometry(positions, a, b, c)
+        n = atoms.shape[0]
+        energies = np.empty(n)
+        item_forces = np.empty((n, 9))
+        for m in prange(n):
+            geom = angle_geometry(positions, atoms[m, 0], atoms[m, 1], atoms[m, 2])
             e, dE = law(geom[0], params, m)
-            energy += e
+            energies[m] = e
             f = angle_forces(dE, geom)
-            add_force(forces, a, f[0], f[1], f[2])
-            add_force(forces, b, f[3], f[4], f[5])
-            add_force(forces, c, f[6], f[7], f[8])
+            for k in range(9):
+                item_forces[m, k] = f[k]
+        energy = 0.0
+        for m in range(n):
+            energy += energies[m]
+            for k in range(3):
+                f = item_forces[m]
+                add_force(forces, atoms[m, k], f[3 * k], f[3 * k + 1], f[3 * k + 2])
         return energy
 
     return loop
@@ -92,16 +102,22 @@ def _four_body_loop(law):
     """Loop over torsions a-b-c-d of a law of the torsion angle."""
 
     def loop(positions, atoms, params, forces):
-        energy = 0.0
-        for m in range(atoms.shape[0]):
-            a = atoms[m, 0]
-            b = atoms[m, 1]
-            c = atoms[m, 2]
-            d = atoms[m, 3]
-            geom = dihedral_geometry(positions, a, b, c, d)
+        n = atoms.shape[0]
+        energies = np.empty(n)
+        item_forces = np.empty((n, 12))
+        for m in prange(n):
+            geom = dihedral_geometry(positions, atoms[m, 0], atoms[m, 1], atoms[m, 2],
+                                     atoms[m, 3])
             e, dE = law(geom[0], params, m)
-            energy += e
-            add_torsion_forces(forces, a, b, c, d, dihedral_forces(dE, geom))
+            energies[m] = e
+            f = dihedral_forces(dE, geom)
+            for k in range(12):
+                item_forces[m, k] = f[k]
+        energy = 0.0
+        for m in range(n):
+            energy += energies[m]
+            add_torsion_forces(forces, atoms[m, 0], atoms[m, 1], atoms[m, 2], atoms[m, 3],
+                               item_forces[m])
         return energy
 
     return loop
@@ -125,6 +141,8 @@ def _one_body_loop(law):
 
 
 _LOOPS = {1: _one_body_loop, 2: _two_body_loop, 3: _three_body_loop, 4: _four_body_loop}
+#: Shapes whose loops run their items in parallel (see ``_three_body_loop``).
+_PARALLEL = (3, 4)
 
 
 @functools.cache
@@ -137,7 +155,7 @@ def listed_kernel(n_atoms: int, law):
     energy, kJ/mol.  The one-particle loop (``n_atoms`` 1, custom external terms) also takes
     the (3, 3) box, nm, and whether to use it: ``kernel(..., forces, box, periodic)``.
     """
-    return compiled_law_loop(_LOOPS[n_atoms](law), law)
+    return compiled_law_loop(_LOOPS[n_atoms](law), law, parallel=n_atoms in _PARALLEL)
 
 
 class CpuListedTerm(CpuTerm):

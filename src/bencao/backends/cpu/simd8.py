@@ -136,8 +136,10 @@ def zero8(typingctx, dst, dst_index):
 def add_fixed8(typingctx, acc, acc_index, values, values_index):
     """``acc[acc_index:acc_index + 8] += to_fixed(values[values_index:values_index + 8])``.
 
-    ``acc`` int64, ``values`` float32 (kJ/mol/nm).  Each value is widened to float64, clamped
-    to +-FORCE_CLAMP (a NaN stays NaN, as in ``to_fixed``), scaled by FORCE_SCALE and truncated.
+    ``acc`` int64, ``values`` float32 (kJ/mol/nm).  Each value is clamped to +-FORCE_CLAMP (a
+    NaN stays NaN, as in ``to_fixed``), scaled by FORCE_SCALE and truncated, all in float32:
+    FORCE_CLAMP is a float32 and FORCE_SCALE a power of two, so every step is exact and the
+    result is ``to_fixed``'s on the value widened to float64 (one ``vcvttps2qq`` on AVX-512).
     """
     if acc.dtype != types.int64 or values.dtype != types.float32:
         return None
@@ -147,13 +149,13 @@ def add_fixed8(typingctx, acc, acc_index, values, values_index):
         a_type, a_index_type, v_type, v_index_type = signature.args
         source = _pointer(context, builder, v_type, args[2], args[3], v_index_type)
         target = _pointer(context, builder, a_type, args[0], args[1], a_index_type)
-        double = ir.DoubleType()
-        wide = builder.fpext(builder.load(source, align=1), _DOUBLE_VECTOR)
-        low = _splat(-FORCE_CLAMP, double)
-        high = _splat(FORCE_CLAMP, double)
-        wide = builder.select(builder.fcmp_ordered("<", wide, low), low, wide)
-        wide = builder.select(builder.fcmp_ordered(">", wide, high), high, wide)
-        scaled = builder.fmul(wide, _splat(FORCE_SCALE, double))
+        single = ir.FloatType()
+        value = builder.load(source, align=1)
+        low = _splat(-FORCE_CLAMP, single)
+        high = _splat(FORCE_CLAMP, single)
+        value = builder.select(builder.fcmp_ordered("<", value, low), low, value)
+        value = builder.select(builder.fcmp_ordered(">", value, high), high, value)
+        scaled = builder.fmul(value, _splat(FORCE_SCALE, single))
         fixed = builder.fptosi(scaled, ir.VectorType(ir.IntType(64), LANES))
         builder.store(builder.add(builder.load(target, align=1), fixed), target, align=1)
         return context.get_dummy_value()
