@@ -28,8 +28,11 @@ def _lattice(rng, edge, spacing):
     return positions + rng.normal(0.0, 0.03 * spacing / 0.3, positions.shape)
 
 
+@pytest.mark.parametrize("packing", [True, False], ids=["packed", "masked"])
 @pytest.mark.parametrize("kind, switch", [(2, 0.0), (2, 0.75), (1, 0.0), (0, 0.0)])
-def test_cluster_energy_pass_matches_a_direct_float64_sum(kind, switch):
+def test_cluster_energy_pass_matches_a_direct_float64_sum(kind, switch, packing):
+    """Both row forms (packed pairs inside the cutoff, or every lane masked) against a direct
+    sum over all pairs."""
     rng = np.random.default_rng(5)
     cutoff, buffer, edge = 0.9, 0.2, 3.0
     box = np.diag([edge] * 3)
@@ -54,7 +57,8 @@ def test_cluster_energy_pass_matches_a_direct_float64_sum(kind, switch):
         x, y, z, np.where(real, charges[atoms], 0.0), np.where(real, 0.5 * sigma[atoms], 0.0),
         np.where(real, np.sqrt(4 * epsilon[atoms]), 0.0), nl.inner_j, nl.inner_shift,
         nl.inner_columns, nl.inner_counts, shift_vectors(box), cutoff**2, kind,
-        ewald_energy_polynomial(alpha, cutoff), krf, crf, switch > 0, switch, cutoff, out)
+        ewald_energy_polynomial(alpha, cutoff), krf, crf, switch > 0, switch, cutoff, out,
+        packing=packing)
     i, j = np.triu_indices(n, 1)
     keep = np.array([(a, b) not in excluded for a, b in zip(i, j)])
     i, j = i[keep], j[keep]

@@ -9,14 +9,16 @@ interval.
 
 The pass has the force kernel's shape, so that it runs as vector instructions: for each i
 cluster the partners within reach (bounding boxes, as the force kernel skips them) are gathered
-into contiguous float64 scratch, and each atom of i runs a loop without branches over them.
+into contiguous float64 scratch; on AVX-512 CPUs the pairs inside the cutoff are packed for each
+atom of i (:func:`~bencao.backends.cpu.compaction.compact_rows8_energy`) and the law runs on
+them alone, elsewhere each atom of i runs a masked loop without branches over every lane.
 Real-space Ewald needs erfc, which has no vector form; instead erfc(alpha r)/r = 1/r - P(r^2)
 with P = erf(alpha r)/r, a smooth even function fitted by a degree-20 polynomial in r^2
 (:func:`ewald_energy_polynomial`, relative error ~1e-14: float64 rounding, not a model error).
 
-Sums run in a fixed order (per i cluster: lanes accumulated over its 8 atoms, then the lanes
-in blocks of 8, see ``simd8.vsum``), into one value per i cluster, so the total is the same on
-any number of threads.
+Sums run in a fixed order (per i cluster: blocks of 8 lanes accumulated in order, then the 8
+lanes, see ``simd8.vsum``), into one value per i cluster, so the total is the same on any
+number of threads.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from bencao.backends.cpu.cluster_pairs_search import (
     partner_boxes,
     work_items,
 )
+from bencao.backends.cpu.compaction import ENERGY_ROWS, compact_rows8_energy, packing_pays
 from bencao.backends.cpu.simd8 import vadd, vload, vsplat, vstore, vsum, vzero
 
 #: Degree of the polynomial that replaces erf(alpha r)/r in the energies.
@@ -102,16 +105,31 @@ def _coefficients(c):
 
 
 @njit(cache=True, inline="always", error_model="numpy", fastmath=_FASTMATH)
-def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, acc, xa, ya, za, qa, sa, ea, bit, constants,
-              p_coef, coulomb_kind, switching):
+def _pair_energy(r2, qq, sig, eps4, constants, p_coef, coulomb_kind, switching):
+    """Energy (kJ/mol) of one pair from r^2 (nm^2), the Coulomb prefactor qq, the combined
+    sigma (nm) and 4 epsilon (kJ/mol); the flags are constants in each kernel."""
+    inv_r = 1.0 / np.sqrt(r2)
+    if coulomb_kind == 2:
+        e_coul = qq * (inv_r - _estrin(p_coef, r2 * constants[1] - 1.0))
+    elif coulomb_kind == 1:
+        e_coul = qq * (inv_r + constants[2] * r2 - constants[3])
+    else:
+        e_coul = qq * inv_r
+    sig2 = sig * sig * (inv_r * inv_r)
+    sr6 = sig2 * sig2 * sig2
+    e_lj = eps4 * (sr6 * sr6 - sr6)
+    if switching:
+        t = max(r2 * inv_r - constants[4], 0.0) * constants[5]
+        e_lj *= 1.0 + t * t * t * (-10.0 + t * (15.0 - 6.0 * t))
+    return e_coul + e_lj
+
+
+@njit(cache=True, inline="always", error_model="numpy", fastmath=_FASTMATH)
+def _masked_row(xj, yj, zj, qj, hsj, e4j, maskj, acc, xa, ya, za, qa, sa, ea, bit, constants,
+                p_coef, coulomb_kind, switching):
     """Energies between one atom of cluster i and every gathered partner atom, added lane by
     lane to ``acc`` (no sum across lanes here: that is done once, in a fixed order)."""
     cut2 = constants[0]
-    inv_cut2x2 = constants[1]
-    krf = constants[2]
-    crf = constants[3]
-    rsw = constants[4]
-    inv_width = constants[5]
     for m in range(xj.shape[0]):
         dx = xa - xj[m]
         dy = ya - yj[m]
@@ -119,30 +137,32 @@ def _atom_row(xj, yj, zj, qj, hsj, e4j, maskj, acc, xa, ya, za, qa, sa, ea, bit,
         r2 = dx * dx + dy * dy + dz * dz
         use = (((maskj[m] >> bit) & np.int32(1)) != 0) & (r2 < cut2)
         r2 = r2 if use else 1.0
-        inv_r = 1.0 / np.sqrt(r2)
-        inv_r2 = inv_r * inv_r
-        qq = qa * qj[m]
-        if coulomb_kind == 2:
-            e_coul = qq * (inv_r - _estrin(p_coef, r2 * inv_cut2x2 - 1.0))
-        elif coulomb_kind == 1:
-            e_coul = qq * (inv_r + krf * r2 - crf)
-        else:
-            e_coul = qq * inv_r
-        sig = sa + hsj[m]
-        sig2 = sig * sig * inv_r2
-        sr6 = sig2 * sig2 * sig2
-        e_lj = ea * e4j[m] * (sr6 * sr6 - sr6)
-        if switching:
-            t = max(r2 * inv_r - rsw, 0.0) * inv_width
-            e_lj *= 1.0 + t * t * t * (-10.0 + t * (15.0 - 6.0 * t))
-        acc[m] += (e_coul + e_lj) if use else 0.0
+        e = _pair_energy(r2, qa * qj[m], sa + hsj[m], ea * e4j[m], constants, p_coef,
+                         coulomb_kind, switching)
+        acc[m] += e if use else 0.0
+
+
+@njit(cache=True, inline="always", error_model="numpy", fastmath=_FASTMATH)
+def _packed_row(packed, energies, count, qa, sa, ea, constants, p_coef, coulomb_kind,
+                switching):
+    """Energies of one atom of cluster i with its ``count`` packed partners (rows r^2, charge,
+    sigma/2, sqrt(4 eps); :func:`compact_rows8_energy`), into ``energies``."""
+    r2s = packed[0]
+    qj = packed[1]
+    hsj = packed[2]
+    e4j = packed[3]
+    for m in range(count):
+        energies[m] = _pair_energy(r2s[m], qa * qj[m], sa + hsj[m], ea * e4j[m], constants,
+                                   p_coef, coulomb_kind, switching)
 
 
 @njit(cache=True, inline="always", error_model="numpy", fastmath=_FASTMATH)
 def _cluster_chunk(first, last, data, out, coulomb_kind, switching):
-    """Energies of the i clusters of one work item, into ``out[ci]``."""
+    """Energies of the i clusters of one work item, into ``out[ci]``: partners gathered as in
+    the force kernel, then per atom of i packed rows (AVX-512) or masked rows."""
     (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns, counts,
-     shifts, constants, p_coef, bounds) = data
+     shifts, constants, p_coef, bounds, packing) = data
+    cut2 = constants[0]
     skip2 = constants[6]
     capacity = pair_j.shape[1] * 8
     coef = _coefficients(p_coef)
@@ -155,6 +175,10 @@ def _cluster_chunk(first, last, data, out, coulomb_kind, switching):
     acc = np.empty(capacity)
     masks = np.empty(capacity, np.int32)
     near = np.empty((7, pair_j.shape[1]))
+    packed = np.empty((8, ENERGY_ROWS, capacity + 8))
+    counts_now = np.zeros(8, np.int64)
+    # padding of a packed row: zero charge and epsilon at a finite distance, energy 0
+    padding_r2 = min(cut2, 1.0) * 0.25
     for ci in range(first, last):
         i0 = ci * 8
         listed = counts[ci]
@@ -184,14 +208,31 @@ def _cluster_chunk(first, last, data, out, coulomb_kind, switching):
             for b in range(8):
                 masks[m + b] = pair_columns[ci, k, b]
         width = n * 8
-        for a in range(8):
-            _atom_row(xs[:width], ys[:width], zs[:width], qs[:width], hss[:width], e4s[:width],
-                      masks[:width], acc[:width], x[i0 + a], y[i0 + a], z[i0 + a],
-                      charge[i0 + a], half_sigma[i0 + a], sqrt_4epsilon[i0 + a], np.int32(a),
-                      constants, coef, coulomb_kind, switching)
         total = vzero()
-        for m in range(0, width, 8):
-            total = vadd(total, vload(acc, m))
+        if not packing:
+            for a in range(8):
+                _masked_row(xs[:width], ys[:width], zs[:width], qs[:width], hss[:width],
+                            e4s[:width], masks[:width], acc[:width], x[i0 + a], y[i0 + a],
+                            z[i0 + a], charge[i0 + a], half_sigma[i0 + a],
+                            sqrt_4epsilon[i0 + a], np.int32(a), constants, coef, coulomb_kind,
+                            switching)
+            for m in range(0, width, 8):
+                total = vadd(total, vload(acc, m))
+        else:
+            counts_now[:] = 0
+            for m in range(0, width, 8):
+                compact_rows8_energy(xs, ys, zs, qs, hss, e4s, masks, m, x, y, z, i0, cut2,
+                                     packed, counts_now)
+            for a in range(8):
+                count = counts_now[a]
+                summed = (count + 7) // 8 * 8
+                for s in range(count, summed):
+                    packed[a, 0, s] = padding_r2
+                    packed[a, 1, s] = packed[a, 2, s] = packed[a, 3, s] = 0.0
+                _packed_row(packed[a], acc, summed, charge[i0 + a], half_sigma[i0 + a],
+                            sqrt_4epsilon[i0 + a], constants, coef, coulomb_kind, switching)
+                for m in range(0, summed, 8):
+                    total = vadd(total, vload(acc, m))
         out[ci] = vsum(total)
 
 
@@ -248,7 +289,7 @@ _KERNELS = {
 def cluster_pairs_energy(
     x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns, counts, shifts,
     cutoff2, coulomb_kind, energy_polynomial, krf, crf, switching, switch_distance, cutoff,
-    cluster_energy,
+    cluster_energy, packing=None,
 ):
     """Coulomb + Lennard-Jones energy of every listed pair within the cutoff, per i cluster.
 
@@ -278,6 +319,10 @@ def cluster_pairs_energy(
         nm.
     cluster_energy : (C,) float64 array
         Output: energy of the pairs listed under each i cluster, kJ/mol.
+    packing : bool or None
+        Packed rows (True) or masked rows (False); None: packed where that pays
+        (:func:`bencao.backends.cpu.compaction.packing_pays`).  The energies differ only by
+        the order of their float64 sums.
     """
     finite = np.isfinite(cutoff2)
     constants = np.array([
@@ -292,6 +337,7 @@ def cluster_pairs_energy(
     bounds = np.empty((len(counts), 6))
     cluster_bounds(x, y, z, bounds)
     data = (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns,
-            counts, shifts, constants, energy_polynomial, bounds)
+            counts, shifts, constants, energy_polynomial, bounds,
+            packing_pays() if packing is None else bool(packing))
     kernel = _KERNELS[(int(coulomb_kind), bool(switching))]
     kernel(work_items(counts, CHUNK), data, cluster_energy)

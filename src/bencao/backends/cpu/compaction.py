@@ -199,6 +199,84 @@ def spread_rows16(typingctx, fxs, fys, fzs, m, forces, offsets, kept, b):
     return sig, codegen
 
 
+#: Rows of the packed array :func:`compact_rows8_energy` fills: r^2, charge, sigma/2,
+#: sqrt(4 eps).
+ENERGY_ROWS = 4
+
+_DOUBLE = ir.DoubleType()
+_DOUBLES = ir.VectorType(_DOUBLE, 8)
+_INTS8 = ir.VectorType(_I32, 8)
+_BITS8 = ir.VectorType(ir.IntType(1), 8)
+
+
+@intrinsic
+def compact_rows8_energy(typingctx, xs, ys, zs, qs, hss, e4s, masks, m, xi, yi, zi, i0, cut2,
+                         packed, counts):
+    """The energy pass's :func:`compact_rows16`: float64, one partner (8 lanes) at a time.
+
+    For atom a of cluster i (slot ``i0 + a``), lane ``m + k`` is kept if bit a of
+    ``masks[m + k]`` is set and r^2 = dx^2 + dy^2 + dz^2 < ``cut2`` (dx = xi[i0 + a] -
+    xs[m + k], ...).  The kept lanes' r^2, charge, sigma/2 and sqrt(4 eps) go, in lane order,
+    to ``packed[a, 0..3, counts[a]:]`` and ``counts[a]`` grows by their number.
+
+    Parameters
+    ----------
+    packed : (8, ENERGY_ROWS, L) float64 array
+    counts : (8,) int64 array
+    """
+    sig = types.void(xs, ys, zs, qs, hss, e4s, masks, types.intp, xi, yi, zi, types.intp,
+                     types.float64, packed, counts)
+
+    def codegen(context, builder, signature, args):
+        t = signature.args
+        m, i0, cut2 = args[7], args[11], args[12]
+
+        def load(k, vector=_DOUBLES):
+            pointer = _element(context, builder, t[k], args[k], [m])
+            return builder.load(builder.bitcast(pointer, vector.as_pointer()), align=8)
+
+        xj, yj, zj = load(0), load(1), load(2)
+        parameters = (load(3), load(4), load(5))
+        listed = builder.load(builder.bitcast(_element(context, builder, t[6], args[6], [m]),
+                                              _INTS8.as_pointer()), align=4)
+
+        def splat(value, vector):
+            lane0 = builder.insert_element(ir.Constant(vector, ir.Undefined), value,
+                                           ir.Constant(_I32, 0))
+            return builder.shuffle_vector(lane0, lane0, ir.Constant(_INTS8, [0] * 8))
+
+        limit = splat(cut2, _DOUBLES)
+        store = _function(builder, "llvm.masked.compressstore.v8f64", ir.VoidType(),
+                          [_DOUBLES, _DOUBLE.as_pointer(), _BITS8])
+        ctpop = _function(builder, "llvm.ctpop.i8", ir.IntType(8), [ir.IntType(8)])
+        intp = context.get_value_type(types.intp)
+        for a in range(8):
+            slot = builder.add(i0, ir.Constant(intp, a))
+            centre = [builder.load(_element(context, builder, t[8 + k], args[8 + k], [slot]))
+                      for k in range(3)]
+            dx, dy, dz = (builder.fsub(splat(c, _DOUBLES), j)
+                          for c, j in zip(centre, (xj, yj, zj)))
+            r2 = builder.fadd(builder.fadd(builder.fmul(dx, dx), builder.fmul(dy, dy)),
+                              builder.fmul(dz, dz))
+            keep = builder.and_(
+                builder.icmp_unsigned("!=", builder.and_(listed, ir.Constant(_INTS8, [1 << a] * 8)),
+                                      ir.Constant(_INTS8, [0] * 8)),
+                builder.fcmp_ordered("<", r2, limit))
+            row = ir.Constant(intp, a)
+            count_pointer = _element(context, builder, t[14], args[14], [row])
+            count = builder.load(count_pointer)
+            for k, value in enumerate((r2,) + parameters):
+                target = _element(context, builder, t[13], args[13],
+                                  [row, ir.Constant(intp, k), count])
+                builder.call(store, [value, target, keep])
+            added = builder.zext(builder.call(ctpop, [builder.bitcast(keep, ir.IntType(8))]),
+                                 intp)
+            builder.store(builder.add(count, added), count_pointer)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @intrinsic
 def popcount32(typingctx, value):
     """Number of set bits of an int32 (``llvm.ctpop``: one ``popcnt``)."""
