@@ -198,6 +198,25 @@ def test_sum_blocks8_adds_in_its_documented_order(blocks):
     assert run(values, start, 8 * blocks) == expected
 
 
+def test_masks_by_column_transpose_the_pair_masks():
+    """``pair_columns`` (what the kernels read) holds each 64-bit mask column by column, for
+    plain pairs (padding alone) and for pairs with exclusions or a cluster's own triangle."""
+    rng = np.random.default_rng(12)
+    box = np.diag([3.0, 3.0, 3.0])
+    positions = _jittered_lattice(rng, edge=3.0)[:997]  # odd: cells end in padded clusters
+    n = len(positions)
+    exclusions = np.array([(a, a + 1) for a in range(0, n - 1, 3)], np.int64)
+    nl = ClusterPairList(n, 0.9, 0.2, exclusions, True)
+    nl.build(positions, box)
+    assert (nl.slot_atom < 0).any()
+    bits = range(8)
+    for ci in range(nl.n_clusters):
+        for k in range(nl.counts[ci]):
+            mask = int(nl.pair_mask[ci, k]) & (2**64 - 1)  # the int64's bits, unsigned
+            expected = [sum(((mask >> (8 * a + b)) & 1) << a for a in bits) for b in bits]
+            assert list(nl.pair_columns[ci, k]) == expected
+
+
 def test_add_fixed8_converts_as_to_fixed():
     """The pair kernel's vector conversion (float32 throughout) adds exactly what
     ``fixed_point.to_fixed`` gives for each value widened to float64, clamping included."""
