@@ -106,10 +106,10 @@ def _masked_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, fxi, fyi, fzi, x
 @njit(**INLINE)
 def _packed_row(packed, forces, count, qa, sa, ea, constants, ewald, coulomb_kind, switching):
     """Pair forces of one atom of cluster i with its ``count`` packed partners, every lane a
-    pair inside the cutoff (:func:`compact16`).
+    pair inside the cutoff (:func:`~bencao.backends.cpu.compaction.compact_rows16`).
 
     ``packed`` rows 0-5: dx, dy, dz (nm), the partner's charge, sigma/2 and sqrt(4 eps); r^2
-    is recomputed as ``compact16`` computed it (cheaper than packing it).  ``forces`` rows 0-2
+    is recomputed as ``compact_rows16`` computed it (cheaper than packing it).  ``forces`` rows 0-2
     receive the pair forces on the i atom, kJ/mol/nm (stored for ``sum_blocks8``, as in
     :func:`_masked_row`).
     """
@@ -336,7 +336,8 @@ def cluster_pairs_kernel(
     coulomb_kind : int
         COULOMB_PLAIN, COULOMB_REACTION_FIELD or COULOMB_EWALD.
     ewald : (EWALD_COEFFICIENTS,) float32 array
-        From :func:`ewald_force_coefficients` (unused for the other kinds).
+        From :func:`bencao.backends.cpu.cluster_law.ewald_force_coefficients` (unused for the
+        other kinds).
     krf : float
         Reaction-field constant, 1/nm^3.
     switching : bool
