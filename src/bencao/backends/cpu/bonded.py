@@ -3,8 +3,9 @@
 Every listed term registered in ``backends.common.laws`` (bonds, LJ pairs, angles, torsions,
 impropers, and any term added there) runs through one Numba loop per shape (2, 3 or 4 atoms an
 item), built here for its law; one class, :class:`CpuListedTerm`, computes them all.  Angle
-and torsion items are evaluated in parallel and added in item order (``_three_body_loop``).  Loops compute in float64 and add forces only
-through :func:`~bencao.backends.common.fixed_point.add_force`.  Bonded terms never use periodic
+and torsion items are evaluated in parallel and added in item order (``_three_body_loop``).
+Loops compute in float64 and add forces only through
+:func:`~bencao.backends.common.fixed_point.add_force`.  Bonded terms never use periodic
 boundaries (OpenMM's default for these forces), so the box is ignored, except by restraints.
 Loops built for a law are cached on disk by source (``common.law_cache``).
 """
