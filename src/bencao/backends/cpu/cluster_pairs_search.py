@@ -294,7 +294,6 @@ def search_pairs(
             # 3. the masks of those that remain
             for e in range(excl_counts[ci]):
                 excluded[excl_partner[ci, e]] = e
-            real_rows = mask_column(row_masks[ci], 0)  # bit a: slot a of i holds an atom
             count = 0
             for k in range(m):
                 if near[6, k] >= rlist2:
@@ -302,28 +301,18 @@ def search_pairs(
                 cj = candidate[k]
                 code = candidate_code[k]
                 mask = row_masks[ci] & column_masks[cj]
-                plain = True  # the mask is padding alone: no triangle, no exclusions
                 if cj == ci and code == NO_SHIFT:
                     mask &= upper_triangle
-                    plain = False
                 if excluded[cj] >= 0:
                     mask &= ~excl_bits[ci, excluded[cj]]
-                    plain = False
                 if mask == 0:
                     continue
                 if count < capacity:
                     pair_j[ci, count] = cj
                     pair_shift[ci, count] = code
                     pair_mask[ci, count] = mask
-                    if plain:
-                        # column b is i's real slots if slot b of j is real (bit b of j's
-                        # column mask), else empty: no bit shuffling for most pairs
-                        for b in range(8):
-                            pair_columns[ci, count, b] = (
-                                real_rows if (column_masks[cj] >> np.int64(b)) & 1 else 0)
-                    else:
-                        for b in range(8):
-                            pair_columns[ci, count, b] = mask_column(mask, b)
+                    for b in range(8):
+                        pair_columns[ci, count, b] = mask_column(mask, b)
                 count += 1
             for e in range(excl_counts[ci]):
                 excluded[excl_partner[ci, e]] = -1
