@@ -109,9 +109,9 @@ def _packed_row(packed, forces, count, qa, sa, ea, constants, ewald, coulomb_kin
     pair inside the cutoff (:func:`~bencao.backends.cpu.compaction.compact_rows16`).
 
     ``packed`` rows 0-5: dx, dy, dz (nm), the partner's charge, sigma/2 and sqrt(4 eps); r^2
-    is recomputed as ``compact_rows16`` computed it (cheaper than packing it).  ``forces`` rows 0-2
-    receive the pair forces on the i atom, kJ/mol/nm (stored for ``sum_blocks8``, as in
-    :func:`_masked_row`).
+    is recomputed as ``compact_rows16`` computed it (cheaper than packing it).  ``forces``
+    rows 0-2 receive the pair forces on the i atom, kJ/mol/nm (stored for ``sum_blocks8``, as
+    in :func:`_masked_row`).
     """
     dx = packed[0]
     dy = packed[1]
@@ -132,11 +132,11 @@ def _packed_row(packed, forces, count, qa, sa, ea, constants, ewald, coulomb_kin
 
 
 @njit(**INLINE)
-def _cluster_chunk(first, last, data, coulomb_kind, switching):
+def _cluster_chunk(first, last, data, coulomb_kind, switching, packing):
     """All i clusters of one work item: gather each one's partners into contiguous scratch
     (shifted into place), run its 8 rows, scatter the partners' forces."""
     (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns, counts,
-     shifts, constants, ewald, thread_forces, bounds, packing) = data
+     shifts, constants, ewald, thread_forces, bounds) = data
     f32 = np.float32
     cut2 = constants[0]
     skip2 = constants[6]
@@ -256,56 +256,27 @@ def _cluster_chunk(first, last, data, coulomb_kind, switching):
             add_fixed8(tfz, j0, fzs, k * 8)
 
 
-# One compiled kernel per (Coulomb kind, switching): the flags are constants inside, so each
-# kernel's inner loop carries only its own arithmetic.  Each compiles on first use (~3 s) and
-# is cached.
+# One compiled kernel per (Coulomb kind, switching, packing): the flags are constants inside
+# (a closure's variables are frozen at compile time), so each kernel carries only its own
+# arithmetic and row form.  Each compiles on first use (~8 s) and is cached: Numba keys a
+# closure's cache entry by its pickled variables, here plain ints and bools.
 _OPTIONS = {"parallel": True, "cache": True, "fastmath": FASTMATH, "error_model": "numpy"}
 
 
-@njit(**_OPTIONS)
-def _plain(starts, data):
-    for chunk in prange(starts.shape[0] - 1):
-        _cluster_chunk(starts[chunk], starts[chunk + 1], data, 0, False)
+def _kernel(coulomb_kind: int, switching: bool, packing: bool):
+    """The parallel loop over work items for one combination of the flags."""
+
+    def kernel(starts, data):
+        for chunk in prange(starts.shape[0] - 1):
+            _cluster_chunk(starts[chunk], starts[chunk + 1], data, coulomb_kind, switching,
+                           packing)
+
+    return njit(**_OPTIONS)(kernel)
 
 
-@njit(**_OPTIONS)
-def _plain_switched(starts, data):
-    for chunk in prange(starts.shape[0] - 1):
-        _cluster_chunk(starts[chunk], starts[chunk + 1], data, 0, True)
-
-
-@njit(**_OPTIONS)
-def _field(starts, data):
-    for chunk in prange(starts.shape[0] - 1):
-        _cluster_chunk(starts[chunk], starts[chunk + 1], data, 1, False)
-
-
-@njit(**_OPTIONS)
-def _field_switched(starts, data):
-    for chunk in prange(starts.shape[0] - 1):
-        _cluster_chunk(starts[chunk], starts[chunk + 1], data, 1, True)
-
-
-@njit(**_OPTIONS)
-def _ewald(starts, data):
-    for chunk in prange(starts.shape[0] - 1):
-        _cluster_chunk(starts[chunk], starts[chunk + 1], data, 2, False)
-
-
-@njit(**_OPTIONS)
-def _ewald_switched(starts, data):
-    for chunk in prange(starts.shape[0] - 1):
-        _cluster_chunk(starts[chunk], starts[chunk + 1], data, 2, True)
-
-
-_KERNELS = {
-    (COULOMB_PLAIN, False): _plain,
-    (COULOMB_PLAIN, True): _plain_switched,
-    (COULOMB_REACTION_FIELD, False): _field,
-    (COULOMB_REACTION_FIELD, True): _field_switched,
-    (COULOMB_EWALD, False): _ewald,
-    (COULOMB_EWALD, True): _ewald_switched,
-}
+_KERNELS = {(kind, switching, packing): _kernel(kind, switching, packing)
+            for kind in (COULOMB_PLAIN, COULOMB_REACTION_FIELD, COULOMB_EWALD)
+            for switching in (False, True) for packing in (False, True)}
 
 
 def cluster_pairs_kernel(
@@ -365,9 +336,9 @@ def cluster_pairs_kernel(
     cluster_bounds(x, y, z, bounds)
     ewald = np.ascontiguousarray(ewald, np.float32)
     data = (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns,
-            counts, shifts, constants, ewald, thread_forces, bounds,
-            packing_pays() if packing is None else bool(packing))
-    kernel = _KERNELS[(int(coulomb_kind), bool(switching))]
+            counts, shifts, constants, ewald, thread_forces, bounds)
+    packing = packing_pays() if packing is None else bool(packing)
+    kernel = _KERNELS[(int(coulomb_kind), bool(switching), packing)]
     kernel(work_items(counts, CHUNK), data)
 
 
