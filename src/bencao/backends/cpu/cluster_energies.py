@@ -157,11 +157,11 @@ def _packed_row(packed, energies, count, qa, sa, ea, constants, p_coef, coulomb_
 
 
 @njit(cache=True, inline="always", error_model="numpy", fastmath=_FASTMATH)
-def _cluster_chunk(first, last, data, out, coulomb_kind, switching):
+def _cluster_chunk(first, last, data, out, coulomb_kind, switching, packing):
     """Energies of the i clusters of one work item, into ``out[ci]``: partners gathered as in
     the force kernel, then per atom of i packed rows (AVX-512) or masked rows."""
     (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns, counts,
-     shifts, constants, p_coef, bounds, packing) = data
+     shifts, constants, p_coef, bounds) = data
     cut2 = constants[0]
     skip2 = constants[6]
     capacity = pair_j.shape[1] * 8
@@ -175,7 +175,7 @@ def _cluster_chunk(first, last, data, out, coulomb_kind, switching):
     acc = np.empty(capacity)
     masks = np.empty(capacity, np.int32)
     near = np.empty((7, pair_j.shape[1]))
-    packed = np.empty((8, ENERGY_ROWS, capacity + 8))
+    packed = np.empty((8, ENERGY_ROWS, capacity + 8 if packing else 0))
     counts_now = np.zeros(8, np.int64)
     # padding of a packed row: zero charge and epsilon at a finite distance, energy 0
     padding_r2 = min(cut2, 1.0) * 0.25
@@ -236,54 +236,24 @@ def _cluster_chunk(first, last, data, out, coulomb_kind, switching):
         out[ci] = vsum(total)
 
 
-# One compiled kernel per (Coulomb kind, switching), as for the forces.
+# One compiled kernel per (Coulomb kind, switching, packing), as for the forces: the flags are
+# a closure's variables, constants at compile time.
 _OPTIONS = {"parallel": True, "cache": True, "error_model": "numpy", "fastmath": _FASTMATH}
 
 
-@njit(**_OPTIONS)
-def _plain(starts, data, out):
-    for chunk in prange(starts.shape[0] - 1):
-        _cluster_chunk(starts[chunk], starts[chunk + 1], data, out, 0, False)
+def _kernel(coulomb_kind: int, switching: bool, packing: bool):
+    """The parallel loop over work items for one combination of the flags."""
+
+    def kernel(starts, data, out):
+        for chunk in prange(starts.shape[0] - 1):
+            _cluster_chunk(starts[chunk], starts[chunk + 1], data, out, coulomb_kind,
+                           switching, packing)
+
+    return njit(**_OPTIONS)(kernel)
 
 
-@njit(**_OPTIONS)
-def _plain_switched(starts, data, out):
-    for chunk in prange(starts.shape[0] - 1):
-        _cluster_chunk(starts[chunk], starts[chunk + 1], data, out, 0, True)
-
-
-@njit(**_OPTIONS)
-def _field(starts, data, out):
-    for chunk in prange(starts.shape[0] - 1):
-        _cluster_chunk(starts[chunk], starts[chunk + 1], data, out, 1, False)
-
-
-@njit(**_OPTIONS)
-def _field_switched(starts, data, out):
-    for chunk in prange(starts.shape[0] - 1):
-        _cluster_chunk(starts[chunk], starts[chunk + 1], data, out, 1, True)
-
-
-@njit(**_OPTIONS)
-def _ewald(starts, data, out):
-    for chunk in prange(starts.shape[0] - 1):
-        _cluster_chunk(starts[chunk], starts[chunk + 1], data, out, 2, False)
-
-
-@njit(**_OPTIONS)
-def _ewald_switched(starts, data, out):
-    for chunk in prange(starts.shape[0] - 1):
-        _cluster_chunk(starts[chunk], starts[chunk + 1], data, out, 2, True)
-
-
-_KERNELS = {
-    (0, False): _plain,
-    (0, True): _plain_switched,
-    (1, False): _field,
-    (1, True): _field_switched,
-    (2, False): _ewald,
-    (2, True): _ewald_switched,
-}
+_KERNELS = {(kind, switching, packing): _kernel(kind, switching, packing)
+            for kind in (0, 1, 2) for switching in (False, True) for packing in (False, True)}
 
 
 def cluster_pairs_energy(
@@ -337,7 +307,7 @@ def cluster_pairs_energy(
     bounds = np.empty((len(counts), 6))
     cluster_bounds(x, y, z, bounds)
     data = (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns,
-            counts, shifts, constants, energy_polynomial, bounds,
-            packing_pays() if packing is None else bool(packing))
-    kernel = _KERNELS[(int(coulomb_kind), bool(switching))]
+            counts, shifts, constants, energy_polynomial, bounds)
+    packing = packing_pays() if packing is None else bool(packing)
+    kernel = _KERNELS[(int(coulomb_kind), bool(switching), packing)]
     kernel(work_items(counts, CHUNK), data, cluster_energy)

@@ -164,9 +164,11 @@ def _cluster_chunk(first, last, data, coulomb_kind, switching, packing):
     fys = np.empty(capacity, np.float32)
     fzs = np.empty(capacity, np.float32)
     # per atom of i: its packed partners and their pair forces, and each block's mask
-    packed = np.empty((8, PACKED_ROWS, capacity + BLOCK), np.float32)
-    row_forces = np.empty((8, 3, capacity + BLOCK), np.float32)
-    kept = np.empty((8, capacity // BLOCK + 1), np.int32)
+    # (the masked rows need only one atom's pair forces, and nothing packed)
+    rows = 8 if packing else 1
+    packed = np.empty((rows, PACKED_ROWS, capacity + BLOCK if packing else 0), np.float32)
+    row_forces = np.empty((rows, 3, capacity + BLOCK), np.float32)
+    kept = np.empty((rows, capacity // BLOCK + 1 if packing else 0), np.int32)
     counts_now = np.zeros(8, np.int64)
     gathered = np.empty(pair_j.shape[1], np.int64)
     near = np.empty((7, pair_j.shape[1]), np.float32)
