@@ -8,71 +8,96 @@ from numba import njit
 from bencao.backends.cpu import cluster_kernels as kernels
 from bencao.backends.cpu.cluster_law import EWALD_COEFFICIENTS, ewald_force_coefficients
 from bencao.backends.cpu.cluster_pairs import ClusterPairList
+from bencao.backends.common.fixed_point import to_fixed
 from bencao.backends.cpu.compaction import (
     BLOCK,
     PACKED_ROWS,
-    compact_rows16,
-    spread_rows16,
+    compact_partners16,
+    spread_partners16,
 )
 from bencao.backends.cpu.neighbors import shift_vectors
 
 
 @njit
-def _pack_rows(xs, ys, zs, qs, hss, e4s, masks, xi, yi, zi, cut2, packed, counts, kept):
-    for b in range(xs.shape[0] // BLOCK):
-        compact_rows16(xs, ys, zs, qs, hss, e4s, masks, b * BLOCK, xi, yi, zi, 8, cut2,
-                       packed, counts, kept, b)
+def _pack(x, y, z, q, hs, e4, columns, slots, column_offsets, shifts, codes, i0, cut2, packed,
+          counts, kept):
+    for b in range(slots.shape[0] // 2):
+        compact_partners16(x, y, z, q, hs, e4, columns, slots[2 * b], slots[2 * b + 1],
+                           column_offsets[2 * b], column_offsets[2 * b + 1], shifts,
+                           codes[2 * b], codes[2 * b + 1], i0, cut2, packed, counts, kept, b)
 
 
 @njit
-def _spread_rows(fxs, fys, fzs, forces, offsets, kept):
-    for b in range(kept.shape[1]):
-        spread_rows16(fxs, fys, fzs, b * BLOCK, forces, offsets, kept, b)
+def _spread(x, y, z, slots, shifts, codes, i0, scalars, offsets, kept, i_forces, fx, fy, fz):
+    for b in range(slots.shape[0] // 2):
+        spread_partners16(x, y, z, slots[2 * b], slots[2 * b + 1], shifts, codes[2 * b],
+                          codes[2 * b + 1], i0, scalars, offsets, kept, b, i_forces, fx, fy, fz)
 
 
 def test_packing_keeps_exactly_the_interacting_lanes_in_lane_order():
     """Each of the 8 atoms of a cluster (slots 8-15 here) packs exactly its interacting
-    lanes, in lane order; spreading packed values back puts each on the lane it came from and
-    sums the atoms in order."""
+    partner lanes, in lane order, read from the slot arrays and moved by each partner's box
+    shift; a spare partner (negative mask offset) packs nothing.  Spreading gives each lane
+    minus the sum over the atoms of scalar times displacement, in fixed point, and each atom
+    the sum of its pair forces lane by lane."""
     rng = np.random.default_rng(11)
-    width = 5 * BLOCK
-    xs, ys, zs = (rng.uniform(-1.0, 1.0, width).astype(np.float32) for _ in range(3))
-    qs, hss, e4s = (rng.normal(size=width).astype(np.float32) for _ in range(3))
-    masks = rng.integers(0, 256, width).astype(np.int32)
-    xi, yi, zi = (rng.uniform(-0.3, 0.3, 16).astype(np.float32) for _ in range(3))
-    cut2 = np.float32(0.6)
+    n_slots = 6 * 8
+    x, y, z = (rng.uniform(-1.0, 1.0, n_slots).astype(np.float32) for _ in range(3))
+    q, hs, e4 = (rng.normal(size=n_slots).astype(np.float32) for _ in range(3))
+    slots = np.array([16, 24, 32, 40, 0, 0], np.int64)  # partner clusters' first slots
+    codes = np.array([3, 0, 13, 26, 5, 5], np.int64)
+    column_offsets = np.array([0, 8, 16, 24, 32, -1], np.int64)  # the last one is spare
+    columns = rng.integers(0, 256, 40).astype(np.int32)
+    shifts = rng.uniform(-0.5, 0.5, (27, 3)).astype(np.float32)
+    cut2 = np.float32(0.9)
+    width = len(slots) * 8
     packed = np.full((8, PACKED_ROWS, width + BLOCK), np.nan, np.float32)
     counts = np.zeros(8, np.int64)
     kept = np.zeros((8, width // BLOCK), np.int32)
-    _pack_rows(xs, ys, zs, qs, hss, e4s, masks, xi, yi, zi, cut2, packed, counts, kept)
+    _pack(x, y, z, q, hs, e4, columns, slots, column_offsets, shifts, codes, 8, cut2, packed,
+          counts, kept)
 
-    forces = rng.normal(size=(8, 3, width + BLOCK)).astype(np.float32)
-    expected = np.zeros((3, width), np.float32)
+    lane_slot = (slots[:, None] + np.arange(8)).ravel()
+    lane_shift = shifts[np.repeat(codes, 8)]
+    lane_mask = np.concatenate([columns[c:c + 8] if c >= 0 else np.zeros(8, np.int32)
+                                for c in column_offsets])
+    xj, yj, zj = (coordinate[lane_slot] + lane_shift[:, k]
+                  for k, coordinate in enumerate((x, y, z)))
+    scalars = rng.normal(size=(8, width + BLOCK)).astype(np.float32)
+    expected_j = np.zeros((3, width), np.float32)
+    expected_i = np.zeros((8, 3, BLOCK), np.float32)
     lanes = np.arange(width).reshape(-1, BLOCK)
     for a in range(8):
-        dx, dy, dz = xi[8 + a] - xs, yi[8 + a] - ys, zi[8 + a] - zs
+        dx, dy, dz = x[8 + a] - xj, y[8 + a] - yj, z[8 + a] - zj
         # the kernel's r^2: fused multiply-adds, each rounded once (float64 products of
         # float32 values are exact, so rounding the float64 sum is one float32 rounding)
         r2 = (dz.astype(np.float64) ** 2 + np.float32(
             dy.astype(np.float64) ** 2 + np.float32(dx * dx))).astype(np.float32)
-        keep = ((masks & (1 << a)) != 0) & (r2 < cut2)
-        assert 0 < keep.sum() < width  # both outcomes occur
+        keep = ((lane_mask & (1 << a)) != 0) & (r2 < cut2)
+        assert 0 < keep.sum() < width and not keep[-8:].any()  # both outcomes; spare: none
         assert counts[a] == keep.sum()
-        for row, values in enumerate((dx, dy, dz, qs, hss, e4s)):
+        for row, values in enumerate((r2, q[lane_slot], hs[lane_slot], e4[lane_slot])):
             assert np.array_equal(packed[a, row, :counts[a]], values[keep])
         bits = (kept[a][:, None] >> np.arange(BLOCK)[None, :]) & 1
         assert np.array_equal(bits.astype(bool).ravel(), keep[lanes.ravel()])
-        for k in range(3):
-            spread = np.zeros(width, np.float32)
-            spread[keep] = forces[a, k, :counts[a]]
-            expected[k] = expected[k] - spread
+        scalar = np.zeros(width, np.float32)
+        scalar[keep] = scalars[a, :counts[a]]
+        for k, d in enumerate((dx, dy, dz)):
+            force = scalar * d
+            expected_j[k] = expected_j[k] - force
+            for block in lanes:
+                expected_i[a, k] = expected_i[a, k] + force[block]
 
-    fxs, fys, fzs = (np.full(width, np.nan, np.float32) for _ in range(3))
+    fx, fy, fz = (np.zeros(n_slots, np.int64) for _ in range(3))
     offsets = np.zeros(8, np.int64)
-    _spread_rows(fxs, fys, fzs, forces, offsets, kept)
+    i_forces = np.zeros((8, 3, BLOCK), np.float32)
+    _spread(x, y, z, slots, shifts, codes, 8, scalars, offsets, kept, i_forces, fx, fy, fz)
     assert np.array_equal(offsets, counts)
-    for k, spread in enumerate((fxs, fys, fzs)):
-        assert np.array_equal(spread, expected[k])
+    assert np.array_equal(i_forces, expected_i)
+    for k, spread in enumerate((fx, fy, fz)):
+        expected = np.zeros(n_slots, np.int64)
+        np.add.at(expected, lane_slot, [to_fixed(value) for value in expected_j[k]])
+        assert np.array_equal(spread, expected)
 
 
 def _kernel_forces(positions, box, cutoff, coulomb_kind, switching, packing, exclusions):

@@ -1,16 +1,17 @@
 """The SIMD pair kernel: Coulomb + Lennard-Jones forces over 8 x 8 cluster pairs in float32.
 
-For each i cluster the kernel gathers the 8 atoms of every listed partner cluster, shifted into
-place, into contiguous float32 rows (structure of arrays), skipping partners whose bounding box
-is beyond the cutoff from every atom of i.  Then, for each atom of i, one of two row forms:
+For each i cluster the kernel skips the listed partners whose bounding box is beyond the
+cutoff from every atom of i, then evaluates the others in one of two row forms:
 
-* **packed** (:mod:`bencao.backends.cpu.compaction`, CPUs with AVX-512): the lanes that
-  interact (listed in the mask, inside the cutoff; ~30% of them) are packed into dense rows
-  16 lanes at a time, the law runs on those alone, and the pair forces are unpacked back onto
-  the partners' lanes;
+* **packed** (:mod:`bencao.backends.cpu.compaction`, CPUs with AVX-512): two partners (16
+  lanes) at a time are read straight from the slot arrays, shifted into place, and the lanes
+  that interact with each atom of i (listed in the mask, inside the cutoff; ~30% of them) are
+  packed into that atom's dense rows; the law runs on those alone, and the spread turns its
+  results back into forces on the partners' lanes and on the i atom;
 * **masked** (other CPUs, where packing is done lane by lane and would cost more than it
-  saves): the law runs on every lane; a pair that must not interact has its distance replaced
-  by a harmless one and its force selected to zero.
+  saves): the partners are gathered into contiguous rows (structure of arrays) and the law
+  runs on every lane; a pair that must not interact has its distance replaced by a harmless
+  one and its force selected to zero.
 
 Both are branch-free loops that LLVM turns into vector instructions, both evaluate the same
 law (:func:`bencao.backends.cpu.cluster_law.pair_force`) on the same pairs, and their forces
@@ -19,9 +20,10 @@ differ only in the order of the i atoms' float32 sums.  Energies are a separate 
 
 Determinism: the force on cluster j from one cluster pair is summed in float32 in a fixed order
 (i atom by i atom) and converted to int64 fixed point before it joins the per-thread
-accumulator; the force on each atom of cluster i is summed over its row in a fixed order
-(``simd8.sum_blocks8``) and converted once.  Integer sums do not depend on the thread that did
-the work, so forces are bit-identical on any number of threads.
+accumulator; the force on each atom of cluster i is summed in a fixed order (masked rows: over
+its row, ``simd8.sum_blocks8``; packed rows: lane by lane over the blocks, then over the 16
+lanes) and converted once.  Integer sums do not depend on the thread that did the work, so
+forces are bit-identical on any number of threads.
 """
 
 from __future__ import annotations
@@ -50,9 +52,9 @@ from bencao.backends.cpu.cluster_pairs_search import (
 from bencao.backends.cpu.compaction import (
     BLOCK,
     PACKED_ROWS,
-    compact_rows16,
+    compact_partners16,
     packing_pays,
-    spread_rows16,
+    spread_partners16,
 )
 from bencao.backends.cpu.simd8 import (
     add_fixed8,
@@ -104,44 +106,31 @@ def _masked_row(xj, yj, zj, qj, hsj, e4j, maskj, fxj, fyj, fzj, fxi, fyi, fzi, x
 
 
 @njit(**INLINE)
-def _packed_row(packed, forces, count, qa, sa, ea, constants, ewald, coulomb_kind, switching):
-    """Pair forces of one atom of cluster i with its ``count`` packed partners, every lane a
-    pair inside the cutoff (:func:`~bencao.backends.cpu.compaction.compact_rows16`).
+def _packed_row(packed, scalars, count, qa, sa, ea, constants, ewald, coulomb_kind, switching):
+    """-dE/dr / r (kJ/mol/nm^2) of one atom of cluster i with each of its ``count`` packed
+    partners, every lane a pair inside the cutoff
+    (:func:`~bencao.backends.cpu.compaction.compact_partners16`), into ``scalars``.
 
-    ``packed`` rows 0-5: dx, dy, dz (nm), the partner's charge, sigma/2 and sqrt(4 eps); r^2
-    is recomputed as ``compact_rows16`` computed it (cheaper than packing it).  ``forces``
-    rows 0-2 receive the pair forces on the i atom, kJ/mol/nm (stored for ``sum_blocks8``, as
-    in :func:`_masked_row`).
+    ``packed`` rows 0-3: r^2 (nm^2), the partner's charge, sigma/2 and sqrt(4 eps).  The
+    forces are made from these by ``spread_partners16``, which has the displacements.
     """
-    dx = packed[0]
-    dy = packed[1]
-    dz = packed[2]
-    qj = packed[3]
-    hsj = packed[4]
-    e4j = packed[5]
-    fxi = forces[0]
-    fyi = forces[1]
-    fzi = forces[2]
+    r2 = packed[0]
+    qj = packed[1]
+    hsj = packed[2]
+    e4j = packed[3]
     for m in range(count):
-        r2 = fma32(dz[m], dz[m], fma32(dy[m], dy[m], dx[m] * dx[m]))
-        f = pair_force(r2, qa * qj[m], sa + hsj[m], ea * e4j[m], constants, ewald,
-                       coulomb_kind, switching)
-        fxi[m] = f * dx[m]
-        fyi[m] = f * dy[m]
-        fzi[m] = f * dz[m]
+        scalars[m] = pair_force(r2[m], qa * qj[m], sa + hsj[m], ea * e4j[m], constants, ewald,
+                                coulomb_kind, switching)
 
 
 @njit(**INLINE)
-def _cluster_chunk(first, last, data, coulomb_kind, switching, packing):
-    """All i clusters of one work item: gather each one's partners into contiguous scratch
-    (shifted into place), run its 8 rows, scatter the partners' forces."""
+def _masked_chunk(first, last, data, coulomb_kind, switching):
+    """All i clusters of one work item, masked rows: gather each one's partners into
+    contiguous scratch (shifted into place), run its 8 rows, add the partners' forces."""
     (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns, counts,
      shifts, constants, ewald, thread_forces, bounds) = data
-    f32 = np.float32
-    cut2 = constants[0]
     skip2 = constants[6]
-    # one spare partner, so that a row is a whole number of 16-lane blocks
-    capacity = (pair_j.shape[1] + 1) * 8
+    capacity = pair_j.shape[1] * 8
     tid = numba.get_thread_id()
     columns = pair_columns.reshape(-1)  # flat: copy8 takes 1-D arrays
     columns_stride = pair_columns.shape[1]
@@ -163,18 +152,9 @@ def _cluster_chunk(first, last, data, coulomb_kind, switching, packing):
     fxs = np.empty(capacity, np.float32)
     fys = np.empty(capacity, np.float32)
     fzs = np.empty(capacity, np.float32)
-    # per atom of i: its packed partners and their pair forces, and each block's mask
-    # (the masked rows need only one atom's pair forces, and nothing packed)
-    rows = 8 if packing else 1
-    packed = np.empty((rows, PACKED_ROWS, capacity + BLOCK if packing else 0), np.float32)
-    row_forces = np.empty((rows, 3, capacity + BLOCK), np.float32)
-    kept = np.empty((rows, capacity // BLOCK + 1 if packing else 0), np.int32)
-    counts_now = np.zeros(8, np.int64)
+    row_forces = np.empty((3, capacity), np.float32)
     gathered = np.empty(pair_j.shape[1], np.int64)
     near = np.empty((7, pair_j.shape[1]), np.float32)
-    # a packed row is padded to whole blocks with pairs of zero charge and epsilon at a
-    # distance inside the cutoff (where every law is finite): their forces are exact zeros
-    padding_dx = np.sqrt(min(cut2, f32(1.0))) * f32(0.5)
     for ci in range(first, last):
         i0 = ci * 8
         listed = counts[ci]
@@ -189,73 +169,126 @@ def _cluster_chunk(first, last, data, coulomb_kind, switching, packing):
                 continue
             j = pair_j[ci, k]
             code = pair_shift[ci, k]
-            sx = shifts[code, 0]
-            sy = shifts[code, 1]
-            sz = shifts[code, 2]
             j0 = j * 8
             gathered[n] = j0
             m = n * 8
             n += 1
-            copy8_shifted(xs, m, x, j0, sx)
-            copy8_shifted(ys, m, y, j0, sy)
-            copy8_shifted(zs, m, z, j0, sz)
+            copy8_shifted(xs, m, x, j0, shifts[code, 0])
+            copy8_shifted(ys, m, y, j0, shifts[code, 1])
+            copy8_shifted(zs, m, z, j0, shifts[code, 2])
             copy8(qs, m, charge, j0)
             copy8(hss, m, half_sigma, j0)
             copy8(e4s, m, sqrt_4epsilon, j0)
             copy8(masks, m, columns, (ci * columns_stride + k) * 8)
-            if not packing:  # the packed rows' spreading stores the partners' forces whole
-                zero8(fxs, m)
-                zero8(fys, m)
-                zero8(fzs, m)
+            zero8(fxs, m)
+            zero8(fys, m)
+            zero8(fzs, m)
         if n == 0:
             continue
         width = n * 8
-        if not packing:
-            for a in range(8):
-                _masked_row(xs[:width], ys[:width], zs[:width], qs[:width], hss[:width],
-                            e4s[:width], masks[:width], fxs[:width], fys[:width], fzs[:width],
-                            row_forces[0, 0, :width], row_forces[0, 1, :width],
-                            row_forces[0, 2, :width], x[i0 + a], y[i0 + a], z[i0 + a],
-                            charge[i0 + a], half_sigma[i0 + a], sqrt_4epsilon[i0 + a],
-                            np.int32(1 << a), constants, ewald_coefficients, coulomb_kind,
-                            switching)
-                tfx[i0 + a] += clamped_fixed(sum_blocks8(row_forces[0, 0], 0, width))
-                tfy[i0 + a] += clamped_fixed(sum_blocks8(row_forces[0, 1], 0, width))
-                tfz[i0 + a] += clamped_fixed(sum_blocks8(row_forces[0, 2], 0, width))
-        else:
-            if n % 2 == 1:  # the spare partner: nothing interacts with it
-                for s in range(width, width + 8):
-                    xs[s] = ys[s] = zs[s] = f32(0.0)
-                    masks[s] = 0
-                width += 8
-            blocks = width // BLOCK
-            counts_now[:] = 0
-            for b in range(blocks):
-                compact_rows16(xs, ys, zs, qs, hss, e4s, masks, b * BLOCK, x, y, z, i0, cut2,
-                               packed, counts_now, kept, b)
-            for a in range(8):
-                count = counts_now[a]
-                if count == 0:
-                    continue
-                summed = (count + BLOCK - 1) // BLOCK * BLOCK
-                for s in range(count, summed):
-                    packed[a, 0, s] = padding_dx
-                    packed[a, 1, s] = packed[a, 2, s] = f32(0.0)
-                    packed[a, 3, s] = packed[a, 4, s] = packed[a, 5, s] = f32(0.0)
-                _packed_row(packed[a], row_forces[a], summed, charge[i0 + a],
-                            half_sigma[i0 + a], sqrt_4epsilon[i0 + a], constants,
-                            ewald_coefficients, coulomb_kind, switching)
-                tfx[i0 + a] += clamped_fixed(sum_blocks8(row_forces[a, 0], 0, summed))
-                tfy[i0 + a] += clamped_fixed(sum_blocks8(row_forces[a, 1], 0, summed))
-                tfz[i0 + a] += clamped_fixed(sum_blocks8(row_forces[a, 2], 0, summed))
-            counts_now[:] = 0
-            for b in range(blocks):
-                spread_rows16(fxs, fys, fzs, b * BLOCK, row_forces, counts_now, kept, b)
+        for a in range(8):
+            _masked_row(xs[:width], ys[:width], zs[:width], qs[:width], hss[:width],
+                        e4s[:width], masks[:width], fxs[:width], fys[:width], fzs[:width],
+                        row_forces[0, :width], row_forces[1, :width], row_forces[2, :width],
+                        x[i0 + a], y[i0 + a], z[i0 + a], charge[i0 + a], half_sigma[i0 + a],
+                        sqrt_4epsilon[i0 + a], np.int32(1 << a), constants,
+                        ewald_coefficients, coulomb_kind, switching)
+            tfx[i0 + a] += clamped_fixed(sum_blocks8(row_forces[0], 0, width))
+            tfy[i0 + a] += clamped_fixed(sum_blocks8(row_forces[1], 0, width))
+            tfz[i0 + a] += clamped_fixed(sum_blocks8(row_forces[2], 0, width))
         for k in range(n):
             j0 = gathered[k]
             add_fixed8(tfx, j0, fxs, k * 8)
             add_fixed8(tfy, j0, fys, k * 8)
             add_fixed8(tfz, j0, fzs, k * 8)
+
+
+@njit(**INLINE)
+def _packed_chunk(first, last, data, coulomb_kind, switching):
+    """All i clusters of one work item, packed rows: pack the interacting pairs of each one's
+    partners, two partners (16 lanes) at a time straight from the slot arrays, run its 8 dense
+    rows, and add the pair forces back onto the partners."""
+    (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns, counts,
+     shifts, constants, ewald, thread_forces, bounds) = data
+    f32 = np.float32
+    cut2 = constants[0]
+    skip2 = constants[6]
+    # one spare partner, so that the partners fill whole 16-lane blocks
+    capacity = (pair_j.shape[1] + 1) * 8
+    tid = numba.get_thread_id()
+    columns = pair_columns.reshape(-1)
+    columns_stride = pair_columns.shape[1]
+    tfx = thread_forces[tid, 0]
+    tfy = thread_forces[tid, 1]
+    tfz = thread_forces[tid, 2]
+    ewald_coefficients = coefficient_tuple(ewald)
+    # per atom of i: its packed partners, their -dE/dr / r, each block's mask, and the i
+    # atom's forces lane by lane
+    packed = np.empty((8, PACKED_ROWS, capacity + BLOCK), np.float32)
+    scalars = np.empty((8, capacity + BLOCK), np.float32)
+    kept = np.empty((8, capacity // BLOCK + 1), np.int32)
+    i_forces = np.empty((8, 3, BLOCK), np.float32)
+    counts_now = np.zeros(8, np.int64)
+    near = np.empty((7, pair_j.shape[1]), np.float32)
+    partners = np.empty(pair_j.shape[1] + 1, np.int64)
+    slots = np.empty(pair_j.shape[1] + 1, np.int64)
+    # a packed row is padded to whole blocks with pairs of zero charge and epsilon at a
+    # distance inside the cutoff (where every law is finite): their forces are exact zeros
+    padding_r2 = min(cut2, f32(1.0)) * f32(0.25)
+    for ci in range(first, last):
+        i0 = ci * 8
+        listed = counts[ci]
+        # partners now beyond the cutoff from every atom of i are skipped (as in
+        # _masked_chunk); the list of the others is made without a branch, whose outcome
+        # would be unpredictable
+        partner_boxes(pair_j, pair_shift, ci, listed, bounds, shifts, near)
+        nearest_atoms(x, y, z, ci, near, listed)
+        n = 0
+        for k in range(listed):
+            partners[n] = k
+            n += np.int64(near[6, k] < skip2)
+        if n == 0:
+            continue
+        for k in range(n):
+            slots[k] = pair_j[ci, partners[k]] * 8
+        if n % 2 == 1:  # the spare partner: the last one again, with no interactions
+            partners[n] = -1
+            slots[n] = slots[n - 1]
+            n += 1
+        blocks = n // 2
+        counts_now[:] = 0
+        for b in range(blocks):
+            ka = partners[2 * b]
+            kb = partners[2 * b + 1]
+            code_a = pair_shift[ci, ka]
+            code_b = code_a if kb < 0 else pair_shift[ci, kb]
+            cb = -1 if kb < 0 else (ci * columns_stride + kb) * 8
+            compact_partners16(x, y, z, charge, half_sigma, sqrt_4epsilon, columns,
+                               slots[2 * b], slots[2 * b + 1], (ci * columns_stride + ka) * 8,
+                               cb, shifts, code_a, code_b, i0, cut2, packed, counts_now,
+                               kept, b)
+        for a in range(8):
+            count = counts_now[a]
+            summed = (count + BLOCK - 1) // BLOCK * BLOCK
+            for s in range(count, summed):
+                packed[a, 0, s] = padding_r2
+                packed[a, 1, s] = packed[a, 2, s] = packed[a, 3, s] = f32(0.0)
+            _packed_row(packed[a], scalars[a], summed, charge[i0 + a], half_sigma[i0 + a],
+                        sqrt_4epsilon[i0 + a], constants, ewald_coefficients, coulomb_kind,
+                        switching)
+        counts_now[:] = 0
+        i_forces[:] = f32(0.0)
+        for b in range(blocks):
+            ka = partners[2 * b]
+            kb = partners[2 * b + 1]
+            code_a = pair_shift[ci, ka]
+            code_b = code_a if kb < 0 else pair_shift[ci, kb]
+            spread_partners16(x, y, z, slots[2 * b], slots[2 * b + 1], shifts, code_a, code_b,
+                              i0, scalars, counts_now, kept, b, i_forces, tfx, tfy, tfz)
+        for a in range(8):
+            tfx[i0 + a] += clamped_fixed(sum_blocks8(i_forces[a, 0], 0, BLOCK))
+            tfy[i0 + a] += clamped_fixed(sum_blocks8(i_forces[a, 1], 0, BLOCK))
+            tfz[i0 + a] += clamped_fixed(sum_blocks8(i_forces[a, 2], 0, BLOCK))
 
 
 # One compiled kernel per (Coulomb kind, switching, packing): the flags are constants inside
@@ -270,8 +303,10 @@ def _kernel(coulomb_kind: int, switching: bool, packing: bool):
 
     def kernel(starts, data):
         for chunk in prange(starts.shape[0] - 1):
-            _cluster_chunk(starts[chunk], starts[chunk + 1], data, coulomb_kind, switching,
-                           packing)
+            if packing:
+                _packed_chunk(starts[chunk], starts[chunk + 1], data, coulomb_kind, switching)
+            else:
+                _masked_chunk(starts[chunk], starts[chunk + 1], data, coulomb_kind, switching)
 
     return njit(**_OPTIONS)(kernel)
 

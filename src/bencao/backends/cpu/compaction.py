@@ -1,26 +1,32 @@
 """Packed pair rows: keep the pairs inside the cutoff, run the law on them, spread them back.
 
-The cluster pair kernel gathers, for each i cluster, the 8 atoms of every listed partner
-cluster into contiguous rows.  Only about 30% of those lanes are pairs inside the cutoff
-(DHFR: 3.5M of 11.9M), so evaluating the force law on every lane, masked, spends two thirds
-of the arithmetic on pairs that contribute nothing.  These intrinsics put three cheap passes
-around a dense law instead:
+For each i cluster the pair kernel visits the 8 atoms of every listed partner cluster; only
+about 30% of those lanes are pairs inside the cutoff (DHFR: 3.5M of 11.9M), so evaluating the
+force law on every lane, masked, spends two thirds of the arithmetic on pairs that contribute
+nothing.  These intrinsics put two passes around a dense law instead, each working on two
+partner clusters (16 lanes, one AVX-512 register) read straight from the slot arrays:
 
-1. :func:`compact_rows16` -- per block of 16 lanes, for each of the 8 atoms of cluster i: the
-   displacement, r^2 and the interaction mask; the kept lanes' dx, dy, dz and partner
-   parameters are packed, in lane order, into that atom's dense rows
-   (``llvm.masked.compressstore``: a ``vcompressps`` on AVX-512), and the block's 16-bit
-   mask is kept.  The block's partner data is loaded once for the 8 atoms;
-2. the force law on each atom's dense rows (ordinary Numba code that LLVM vectorises);
-3. :func:`spread_rows16` -- per block, each atom's pair forces are unpacked to the lanes they
-   came from (``llvm.masked.expandload``, zero elsewhere) and their sum over the 8 atoms is
-   stored as the block's partner forces.
+1. :func:`compact_partners16` -- for each of the 8 atoms of cluster i: the displacement, r^2
+   and the interaction mask; the kept lanes' r^2 and partner parameters are compressed, in
+   lane order, into that atom's dense rows (``llvm.experimental.vector.compress``: a
+   ``vcompressps`` between registers, then a plain store), and the block's 16-bit mask is
+   kept;
+2. the force law on each atom's dense rows, -dE/dr / r (ordinary Numba code that LLVM
+   vectorises);
+3. :func:`spread_partners16` -- each atom's scalars are unpacked to the lanes they came from
+   (``llvm.masked.expandload``, zero elsewhere) and times the displacement, recomputed, give
+   the pair forces: the i atom's accumulate lane by lane, the partners' sum over the 8 atoms
+   goes to their fixed-point forces.
 
-The energy pass packs the same way in float64, one partner (8 lanes) at a time
-(:func:`compact_rows8_energy`).  Every lane does the IEEE operations of the scalar code
+Packing four rows (r^2 and three parameters) instead of six (the displacement instead of
+r^2) and making the forces in the spread is what pays: a compressed row costs about as much
+as the law on it (DHFR, one thread: 0.75 ms per packed row, 4 ms for the law).
+
+The energy pass packs the same way in float64, one partner (8 lanes) at a time, from gathered
+rows (:func:`compact_rows8_energy`).  Every lane does the IEEE operations of the scalar code
 (explicit ``llvm.fma``), and packing keeps lane order, so results do not depend on the vector
 instructions LLVM picks.  On a CPU without AVX-512, LLVM turns compress and expand into
-per-lane branches: correct, but slower than evaluating every lane, so the kernels then do not
+per-lane code: correct, but slower than evaluating every lane, so the kernels then do not
 pack (:func:`packing_pays`).  Indices are element indices; arrays are C-contiguous and sized
 for whole blocks (a packed row has a spare block: a block's store may write that far).
 """
@@ -34,11 +40,13 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from bencao.constants import FORCE_CLAMP, FORCE_SCALE
+
 #: Lanes of a block: one AVX-512 register of float32.
 BLOCK = 16
-#: Rows of each atom's packed array (:func:`compact_rows16`): dx, dy, dz, charge, sigma/2,
+#: Rows of each atom's packed array (:func:`compact_partners16`): r^2, charge, sigma/2,
 #: sqrt(4 eps).
-PACKED_ROWS = 6
+PACKED_ROWS = 4
 
 _FLOAT = ir.FloatType()
 _I32 = ir.IntType(32)
@@ -88,37 +96,35 @@ def _element(context, builder, array_type, array, indices):
     return builder.bitcast(byte, view.data.type)
 
 
-def _pack_block(context, builder, types_, args, lanes, element, packed_values):
-    """Code of the packing intrinsics, whose first 15 arguments are (xs, ys, zs, qs, hss, e4s,
-    masks, m, xi, yi, zi, i0, cut2, packed, counts); see :func:`compact_rows16`.
+def _pack_atoms(context, builder, rows, centres, i0, cut2, packed, counts, packed_values):
+    """Code that packs one block of partner lanes for each of the 8 atoms of cluster i.
 
+    ``rows``: the block's partner vectors (x, y, z, charge, sigma/2, sqrt(4 eps), interaction
+    mask), already loaded and shifted into place; ``centres``: the (type, value) of the x, y, z
+    arrays that hold the i atoms (slots ``i0 .. i0 + 7``); ``packed``, ``counts``: (type,
+    value) of the packed rows and their counts (see :func:`compact_partners16`).
     ``packed_values(dx, dy, dz, r2, (q, sigma/2, sqrt(4 eps)))`` names the vectors packed, in
-    row order.  Returns each atom's mask of kept lanes (an i``lanes`` integer).
+    row order.  Returns each atom's mask of kept lanes (an integer of one bit per lane).
     """
-    m, i0, cut2 = args[7], args[11], args[12]
-    values = ir.VectorType(element, lanes)
-    ints = ir.VectorType(_I32, lanes)
+    xj, yj, zj = rows[0:3]
+    parameters = tuple(rows[3:6])
+    listed = rows[6]
+    values = xj.type
+    lanes = values.count
+    element = values.element
+    ints = listed.type
     bits_type = ir.IntType(lanes)
     suffix = f"v{lanes}{'f32' if element == _FLOAT else 'f64'}"
-
-    def load(k, vector=values):
-        pointer = _block_pointer(context, builder, types_[k], args[k], m, vector)
-        return builder.load(pointer, align=4)
-
-    xj, yj, zj = load(0), load(1), load(2)
-    parameters = (load(3), load(4), load(5))
-    listed = load(6, ints)
     limit = _splat(builder, cut2, values)
     fma = _function(builder, f"llvm.fma.{suffix}", values, [values] * 3)
-    store = _function(builder, f"llvm.masked.compressstore.{suffix}", ir.VoidType(),
-                      [values, element.as_pointer(), ir.VectorType(ir.IntType(1), lanes)])
+    compress = _function(builder, f"llvm.experimental.vector.compress.{suffix}", values,
+                         [values, ir.VectorType(ir.IntType(1), lanes), values])
     ctpop = _function(builder, f"llvm.ctpop.i{lanes}", bits_type, [bits_type])
     intp = context.get_value_type(types.intp)
     masks = []
     for a in range(8):
         slot = builder.add(i0, ir.Constant(intp, a))
-        centre = [builder.load(_element(context, builder, types_[8 + k], args[8 + k], [slot]))
-                  for k in range(3)]
+        centre = [builder.load(_element(context, builder, t, v, [slot])) for t, v in centres]
         dx, dy, dz = (builder.fsub(_splat(builder, c, values), j)
                       for c, j in zip(centre, (xj, yj, zj)))
         r2 = builder.call(fma, [dz, dz, builder.call(fma, [dy, dy, builder.fmul(dx, dx)])])
@@ -127,12 +133,16 @@ def _pack_block(context, builder, types_, args, lanes, element, packed_values):
                                   ir.Constant(ints, [0] * lanes)),
             builder.fcmp_ordered("<", r2, limit))
         row = ir.Constant(intp, a)
-        count_pointer = _element(context, builder, types_[14], args[14], [row])
+        count_pointer = _element(context, builder, counts[0], counts[1], [row])
         count = builder.load(count_pointer)
         for k, value in enumerate(packed_values(dx, dy, dz, r2, parameters)):
-            target = _element(context, builder, types_[13], args[13],
+            target = _element(context, builder, packed[0], packed[1],
                               [row, ir.Constant(intp, k), count])
-            builder.call(store, [value, target, keep])
+            # compressed in a register, then stored whole: the lanes past the kept ones land
+            # in the row's spare block and are overwritten by the next block's (AMD's
+            # vcompressps to memory is several times slower than this)
+            builder.store(builder.call(compress, [value, keep, ir.Constant(values, None)]),
+                          builder.bitcast(target, values.as_pointer()), align=4)
         bits = builder.bitcast(keep, bits_type)
         builder.store(builder.add(count, builder.zext(builder.call(ctpop, [bits]), intp)),
                       count_pointer)
@@ -140,79 +150,169 @@ def _pack_block(context, builder, types_, args, lanes, element, packed_values):
     return masks
 
 
-@intrinsic
-def compact_rows16(typingctx, xs, ys, zs, qs, hss, e4s, masks, m, xi, yi, zi, i0, cut2, packed,
-                   counts, kept, b):
-    """Pack the lanes ``m .. m + 15`` of a gathered row that interact with each of the 8 atoms
-    of cluster i (slots ``i0 .. i0 + 7`` of ``xi``, ``yi``, ``zi``; float32).
+def _two_partners(context, builder, t, args, k, slots, codes=None):
+    """Row ``k`` of the arguments for two partner clusters' 16 lanes: slots ``slots[0] ..
+    + 7`` then ``slots[1] .. + 7``; coordinates (``codes`` given: the shift codes, ``args[11]``
+    the shift vectors) moved into place by their partner's box shift."""
+    intp = context.get_value_type(types.intp)
+    half = ir.VectorType(_FLOAT, BLOCK // 2)
+    halves = [builder.load(_block_pointer(context, builder, t[k], args[k], slot, half), align=4)
+              for slot in slots]
+    if codes is not None:
+        halves = [builder.fadd(h, _splat(builder, builder.load(_element(
+            context, builder, t[11], args[11], [code, ir.Constant(intp, k)])), half))
+            for h, code in zip(halves, codes)]
+    return builder.shuffle_vector(halves[0], halves[1], ir.Constant(ir.VectorType(_I32, BLOCK),
+                                                                    list(range(BLOCK))))
 
-    For atom a, a lane is kept if bit a of ``masks[lane]`` is set (the interaction mask) and
-    r^2 < ``cut2``, where dx = xi[i0 + a] - xs[lane] (likewise y, z) and r^2 = fma(dz, dz,
-    fma(dy, dy, dx * dx)), as the law computes it.  The kept lanes' dx, dy, dz, charge,
-    sigma/2 and sqrt(4 eps) go, in lane order, to ``packed[a, 0..5, counts[a]:]``; ``counts[a]``
-    grows by their number and ``kept[a, b]`` receives the block's mask (bit k: lane m + k).
-    The block's partner data is loaded once for all 8 atoms.
+
+def _partner_rows(context, builder, t, args):
+    """The 16 lanes of two partner clusters (:func:`compact_partners16`'s arguments 0-13):
+    x, y, z shifted into place, charge, sigma/2, sqrt(4 eps) and the interaction masks, each
+    the first partner's 8 slots followed by the second's.  A negative mask offset gives the
+    second partner no interactions (the spare partner of an odd count)."""
+    intp = context.get_value_type(types.intp)
+    half_ints = ir.VectorType(_I32, BLOCK // 2)
+    slots = [args[7], args[8]]
+    columns = [args[9], args[10]]
+    codes = [args[12], args[13]]
+    rows = [_two_partners(context, builder, t, args, k, slots, codes) for k in range(3)]
+    rows += [_two_partners(context, builder, t, args, k, slots) for k in range(3, 6)]
+    spare = builder.icmp_signed("<", columns[1], ir.Constant(intp, 0))
+    safe = builder.select(spare, columns[0], columns[1])
+    masks = [builder.load(_block_pointer(context, builder, t[6], args[6], columns[0], half_ints),
+                          align=4),
+             builder.select(spare, ir.Constant(half_ints, [0] * (BLOCK // 2)),
+                            builder.load(_block_pointer(context, builder, t[6], args[6], safe,
+                                                        half_ints), align=4))]
+    rows.append(builder.shuffle_vector(masks[0], masks[1], ir.Constant(
+        ir.VectorType(_I32, BLOCK), list(range(BLOCK)))))
+    return rows
+
+
+@intrinsic
+def compact_partners16(typingctx, x, y, z, q, hs, e4, columns, ja, jb, ca, cb, shifts, code_a,
+                       code_b, i0, cut2, packed, counts, kept, b):
+    """Pack the pairs of two partner clusters (16 lanes) that interact with each of the 8
+    atoms of cluster i, read straight from the slot arrays.
+
+    The block's lanes are slots ``ja .. ja + 7`` then ``jb .. jb + 7`` of ``x``, ``y``, ``z``
+    (moved by ``shifts[code_a]``, ``shifts[code_b]``), ``q``, ``hs`` (sigma/2) and ``e4``
+    (sqrt(4 eps)), with interaction masks ``columns[ca .. ca + 7]`` and ``columns[cb ..
+    cb + 7]`` (bit a: atom a of i; ``cb < 0``: none, for a spare partner).  For atom a (slot
+    i0 + a of ``x``, ``y``, ``z``), a lane is kept if its mask bit is set and r^2 < ``cut2``,
+    where dx = x[i0 + a] - x_lane (likewise y, z) and r^2 = fma(dz, dz, fma(dy, dy, dx * dx)),
+    as the law computes it.  The kept lanes' r^2, charge, sigma/2 and sqrt(4 eps) go, in lane
+    order, to ``packed[a, 0..3, counts[a]:]``; ``counts[a]`` grows by their number and
+    ``kept[a, b]`` receives the block's mask (bit k: lane k).
 
     Parameters
     ----------
+    x, y, z, q, hs, e4 : (S,) float32 arrays
+    columns : (P * 8,) int32 array
+    shifts : (27, 3) float32 array
     packed : (8, PACKED_ROWS, L) float32 array
     counts : (8,) int64 array
     kept : (8, B) int32 array
     """
-    sig = types.void(xs, ys, zs, qs, hss, e4s, masks, types.intp, xi, yi, zi, types.intp,
-                     types.float32, packed, counts, kept, types.intp)
+    intp = types.intp
+    sig = types.void(x, y, z, q, hs, e4, columns, intp, intp, intp, intp, shifts, intp, intp,
+                     intp, types.float32, packed, counts, kept, intp)
 
     def codegen(context, builder, signature, args):
-        masks = _pack_block(context, builder, signature.args, args, BLOCK, _FLOAT,
-                            lambda dx, dy, dz, r2, parameters: (dx, dy, dz) + parameters)
-        intp = context.get_value_type(types.intp)
+        t = signature.args
+        rows = _partner_rows(context, builder, t, args)
+        masks = _pack_atoms(context, builder, rows, [(t[k], args[k]) for k in range(3)],
+                            args[14], args[15], (t[16], args[16]), (t[17], args[17]),
+                            lambda dx, dy, dz, r2, parameters: (r2,) + parameters)
+        intp_ = context.get_value_type(types.intp)
         for a, bits in enumerate(masks):
             builder.store(builder.zext(bits, _I32), _element(
-                context, builder, signature.args[15], args[15], [ir.Constant(intp, a), args[16]]))
+                context, builder, t[18], args[18], [ir.Constant(intp_, a), args[19]]))
         return context.get_dummy_value()
 
     return sig, codegen
 
 
 @intrinsic
-def spread_rows16(typingctx, fxs, fys, fzs, m, forces, offsets, kept, b):
-    """``f?s[m:m + 16] = -`` the sum over the 8 atoms a of cluster i, in order, of their packed
-    pair forces ``forces[a, 0..2, offsets[a]:]`` unpacked to the lanes set in ``kept[a, b]``
-    (zero elsewhere); ``offsets[a]`` grows by their number.  The inverse of
-    :func:`compact_rows16`; each lane's sum is ((0 - f_0) - f_1) - ... in float32.
+def spread_partners16(typingctx, x, y, z, ja, jb, shifts, code_a, code_b, i0, scalars, offsets,
+                      kept, b, i_forces, fx, fy, fz):
+    """The inverse of :func:`compact_partners16`: turn each packed pair's -dE/dr / r back into
+    forces on the two partner clusters' lanes and on the atoms of cluster i.
+
+    For atom a of cluster i, its scalars ``scalars[a, offsets[a]:]`` are unpacked to the lanes
+    set in ``kept[a, b]`` (zero elsewhere; ``offsets[a]`` grows by their number), and times the
+    displacement (dx = x[i0 + a] - x_lane, as :func:`compact_partners16` computes it) give the
+    pair forces.  ``i_forces[a, 0..2, :]`` (16 lanes) accumulate them lane by lane; the
+    partners receive minus their sum over the 8 atoms, in order (((0 - f_0) - f_1) - ... in
+    float32), added to slots ``ja .. ja + 7`` and ``jb .. jb + 7`` of the int64 ``fx``, ``fy``,
+    ``fz`` as ``add_fixed8`` converts (clamped, scaled, truncated: exact in float32).
 
     Parameters
     ----------
-    forces : (8, 3, L) float32 array
+    x, y, z : (S,) float32 arrays
+    shifts : (27, 3) float32 array
+    scalars : (8, L) float32 array
     offsets : (8,) int64 array
     kept : (8, B) int32 array
+    i_forces : (8, 3, 16) float32 array
+    fx, fy, fz : (S,) int64 arrays
     """
-    sig = types.void(fxs, fys, fzs, types.intp, forces, offsets, kept, types.intp)
+    intp = types.intp
+    sig = types.void(x, y, z, intp, intp, shifts, intp, intp, intp, scalars, offsets, kept,
+                     intp, i_forces, fx, fy, fz)
 
     def codegen(context, builder, signature, args):
         t = signature.args
-        m, b = args[3], args[7]
+        b = args[12]
+        # _two_partners reads the shift vectors at args[11]
+        shifted = list(args[:11]) + [args[5]]
+        shifted_types = list(t[:11]) + [t[5]]
+        coordinates = [_two_partners(context, builder, shifted_types, shifted, k,
+                                     [args[3], args[4]], [args[6], args[7]]) for k in range(3)]
         load = _function(builder, "llvm.masked.expandload.v16f32", _FLOATS,
                          [_FLOAT.as_pointer(), _BITS, _FLOATS])
         ctpop = _function(builder, "llvm.ctpop.i16", ir.IntType(BLOCK), [ir.IntType(BLOCK)])
-        intp = context.get_value_type(types.intp)
+        intp_ = context.get_value_type(types.intp)
         sums = [_ZEROS] * 3
         for a in range(8):
-            row = ir.Constant(intp, a)
-            bits = builder.trunc(builder.load(_element(context, builder, t[6], args[6],
+            row = ir.Constant(intp_, a)
+            bits = builder.trunc(builder.load(_element(context, builder, t[11], args[11],
                                                        [row, b])), ir.IntType(BLOCK))
-            mask = builder.bitcast(bits, _BITS)
-            offset_pointer = _element(context, builder, t[5], args[5], [row])
+            offset_pointer = _element(context, builder, t[10], args[10], [row])
             offset = builder.load(offset_pointer)
+            scalar = builder.call(load, [_element(context, builder, t[9], args[9],
+                                                  [row, offset]),
+                                         builder.bitcast(bits, _BITS), _ZEROS])
+            builder.store(builder.add(offset, builder.zext(builder.call(ctpop, [bits]), intp_)),
+                          offset_pointer)
+            slot = builder.add(args[8], row)
             for k in range(3):
-                source = _element(context, builder, t[4], args[4],
-                                  [row, ir.Constant(intp, k), offset])
-                sums[k] = builder.fsub(sums[k], builder.call(load, [source, mask, _ZEROS]))
-            added = builder.zext(builder.call(ctpop, [bits]), intp)
-            builder.store(builder.add(offset, added), offset_pointer)
+                centre = builder.load(_element(context, builder, t[k], args[k], [slot]))
+                force = builder.fmul(scalar, builder.fsub(_splat(builder, centre, _FLOATS),
+                                                          coordinates[k]))
+                sums[k] = builder.fsub(sums[k], force)
+                target = builder.bitcast(_element(context, builder, t[13], args[13],
+                                                  [row, ir.Constant(intp_, k),
+                                                   ir.Constant(intp_, 0)]),
+                                         _FLOATS.as_pointer())
+                builder.store(builder.fadd(builder.load(target, align=4), force), target,
+                              align=4)
+        low = ir.Constant(_FLOATS, [-FORCE_CLAMP] * BLOCK)
+        high = ir.Constant(_FLOATS, [FORCE_CLAMP] * BLOCK)
+        scale = ir.Constant(_FLOATS, [FORCE_SCALE] * BLOCK)
+        longs = ir.VectorType(ir.IntType(64), BLOCK // 2)
         for k in range(3):
-            target = _block_pointer(context, builder, t[k], args[k], m, _FLOATS)
-            builder.store(sums[k], target, align=4)
+            value = sums[k]
+            value = builder.select(builder.fcmp_ordered("<", value, low), low, value)
+            value = builder.select(builder.fcmp_ordered(">", value, high), high, value)
+            fixed = builder.fptosi(builder.fmul(value, scale),
+                                   ir.VectorType(ir.IntType(64), BLOCK))
+            for half, slot in enumerate((args[3], args[4])):
+                part = builder.shuffle_vector(fixed, fixed, ir.Constant(
+                    ir.VectorType(_I32, BLOCK // 2), list(range(half * 8, half * 8 + 8))))
+                target = _block_pointer(context, builder, t[14 + k], args[14 + k], slot, longs)
+                builder.store(builder.add(builder.load(target, align=8), part), target, align=8)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -237,7 +337,13 @@ def compact_rows8_energy(typingctx, xs, ys, zs, qs, hss, e4s, masks, m, xi, yi, 
                      types.float64, packed, counts)
 
     def codegen(context, builder, signature, args):
-        _pack_block(context, builder, signature.args, args, 8, ir.DoubleType(),
+        t = signature.args
+        values = ir.VectorType(ir.DoubleType(), 8)
+        rows = [builder.load(_block_pointer(context, builder, t[k], args[k], args[7],
+                                            ir.VectorType(_I32, 8) if k == 6 else values),
+                             align=4) for k in range(7)]
+        _pack_atoms(context, builder, rows, [(t[8 + k], args[8 + k]) for k in range(3)],
+                    args[11], args[12], (t[13], args[13]), (t[14], args[14]),
                     lambda dx, dy, dz, r2, parameters: (r2,) + parameters)
         return context.get_dummy_value()
 
