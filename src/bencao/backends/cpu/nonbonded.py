@@ -37,16 +37,16 @@ from bencao.profiling import phase
 
 #: Default Verlet buffer, nm.  The list is rebuilt exactly when needed (two atoms may have
 #: closed the buffer), so the buffer trades list builds against listed pairs and never costs
-#: accuracy.  The kernel skips partners whose bounding box is beyond the cutoff at little cost,
-#: so a wide buffer pays.  DHFR at 4 fs, 2 threads: a build every 3.6 steps at 0.15 nm, every
-#: 5 to 5.6 at 0.2 nm; 20.8-21.2 vs 19.7-20.4 ms/step.
-DEFAULT_BUFFER = 0.2
+#: accuracy.  The kernel skips partners whose bounding box is beyond the cutoff at little cost
+#: (~4 ns per listed pair), so a wide buffer pays.  DHFR at 4 fs, 2 threads (AMD Zen 5), pairs
+#: + neighbour search per step: 0.2 nm 8.7 ms (a build every 4.8 steps), 0.3 nm 8.0 ms (every
+#: 8.3), 0.4 nm 8.7 ms (every 14); alanine dipeptide: 0.87 and 0.88 ms at 0.2 and 0.3 nm.
+DEFAULT_BUFFER = 0.3
 #: Default buffer of the inner (pruned) list, nm; None: the outer list's, i.e. no pruning
 #: between builds.  The kernel already drops, at every step, partners whose bounding box is
 #: beyond the cutoff, so an inner list saves only that test on the partners it drops, and with
-#: exact (displacement-bounded) lists it must be cut every ~2 steps at 0.1 nm.  DHFR, 2 threads,
-#: 170 steps: outer/inner 0.2/0.2 nm: 35 builds (17 ms each); 0.4/0.15: 12 builds (29 ms) and
-#: 37 more prunes (3.6 ms); the difference, ~0.7 ms/step, is within the benchmark's noise.
+#: exact (displacement-bounded) lists it must be cut every few steps.  DHFR, 2 threads, pairs +
+#: neighbour search per step: outer/inner 0.3/none 8.0 ms, 0.4/0.15 9.1 ms, 0.35/0.1 9.5 ms.
 DEFAULT_PRUNE_BUFFER = None
 
 
