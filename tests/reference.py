@@ -67,17 +67,21 @@ def openmm_evaluation(system: mm.System, positions, box=None, platform: str = "R
     )
 
 
-def force_agreement(forces, reference) -> tuple[float, float]:
-    """OpenMM's force metric: per atom 2|F - Fref| / (|F| + |Fref|); returns (median, 99th pct).
-
-    Particles where both forces vanish (virtual sites after redistribution) are left out.
-    """
+def force_metrics(forces, reference) -> np.ndarray:
+    """OpenMM's per-atom force metric 2|F - Fref| / (|F| + |Fref|), leaving out the particles
+    where both forces vanish (virtual sites after redistribution)."""
     a = np.linalg.norm(forces, axis=1)
     b = np.linalg.norm(reference, axis=1)
     keep = (a + b) > 0
-    if not keep.any():  # no forces at all (an ideal gas): nothing to disagree on
+    return 2 * np.linalg.norm(forces - reference, axis=1)[keep] / (a + b)[keep]
+
+
+def force_agreement(forces, reference) -> tuple[float, float]:
+    """Median and 99th percentile of :func:`force_metrics` (0, 0 for an ideal gas, which has no
+    forces at all to disagree on)."""
+    metric = force_metrics(forces, reference)
+    if not len(metric):
         return 0.0, 0.0
-    metric = 2 * np.linalg.norm(forces - reference, axis=1)[keep] / (a + b)[keep]
     return float(np.median(metric)), float(np.percentile(metric, 99))
 
 
@@ -93,14 +97,45 @@ ENERGY_FLOOR = 5e-7
 PARITY = 1.05
 
 
-def check_against_openmm(system, positions, box=None, backend="cpu"):
+#: The 99th percentile of the per-atom force error rests on the worst 1% of the atoms: ten
+#: atoms in a 1,000-atom fluid, where it is decided by how a few roundings fall
+#: (LennardJonesFluid on one AMD CPU: bencao 4.7e-5 against OpenMM CPU's 3.5e-5 in the given
+#: configuration, 2.9e-5 to 5.7e-5 and 3.2e-5 to 6.1e-5 over nine jittered ones; pooled, 3.75e-5
+#: against 4.32e-5).  With ``pool_atoms``, the metrics of jittered copies of the configuration
+#: are pooled until they cover that many atoms (10,000 puts 100 atoms in the tail), or there
+#: are ``POOL_CONFIGURATIONS`` configurations in all.
+POOL_ATOMS = 10_000
+POOL_CONFIGURATIONS = 20
+#: Largest displacement of a jittered copy, nm: it changes every rounding and no interaction.
+POOL_JITTER = 0.005
+
+
+def check_against_openmm(system, positions, box=None, backend="cpu", pool_atoms=0):
     """Assert bencao (on ``backend``) vs Reference is no worse than OpenMM CPU vs Reference;
-    return the numbers."""
+    return the numbers.  The force metrics are pooled over jittered copies of ``positions``
+    until they cover ``pool_atoms`` atoms (:data:`POOL_ATOMS`); the energies are compared at
+    ``positions``."""
+    ours_system = bencao.System.from_openmm(system)
     ref_energy, ref_forces, ref_terms, placed = openmm_evaluation(system, positions, box)
     cpu_energy, cpu_forces, _, _ = openmm_evaluation(system, positions, box, platform="CPU")
-    ours = bencao.evaluate(bencao.System.from_openmm(system), placed, box, backend=backend)
-    median, p99 = force_agreement(ours.forces, ref_forces)
-    cpu_median, cpu_p99 = force_agreement(cpu_forces, ref_forces)
+    ours = bencao.evaluate(ours_system, placed, box, backend=backend)
+    metrics = [force_metrics(ours.forces, ref_forces)]
+    cpu_metrics = [force_metrics(cpu_forces, ref_forces)]
+    rng = np.random.default_rng(0)
+    copies = min(-(-pool_atoms // len(positions)), POOL_CONFIGURATIONS) - 1 if pool_atoms else 0
+    for _ in range(copies):
+        moved = positions + rng.uniform(-POOL_JITTER, POOL_JITTER, np.shape(positions))
+        _, moved_ref, _, moved_placed = openmm_evaluation(system, moved, box)
+        _, moved_cpu, _, _ = openmm_evaluation(system, moved, box, platform="CPU")
+        moved_ours = bencao.evaluate(ours_system, moved_placed, box, backend=backend)
+        metrics.append(force_metrics(moved_ours.forces, moved_ref))
+        cpu_metrics.append(force_metrics(moved_cpu, moved_ref))
+    metrics, cpu_metrics = np.concatenate(metrics), np.concatenate(cpu_metrics)
+    if len(metrics):
+        median, p99 = float(np.median(metrics)), float(np.percentile(metrics, 99))
+        cpu_median, cpu_p99 = float(np.median(cpu_metrics)), float(np.percentile(cpu_metrics, 99))
+    else:  # an ideal gas: no forces at all to disagree on
+        median = p99 = cpu_median = cpu_p99 = 0.0
     assert median <= max(PARITY * cpu_median, FORCE_FLOOR), (median, cpu_median)
     assert p99 <= max(PARITY * cpu_p99, 10 * FORCE_FLOOR), (p99, cpu_p99)
     error = abs(ours.energy - ref_energy)

@@ -30,11 +30,16 @@ __all__ = ["MAX_ITERATIONS", "VELOCITY_TIME_SCALE", "ConstraintError", "CpuConst
 # --------------------------------------------------------------------------------------------
 # Every water and every cluster, one per thread
 # --------------------------------------------------------------------------------------------
+# Waters and clusters share one parallel loop (items 0..W-1 the waters, then the clusters): a
+# parallel region costs a wake-up of the other threads (~40 us on a 2-core VM under OpenMP's
+# passive wait), more than SHAKE's ~800 DHFR clusters take on their own.
 
 
 @njit(cache=True, parallel=True)
-def _settle_positions(reference, positions, water_atoms, water_masses, water_shape, failed):
-    """SETTLE every water in place; failed[w] = 1 where no solution exists (else 0).
+def _constrain_positions(reference, positions, water_atoms, water_masses, water_shape, pairs,
+                         lengths, inverse_masses, order, offsets, tolerance, max_iterations,
+                         failed_waters, failed):
+    """SETTLE every water and SHAKE every cluster in place.
 
     Parameters
     ----------
@@ -47,34 +52,6 @@ def _settle_positions(reference, positions, water_atoms, water_masses, water_sha
     water_shape : (W, 3) float64 array
         ra, rb, rc, nm: distances from the centre of mass to O and to the H-H midpoint along the
         bisector, and half the H-H distance.
-    failed : (W,) int64 array
-        Output flags.
-    """
-    for w in prange(water_atoms.shape[0]):
-        ok = settle_one(reference, positions, water_atoms[w, 0], water_atoms[w, 1],
-                        water_atoms[w, 2], water_masses[w, 0], water_masses[w, 1],
-                        water_shape[w, 0], water_shape[w, 1], water_shape[w, 2])
-        failed[w] = 0 if ok else 1
-
-
-@njit(cache=True, parallel=True)
-def _settle_velocities(positions, velocities, water_atoms, water_masses):
-    """Velocity SETTLE of every water in place (see :func:`settle_velocities_one`)."""
-    for w in prange(water_atoms.shape[0]):
-        settle_velocities_one(positions, velocities, water_atoms[w, 0], water_atoms[w, 1],
-                              water_atoms[w, 2], 1.0 / water_masses[w, 0],
-                              1.0 / water_masses[w, 1])
-
-
-@njit(cache=True, parallel=True)
-def _shake_positions(reference, positions, pairs, lengths, inverse_masses, order, offsets,
-                     tolerance, max_iterations, failed):
-    """SHAKE every cluster in place; failed[k] = -1, or the worst constraint of cluster k.
-
-    Parameters
-    ----------
-    reference, positions : (N, 3) float64 arrays
-        Reference and updated positions, nm; positions is overwritten.
     pairs : (C, 2) int64 array
         Constrained particle pairs.
     lengths : (C,) float64 array
@@ -87,21 +64,43 @@ def _shake_positions(reference, positions, pairs, lengths, inverse_masses, order
         Relative length tolerance.
     max_iterations : int
         Sweeps before giving up.
+    failed_waters : (W,) int64 array
+        Output: 1 where SETTLE has no solution, else 0.
     failed : (K,) int64 array
-        Output.
+        Output: -1, or the worst constraint of cluster k.
     """
-    for k in prange(offsets.shape[0] - 1):
-        failed[k] = shake_cluster(reference, positions, pairs, lengths, inverse_masses,
-                                  order[offsets[k]:offsets[k + 1]], tolerance, max_iterations)
+    n_waters = water_atoms.shape[0]
+    for item in prange(n_waters + offsets.shape[0] - 1):
+        if item < n_waters:
+            w = item
+            ok = settle_one(reference, positions, water_atoms[w, 0], water_atoms[w, 1],
+                            water_atoms[w, 2], water_masses[w, 0], water_masses[w, 1],
+                            water_shape[w, 0], water_shape[w, 1], water_shape[w, 2])
+            failed_waters[w] = 0 if ok else 1
+        else:
+            k = item - n_waters
+            failed[k] = shake_cluster(reference, positions, pairs, lengths, inverse_masses,
+                                      order[offsets[k]:offsets[k + 1]], tolerance,
+                                      max_iterations)
 
 
 @njit(cache=True, parallel=True)
-def _rattle_velocities(positions, velocities, pairs, lengths, inverse_masses, order, offsets,
-                       tolerance, max_iterations, failed):
-    """RATTLE every cluster in place; arguments as :func:`_shake_positions` (velocities nm/ps)."""
-    for k in prange(offsets.shape[0] - 1):
-        failed[k] = rattle_cluster(positions, velocities, pairs, lengths, inverse_masses,
-                                   order[offsets[k]:offsets[k + 1]], tolerance, max_iterations)
+def _constrain_velocities(positions, velocities, water_atoms, water_masses, pairs, lengths,
+                          inverse_masses, order, offsets, tolerance, max_iterations, failed):
+    """Velocity SETTLE of every water (:func:`settle_velocities_one`) and RATTLE of every
+    cluster, in place; arguments as :func:`_constrain_positions` (velocities nm/ps)."""
+    n_waters = water_atoms.shape[0]
+    for item in prange(n_waters + offsets.shape[0] - 1):
+        if item < n_waters:
+            w = item
+            settle_velocities_one(positions, velocities, water_atoms[w, 0], water_atoms[w, 1],
+                                  water_atoms[w, 2], 1.0 / water_masses[w, 0],
+                                  1.0 / water_masses[w, 1])
+        else:
+            k = item - n_waters
+            failed[k] = rattle_cluster(positions, velocities, pairs, lengths, inverse_masses,
+                                       order[offsets[k]:offsets[k + 1]], tolerance,
+                                       max_iterations)
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,12 +179,11 @@ class CpuConstraints(ConstraintTables):
         if np.shares_memory(reference, positions):
             reference = reference.copy()
         failed_waters = np.empty(self.n_waters, dtype=np.int64)
-        _settle_positions(reference, positions, self._water_atoms, self._water_masses,
-                          self._water_shape, failed_waters)
         failed = np.empty(self.n_clusters, dtype=np.int64)
-        _shake_positions(reference, positions, self._pairs, self._lengths, self._inverse_masses,
-                         self._cluster_order, self._cluster_offsets, self.tolerance,
-                         self.max_iterations, failed)
+        _constrain_positions(reference, positions, self._water_atoms, self._water_masses,
+                             self._water_shape, self._pairs, self._lengths,
+                             self._inverse_masses, self._cluster_order, self._cluster_offsets,
+                             self.tolerance, self.max_iterations, failed_waters, failed)
         bad_water = np.flatnonzero(failed_waters)
         if len(bad_water):
             raise self.settle_failure(positions, bad_water[0])
@@ -211,11 +209,11 @@ class CpuConstraints(ConstraintTables):
         """
         self._check(velocities)
         positions = np.ascontiguousarray(positions, dtype=np.float64)
-        _settle_velocities(positions, velocities, self._water_atoms, self._water_masses)
         failed = np.empty(self.n_clusters, dtype=np.int64)
-        _rattle_velocities(positions, velocities, self._pairs, self._lengths,
-                           self._inverse_masses, self._cluster_order, self._cluster_offsets,
-                           self.tolerance, self.max_iterations, failed)
+        _constrain_velocities(positions, velocities, self._water_atoms, self._water_masses,
+                              self._pairs, self._lengths, self._inverse_masses,
+                              self._cluster_order, self._cluster_offsets, self.tolerance,
+                              self.max_iterations, failed)
         bad = np.flatnonzero(failed >= 0)
         if len(bad):
             raise self.rattle_failure(positions, failed[bad[0]], self.tolerance,
