@@ -29,11 +29,7 @@ import numpy as np
 from numba import njit, prange
 
 from bencao.backends.cpu.cluster_kernels import cluster_bounds
-from bencao.backends.cpu.cluster_pairs_search import (
-    nearest_atoms,
-    partner_boxes,
-    work_items,
-)
+from bencao.backends.cpu.cluster_pairs_search import near_partners, work_items
 from bencao.backends.cpu.compaction import ENERGY_ROWS, compact_rows8_energy, packing_pays
 from bencao.backends.cpu.simd8 import vadd, vload, vsplat, vstore, vsum, vzero
 
@@ -175,29 +171,25 @@ def _cluster_chunk(first, last, data, out, coulomb_kind, switching, packing):
     acc = np.empty(capacity)
     masks = np.empty(capacity, np.int32)
     near = np.empty((7, pair_j.shape[1]))
+    partners = np.empty(pair_j.shape[1], np.int64)
     packed = np.empty((8, ENERGY_ROWS, capacity + 8 if packing else 0))
     counts_now = np.zeros(8, np.int64)
     # padding of a packed row: zero charge and epsilon at a finite distance, energy 0
     padding_r2 = min(cut2, 1.0) * 0.25
     for ci in range(first, last):
         i0 = ci * 8
-        listed = counts[ci]
         # partners whose bounding box is now beyond the cutoff from every atom of i add exact
-        # zeros: skipped, as in the force kernel (boxes measured all at once, vectorised)
-        partner_boxes(pair_j, pair_shift, ci, listed, bounds, shifts, near)
-        nearest_atoms(x, y, z, ci, near, listed)
-        n = 0
-        for k in range(listed):
-            if near[6, k] >= skip2:
-                continue
-            j = pair_j[ci, k]
+        # zeros: skipped, as in the force kernel
+        n = near_partners(x, y, z, pair_j, pair_shift, ci, counts[ci], bounds, shifts, near,
+                          skip2, partners)
+        for p in range(n):
+            k = partners[p]
             code = pair_shift[ci, k]
             sx = shifts[code, 0]
             sy = shifts[code, 1]
             sz = shifts[code, 2]
-            j0 = j * 8
-            m = n * 8
-            n += 1
+            j0 = pair_j[ci, k] * 8
+            m = p * 8
             vstore(xs, m, vadd(vload(x, j0), vsplat(sx)))
             vstore(ys, m, vadd(vload(y, j0), vsplat(sy)))
             vstore(zs, m, vadd(vload(z, j0), vsplat(sz)))

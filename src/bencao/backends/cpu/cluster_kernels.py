@@ -44,11 +44,7 @@ from bencao.backends.cpu.cluster_law import (
     coefficient_tuple,
     pair_force,
 )
-from bencao.backends.cpu.cluster_pairs_search import (
-    nearest_atoms,
-    partner_boxes,
-    work_items,
-)
+from bencao.backends.cpu.cluster_pairs_search import near_partners, work_items
 from bencao.backends.cpu.compaction import (
     BLOCK,
     PACKED_ROWS,
@@ -155,24 +151,19 @@ def _masked_chunk(first, last, data, coulomb_kind, switching):
     row_forces = np.empty((3, capacity), np.float32)
     gathered = np.empty(pair_j.shape[1], np.int64)
     near = np.empty((7, pair_j.shape[1]), np.float32)
+    partners = np.empty(pair_j.shape[1], np.int64)
     for ci in range(first, last):
         i0 = ci * 8
-        listed = counts[ci]
-        # A partner whose current bounding box is beyond the cutoff from every atom of i (by
-        # a margin far above float32 rounding) would contribute exact zeros: it is skipped.
-        # About a third of the listed pairs are, since the list covers cutoff + buffer.
-        partner_boxes(pair_j, pair_shift, ci, listed, bounds, shifts, near)
-        nearest_atoms(x, y, z, ci, near, listed)
-        n = 0
-        for k in range(listed):
-            if near[6, k] >= skip2:
-                continue
-            j = pair_j[ci, k]
+        # partners now beyond the cutoff from every atom of i (by a margin far above float32
+        # rounding) would contribute exact zeros: skipped
+        n = near_partners(x, y, z, pair_j, pair_shift, ci, counts[ci], bounds, shifts, near,
+                          skip2, partners)
+        for p in range(n):
+            k = partners[p]
             code = pair_shift[ci, k]
-            j0 = j * 8
-            gathered[n] = j0
-            m = n * 8
-            n += 1
+            j0 = pair_j[ci, k] * 8
+            gathered[p] = j0
+            m = p * 8
             copy8_shifted(xs, m, x, j0, shifts[code, 0])
             copy8_shifted(ys, m, y, j0, shifts[code, 1])
             copy8_shifted(zs, m, z, j0, shifts[code, 2])
@@ -230,43 +221,38 @@ def _packed_chunk(first, last, data, coulomb_kind, switching):
     i_forces = np.empty((8, 3, BLOCK), np.float32)
     counts_now = np.zeros(8, np.int64)
     near = np.empty((7, pair_j.shape[1]), np.float32)
+    # per kept partner: list index, first slot, shift code, offset of its masks by column
     partners = np.empty(pair_j.shape[1] + 1, np.int64)
     slots = np.empty(pair_j.shape[1] + 1, np.int64)
+    codes = np.empty(pair_j.shape[1] + 1, np.int64)
+    column_offsets = np.empty(pair_j.shape[1] + 1, np.int64)
     # a packed row is padded to whole blocks with pairs of zero charge and epsilon at a
     # distance inside the cutoff (where every law is finite): their forces are exact zeros
     padding_r2 = min(cut2, f32(1.0)) * f32(0.25)
     for ci in range(first, last):
         i0 = ci * 8
-        listed = counts[ci]
-        # partners now beyond the cutoff from every atom of i are skipped (as in
-        # _masked_chunk); the list of the others is made without a branch, whose outcome
-        # would be unpredictable
-        partner_boxes(pair_j, pair_shift, ci, listed, bounds, shifts, near)
-        nearest_atoms(x, y, z, ci, near, listed)
-        n = 0
-        for k in range(listed):
-            partners[n] = k
-            n += np.int64(near[6, k] < skip2)
+        # partners now beyond the cutoff from every atom of i are skipped (as in _masked_chunk)
+        n = near_partners(x, y, z, pair_j, pair_shift, ci, counts[ci], bounds, shifts, near,
+                          skip2, partners)
         if n == 0:
             continue
-        for k in range(n):
-            slots[k] = pair_j[ci, partners[k]] * 8
+        for p in range(n):
+            k = partners[p]
+            slots[p] = pair_j[ci, k] * 8
+            codes[p] = pair_shift[ci, k]
+            column_offsets[p] = (ci * columns_stride + k) * 8
         if n % 2 == 1:  # the spare partner: the last one again, with no interactions
-            partners[n] = -1
             slots[n] = slots[n - 1]
+            codes[n] = codes[n - 1]
+            column_offsets[n] = -1
             n += 1
         blocks = n // 2
         counts_now[:] = 0
         for b in range(blocks):
-            ka = partners[2 * b]
-            kb = partners[2 * b + 1]
-            code_a = pair_shift[ci, ka]
-            code_b = code_a if kb < 0 else pair_shift[ci, kb]
-            cb = -1 if kb < 0 else (ci * columns_stride + kb) * 8
             compact_partners16(x, y, z, charge, half_sigma, sqrt_4epsilon, columns,
-                               slots[2 * b], slots[2 * b + 1], (ci * columns_stride + ka) * 8,
-                               cb, shifts, code_a, code_b, i0, cut2, packed, counts_now,
-                               kept, b)
+                               slots[2 * b], slots[2 * b + 1], column_offsets[2 * b],
+                               column_offsets[2 * b + 1], shifts, codes[2 * b],
+                               codes[2 * b + 1], i0, cut2, packed, counts_now, kept, b)
         for a in range(8):
             count = counts_now[a]
             summed = (count + BLOCK - 1) // BLOCK * BLOCK
@@ -279,12 +265,9 @@ def _packed_chunk(first, last, data, coulomb_kind, switching):
         counts_now[:] = 0
         i_forces[:] = f32(0.0)
         for b in range(blocks):
-            ka = partners[2 * b]
-            kb = partners[2 * b + 1]
-            code_a = pair_shift[ci, ka]
-            code_b = code_a if kb < 0 else pair_shift[ci, kb]
-            spread_partners16(x, y, z, slots[2 * b], slots[2 * b + 1], shifts, code_a, code_b,
-                              i0, scalars, counts_now, kept, b, i_forces, tfx, tfy, tfz)
+            spread_partners16(x, y, z, slots[2 * b], slots[2 * b + 1], shifts, codes[2 * b],
+                              codes[2 * b + 1], i0, scalars, counts_now, kept, b, i_forces,
+                              tfx, tfy, tfz)
         for a in range(8):
             tfx[i0 + a] += clamped_fixed(sum_blocks8(i_forces[a, 0], 0, BLOCK))
             tfy[i0 + a] += clamped_fixed(sum_blocks8(i_forces[a, 1], 0, BLOCK))

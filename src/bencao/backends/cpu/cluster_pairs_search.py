@@ -195,6 +195,26 @@ def partner_boxes(pair_j, pair_shift, ci, m, bounds, shifts, near):
 
 
 @njit(cache=True, inline="always")
+def near_partners(x, y, z, pair_j, pair_shift, ci, m, bounds, shifts, near, skip2, partners):
+    """Which of cluster ci's first ``m`` listed partners still come near it: the list indices
+    of those whose current bounding box (moved by its shift) comes within sqrt(``skip2``) of
+    an atom of ci, in list order, into ``partners``; returns their number.
+
+    The pair kernels call this for each i cluster: a partner beyond the cutoff from every atom
+    of i would only add exact zeros, and about a third of the listed ones are (the list covers
+    cutoff + buffer).  The list is appended to without a branch, whose outcome would be
+    unpredictable.  ``near`` is scratch for :func:`partner_boxes`.
+    """
+    partner_boxes(pair_j, pair_shift, ci, m, bounds, shifts, near)
+    nearest_atoms(x, y, z, ci, near, m)
+    n = 0
+    for k in range(m):
+        partners[n] = k
+        n += np.int64(near[6, k] < skip2)
+    return n
+
+
+@njit(cache=True, inline="always")
 def _box_gaps(low, high, ci, first, end, sx, sy, sz, gap2):
     """Squared distances (nm^2) from the bounding box of cluster ci to those of clusters
     first..end-1 moved by (sx, sy, sz), into ``gap2[0:end - first]``.  A loop without branches
