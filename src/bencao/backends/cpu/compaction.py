@@ -40,7 +40,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from bencao.constants import FORCE_CLAMP, FORCE_SCALE
+from bencao.backends.cpu.simd8 import fixed_point_vector
 
 #: Lanes of a block: one AVX-512 register of float32.
 BLOCK = 16
@@ -139,8 +139,8 @@ def _pack_atoms(context, builder, rows, centres, i0, cut2, packed, counts, packe
             target = _element(context, builder, packed[0], packed[1],
                               [row, ir.Constant(intp, k), count])
             # compressed in a register, then stored whole: the lanes past the kept ones land
-            # in the row's spare block and are overwritten by the next block's (AMD's
-            # vcompressps to memory is several times slower than this)
+            # in the row's spare block and are overwritten by the next block's (as fast as
+            # a compressing store on the Intel and AMD CPUs measured, and the same on both)
             builder.store(builder.call(compress, [value, keep, ir.Constant(values, None)]),
                           builder.bitcast(target, values.as_pointer()), align=4)
         bits = builder.bitcast(keep, bits_type)
@@ -150,17 +150,19 @@ def _pack_atoms(context, builder, rows, centres, i0, cut2, packed, counts, packe
     return masks
 
 
-def _two_partners(context, builder, t, args, k, slots, codes=None):
-    """Row ``k`` of the arguments for two partner clusters' 16 lanes: slots ``slots[0] ..
-    + 7`` then ``slots[1] .. + 7``; coordinates (``codes`` given: the shift codes, ``args[11]``
-    the shift vectors) moved into place by their partner's box shift."""
-    intp = context.get_value_type(types.intp)
+def _two_partners(context, builder, array, slots, shift=None):
+    """One row of two partner clusters' 16 lanes: slots ``slots[0] .. + 7`` then ``slots[1]
+    .. + 7`` of ``array`` ((type, value), float32).  Coordinates pass ``shift`` = (the shift
+    vectors as (type, value), the two shift codes, the axis): each partner is moved into place
+    by its box shift."""
     half = ir.VectorType(_FLOAT, BLOCK // 2)
-    halves = [builder.load(_block_pointer(context, builder, t[k], args[k], slot, half), align=4)
-              for slot in slots]
-    if codes is not None:
+    halves = [builder.load(_block_pointer(context, builder, array[0], array[1], slot, half),
+                           align=4) for slot in slots]
+    if shift is not None:
+        (shifts_type, shifts), codes, axis = shift
+        axis = ir.Constant(context.get_value_type(types.intp), axis)
         halves = [builder.fadd(h, _splat(builder, builder.load(_element(
-            context, builder, t[11], args[11], [code, ir.Constant(intp, k)])), half))
+            context, builder, shifts_type, shifts, [code, axis])), half))
             for h, code in zip(halves, codes)]
     return builder.shuffle_vector(halves[0], halves[1], ir.Constant(ir.VectorType(_I32, BLOCK),
                                                                     list(range(BLOCK))))
@@ -175,9 +177,10 @@ def _partner_rows(context, builder, t, args):
     half_ints = ir.VectorType(_I32, BLOCK // 2)
     slots = [args[7], args[8]]
     columns = [args[9], args[10]]
-    codes = [args[12], args[13]]
-    rows = [_two_partners(context, builder, t, args, k, slots, codes) for k in range(3)]
-    rows += [_two_partners(context, builder, t, args, k, slots) for k in range(3, 6)]
+    shifts = ((t[11], args[11]), [args[12], args[13]])
+    rows = [_two_partners(context, builder, (t[k], args[k]), slots, shifts + (k,))
+            for k in range(3)]
+    rows += [_two_partners(context, builder, (t[k], args[k]), slots) for k in range(3, 6)]
     spare = builder.icmp_signed("<", columns[1], ir.Constant(intp, 0))
     safe = builder.select(spare, columns[0], columns[1])
     masks = [builder.load(_block_pointer(context, builder, t[6], args[6], columns[0], half_ints),
@@ -265,11 +268,9 @@ def spread_partners16(typingctx, x, y, z, ja, jb, shifts, code_a, code_b, i0, sc
     def codegen(context, builder, signature, args):
         t = signature.args
         b = args[12]
-        # _two_partners reads the shift vectors at args[11]
-        shifted = list(args[:11]) + [args[5]]
-        shifted_types = list(t[:11]) + [t[5]]
-        coordinates = [_two_partners(context, builder, shifted_types, shifted, k,
-                                     [args[3], args[4]], [args[6], args[7]]) for k in range(3)]
+        shifts = ((t[5], args[5]), [args[6], args[7]])
+        coordinates = [_two_partners(context, builder, (t[k], args[k]), [args[3], args[4]],
+                                     shifts + (k,)) for k in range(3)]
         load = _function(builder, "llvm.masked.expandload.v16f32", _FLOATS,
                          [_FLOAT.as_pointer(), _BITS, _FLOATS])
         ctpop = _function(builder, "llvm.ctpop.i16", ir.IntType(BLOCK), [ir.IntType(BLOCK)])
@@ -298,16 +299,9 @@ def spread_partners16(typingctx, x, y, z, ja, jb, shifts, code_a, code_b, i0, sc
                                          _FLOATS.as_pointer())
                 builder.store(builder.fadd(builder.load(target, align=4), force), target,
                               align=4)
-        low = ir.Constant(_FLOATS, [-FORCE_CLAMP] * BLOCK)
-        high = ir.Constant(_FLOATS, [FORCE_CLAMP] * BLOCK)
-        scale = ir.Constant(_FLOATS, [FORCE_SCALE] * BLOCK)
         longs = ir.VectorType(ir.IntType(64), BLOCK // 2)
         for k in range(3):
-            value = sums[k]
-            value = builder.select(builder.fcmp_ordered("<", value, low), low, value)
-            value = builder.select(builder.fcmp_ordered(">", value, high), high, value)
-            fixed = builder.fptosi(builder.fmul(value, scale),
-                                   ir.VectorType(ir.IntType(64), BLOCK))
+            fixed = fixed_point_vector(builder, sums[k])
             for half, slot in enumerate((args[3], args[4])):
                 part = builder.shuffle_vector(fixed, fixed, ir.Constant(
                     ir.VectorType(_I32, BLOCK // 2), list(range(half * 8, half * 8 + 8))))

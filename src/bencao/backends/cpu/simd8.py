@@ -132,6 +132,19 @@ def zero8(typingctx, dst, dst_index):
     return sig, codegen
 
 
+def fixed_point_vector(builder, value):
+    """Code for a float32 vector (kJ/mol/nm) -> the int64 vector of ``to_fixed``: clamped to
+    +-FORCE_CLAMP (a NaN stays NaN), scaled by FORCE_SCALE and truncated, all in float32, which
+    is exact (FORCE_CLAMP is a float32 and FORCE_SCALE a power of two)."""
+    vector = value.type
+    low = ir.Constant(vector, [-FORCE_CLAMP] * vector.count)
+    high = ir.Constant(vector, [FORCE_CLAMP] * vector.count)
+    value = builder.select(builder.fcmp_ordered("<", value, low), low, value)
+    value = builder.select(builder.fcmp_ordered(">", value, high), high, value)
+    scaled = builder.fmul(value, ir.Constant(vector, [FORCE_SCALE] * vector.count))
+    return builder.fptosi(scaled, ir.VectorType(ir.IntType(64), vector.count))
+
+
 @intrinsic
 def add_fixed8(typingctx, acc, acc_index, values, values_index):
     """``acc[acc_index:acc_index + 8] += to_fixed(values[values_index:values_index + 8])``.
@@ -149,14 +162,7 @@ def add_fixed8(typingctx, acc, acc_index, values, values_index):
         a_type, a_index_type, v_type, v_index_type = signature.args
         source = _pointer(context, builder, v_type, args[2], args[3], v_index_type)
         target = _pointer(context, builder, a_type, args[0], args[1], a_index_type)
-        single = ir.FloatType()
-        value = builder.load(source, align=1)
-        low = _splat(-FORCE_CLAMP, single)
-        high = _splat(FORCE_CLAMP, single)
-        value = builder.select(builder.fcmp_ordered("<", value, low), low, value)
-        value = builder.select(builder.fcmp_ordered(">", value, high), high, value)
-        scaled = builder.fmul(value, _splat(FORCE_SCALE, single))
-        fixed = builder.fptosi(scaled, ir.VectorType(ir.IntType(64), LANES))
+        fixed = fixed_point_vector(builder, builder.load(source, align=1))
         builder.store(builder.add(builder.load(target, align=1), fixed), target, align=1)
         return context.get_dummy_value()
 
