@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -11,6 +12,7 @@ from bencao.backends.common.evaluation import PARTS, Evaluation, check_parts
 from bencao.backends.common.fixed_point import forces_from_fixed
 from bencao.backends.common.registry import kernel_for
 from bencao.backends.cpu.nonbonded import DEFAULT_BUFFER
+from bencao.backends.cpu.threads import per_particle
 from bencao.errors import BlowUpError
 from bencao.profiling import phase
 
@@ -84,7 +86,11 @@ class CpuBackend(Backend):
         fixed[:] = 0
         terms: dict[str, float] = {}
         for term in self.terms:
-            with phase(term.profile_phase):
+            # terms whose work is per particle (bonded ones, which are most) run on fewer
+            # threads for small systems; the non-bonded term limits its own per-particle parts
+            threads = (per_particle(self.n_particles) if term.profile_phase == "bonded"
+                       else nullcontext())
+            with phase(term.profile_phase), threads:
                 term_energy = compute_share(term, parts, (positions, box, fixed), energy)
             if term_energy is not None:
                 terms[term.name] = terms.get(term.name, 0.0) + float(term_energy)

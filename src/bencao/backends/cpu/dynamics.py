@@ -10,6 +10,7 @@ import numpy as np
 from bencao.backends.common.dynamics import Dynamics
 from bencao.backends.common.force_cache import ForceCache
 from bencao.backends.cpu import integrate as kernels
+from bencao.backends.cpu.threads import per_particle
 from bencao.constants import BOLTZMANN
 from bencao.errors import BlowUpError
 from bencao.profiling import phase
@@ -93,22 +94,22 @@ class CpuDynamics(Dynamics):
 
     def kick(self, dt: float, parts: str) -> None:
         forces = self.cache.group(parts, self._positions, self._box).forces
-        with phase("integration"):
+        with phase("integration"), per_particle(len(forces)):
             kernels.kick(self._velocities, forces, self.inverse_masses, dt)
 
     def constrain_velocities(self) -> None:
         if self.constraints is not None:
-            with phase("constraints"):
+            with phase("constraints"), per_particle(len(self._positions)):
                 self.constraints.apply_velocities(self._positions, self._velocities)
 
     def drift(self, dt: float) -> None:
-        with phase("integration"):
+        with phase("integration"), per_particle(len(self._positions)):
             kernels.drift(self._positions, self._velocities, dt, self._new_positions)
 
     def langevin_drift(self, dt: float, friction: float, temperature: float) -> None:
         with phase("random numbers"):
             self._rng.standard_normal(out=self._noise)
-        with phase("integration"):
+        with phase("integration"), per_particle(len(self._positions)):
             kernels.langevin_drift(self._positions, self._velocities, self._noise,
                                    self.inverse_masses, dt, math.exp(-friction * dt),
                                    BOLTZMANN * temperature, self._new_positions)
@@ -116,7 +117,7 @@ class CpuDynamics(Dynamics):
     def constrain_positions(self, dt: float) -> None:
         x, x_new = self._positions, self._new_positions
         if self.constraints is not None:
-            with phase("constraints"):
+            with phase("constraints"), per_particle(len(x)):
                 np.copyto(self._unconstrained, x_new)
                 self.constraints.apply_positions(x, x_new)
                 kernels.add_constraint_velocity(x_new, self._unconstrained, self.inverse_masses,

@@ -31,6 +31,7 @@ from bencao.backends.cpu.cluster_law import EWALD_COEFFICIENTS, ewald_force_coef
 from bencao.backends.cpu.cluster_pairs import ClusterPairList
 from bencao.backends.cpu.neighbors import NeighborList, minimum_image, shift_vectors
 from bencao.backends.cpu.pair_kernels import reduce_thread_forces, tabulated_pairs
+from bencao.backends.cpu.threads import per_particle
 from bencao.constants import ONE_4PI_EPS0
 from bencao.forces.nonbonded import Nonbonded, TabulatedPairs
 from bencao.profiling import phase
@@ -304,7 +305,8 @@ class CpuNonbonded(CpuTerm):
         result = self.compute_direct(positions, box, forces, energy)
         if self.reciprocal is not None:
             with phase("reciprocal space"):
-                result += self.reciprocal.compute(positions, box, forces)
+                with per_particle(len(positions)):
+                    result += self.reciprocal.compute(positions, box, forces)
         return result
 
     def compute_direct(self, positions, box, forces, energy=True):
@@ -339,7 +341,7 @@ class CpuNonbonded(CpuTerm):
                     t.switch_distance, self.cutoff, self._cluster_energy,
                 )
                 result = float(np.sum(self._cluster_energy))
-        with phase("exceptions"):
+        with phase("exceptions"), per_particle(len(positions)):
             result += exception_pairs(
                 positions, t.exception_atoms, t.exception_chargeprod, t.exception_sigma,
                 t.exception_epsilon, t.charges, box_arg, self.periodic and t.exceptions_use_periodic,
