@@ -305,8 +305,7 @@ class CpuNonbonded(CpuTerm):
         result = self.compute_direct(positions, box, forces, energy)
         if self.reciprocal is not None:
             with phase("reciprocal space"):
-                with per_particle(len(positions)):
-                    result += self.reciprocal.compute(positions, box, forces)
+                result += self.reciprocal.compute(positions, box, forces)
         return result
 
     def compute_direct(self, positions, box, forces, energy=True):

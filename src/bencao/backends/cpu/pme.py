@@ -74,6 +74,7 @@ from bencao.backends.cpu.pme_transform import (
     _plane_buffers,
 )
 from bencao.backends.cpu.simd8 import LANES
+from bencao.backends.cpu.threads import per_particle
 from bencao.constants import ONE_4PI_EPS0
 from bencao.forces.nonbonded import Nonbonded
 from bencao.profiling import phase
@@ -244,6 +245,11 @@ class CpuPME(CpuTerm):
         float
             Energy, kJ/mol (NaN, with no forces added, if a position is not finite).
         """
+        # per-particle work: a small system runs it on fewer threads (backends/cpu/threads.py)
+        with per_particle(len(positions)):
+            return self._compute(positions, box, forces)
+
+    def _compute(self, positions, box, forces) -> float:
         box = check_reduced_box(box)
         if self._box is None or not np.array_equal(box, self._box):
             self._set_box(box)
