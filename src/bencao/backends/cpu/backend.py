@@ -86,9 +86,7 @@ class CpuBackend(Backend):
         fixed[:] = 0
         terms: dict[str, float] = {}
         for term in self.terms:
-            # terms whose work is per particle (bonded ones, which are most) run on fewer
-            # threads for small systems; the non-bonded term limits its own per-particle parts
-            threads = (per_particle(self.n_particles) if term.profile_phase == "bonded"
+            threads = (per_particle(self.n_particles) if term.work_per_particle
                        else nullcontext())
             with phase(term.profile_phase), threads:
                 term_energy = compute_share(term, parts, (positions, box, fixed), energy)

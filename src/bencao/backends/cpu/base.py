@@ -17,10 +17,16 @@ class CpuTerm:
         Key of the energy in ``evaluate(...).terms``.
     profile_phase : str
         Where its time is counted when profiling (``bencao.profiling``).
+    work_per_particle : bool
+        True if its work grows with the particles or items it touches (listed terms), not
+        with pairs: the backend then runs it on fewer threads in a small system
+        (:mod:`bencao.backends.cpu.threads`).  Pair terms say False and limit their own
+        per-particle parts.
     """
 
     name = "term"
     profile_phase = "bonded"
+    work_per_particle = True
 
     def compute(self, positions: np.ndarray, box: np.ndarray | None, forces: np.ndarray) -> float:
         """Add this term's forces and return its energy.

@@ -221,8 +221,9 @@ def _packed_chunk(first, last, data, coulomb_kind, switching):
     i_forces = np.empty((8, 3, BLOCK), np.float32)
     counts_now = np.zeros(8, np.int64)
     near = np.empty((7, pair_j.shape[1]), np.float32)
-    # per kept partner: list index, first slot, shift code, offset of its masks by column
-    partners = np.empty(pair_j.shape[1] + 1, np.int64)
+    # per kept partner: list index, first slot, shift code, offset of its masks by column (the
+    # last three with room for the spare partner)
+    partners = np.empty(pair_j.shape[1], np.int64)
     slots = np.empty(pair_j.shape[1] + 1, np.int64)
     codes = np.empty(pair_j.shape[1] + 1, np.int64)
     column_offsets = np.empty(pair_j.shape[1] + 1, np.int64)

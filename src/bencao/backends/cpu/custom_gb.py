@@ -81,6 +81,7 @@ class CpuCustomGB(GlobalParameters, CpuTerm):
     """
 
     profile_phase = "nonbonded"
+    work_per_particle = False
 
     def __init__(self, term: CustomGB):
         steps = [step.name for step in passes_of(term)]  # checks it is supported

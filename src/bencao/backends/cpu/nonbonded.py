@@ -143,6 +143,7 @@ class _PairTerm(CpuTerm):
     """Shared machinery of the pair terms: the neighbour list and per-thread buffers."""
 
     profile_phase = "nonbonded"
+    work_per_particle = False
 
     def __init__(self, n_particles, cutoff, exclusions, periodic, buffer):
         self.periodic = periodic
@@ -195,6 +196,7 @@ class CpuNonbonded(CpuTerm):
     """
 
     profile_phase = "nonbonded"
+    work_per_particle = False  # its exceptions limit themselves
     #: ``compute(..., energy=False)`` skips the pair energies (a separate float64 pass)
     energy_optional = True
 

@@ -166,6 +166,7 @@ class CpuPME(CpuTerm):
 
     name = "NonbondedForce"
     profile_phase = "reciprocal space"
+    work_per_particle = False  # compute limits its own threads
 
     def __init__(self, term: Nonbonded, n_particles: int, default_box: np.ndarray):
         if term.method != "PME":
