@@ -153,12 +153,53 @@ def _packed_row(packed, energies, count, qa, sa, ea, constants, p_coef, coulomb_
 
 
 @njit(cache=True, inline="always", error_model="numpy", fastmath=_FASTMATH)
-def _cluster_chunk(first, last, data, out, coulomb_kind, switching, packing):
+def _masked_rows(xs, ys, zs, qs, hss, e4s, masks, acc, width, x, y, z, charge, half_sigma,
+                 sqrt_4epsilon, i0, constants, coef, coulomb_kind, switching, packed, counts_now):
+    """The 8 atoms of cluster i (slots ``i0 ..``) with the ``width`` gathered partner lanes,
+    masked rows: the 8-lane sum of their energies (kJ/mol)."""
+    for a in range(8):
+        _masked_row(xs[:width], ys[:width], zs[:width], qs[:width], hss[:width], e4s[:width],
+                    masks[:width], acc[:width], x[i0 + a], y[i0 + a], z[i0 + a], charge[i0 + a],
+                    half_sigma[i0 + a], sqrt_4epsilon[i0 + a], np.int32(a), constants, coef,
+                    coulomb_kind, switching)
+    total = vzero()
+    for m in range(0, width, 8):
+        total = vadd(total, vload(acc, m))
+    return total
+
+
+@njit(cache=True, inline="always", error_model="numpy", fastmath=_FASTMATH)
+def _packed_rows(xs, ys, zs, qs, hss, e4s, masks, acc, width, x, y, z, charge, half_sigma,
+                 sqrt_4epsilon, i0, constants, coef, coulomb_kind, switching, packed, counts_now):
+    """As :func:`_masked_rows`, packing each atom's interacting lanes first (AVX-512)."""
+    cut2 = constants[0]
+    # padding of a packed row: zero charge and epsilon at a finite distance, energy 0
+    padding_r2 = min(cut2, 1.0) * 0.25
+    counts_now[:] = 0
+    for m in range(0, width, 8):
+        compact_rows8_energy(xs, ys, zs, qs, hss, e4s, masks, m, x, y, z, i0, cut2, packed,
+                             counts_now)
+    total = vzero()
+    for a in range(8):
+        count = counts_now[a]
+        summed = (count + 7) // 8 * 8
+        for s in range(count, summed):
+            packed[a, 0, s] = padding_r2
+            packed[a, 1, s] = packed[a, 2, s] = packed[a, 3, s] = 0.0
+        _packed_row(packed[a], acc, summed, charge[i0 + a], half_sigma[i0 + a],
+                    sqrt_4epsilon[i0 + a], constants, coef, coulomb_kind, switching)
+        for m in range(0, summed, 8):
+            total = vadd(total, vload(acc, m))
+    return total
+
+
+@njit(cache=True, inline="always", error_model="numpy", fastmath=_FASTMATH)
+def _cluster_chunk(first, last, data, out, coulomb_kind, switching, rows, packing):
     """Energies of the i clusters of one work item, into ``out[ci]``: partners gathered as in
-    the force kernel, then per atom of i packed rows (AVX-512) or masked rows."""
+    the force kernel, then ``rows`` (:func:`_masked_rows` or :func:`_packed_rows`; ``packing``
+    says which, for the scratch) sums the 8 atoms of i with them."""
     (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns, counts,
      shifts, constants, p_coef, bounds) = data
-    cut2 = constants[0]
     skip2 = constants[6]
     capacity = pair_j.shape[1] * 8
     coef = _coefficients(p_coef)
@@ -174,8 +215,6 @@ def _cluster_chunk(first, last, data, out, coulomb_kind, switching, packing):
     partners = np.empty(pair_j.shape[1], np.int64)
     packed = np.empty((8, ENERGY_ROWS, capacity + 8 if packing else 0))
     counts_now = np.zeros(8, np.int64)
-    # padding of a packed row: zero charge and epsilon at a finite distance, energy 0
-    padding_r2 = min(cut2, 1.0) * 0.25
     for ci in range(first, last):
         i0 = ci * 8
         # partners whose bounding box is now beyond the cutoff from every atom of i add exact
@@ -199,47 +238,26 @@ def _cluster_chunk(first, last, data, out, coulomb_kind, switching, packing):
             vstore(acc, m, vzero())
             for b in range(8):
                 masks[m + b] = pair_columns[ci, k, b]
-        width = n * 8
-        total = vzero()
-        if not packing:
-            for a in range(8):
-                _masked_row(xs[:width], ys[:width], zs[:width], qs[:width], hss[:width],
-                            e4s[:width], masks[:width], acc[:width], x[i0 + a], y[i0 + a],
-                            z[i0 + a], charge[i0 + a], half_sigma[i0 + a],
-                            sqrt_4epsilon[i0 + a], np.int32(a), constants, coef, coulomb_kind,
-                            switching)
-            for m in range(0, width, 8):
-                total = vadd(total, vload(acc, m))
-        else:
-            counts_now[:] = 0
-            for m in range(0, width, 8):
-                compact_rows8_energy(xs, ys, zs, qs, hss, e4s, masks, m, x, y, z, i0, cut2,
-                                     packed, counts_now)
-            for a in range(8):
-                count = counts_now[a]
-                summed = (count + 7) // 8 * 8
-                for s in range(count, summed):
-                    packed[a, 0, s] = padding_r2
-                    packed[a, 1, s] = packed[a, 2, s] = packed[a, 3, s] = 0.0
-                _packed_row(packed[a], acc, summed, charge[i0 + a], half_sigma[i0 + a],
-                            sqrt_4epsilon[i0 + a], constants, coef, coulomb_kind, switching)
-                for m in range(0, summed, 8):
-                    total = vadd(total, vload(acc, m))
-        out[ci] = vsum(total)
+        out[ci] = vsum(rows(xs, ys, zs, qs, hss, e4s, masks, acc, n * 8, x, y, z, charge,
+                            half_sigma, sqrt_4epsilon, i0, constants, coef, coulomb_kind,
+                            switching, packed, counts_now))
 
 
 # One compiled kernel per (Coulomb kind, switching, packing), as for the forces: the flags are
-# a closure's variables, constants at compile time.
+# a closure's variables, constants at compile time.  The row form is passed as a function, so
+# that a kernel that does not pack does not contain the packing intrinsic at all, which LLVM
+# cannot compile for CPUs without AVX-512 (a branch on a flag passed down is not pruned).
 _OPTIONS = {"parallel": True, "cache": True, "error_model": "numpy", "fastmath": _FASTMATH}
 
 
 def _kernel(coulomb_kind: int, switching: bool, packing: bool):
     """The parallel loop over work items for one combination of the flags."""
+    rows = _packed_rows if packing else _masked_rows
 
     def kernel(starts, data, out):
         for chunk in prange(starts.shape[0] - 1):
             _cluster_chunk(starts[chunk], starts[chunk + 1], data, out, coulomb_kind,
-                           switching, packing)
+                           switching, rows, packing)
 
     return njit(**_OPTIONS)(kernel)
 
