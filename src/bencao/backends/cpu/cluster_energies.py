@@ -245,8 +245,8 @@ def _cluster_chunk(first, last, data, out, coulomb_kind, switching, rows, packin
 
 # One compiled kernel per (Coulomb kind, switching, packing), as for the forces: the flags are
 # a closure's variables, constants at compile time.  The row form is passed as a function, so
-# that a kernel that does not pack does not contain the packing intrinsic at all, which LLVM
-# cannot compile for CPUs without AVX-512 (a branch on a flag passed down is not pruned).
+# that a kernel that does not pack holds no packing code at all, whatever Numba prunes: LLVM
+# cannot compile the packing intrinsic for CPUs without AVX-512.
 _OPTIONS = {"parallel": True, "cache": True, "error_model": "numpy", "fastmath": _FASTMATH}
 
 

@@ -25,11 +25,12 @@ as the law on it (DHFR, one thread: 0.75 ms per packed row, 4 ms for the law).
 The energy pass packs the same way in float64, one partner (8 lanes) at a time, from gathered
 rows (:func:`compact_rows8_energy`).  Every lane does the IEEE operations of the scalar code
 (explicit ``llvm.fma``), and packing keeps lane order, so results do not depend on the vector
-instructions LLVM picks.  Only CPUs with AVX-512 pack (:func:`packing_pays`): elsewhere
-compress and expand would become per-lane code, slower than evaluating every lane, and LLVM
-20 cannot even compile ``llvm.experimental.vector.compress`` of floats for an AVX2 target (an
-assertion fails), so code that packs must never be built there.  Indices are element indices; arrays are C-contiguous and sized
-for whole blocks (a packed row has a spare block: a block's store may write that far).
+instructions LLVM picks.  Only CPUs with AVX-512 pack (:func:`packing_pays`), and code that
+packs must never be built for others: there compress and expand would become per-lane code,
+slower than evaluating every lane, and LLVM 20 does not even compile
+``llvm.experimental.vector.compress`` of floats for an AVX2 target (an assertion fails).
+Indices are element indices; arrays are C-contiguous and sized for whole blocks (a packed row
+has a spare block: a block's store may write that far, and the spread loads that far).
 """
 
 from __future__ import annotations
@@ -273,16 +274,10 @@ def spread_partners16(typingctx, x, y, z, ja, jb, shifts, code_a, code_b, i0, sc
         shifts = ((t[5], args[5]), [args[6], args[7]])
         coordinates = [_two_partners(context, builder, (t[k], args[k]), [args[3], args[4]],
                                      shifts + (k,)) for k in range(3)]
-        # a plain load of a whole block and vexpandps between registers where the CPU has
-        # it (1.5% faster than an expanding load on AMD Zen 5); LLVM's generic expanding
-        # load elsewhere, which it turns into per-lane code
-        in_registers = packing_pays()
-        if in_registers:
-            expand = _function(builder, "llvm.x86.avx512.mask.expand.v16f32", _FLOATS,
-                               [_FLOATS, _FLOATS, _BITS])
-        else:
-            load = _function(builder, "llvm.masked.expandload.v16f32", _FLOATS,
-                             [_FLOAT.as_pointer(), _BITS, _FLOATS])
+        # a plain load of a whole block, then vexpandps between registers: 1.5% faster than
+        # an expanding load (llvm.masked.expandload) on AMD Zen 5
+        expand = _function(builder, "llvm.x86.avx512.mask.expand.v16f32", _FLOATS,
+                           [_FLOATS, _FLOATS, _BITS])
         ctpop = _function(builder, "llvm.ctpop.i16", ir.IntType(BLOCK), [ir.IntType(BLOCK)])
         intp_ = context.get_value_type(types.intp)
         sums = [_ZEROS] * 3
@@ -293,11 +288,8 @@ def spread_partners16(typingctx, x, y, z, ja, jb, shifts, code_a, code_b, i0, sc
             offset_pointer = _element(context, builder, t[10], args[10], [row])
             offset = builder.load(offset_pointer)
             source = _element(context, builder, t[9], args[9], [row, offset])
-            if in_registers:
-                block = builder.load(builder.bitcast(source, _FLOATS.as_pointer()), align=4)
-                scalar = builder.call(expand, [block, _ZEROS, builder.bitcast(bits, _BITS)])
-            else:
-                scalar = builder.call(load, [source, builder.bitcast(bits, _BITS), _ZEROS])
+            block = builder.load(builder.bitcast(source, _FLOATS.as_pointer()), align=4)
+            scalar = builder.call(expand, [block, _ZEROS, builder.bitcast(bits, _BITS)])
             builder.store(builder.add(offset, builder.zext(builder.call(ctpop, [bits]), intp_)),
                           offset_pointer)
             slot = builder.add(args[8], row)

@@ -6,7 +6,8 @@ A step has some twenty regions besides the pair kernel (integration, constraints
 bonded terms, exceptions), and for a small system each does less work than that: alanine
 dipeptide in water (2,269 atoms) ran 1.6 ms/step on one thread and 1.9 on two.  So those
 phases use one thread per ``PARTICLES_PER_THREAD`` particles, at most as many as the caller
-has; the pair kernel and the neighbour search, whose work is per pair, keep them all.
+has, and the integrators' streaming kernels one per ``PARTICLES_PER_STREAMING_THREAD``; the
+pair kernel and the neighbour search, whose work is per pair, keep them all.
 Results do not change: every kernel is bit-identical on any number of threads.
 """
 
