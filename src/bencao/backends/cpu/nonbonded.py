@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
 
-from bencao.backends.common.fixed_point import add_force
 from bencao.backends.common.long_range_correction import (
     lennard_jones_coefficient,
     table_coefficient,
 )
-from bencao.backends.common.pair_laws import exception_pair, reaction_field_constants
+from bencao.backends.common.pair_laws import reaction_field_constants
 from bencao.backends.common.parameter_offsets import OffsetNonbonded
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cpu.base import CpuTerm
@@ -29,7 +27,8 @@ from bencao.backends.cpu.cluster_kernels import (
 )
 from bencao.backends.cpu.cluster_law import EWALD_COEFFICIENTS, ewald_force_coefficients
 from bencao.backends.cpu.cluster_pairs import ClusterPairList
-from bencao.backends.cpu.neighbors import NeighborList, minimum_image, shift_vectors
+from bencao.backends.cpu.exceptions import exception_pairs, exception_scratch
+from bencao.backends.cpu.neighbors import NeighborList, shift_vectors
 from bencao.backends.cpu.pair_kernels import reduce_thread_forces, tabulated_pairs
 from bencao.backends.cpu.threads import per_particle
 from bencao.constants import ONE_4PI_EPS0
@@ -49,94 +48,6 @@ DEFAULT_BUFFER = 0.3
 #: exact (displacement-bounded) lists it must be cut every few steps.  DHFR, 2 threads, pairs +
 #: neighbour search per step: outer/inner 0.3/none 8.0 ms, 0.4/0.15 9.1 ms, 0.35/0.1 9.5 ms.
 DEFAULT_PRUNE_BUFFER = None
-
-
-@njit(parallel=True, cache=True)
-def _exception_forces(
-    positions, atoms, chargeprod, sigma, epsilon, charges, box, periodic, coulomb_constant,
-    alpha, ewald, pair_force,
-):
-    """Each exception's energy and force on its second atom, into ``pair_force[m]`` =
-    (fx, fy, fz, energy), in parallel (see :func:`exception_pairs`; the law is
-    ``common.pair_laws.exception_pair``, which the CUDA kernel compiles too)."""
-    for m in prange(atoms.shape[0]):
-        i = atoms[m, 0]
-        j = atoms[m, 1]
-        dx, dy, dz = minimum_image(
-            positions[j, 0] - positions[i, 0],
-            positions[j, 1] - positions[i, 1],
-            positions[j, 2] - positions[i, 2],
-            box,
-            periodic,
-        )
-        f_over_r, energy = exception_pair(
-            dx * dx + dy * dy + dz * dz, chargeprod[m], sigma[m], epsilon[m], charges[i],
-            charges[j], coulomb_constant, alpha, ewald,
-        )
-        pair_force[m, 0] = f_over_r * dx
-        pair_force[m, 1] = f_over_r * dy
-        pair_force[m, 2] = f_over_r * dz
-        pair_force[m, 3] = energy
-
-
-@njit(cache=True)
-def _scatter_exception_forces(atoms, pair_force, forces):
-    """Add each exception's force pair to the fixed-point accumulator and return the energy,
-    summed in exception order (the same on any number of threads)."""
-    energy = 0.0
-    for m in range(atoms.shape[0]):
-        energy += pair_force[m, 3]
-        fx = pair_force[m, 0]
-        fy = pair_force[m, 1]
-        fz = pair_force[m, 2]
-        if fx != 0.0 or fy != 0.0 or fz != 0.0:
-            add_force(forces, atoms[m, 0], -fx, -fy, -fz)
-            add_force(forces, atoms[m, 1], fx, fy, fz)
-    return energy
-
-
-def exception_pairs(
-    positions, atoms, chargeprod, sigma, epsilon, charges, box, periodic, coulomb_constant,
-    alpha, ewald, forces, pair_force,
-):
-    """Exceptions in float64: plain Coulomb + LJ with their own parameters, and for Ewald/PME the
-    removal of the reciprocal-space interaction qi qj erf(alpha r)/r of every excluded pair.
-
-    The pairs are computed in parallel and their forces added in one thread: fixed-point sums
-    do not depend on order, and the energy is summed in exception order, so the result is the
-    same on any number of threads.
-
-    Parameters
-    ----------
-    positions : (N, 3) float64 array
-        Positions, nm.
-    atoms : (M, 2) int64 array
-        Exception pairs.
-    chargeprod, sigma, epsilon : (M,) float64 arrays
-        Exception parameters (e^2, nm, kJ/mol).
-    charges : (N,) float64 array
-        Particle charges, e (for the Ewald exclusion term).
-    box : (3, 3) float64 array, periodic : bool
-        Minimum image applied if periodic.
-    coulomb_constant : float
-        1/(4 pi eps0), kJ/mol nm/e^2.
-    alpha : float
-        Ewald parameter, 1/nm.
-    ewald : bool
-        Subtract the reciprocal-space part of excluded pairs.
-    forces : (N, 3) int64 array
-        Fixed-point accumulator.
-    pair_force : (M, 4) float64 array
-        Scratch (kept by the caller, so that a step allocates nothing).
-
-    Returns
-    -------
-    float
-        Energy, kJ/mol.
-    """
-    _exception_forces(positions, atoms, chargeprod, sigma, epsilon, charges, box, periodic,
-                      coulomb_constant, alpha, ewald, pair_force)
-    return _scatter_exception_forces(atoms, pair_force, forces)
 
 
 class _PairTerm(CpuTerm):
@@ -245,7 +156,7 @@ class CpuNonbonded(CpuTerm):
             )
         self._thread_forces = np.zeros((0, 3, 0), np.int64)
         self._coordinates = np.zeros((3, 0), np.float32)
-        self._exception_scratch = np.empty((len(term.exception_atoms), 4))
+        self._exception_scratch = exception_scratch(len(term.exception_atoms))
 
     def _update(self, positions, box, energy):
         """Rebuild the list if needed (re-sorting the parameters) and refresh coordinates:

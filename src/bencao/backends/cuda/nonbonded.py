@@ -123,7 +123,7 @@ def _exceptions(positions, atoms, chargeprod, sigma, epsilon, charges, box, peri
                 coulomb_constant, alpha, ewald, forces, energies):
     """One thread per exception: plain Coulomb + LJ with its own parameters and, for
     Ewald/PME, minus the reciprocal-space erf(alpha r)/r of the pair (as
-    ``cpu.nonbonded.exception_pairs``); energy into ``energies[m]``."""
+    ``cpu.exceptions.exception_pairs``); energy into ``energies[m]``."""
     m = cuda.grid(1)
     if m >= atoms.shape[0]:
         return
