@@ -32,6 +32,7 @@ from bencao.backends.cpu.cluster_kernels import cluster_bounds
 from bencao.backends.cpu.cluster_pairs_search import near_partners, work_items
 from bencao.backends.cpu.compaction import ENERGY_ROWS, compact_rows8_energy, packing_pays
 from bencao.backends.cpu.simd8 import vadd, vload, vsplat, vstore, vsum, vzero
+from bencao.backends.cpu.threads import streaming
 
 #: Degree of the polynomial that replaces erf(alpha r)/r in the energies.
 ENERGY_DEGREE = 20
@@ -315,7 +316,8 @@ def cluster_pairs_energy(
         cutoff2 * (1.0 + 1e-12),
     ], np.float64)
     bounds = np.empty((len(counts), 6))
-    cluster_bounds(x, y, z, bounds)
+    with streaming(len(x)):
+        cluster_bounds(x, y, z, bounds)
     data = (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns,
             counts, shifts, constants, energy_polynomial, bounds)
     packing = packing_pays() if packing is None else bool(packing)

@@ -60,6 +60,7 @@ from bencao.backends.cpu.simd8 import (
     sum_blocks8,
     zero8,
 )
+from bencao.backends.cpu.threads import streaming
 
 #: i clusters per parallel work item on average (``cluster_pairs.work_items``); each item
 #: allocates its scratch once.
@@ -354,7 +355,8 @@ def cluster_pairs_kernel(
         cutoff2 * (1.0 + 1e-5) if skip_distant else np.inf,
     ], np.float32)
     bounds = np.empty((len(counts), 6), np.float32)
-    cluster_bounds(x, y, z, bounds)
+    with streaming(len(x)):
+        cluster_bounds(x, y, z, bounds)
     ewald = np.ascontiguousarray(ewald, np.float32)
     data = (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns,
             counts, shifts, constants, ewald, thread_forces, bounds)

@@ -10,7 +10,7 @@ import numpy as np
 from bencao.backends.common.dynamics import Dynamics
 from bencao.backends.common.force_cache import ForceCache
 from bencao.backends.cpu import integrate as kernels
-from bencao.backends.cpu.threads import PARTICLES_PER_STREAMING_THREAD, per_particle
+from bencao.backends.cpu.threads import per_particle, streaming
 from bencao.constants import BOLTZMANN
 from bencao.errors import BlowUpError
 from bencao.profiling import phase
@@ -92,13 +92,9 @@ class CpuDynamics(Dynamics):
         if self.constraints is not None:
             self.constraints.tolerance = self.integrator.constraint_tolerance
 
-    def _streaming(self):
-        """The thread limit of the streaming kernels (:mod:`bencao.backends.cpu.threads`)."""
-        return per_particle(len(self._positions), PARTICLES_PER_STREAMING_THREAD)
-
     def kick(self, dt: float, parts: str) -> None:
         forces = self.cache.group(parts, self._positions, self._box).forces
-        with phase("integration"), self._streaming():
+        with phase("integration"), streaming(len(self._positions)):
             kernels.kick(self._velocities, forces, self.inverse_masses, dt)
 
     def constrain_velocities(self) -> None:
@@ -107,13 +103,13 @@ class CpuDynamics(Dynamics):
                 self.constraints.apply_velocities(self._positions, self._velocities)
 
     def drift(self, dt: float) -> None:
-        with phase("integration"), self._streaming():
+        with phase("integration"), streaming(len(self._positions)):
             kernels.drift(self._positions, self._velocities, dt, self._new_positions)
 
     def langevin_drift(self, dt: float, friction: float, temperature: float) -> None:
         with phase("random numbers"):
             kernels.standard_normal_fill(self._rng, self._noise.reshape(-1))
-        with phase("integration"), self._streaming():
+        with phase("integration"), streaming(len(self._positions)):
             kernels.langevin_drift(self._positions, self._velocities, self._noise,
                                    self.inverse_masses, dt, math.exp(-friction * dt),
                                    BOLTZMANN * temperature, self._new_positions)
@@ -125,7 +121,7 @@ class CpuDynamics(Dynamics):
                 np.copyto(self._unconstrained, x_new)
                 with per_particle(len(x)):
                     self.constraints.apply_positions(x, x_new)
-                with self._streaming():
+                with streaming(len(self._positions)):
                     kernels.add_constraint_velocity(x_new, self._unconstrained,
                                                     self.inverse_masses, dt, self._velocities)
         self._positions, self._new_positions = x_new, x

@@ -30,7 +30,7 @@ from bencao.backends.cpu.cluster_pairs import ClusterPairList
 from bencao.backends.cpu.exceptions import exception_pairs, exception_scratch
 from bencao.backends.cpu.neighbors import NeighborList, shift_vectors
 from bencao.backends.cpu.pair_kernels import reduce_thread_forces, tabulated_pairs
-from bencao.backends.cpu.threads import per_particle
+from bencao.backends.cpu.threads import per_particle, streaming
 from bencao.constants import ONE_4PI_EPS0
 from bencao.forces.nonbonded import Nonbonded, TabulatedPairs
 from bencao.profiling import phase
@@ -184,9 +184,10 @@ class CpuNonbonded(CpuTerm):
                 self._x, self._y, self._z = (row[:slots] for row in self._coordinates)
                 self._x64, self._y64, self._z64 = (row[:slots] for row in self._coordinates64)
                 self._cluster_energy = self._energies[:nl.n_clusters]
-            nl.coordinates(positions, box, self._x, self._y, self._z)
-            if energy:
-                nl.coordinates(positions, box, self._x64, self._y64, self._z64)
+            with streaming(slots):
+                nl.coordinates(positions, box, self._x, self._y, self._z)
+                if energy:
+                    nl.coordinates(positions, box, self._x64, self._y64, self._z64)
 
     def _sort_parameters(self):
         """Per-slot float32 parameters in the order of the last build (zero on padding)."""
@@ -240,7 +241,8 @@ class CpuNonbonded(CpuTerm):
                 self._ewald, self.krf, self.switching, t.switch_distance, self.cutoff,
                 self._thread_forces,
             )
-            reduce_cluster_forces(self._thread_forces, nl.slot_atom, forces)
+            with streaming(len(nl.slot_atom)):
+                reduce_cluster_forces(self._thread_forces, nl.slot_atom, forces)
         result = np.nan
         if energy:
             with phase("pair energies"):

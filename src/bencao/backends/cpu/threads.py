@@ -20,10 +20,12 @@ import numba
 #: Fewest particles per thread in the per-particle phases.  DHFR (23,558 atoms) keeps 2
 #: threads; alanine dipeptide in water and a 3,000-atom water box run these phases on one.
 PARTICLES_PER_THREAD = 4096
-#: Fewest particles per thread in the integrators' streaming kernels (a few flops per number
-#: read: kick, drift, Langevin drift, constraint velocities), which a wake-up outweighs far
-#: longer.  Measured (2 threads, AMD Zen 5), 1 vs 2 threads: kick 22 vs 45 us at 23,558
-#: particles, 91 vs 94 at 100,000; Langevin drift 55 vs 67 us at 23,558, 115 vs 101 at 50,000.
+#: Fewest particles per thread in the streaming kernels (a few operations per number read:
+#: kick, drift, Langevin drift, constraint velocities; the pair kernel's coordinates, cluster
+#: bounds and force reduction), which a wake-up outweighs far longer.  Measured (2 threads,
+#: AMD Zen 5), 1 vs 2 threads: kick 22 vs 45 us at 23,558 particles, 91 vs 94 at 100,000;
+#: Langevin drift 55 vs 67 us at 23,558, 115 vs 101 at 50,000; DHFR's force reduction 134 vs
+#: 245 us, cluster bounds 17 vs 59 us, coordinates 73 vs 91 us.
 PARTICLES_PER_STREAMING_THREAD = 32768
 
 
@@ -41,3 +43,8 @@ def per_particle(n_particles: int, per_thread: int = PARTICLES_PER_THREAD):
         yield
     finally:
         numba.set_num_threads(current)
+
+
+def streaming(n_particles: int):
+    """:func:`per_particle` for the streaming kernels (``PARTICLES_PER_STREAMING_THREAD``)."""
+    return per_particle(n_particles, PARTICLES_PER_STREAMING_THREAD)
