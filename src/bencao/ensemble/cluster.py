@@ -106,9 +106,28 @@ def open_executor(replicas: int, workers: int | None = None, threads_per_worker:
     # Each worker runs one segment at a time (one Dask thread) with `threads` Numba threads,
     # set in its environment before the process starts (Numba reads it once, at import).
     environ = {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": "1"}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
-        cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=logging.CRITICAL,
-                               preload=["bencao.ensemble.worker_setup"])
-    with cluster, Client(cluster) as client:
-        yield DaskExecutor(client, f"a local Dask cluster of {count} workers x {threads} threads")
+    # Dask's nannies live in this process and set those variables in its own environment
+    # before each spawn; left there, the next Numba compile in this process fails ("Cannot
+    # set NUMBA_NUM_THREADS to a different value once the threads have been launched"), so
+    # this process gets its own values back once the workers are up and when the run ends.
+    own = {name: os.environ.get(name) for name in (*environ, "PYTHONHASHSEED")}
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            cluster = LocalCluster(n_workers=count, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0", silence_logs=logging.CRITICAL,
+                                   preload=["bencao.ensemble.worker_setup"])
+        _restore_environment(own)
+        with cluster, Client(cluster) as client:
+            yield DaskExecutor(client,
+                               f"a local Dask cluster of {count} workers x {threads} threads")
+    finally:
+        _restore_environment(own)
+
+
+def _restore_environment(values: dict) -> None:
+    """Set each variable back to its value in ``values`` (None: unset)."""
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
