@@ -17,12 +17,12 @@ Two families share the lane count and the address arithmetic:
   elements; ``add_fixed8`` repeats :func:`bencao.backends.common.fixed_point.to_fixed`'s
   clamp and truncation lane by lane.
 * **An 8-lane float64 value type** (``f64x8``, LLVM ``<8 x double>``: one AVX-512 register,
-  two AVX2 ones) for the PME kernels: loads and stores (``vload``, ``vstore``), lane-wise
-  arithmetic (``vadd``, ``vsub``, ``vmul``, ``vfma``, ``vfms``), broadcasts and lanes
-  (``vsplat``, ``vzero``, ``vlane``), a lane sum in a fixed order (``vsum``) and an 8 x 8
-  transpose in registers (``transpose8``).  The FFT works on raw addresses instead of arrays
-  (``address``, ``pload``, ``pstore``, ``pget``, ``pgeti``; see :mod:`bencao.backends.cpu.fft`
-  for why).  An ``f64x8`` never crosses to Python.
+  two AVX2 ones) for the PME kernels, the energy pass and the exceptions' series: loads and
+  stores (``vload``, ``vstore``), lane-wise arithmetic (``vadd``, ``vsub``, ``vmul``,
+  ``vfma``, ``vfms``), broadcasts and lanes (``vsplat``, ``vzero``, ``vlane``), a lane sum
+  in a fixed order (``vsum``) and an 8 x 8 transpose in registers (``transpose8``).  The FFT
+  works on raw addresses instead of arrays (``address``, ``pload``, ``pstore``, ``pget``,
+  ``pgeti``; see :mod:`bencao.backends.cpu.fft` for why).  An ``f64x8`` never crosses to Python.
 
 Beside them, two scalar helpers that LLVM's loop vectorizer widens: ``fma32`` (a fused
 multiply-add written out) and ``float32_from_bits`` (a bit cast, for exact powers of two).
