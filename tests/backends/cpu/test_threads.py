@@ -8,6 +8,7 @@ from bencao.backends.cpu.threads import (
     PARTICLES_PER_STREAMING_THREAD,
     PARTICLES_PER_THREAD,
     per_particle,
+    streaming,
 )
 
 
@@ -33,9 +34,9 @@ def test_small_systems_run_per_particle_phases_on_fewer_threads():
 def test_streaming_kernels_take_their_own_share():
     numba.set_num_threads(2)
     try:
-        with per_particle(PARTICLES_PER_STREAMING_THREAD - 1, PARTICLES_PER_STREAMING_THREAD):
+        with streaming(PARTICLES_PER_STREAMING_THREAD - 1):
             assert numba.get_num_threads() == 1
-        with per_particle(2 * PARTICLES_PER_STREAMING_THREAD, PARTICLES_PER_STREAMING_THREAD):
+        with streaming(2 * PARTICLES_PER_STREAMING_THREAD):
             assert numba.get_num_threads() == 2
     finally:
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)

@@ -121,7 +121,7 @@ class CpuDynamics(Dynamics):
                 np.copyto(self._unconstrained, x_new)
                 with per_particle(len(x)):
                     self.constraints.apply_positions(x, x_new)
-                with streaming(len(self._positions)):
+                with streaming(len(x)):
                     kernels.add_constraint_velocity(x_new, self._unconstrained,
                                                     self.inverse_masses, dt, self._velocities)
         self._positions, self._new_positions = x_new, x
