@@ -141,6 +141,69 @@ def test_skipping_distant_partners_changes_no_force():
     assert np.abs(skipped - full).max() < 1e-5 * scale
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_near_partners_keeps_the_partners_whose_box_comes_within_reach(dtype):
+    """The kernels' per-step test, whose boxes move 8 at a time through
+    ``gather_rows8_transposed``: the partners kept are exactly those whose shifted bounding box
+    comes within reach of an atom of i, in list order.  The reference repeats the arithmetic
+    in NumPy in the same precision and order, so the lists must be identical; the triclinic box
+    gives every shift code, and counts that are not whole blocks of 8 test the tail."""
+    from numba import njit
+
+    from bencao.backends.cpu.cluster_kernels import box_shifts8, cluster_bounds
+    from bencao.backends.cpu.cluster_pairs_search import (
+        NEAR_ROWS,
+        near_partners,
+        near_scratch_columns,
+    )
+
+    @njit
+    def kept(x, y, z, pair_j, pair_shift, counts, bounds, shifts8, reach2, out):
+        near = np.empty((NEAR_ROWS, near_scratch_columns(pair_j.shape[1])), x.dtype)
+        partners = np.empty(pair_j.shape[1], np.int64)
+        for ci in range(counts.shape[0]):
+            n = near_partners(x, y, z, pair_j, pair_shift, ci, counts[ci], bounds, shifts8,
+                              near, reach2, partners)
+            out[ci, :n] = partners[:n]
+            out[ci, n:] = -1
+
+    rng = np.random.default_rng(21)
+    box = np.array([[4.1, 0.0, 0.0], [1.3, 3.9, 0.0], [-1.2, 1.5, 3.6]])
+    positions = _jittered_lattice(rng, edge=3.6)[:1500]
+    nl = ClusterPairList(len(positions), 0.9, 0.3, np.zeros((0, 2), np.int64), True)
+    nl.build(positions, box)
+    moved = positions + rng.normal(0.0, 0.04, positions.shape)
+    slots = len(nl.slot_atom)
+    x, y, z = (np.empty(slots, np.float32) for _ in range(3))
+    nl.coordinates(moved, box, x, y, z)
+    x, y, z = (c.astype(dtype) for c in (x, y, z))
+    shifts = shift_vectors(box).astype(dtype)
+    bounds = np.empty((nl.n_clusters, 8), dtype)
+    cluster_bounds(x, y, z, bounds)
+    reach2 = dtype(0.9**2)
+    out = np.empty((nl.n_clusters, nl.pair_j.shape[1]), np.int64)
+    kept(x, y, z, nl.pair_j, nl.pair_shift, nl.counts, bounds, box_shifts8(shifts), reach2, out)
+    xyz = np.stack([x, y, z], axis=1)
+    dropped = kept_total = 0
+    for ci in range(nl.n_clusters):
+        m = nl.counts[ci]
+        cj = nl.pair_j[ci, :m]
+        shift = shifts[nl.pair_shift[ci, :m]]
+        low = np.stack([xyz[cj * 8 + b] for b in range(8)]).min(axis=0) + shift
+        high = np.stack([xyz[cj * 8 + b] for b in range(8)]).max(axis=0) + shift
+        atoms = xyz[ci * 8:ci * 8 + 8, None, :]
+        gap = np.maximum(np.maximum(np.zeros((), dtype), low - atoms), atoms - high)
+        squares = gap * gap
+        distance2 = (squares[..., 0] + squares[..., 1]) + squares[..., 2]
+        expected = np.flatnonzero(distance2.min(axis=0) < reach2)
+        assert list(out[ci, :len(expected)]) == list(expected)
+        assert (out[ci, len(expected):] == -1).all()
+        dropped += m - len(expected)
+        kept_total += len(expected)
+    assert dropped > 0 and kept_total > 0  # both outcomes occur
+    assert (nl.counts % 8 != 0).any()
+
+
 def test_rebuilding_in_kept_storage_equals_a_fresh_build():
     """Rebuilds reuse the list's storage (views of its first rows); a list that has been built
     on other positions, with another number of clusters, must equal a fresh one."""

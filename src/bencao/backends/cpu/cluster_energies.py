@@ -28,8 +28,13 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from bencao.backends.cpu.cluster_kernels import cluster_bounds
-from bencao.backends.cpu.cluster_pairs_search import near_partners, work_items
+from bencao.backends.cpu.cluster_kernels import box_shifts8, cluster_bounds
+from bencao.backends.cpu.cluster_pairs_search import (
+    NEAR_ROWS,
+    near_partners,
+    near_scratch_columns,
+    work_items,
+)
 from bencao.backends.cpu.compaction import ENERGY_ROWS, compact_rows8_energy, packing_pays
 from bencao.backends.cpu.simd8 import vadd, vload, vsplat, vstore, vsum, vzero
 from bencao.backends.cpu.threads import streaming
@@ -200,7 +205,7 @@ def _cluster_chunk(first, last, data, out, coulomb_kind, switching, rows, packin
     the force kernel, then ``rows`` (:func:`_masked_rows` or :func:`_packed_rows`; ``packing``
     says which, for the scratch) sums the 8 atoms of i with them."""
     (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns, counts,
-     shifts, constants, p_coef, bounds) = data
+     shifts, shifts8, constants, p_coef, bounds) = data
     skip2 = constants[6]
     capacity = pair_j.shape[1] * 8
     coef = _coefficients(p_coef)
@@ -212,7 +217,7 @@ def _cluster_chunk(first, last, data, out, coulomb_kind, switching, rows, packin
     e4s = np.empty(capacity)
     acc = np.empty(capacity)
     masks = np.empty(capacity, np.int32)
-    near = np.empty((7, pair_j.shape[1]))
+    near = np.empty((NEAR_ROWS, near_scratch_columns(pair_j.shape[1])))
     partners = np.empty(pair_j.shape[1], np.int64)
     packed = np.empty((8, ENERGY_ROWS, capacity + 8 if packing else 0))
     counts_now = np.zeros(8, np.int64)
@@ -220,7 +225,7 @@ def _cluster_chunk(first, last, data, out, coulomb_kind, switching, rows, packin
         i0 = ci * 8
         # partners whose bounding box is now beyond the cutoff from every atom of i add exact
         # zeros: skipped, as in the force kernel
-        n = near_partners(x, y, z, pair_j, pair_shift, ci, counts[ci], bounds, shifts, near,
+        n = near_partners(x, y, z, pair_j, pair_shift, ci, counts[ci], bounds, shifts8, near,
                           skip2, partners)
         for p in range(n):
             k = partners[p]
@@ -315,11 +320,11 @@ def cluster_pairs_energy(
         # cutoff in the pair loop's own arithmetic
         cutoff2 * (1.0 + 1e-12),
     ], np.float64)
-    bounds = np.empty((len(counts), 6))
+    bounds = np.empty((len(counts), 8))
     with streaming(len(x)):
         cluster_bounds(x, y, z, bounds)
     data = (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns,
-            counts, shifts, constants, energy_polynomial, bounds)
+            counts, shifts, box_shifts8(shifts), constants, energy_polynomial, bounds)
     packing = packing_pays() if packing is None else bool(packing)
     kernel = _KERNELS[(int(coulomb_kind), bool(switching), packing)]
     kernel(work_items(counts, CHUNK), data, cluster_energy)

@@ -44,7 +44,12 @@ from bencao.backends.cpu.cluster_law import (
     coefficient_tuple,
     pair_force,
 )
-from bencao.backends.cpu.cluster_pairs_search import near_partners, work_items
+from bencao.backends.cpu.cluster_pairs_search import (
+    NEAR_ROWS,
+    near_partners,
+    near_scratch_columns,
+    work_items,
+)
 from bencao.backends.cpu.compaction import (
     BLOCK,
     PACKED_ROWS,
@@ -125,7 +130,7 @@ def _masked_chunk(first, last, data, coulomb_kind, switching):
     """All i clusters of one work item, masked rows: gather each one's partners into
     contiguous scratch (shifted into place), run its 8 rows, add the partners' forces."""
     (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns, counts,
-     shifts, constants, ewald, thread_forces, bounds) = data
+     shifts, shifts8, constants, ewald, thread_forces, bounds) = data
     skip2 = constants[6]
     capacity = pair_j.shape[1] * 8
     tid = numba.get_thread_id()
@@ -151,13 +156,13 @@ def _masked_chunk(first, last, data, coulomb_kind, switching):
     fzs = np.empty(capacity, np.float32)
     row_forces = np.empty((3, capacity), np.float32)
     gathered = np.empty(pair_j.shape[1], np.int64)
-    near = np.empty((7, pair_j.shape[1]), np.float32)
+    near = np.empty((NEAR_ROWS, near_scratch_columns(pair_j.shape[1])), np.float32)
     partners = np.empty(pair_j.shape[1], np.int64)
     for ci in range(first, last):
         i0 = ci * 8
         # partners now beyond the cutoff from every atom of i (by a margin far above float32
         # rounding) would contribute exact zeros: skipped
-        n = near_partners(x, y, z, pair_j, pair_shift, ci, counts[ci], bounds, shifts, near,
+        n = near_partners(x, y, z, pair_j, pair_shift, ci, counts[ci], bounds, shifts8, near,
                           skip2, partners)
         for p in range(n):
             k = partners[p]
@@ -201,7 +206,7 @@ def _packed_chunk(first, last, data, coulomb_kind, switching):
     partners, two partners (16 lanes) at a time straight from the slot arrays, run its 8 dense
     rows, and add the pair forces back onto the partners."""
     (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns, counts,
-     shifts, constants, ewald, thread_forces, bounds) = data
+     shifts, shifts8, constants, ewald, thread_forces, bounds) = data
     f32 = np.float32
     cut2 = constants[0]
     skip2 = constants[6]
@@ -221,7 +226,7 @@ def _packed_chunk(first, last, data, coulomb_kind, switching):
     kept = np.empty((8, capacity // BLOCK + 1), np.int32)
     i_forces = np.empty((8, 3, BLOCK), np.float32)
     counts_now = np.zeros(8, np.int64)
-    near = np.empty((7, pair_j.shape[1]), np.float32)
+    near = np.empty((NEAR_ROWS, near_scratch_columns(pair_j.shape[1])), np.float32)
     # per kept partner: list index, first slot, shift code, offset of its masks by column (the
     # last three with room for the spare partner)
     partners = np.empty(pair_j.shape[1], np.int64)
@@ -234,7 +239,7 @@ def _packed_chunk(first, last, data, coulomb_kind, switching):
     for ci in range(first, last):
         i0 = ci * 8
         # partners now beyond the cutoff from every atom of i are skipped (as in _masked_chunk)
-        n = near_partners(x, y, z, pair_j, pair_shift, ci, counts[ci], bounds, shifts, near,
+        n = near_partners(x, y, z, pair_j, pair_shift, ci, counts[ci], bounds, shifts8, near,
                           skip2, partners)
         if n == 0:
             continue
@@ -354,12 +359,12 @@ def cluster_pairs_kernel(
         # pair is certainly beyond the cutoff in the kernel's own arithmetic
         cutoff2 * (1.0 + 1e-5) if skip_distant else np.inf,
     ], np.float32)
-    bounds = np.empty((len(counts), 6), np.float32)
+    bounds = np.empty((len(counts), 8), np.float32)
     with streaming(len(x)):
         cluster_bounds(x, y, z, bounds)
     ewald = np.ascontiguousarray(ewald, np.float32)
     data = (x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns,
-            counts, shifts, constants, ewald, thread_forces, bounds)
+            counts, shifts, box_shifts8(shifts), constants, ewald, thread_forces, bounds)
     packing = packing_pays() if packing is None else bool(packing)
     kernel = _KERNELS[(int(coulomb_kind), bool(switching), packing)]
     kernel(work_items(counts, CHUNK), data)
@@ -368,18 +373,30 @@ def cluster_pairs_kernel(
 @njit(parallel=True, cache=True)
 def cluster_bounds(x, y, z, bounds):
     """Bounding box of each cluster's 8 slots (padding repeats a real atom): ``bounds[c]`` =
-    (low x, y, z, high x, y, z), nm."""
+    (low x, y, z, 0, high x, y, z, 0), nm: 8 values, so that a box moves as one vector
+    (:func:`bencao.backends.cpu.cluster_pairs_search.partner_boxes`)."""
     for c in prange(bounds.shape[0]):
         for d in range(3):
             bounds[c, d] = np.inf
-            bounds[c, 3 + d] = -np.inf
+            bounds[c, 4 + d] = -np.inf
+        bounds[c, 3] = 0.0
+        bounds[c, 7] = 0.0
         for s in range(c * 8, c * 8 + 8):
             bounds[c, 0] = min(bounds[c, 0], x[s])
             bounds[c, 1] = min(bounds[c, 1], y[s])
             bounds[c, 2] = min(bounds[c, 2], z[s])
-            bounds[c, 3] = max(bounds[c, 3], x[s])
-            bounds[c, 4] = max(bounds[c, 4], y[s])
-            bounds[c, 5] = max(bounds[c, 5], z[s])
+            bounds[c, 4] = max(bounds[c, 4], x[s])
+            bounds[c, 5] = max(bounds[c, 5], y[s])
+            bounds[c, 6] = max(bounds[c, 6], z[s])
+
+
+def box_shifts8(shifts: np.ndarray) -> np.ndarray:
+    """The (27, 3) box shifts (nm) as rows of 8 that move a ``cluster_bounds`` row: (shift,
+    0, shift, 0), in the shifts' dtype."""
+    shifts8 = np.zeros((len(shifts), 8), shifts.dtype)
+    shifts8[:, 0:3] = shifts
+    shifts8[:, 4:7] = shifts
+    return shifts8
 
 
 @njit(parallel=True, cache=True)

@@ -8,6 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from bencao.backends.cpu.neighbors import NO_SHIFT, equal_work_bounds
+from bencao.backends.cpu.simd8 import gather_rows8_transposed
 
 #: i clusters per parallel work item of the search; each item allocates its scratch once.
 SEARCH_CHUNK = 16
@@ -147,25 +148,42 @@ def _gap(low_i, high_i, low_j, high_j):
     return max(0.0, low_j - high_i, low_i - high_j)
 
 
+#: Rows of the scratch of the near tests (:func:`nearest_atoms`): a box's low x, y, z, a
+#: spare row, its high x, y, z, a spare row (the layout of a cluster's ``bounds`` row, see
+#: :func:`bencao.backends.cpu.cluster_kernels.cluster_bounds`), then the nearest atom's squared
+#: distance.
+NEAR_ROWS = 9
+#: Row of the boxes' high corner (x; y and z follow), and of the squared distances.
+NEAR_HIGH = 4
+NEAR_DISTANCE = 8
+
+
+@njit(cache=True, inline="always")
+def near_scratch_columns(capacity):
+    """Columns of a near-test scratch for ``capacity`` partners: whole blocks of 8, which
+    :func:`partner_boxes` transposes at once."""
+    return (capacity + 7) // 8 * 8
+
+
 # No fastmath here or in the search: reassociation or contraction could round differently in
 # Numba's cached code and in a fresh compile, and the list would depend on the process's
 # history.  The loops vectorise without it (the minimum over atoms is taken box by box).
 @njit(cache=True, inline="always")
 def nearest_atoms(x, y, z, ci, near, m):
-    """For each of the ``m`` boxes in ``near`` (rows 0-5: low x, y, z, high x, y, z, nm), the
-    smallest squared distance (nm^2) from an atom of cluster ci to it, into row 6, in the
-    precision of the arrays (float64 for the search and the energies, float32 for the force
-    kernel).
+    """For each of the ``m`` boxes in ``near`` (rows 0-2: low x, y, z; rows ``NEAR_HIGH`` +
+    0-2: high x, y, z, nm), the smallest squared distance (nm^2) from an atom of cluster ci to
+    it, into row ``NEAR_DISTANCE``, in the precision of the arrays (float64 for the search and
+    the energies, float32 for the force kernel).
 
     The loop over boxes is innermost and has no branches, so it runs as vector instructions;
     the minimum over the 8 atoms is taken box by box (exact, in any order)."""
     low_x = near[0]
     low_y = near[1]
     low_z = near[2]
-    high_x = near[3]
-    high_y = near[4]
-    high_z = near[5]
-    nearest = near[6]
+    high_x = near[NEAR_HIGH]
+    high_y = near[NEAR_HIGH + 1]
+    high_z = near[NEAR_HIGH + 2]
+    nearest = near[NEAR_DISTANCE]
     i0 = ci * 8
     zero = x[i0] - x[i0]  # 0 in the arrays' own type, so float32 work stays float32
     for k in range(m):
@@ -182,20 +200,30 @@ def nearest_atoms(x, y, z, ci, near, m):
 
 
 @njit(cache=True, inline="always")
-def partner_boxes(pair_j, pair_shift, ci, m, bounds, shifts, near):
+def partner_boxes(pair_j, pair_shift, ci, m, bounds, shifts8, near):
     """The bounding boxes of cluster ci's first ``m`` listed partners, moved by their box
-    shifts, into rows 0-5 of ``near`` (for :func:`nearest_atoms`).  ``bounds[c]`` is (low x,
-    y, z, high x, y, z) of cluster c, nm."""
-    for k in range(m):
-        j = pair_j[ci, k]
-        code = pair_shift[ci, k]
-        for d in range(3):
-            near[d, k] = bounds[j, d] + shifts[code, d]
-            near[3 + d, k] = bounds[j, 3 + d] + shifts[code, d]
+    shifts, into the box rows of ``near`` (for :func:`nearest_atoms`).
+
+    A partner's box is one row of 8 values, ``bounds[j]`` (see
+    :func:`bencao.backends.cpu.cluster_kernels.cluster_bounds`), and ``shifts8[code]`` moves
+    it (the shift twice, spare lanes 0); 8 partners at a time are added as vectors and
+    transposed into ``near``'s columns in registers.  A scalar loop that moved the six values
+    one by one took ~10 cycles a partner, 10% of the pair kernel.  ``near`` has whole blocks
+    of 8 columns (``near_scratch_columns``); those past ``m`` receive copies.
+    """
+    flat_bounds = bounds.reshape(-1)
+    flat_shifts = shifts8.reshape(-1)
+    flat_j = pair_j.reshape(-1)
+    flat_codes = pair_shift.reshape(-1)
+    flat_near = near.reshape(-1)
+    row = ci * pair_j.shape[1]
+    for k0 in range(0, m, 8):
+        gather_rows8_transposed(flat_bounds, flat_j, flat_shifts, flat_codes, row + k0, m - k0,
+                                flat_near, k0, near.shape[1])
 
 
 @njit(cache=True, inline="always")
-def near_partners(x, y, z, pair_j, pair_shift, ci, m, bounds, shifts, near, skip2, partners):
+def near_partners(x, y, z, pair_j, pair_shift, ci, m, bounds, shifts8, near, skip2, partners):
     """Which of cluster ci's first ``m`` listed partners still come near it: the list indices
     of those whose current bounding box (moved by its shift) comes within sqrt(``skip2``) of
     an atom of ci, in list order, into ``partners``; returns their number.
@@ -203,14 +231,16 @@ def near_partners(x, y, z, pair_j, pair_shift, ci, m, bounds, shifts, near, skip
     The pair kernels call this for each i cluster: a partner beyond the cutoff from every atom
     of i would only add exact zeros, and about a third of the listed ones are (the list covers
     cutoff + buffer).  The list is appended to without a branch, whose outcome would be
-    unpredictable.  ``near`` is scratch for :func:`partner_boxes`.
+    unpredictable.  ``near`` (``NEAR_ROWS`` rows, ``near_scratch_columns``) is scratch for
+    :func:`partner_boxes`.
     """
-    partner_boxes(pair_j, pair_shift, ci, m, bounds, shifts, near)
+    partner_boxes(pair_j, pair_shift, ci, m, bounds, shifts8, near)
     nearest_atoms(x, y, z, ci, near, m)
+    nearest = near[NEAR_DISTANCE]
     n = 0
     for k in range(m):
         partners[n] = k
-        n += np.int64(near[6, k] < skip2)
+        n += np.int64(nearest[k] < skip2)
     return n
 
 
@@ -265,7 +295,7 @@ def search_pairs(
         gap2 = np.empty(widest, np.float64)
         candidate = np.empty(reach, np.int64)
         candidate_code = np.empty(reach, np.int64)
-        near = np.empty((7, reach), np.float64)
+        near = np.empty((NEAR_ROWS, reach), np.float64)
         # exclusion entry of each cluster for the current i (-1: none), for lookups in O(1)
         excluded = np.full(n_clusters, -1, np.int64)
         for ci in range(chunk * SEARCH_CHUNK, min(n_clusters, (chunk + 1) * SEARCH_CHUNK)):
@@ -305,9 +335,9 @@ def search_pairs(
                             near[0, m] = low[0, cj] + sx
                             near[1, m] = low[1, cj] + sy
                             near[2, m] = low[2, cj] + sz
-                            near[3, m] = high[0, cj] + sx
-                            near[4, m] = high[1, cj] + sy
-                            near[5, m] = high[2, cj] + sz
+                            near[NEAR_HIGH, m] = high[0, cj] + sx
+                            near[NEAR_HIGH + 1, m] = high[1, cj] + sy
+                            near[NEAR_HIGH + 2, m] = high[2, cj] + sz
                             m += 1
             # 2. boxes within reach can still hold no atom of i within reach of j's box
             nearest_atoms(x, y, z, ci, near, m)
@@ -316,7 +346,7 @@ def search_pairs(
                 excluded[excl_partner[ci, e]] = e
             count = 0
             for k in range(m):
-                if near[6, k] >= rlist2:
+                if near[NEAR_DISTANCE, k] >= rlist2:
                     continue
                 cj = candidate[k]
                 code = candidate_code[k]

@@ -12,10 +12,12 @@ changes.
 Two families share the lane count and the address arithmetic:
 
 * **Eight-element moves on arrays** (``copy8``, ``copy8_shifted``, ``zero8``, ``add_fixed8``,
-  ``sum_blocks8``): the cluster pair kernel's gather and scatter.  A cluster has 8 slots, so
-  it copies partner data and adds partner forces in runs of 8 contiguous float32 / int64
-  elements; ``add_fixed8`` repeats :func:`bencao.backends.common.fixed_point.to_fixed`'s
-  clamp and truncation lane by lane.
+  ``sum_blocks8``, ``gather_rows8_transposed``): the cluster pair kernel's gather and
+  scatter.  A cluster has 8 slots, so it copies partner data and adds partner forces in runs
+  of 8 contiguous float32 / int64 elements; ``add_fixed8`` repeats
+  :func:`bencao.backends.common.fixed_point.to_fixed`'s clamp and truncation lane by lane.
+  A cluster's bounding box is a row of 8 values, and ``gather_rows8_transposed`` moves 8
+  partners' boxes at once into the near test's rows.
 * **An 8-lane float64 value type** (``f64x8``, LLVM ``<8 x double>``: one AVX-512 register,
   two AVX2 ones) for the PME kernels, the energy pass and the exceptions' series: loads and
   stores (``vload``, ``vstore``), lane-wise arithmetic (``vadd``, ``vsub``, ``vmul``,
@@ -397,15 +399,46 @@ def vsum(typingctx, a):
     return sig, codegen
 
 
+def _transpose_rows(builder, rows):
+    """The 8 columns of 8 row vectors: three rounds of lane shuffles (pairs, quads, halves)."""
+    for masks, width in (
+            (([0, 8, 2, 10, 4, 12, 6, 14], [1, 9, 3, 11, 5, 13, 7, 15]), 1),
+            (([0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]), 2),
+            (([0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]), 4)):
+        out = [None] * LANES
+        for a in range(LANES):
+            if a & width:
+                continue
+            for k in range(2):
+                out[a + k * width] = builder.shuffle_vector(
+                    rows[a], rows[a + width], ir.Constant(ir.VectorType(_I32, LANES), masks[k]))
+        rows = out
+    return rows
+
+
+def _store_columns(context, builder, dst_type, dst, d_off, d_stride, columns):
+    """``dst[d_off + c d_stride:][:8] = columns[c]`` for c < 8 (intp offsets)."""
+    for c, column in enumerate(columns):
+        index = builder.add(d_off, builder.mul(d_stride, ir.Constant(d_stride.type, c)))
+        builder.store(column, _pointer(context, builder, dst_type, dst, index, types.intp),
+                      align=1)
+
+
+def _float_arrays(*arrays):
+    """True if the arrays share a float32 or float64 dtype."""
+    return (len({a.dtype for a in arrays}) == 1
+            and arrays[0].dtype in (types.float32, types.float64))
+
+
 @intrinsic
 def transpose8(typingctx, src, s_off, s_stride, dst, d_off, d_stride):
-    """``dst[d_off + c d_stride + r] = src[s_off + r s_stride + c]`` for r, c < 8 (flat float64
-    arrays).
+    """``dst[d_off + c d_stride + r] = src[s_off + r s_stride + c]`` for r, c < 8 (flat
+    float64 or float32 arrays, both the same).
 
     An 8 x 8 block transpose in registers: three rounds of lane shuffles (pairs, quads,
     halves) instead of 64 scalar loads and stores.
     """
-    if src.dtype != types.float64 or dst.dtype != types.float64:
+    if not _float_arrays(src, dst):
         return None
     sig = types.void(src, types.intp, types.intp, dst, types.intp, types.intp)
 
@@ -413,30 +446,56 @@ def transpose8(typingctx, src, s_off, s_stride, dst, d_off, d_stride):
         src_type, _, _, dst_type, _, _ = signature.args
         s_off, s_stride, d_off, d_stride = (context.cast(builder, args[k], signature.args[k],
                                                          types.intp) for k in (1, 2, 4, 5))
-
-        def shuffle(a, b, mask):
-            return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(_I32, LANES), mask))
-
         rows = []
         for r in range(LANES):
             index = builder.add(s_off, builder.mul(s_stride, ir.Constant(s_stride.type, r)))
             rows.append(builder.load(
-                _pointer(context, builder, src_type, args[0], index, types.intp), align=8))
-        for masks, width in (
-                (([0, 8, 2, 10, 4, 12, 6, 14], [1, 9, 3, 11, 5, 13, 7, 15]), 1),
-                (([0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]), 2),
-                (([0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]), 4)):
-            out = [None] * LANES
-            for a in range(LANES):
-                if a & width:
-                    continue
-                out[a] = shuffle(rows[a], rows[a + width], masks[0])
-                out[a + width] = shuffle(rows[a], rows[a + width], masks[1])
-            rows = out
-        for c in range(LANES):
-            index = builder.add(d_off, builder.mul(d_stride, ir.Constant(d_stride.type, c)))
-            builder.store(rows[c], _pointer(context, builder, dst_type, args[3], index,
-                                            types.intp), align=8)
+                _pointer(context, builder, src_type, args[0], index, types.intp), align=1))
+        _store_columns(context, builder, dst_type, args[3], d_off, d_stride,
+                       _transpose_rows(builder, rows))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def gather_rows8_transposed(typingctx, a, a_rows, b, b_rows, first, count, dst, d_off,
+                            d_stride):
+    """Rows of 8 gathered, summed and transposed: for p < 8, row p is ``a[8 ia:8 ia + 8] +
+    b[8 ib:8 ib + 8]`` with ``ia = a_rows[first + p]``, ``ib = b_rows[first + p]``, and
+    ``dst[d_off + c d_stride + p]`` receives its element c (c < 8).
+
+    Rows p >= ``count`` (>= 1) repeat row 0, so that no index past ``first + count`` is read.
+    ``a``, ``b``, ``dst``: flat float32 or float64 arrays, all the same; ``a_rows``,
+    ``b_rows``: flat integer arrays.  The cluster kernels' partner boxes: a partner's box plus
+    its box shift, for 8 partners at once, into the rows of the near test.
+    """
+    if not _float_arrays(a, b, dst):
+        return None
+    intp = types.intp
+    sig = types.void(a, a_rows, b, b_rows, intp, intp, dst, intp, intp)
+
+    def codegen(context, builder, signature, args):
+        t = signature.args
+        first, count, d_off, d_stride = (context.cast(builder, args[k], t[k], intp)
+                                         for k in (4, 5, 7, 8))
+        ll_intp = first.type
+        eight = ir.Constant(ll_intp, LANES)
+        rows = []
+        for p in range(LANES):
+            inside = builder.icmp_signed("<", ir.Constant(ll_intp, p), count)
+            index = builder.select(inside, builder.add(first, ir.Constant(ll_intp, p)), first)
+            halves = []
+            for k in (0, 2):
+                row_pointer = _pointer(context, builder, t[k + 1], args[k + 1], index, intp)
+                row = builder.load(builder.bitcast(row_pointer,
+                                                   row_pointer.type.pointee.element.as_pointer()))
+                row = context.cast(builder, row, t[k + 1].dtype, intp)
+                halves.append(builder.load(_pointer(context, builder, t[k], args[k],
+                                                    builder.mul(row, eight), intp), align=1))
+            rows.append(builder.fadd(halves[0], halves[1]))
+        _store_columns(context, builder, t[6], args[6], d_off, d_stride,
+                       _transpose_rows(builder, rows))
         return context.get_dummy_value()
 
     return sig, codegen
