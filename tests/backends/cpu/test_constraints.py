@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import subprocess
 import sys
@@ -301,6 +302,86 @@ def test_settle_failure_raises():
     positions[h1] += 0.3 * normal / np.linalg.norm(normal)  # far out of the plane in one step
     with pytest.raises(ConstraintError, match=rf"water of atoms \({o}, {h1}, {h2}\)"):
         case.constraints.apply_positions(case.reference, positions)
+
+
+def test_waters_eight_at_a_time_get_the_scalar_laws_bits():
+    """The CPU solves waters 8 at a time, the shared laws compiled for vectors: every water must
+    come out bit for bit as the scalar law (the one the CUDA backend runs) leaves it, positions,
+    velocities and which waters have no solution.  The box's waters are not a multiple of 8 (a
+    partial last block), and a few are pushed beyond what SETTLE can solve, in different lanes."""
+    from numba import njit
+
+    from bencao.backends.common.constraint_laws import settle_one, settle_velocities_one
+    from bencao.backends.cpu.constraints import _constrain_positions
+
+    @njit
+    def scalar(reference, positions, velocities, waters, masses, shape, failed):
+        for w in range(waters.shape[0]):
+            o, h1, h2 = waters[w, 0], waters[w, 1], waters[w, 2]
+            failed[w] = 0 if settle_one(reference, positions, o, h1, h2, masses[w, 0],
+                                        masses[w, 1], shape[w, 0], shape[w, 1], shape[w, 2]) else 1
+        for w in range(waters.shape[0]):
+            settle_velocities_one(positions, velocities, waters[w, 0], waters[w, 1], waters[w, 2],
+                                  1.0 / masses[w, 0], 1.0 / masses[w, 1])
+
+    case = water_case()
+    solver = case.constraints
+    waters = solver._water_atoms
+    assert solver.n_waters % 8 != 0
+    positions = case.perturbed(seed=8, scale=0.01)
+    for w in (3, 12, 21, len(waters) - 1):  # out of the water's plane: no solution
+        o, h1, h2 = waters[w]
+        normal = np.cross(positions[h1] - positions[o], positions[h2] - positions[o])
+        positions[h1] += 0.3 * normal / np.linalg.norm(normal)
+    expected = positions.copy()
+    expected_failed = np.empty(solver.n_waters, np.int64)
+    velocities = case.thermal_velocities(seed=9)
+    expected_velocities = velocities.copy()
+    scalar(case.reference, expected, expected_velocities, waters, solver._water_masses,
+           solver._water_shape, expected_failed)
+    failed = np.empty(solver.n_waters, np.int64)
+    _constrain_positions(case.reference, positions, waters, solver._water_masses,
+                         solver._water_shape, solver._pairs, solver._lengths,
+                         solver._inverse_masses, solver._cluster_order, solver._cluster_offsets,
+                         1e-5, 100, failed, np.empty(solver.n_clusters, np.int64))
+    assert np.flatnonzero(failed).tolist() == [3, 12, 21, len(waters) - 1]
+    assert np.array_equal(failed, expected_failed)
+    assert np.array_equal(positions, expected)
+    solver.apply_velocities(positions, velocities)
+    assert np.array_equal(velocities, expected_velocities)
+
+
+def test_lane_operators_do_the_scalar_operations():
+    """The vector operators (``lanes8``) give, lane by lane, the bits of the same expression
+    on float64 scalars: arithmetic with scalars broadcast, sqrt, abs, max, comparisons and
+    their ``&``."""
+    from numba import njit
+
+    import bencao.backends.cpu.lanes8  # noqa: F401
+    from bencao.backends.cpu.lanes8 import mask_bits
+    from bencao.backends.cpu.simd8 import vload, vstore
+
+    @njit
+    def expression(a, b):
+        c = -(a * 2.5 - b) / (abs(b) + 1.0)
+        c += math.sqrt(max(a * b, 0.0)) - 3.0 * a
+        return c, (a < b) & (c >= 0.0) & (1.0 > b)
+
+    @njit
+    def lanes(a, b, out):
+        value, mask = expression(vload(a, 0), vload(b, 0))
+        vstore(out, 0, value)
+        return mask_bits(mask)
+
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=8) * 10.0 ** rng.integers(-3, 3, 8)
+    b = rng.normal(size=8)
+    out = np.empty(8)
+    bits = lanes(a, b, out)
+    for p in range(8):
+        value, flag = expression(a[p], b[p])
+        assert out[p] == value or (np.isnan(out[p]) and np.isnan(value))
+        assert bool((bits >> p) & 1) == flag
 
 
 def test_velocity_iteration_limit_raises():

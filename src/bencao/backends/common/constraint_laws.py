@@ -68,9 +68,33 @@ def _normalized(a):
     return _scale(a, 1.0 / norm), norm
 
 
+# A failed water's result is discarded, but its arithmetic still runs (the law has no early
+# exit, so that it also compiles for 8 waters at once): square roots of what must be positive
+# and a divisor that must not be zero are kept in range, so that plain Python (the CUDA
+# simulator) raises nothing.  For a water that has a solution they change no bit.
+_FLOOR = 1.0e-300
+
+
 @njit(cache=True)
-def settle_one(reference, positions, o, h1, h2, m_o, m_h, ra, rb, rc):
-    """SETTLE one water in place; False (positions untouched) if no solution exists.
+def _tilted(p, cos_theta, sin_theta, com, ex, ey, ez):
+    """A point of the tilted triangle turned by theta about Z, relative to the new O."""
+    u = p[0] * cos_theta - p[1] * sin_theta
+    v = p[0] * sin_theta + p[1] * cos_theta
+    return (com[0] + (u * ex[0] + v * ey[0] + p[2] * ez[0]),
+            com[1] + (u * ex[1] + v * ey[1] + p[2] * ez[1]),
+            com[2] + (u * ex[2] + v * ey[2] + p[2] * ez[2]))
+
+
+@njit(cache=True)
+def settle_solution(b0, c0, b1, c1, m_o, m_h, ra, rb, rc):
+    """SETTLE of one water: ``(ok, O, H1, H2)``, the new positions relative to the new O (nm);
+    ``ok`` is false where no solution exists.
+
+    ``b0``, ``c0``: reference H1 - O and H2 - O; ``b1``, ``c1``: the same after the
+    unconstrained update (3-tuples, nm); O and H masses (amu) and the shape (ra, rb, rc, nm) of
+    :func:`settle_one`.  Written with operators alone and no branch on values, so that it
+    compiles for float64 scalars and, unchanged, for 8 waters at once
+    (:mod:`bencao.backends.cpu.lanes8`).
 
     The water is described in a frame centred on the new centre of mass: Z is normal to the
     reference plane (constraint forces lie in that plane, so every z coordinate is kept) and X is
@@ -82,37 +106,31 @@ def settle_one(reference, positions, o, h1, h2, m_o, m_h, ra, rb, rc):
     """
     f_h = m_h / (m_o + 2.0 * m_h)  # centre of mass relative to O = f_h (r_H1 + r_H2)
     # Reference geometry about its centre of mass, and the frame's Z axis
-    b0 = _sub(_row(reference, h1), _row(reference, o))
-    c0 = _sub(_row(reference, h2), _row(reference, o))
     ez, norm_z = _normalized(_cross(b0, c0))
     com0 = _scale((b0[0] + c0[0], b0[1] + c0[1], b0[2] + c0[2]), f_h)
     a0 = _scale(com0, -1.0)
     b0 = _sub(b0, com0)
     c0 = _sub(c0, com0)
     # New geometry about its centre of mass (which constraint forces do not move)
-    origin = _row(positions, o)
-    b1 = _sub(_row(positions, h1), origin)
-    c1 = _sub(_row(positions, h2), origin)
     com1 = _scale((b1[0] + c1[0], b1[1] + c1[1], b1[2] + c1[2]), f_h)
     a1 = _scale(com1, -1.0)
     b1 = _sub(b1, com1)
     c1 = _sub(c1, com1)
     ex, norm_x = _normalized(_cross(a1, ez))
-    if not (norm_z > 0.0 and norm_x > 0.0):
-        return False  # collinear reference, or new O on the normal through the centre of mass
+    # not a collinear reference, nor a new O on the normal through the centre of mass
+    ok = (norm_z > 0.0) & (norm_x > 0.0)
     ey = _cross(ez, ex)
 
     sin_phi = _dot(a1, ez) / ra
-    if not abs(sin_phi) < 1.0:
-        return False
-    cos_phi = math.sqrt(1.0 - sin_phi * sin_phi)
-    sin_psi = (_dot(b1, ez) - _dot(c1, ez)) / (2.0 * rc * cos_phi)
-    if not abs(sin_psi) < 1.0:
-        return False
-    cos_psi = math.sqrt(1.0 - sin_psi * sin_psi)
+    ok = ok & (abs(sin_phi) < 1.0)
+    cos_phi = math.sqrt(max(1.0 - sin_phi * sin_phi, 0.0))
+    sin_psi = (_dot(b1, ez) - _dot(c1, ez)) / (2.0 * rc * max(cos_phi, _FLOOR))
+    ok = ok & (abs(sin_psi) < 1.0)
+    cos_psi = math.sqrt(max(1.0 - sin_psi * sin_psi, 0.0))
     # Tilted canonical triangle: in-plane (x, y) and normal (z) coordinates of O, H1, H2
+    # (ra * 0.0: a zero of ra's type, so that the three points have one type)
     tilted = (
-        (0.0, ra * cos_phi, ra * sin_phi),
+        (ra * 0.0, ra * cos_phi, ra * sin_phi),
         (-rc * cos_psi, -rb * cos_phi - rc * sin_psi * sin_phi,
          -rb * sin_phi + rc * sin_psi * cos_phi),
         (rc * cos_psi, -rb * cos_phi + rc * sin_psi * sin_phi,
@@ -121,9 +139,7 @@ def settle_one(reference, positions, o, h1, h2, m_o, m_h, ra, rb, rc):
 
     # No torque about Z: alpha sin(theta) + beta cos(theta) = gamma, with sums over the atoms of
     # m * (reference x, y) combined with the tilted and with the new in-plane coordinates.
-    alpha = 0.0
-    beta = 0.0
-    gamma = 0.0
+    alpha = beta = gamma = m_o * 0.0
     for r0, p, r1, m in ((a0, tilted[0], a1, m_o), (b0, tilted[1], b1, m_h),
                          (c0, tilted[2], c1, m_h)):
         x0 = _dot(r0, ex)
@@ -133,19 +149,74 @@ def settle_one(reference, positions, o, h1, h2, m_o, m_h, ra, rb, rc):
         gamma += m * (x0 * _dot(r1, ey) - y0 * _dot(r1, ex))
     r2 = alpha * alpha + beta * beta
     discriminant = r2 - gamma * gamma
-    if not discriminant >= 0.0:
-        return False
+    ok = ok & (discriminant >= 0.0)
     # The root nearest theta = 0 (the smallest rotation, the one SHAKE converges to)
-    sin_theta = (alpha * gamma - beta * math.sqrt(discriminant)) / r2
-    cos_theta = math.sqrt(1.0 - sin_theta * sin_theta)
+    sin_theta = (alpha * gamma - beta * math.sqrt(max(discriminant, 0.0))) / r2
+    cos_theta = math.sqrt(max(1.0 - sin_theta * sin_theta, 0.0))
+    return (ok, _tilted(tilted[0], cos_theta, sin_theta, com1, ex, ey, ez),
+            _tilted(tilted[1], cos_theta, sin_theta, com1, ex, ey, ez),
+            _tilted(tilted[2], cos_theta, sin_theta, com1, ex, ey, ez))
 
-    for atom, p in ((o, tilted[0]), (h1, tilted[1]), (h2, tilted[2])):
-        u = p[0] * cos_theta - p[1] * sin_theta
-        v = p[0] * sin_theta + p[1] * cos_theta
-        for k in range(3):
-            positions[atom, k] = origin[k] + (com1[k] + (u * ex[k] + v * ey[k] + p[2] * ez[k]))
-    return True
 
+@njit(cache=True)
+def settle_one(reference, positions, o, h1, h2, m_o, m_h, ra, rb, rc):
+    """SETTLE one water in place (:func:`settle_solution`); False (positions untouched) if no
+    solution exists.
+
+    ``reference``, ``positions``: (N, 3) arrays, nm; ``o``, ``h1``, ``h2``: the water's atoms;
+    ``m_o``, ``m_h``: O and H masses, amu; ``ra``, ``rb``, ``rc``: distances from the centre of
+    mass to O and to the H-H midpoint along the bisector, and half the H-H distance, nm.
+    """
+    origin = _row(positions, o)
+    ok, new_o, new_h1, new_h2 = settle_solution(
+        _sub(_row(reference, h1), _row(reference, o)), _sub(_row(reference, h2),
+                                                            _row(reference, o)),
+        _sub(_row(positions, h1), origin), _sub(_row(positions, h2), origin), m_o, m_h, ra, rb,
+        rc)
+    if ok:
+        for atom, p in ((o, new_o), (h1, new_h1), (h2, new_h2)):
+            for k in range(3):
+                positions[atom, k] = origin[k] + p[k]
+    return ok
+
+
+@njit(cache=True)
+def settle_velocity_impulses(d1, d2, d3, u1, u2, u3, w_o, w_h):
+    """The impulses (amu nm/ps) along e1 = O->H1, e2 = O->H2, e3 = H1->H2 that remove every
+    closing speed of one water, and those unit vectors: ``(e1, e2, e3, l1, l2, l3)``.
+
+    ``d1``, ``d2``, ``d3``: the bond vectors H1 - O, H2 - O, H2 - H1 (nm); ``u1``, ``u2``,
+    ``u3``: the same differences of velocities (nm/ps); ``w_o``, ``w_h``: O and H inverse masses
+    (1/amu).  Operators alone, as :func:`settle_solution`, so it compiles for 8 waters too.
+
+    With impulses lambda_k along the e_k, the closing speeds after the kick are u + M lambda
+    with the symmetric 3x3 matrix M below; setting them to zero is a linear system, solved by
+    Cramer's rule.  The result is the mass-weighted projection onto the constraint surface, so
+    the kinetic energy can only go down.
+    """
+    e1 = _normalized(d1)[0]
+    e2 = _normalized(d2)[0]
+    e3 = _normalized(d3)[0]
+    # d(closing speed p) / d(impulse q); see _kick for the sign of an impulse
+    m11 = -(w_o + w_h)
+    m22 = -(w_o + w_h)
+    m33 = -2.0 * w_h
+    m12 = -w_o * _dot(e1, e2)
+    m13 = w_h * _dot(e1, e3)
+    m23 = -w_h * _dot(e2, e3)
+    # minus the closing speeds (v_j - v_i) . e, nm/ps
+    r1 = -_dot(u1, e1)
+    r2 = -_dot(u2, e2)
+    r3 = -_dot(u3, e3)
+    # Cramer's rule: lambda = adj(M) r / det(M), with k1j the first row of the adjugate
+    k11 = m22 * m33 - m23 * m23
+    k12 = m13 * m23 - m12 * m33
+    k13 = m12 * m23 - m13 * m22
+    det = m11 * k11 + m12 * k12 + m13 * k13
+    l1 = (k11 * r1 + k12 * r2 + k13 * r3) / det
+    l2 = (k12 * r1 + (m11 * m33 - m13 * m13) * r2 + (m12 * m13 - m11 * m23) * r3) / det
+    l3 = (k13 * r1 + (m12 * m13 - m11 * m23) * r2 + (m11 * m22 - m12 * m12) * r3) / det
+    return e1, e2, e3, l1, l2, l3
 
 
 @njit(cache=True)
@@ -158,40 +229,18 @@ def _kick(velocities, i, j, e, impulse, w_i, w_j):
 
 @njit(cache=True)
 def settle_velocities_one(positions, velocities, o, h1, h2, w_o, w_h):
-    """Remove the velocity along the three bonds of one water, exactly (SETTLE's velocity part);
-    w_o and w_h are the O and H inverse masses, 1/amu.
-
-    With unit vectors e1 = O->H1, e2 = O->H2, e3 = H1->H2 and impulses lambda_k along them, the
-    closing speeds after the kick are u + M lambda with the symmetric 3x3 matrix M below; setting
-    them to zero is a linear system, solved by Cramer's rule.  The result is the mass-weighted
-    projection onto the constraint surface, so the kinetic energy can only go down.
-    """
-    e1 = _normalized(_sub(_row(positions, h1), _row(positions, o)))[0]
-    e2 = _normalized(_sub(_row(positions, h2), _row(positions, o)))[0]
-    e3 = _normalized(_sub(_row(positions, h2), _row(positions, h1)))[0]
-    # d(closing speed p) / d(impulse q); see _kick for the sign of an impulse
-    m11 = -(w_o + w_h)
-    m22 = -(w_o + w_h)
-    m33 = -2.0 * w_h
-    m12 = -w_o * _dot(e1, e2)
-    m13 = w_h * _dot(e1, e3)
-    m23 = -w_h * _dot(e2, e3)
-    # minus the closing speeds (v_j - v_i) . e, nm/ps
-    r1 = -_dot(_sub(_row(velocities, h1), _row(velocities, o)), e1)
-    r2 = -_dot(_sub(_row(velocities, h2), _row(velocities, o)), e2)
-    r3 = -_dot(_sub(_row(velocities, h2), _row(velocities, h1)), e3)
-    # Cramer's rule: lambda = adj(M) r / det(M), with k1j the first row of the adjugate
-    k11 = m22 * m33 - m23 * m23
-    k12 = m13 * m23 - m12 * m33
-    k13 = m12 * m23 - m13 * m22
-    det = m11 * k11 + m12 * k12 + m13 * k13
-    l1 = (k11 * r1 + k12 * r2 + k13 * r3) / det
-    l2 = (k12 * r1 + (m11 * m33 - m13 * m13) * r2 + (m12 * m13 - m11 * m23) * r3) / det
-    l3 = (k13 * r1 + (m12 * m13 - m11 * m23) * r2 + (m11 * m22 - m12 * m12) * r3) / det
+    """Remove the velocity along the three bonds of one water, exactly (SETTLE's velocity part,
+    :func:`settle_velocity_impulses`); w_o and w_h are the O and H inverse masses, 1/amu."""
+    e1, e2, e3, l1, l2, l3 = settle_velocity_impulses(
+        _sub(_row(positions, h1), _row(positions, o)), _sub(_row(positions, h2),
+                                                            _row(positions, o)),
+        _sub(_row(positions, h2), _row(positions, h1)),
+        _sub(_row(velocities, h1), _row(velocities, o)), _sub(_row(velocities, h2),
+                                                              _row(velocities, o)),
+        _sub(_row(velocities, h2), _row(velocities, h1)), w_o, w_h)
     _kick(velocities, o, h1, e1, l1, w_o, w_h)
     _kick(velocities, o, h2, e2, l2, w_o, w_h)
     _kick(velocities, h1, h2, e3, l3, w_h, w_h)
-
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,11 +17,10 @@ from numba import njit, prange
 from bencao.backends.common.constraint_laws import (
     VELOCITY_TIME_SCALE,
     rattle_cluster,
-    settle_one,
-    settle_velocities_one,
     shake_cluster,
 )
 from bencao.backends.common.constraint_tables import MAX_ITERATIONS, ConstraintTables
+from bencao.backends.cpu.settle8 import settle_block, settle_velocities_block
 from bencao.errors import ConstraintError
 
 __all__ = ["MAX_ITERATIONS", "VELOCITY_TIME_SCALE", "ConstraintError", "CpuConstraints"]
@@ -30,9 +29,13 @@ __all__ = ["MAX_ITERATIONS", "VELOCITY_TIME_SCALE", "ConstraintError", "CpuConst
 # --------------------------------------------------------------------------------------------
 # Every water and every cluster, one per thread
 # --------------------------------------------------------------------------------------------
-# Waters and clusters share one parallel loop (items 0..W-1 the waters, then the clusters): a
-# parallel region costs a wake-up of the other threads (~40 us on a 2-core VM under OpenMP's
-# passive wait), more than SHAKE's ~800 DHFR clusters take on their own.
+# Waters and clusters share one parallel loop (items 0..B-1 blocks of 8 waters, then the
+# clusters): a parallel region costs a wake-up of the other threads (~40 us on a 2-core VM
+# under OpenMP's passive wait), more than SHAKE's ~800 DHFR clusters take on their own.  The
+# waters go 8 at a time through the shared SETTLE law on vectors (:mod:`.settle8`).
+
+#: Waters per item of the parallel loops: the lanes of ``settle8``'s vectors.
+WATER_BLOCK = 8
 
 
 @njit(cache=True, parallel=True)
@@ -70,15 +73,14 @@ def _constrain_positions(reference, positions, water_atoms, water_masses, water_
         Output: -1, or the worst constraint of cluster k.
     """
     n_waters = water_atoms.shape[0]
-    for item in prange(n_waters + offsets.shape[0] - 1):
-        if item < n_waters:
-            w = item
-            ok = settle_one(reference, positions, water_atoms[w, 0], water_atoms[w, 1],
-                            water_atoms[w, 2], water_masses[w, 0], water_masses[w, 1],
-                            water_shape[w, 0], water_shape[w, 1], water_shape[w, 2])
-            failed_waters[w] = 0 if ok else 1
+    blocks = (n_waters + WATER_BLOCK - 1) // WATER_BLOCK
+    for item in prange(blocks + offsets.shape[0] - 1):
+        if item < blocks:
+            first = item * WATER_BLOCK
+            settle_block(reference, positions, water_atoms, water_masses, water_shape, first,
+                         min(WATER_BLOCK, n_waters - first), failed_waters)
         else:
-            k = item - n_waters
+            k = item - blocks
             failed[k] = shake_cluster(reference, positions, pairs, lengths, inverse_masses,
                                       order[offsets[k]:offsets[k + 1]], tolerance,
                                       max_iterations)
@@ -87,17 +89,18 @@ def _constrain_positions(reference, positions, water_atoms, water_masses, water_
 @njit(cache=True, parallel=True)
 def _constrain_velocities(positions, velocities, water_atoms, water_masses, pairs, lengths,
                           inverse_masses, order, offsets, tolerance, max_iterations, failed):
-    """Velocity SETTLE of every water (:func:`settle_velocities_one`) and RATTLE of every
-    cluster, in place; arguments as :func:`_constrain_positions` (velocities nm/ps)."""
+    """Velocity SETTLE of every water (``settle_velocities_one`` of
+    :mod:`~bencao.backends.common.constraint_laws`) and RATTLE of every cluster, in place;
+    arguments as :func:`_constrain_positions` (velocities nm/ps)."""
     n_waters = water_atoms.shape[0]
-    for item in prange(n_waters + offsets.shape[0] - 1):
-        if item < n_waters:
-            w = item
-            settle_velocities_one(positions, velocities, water_atoms[w, 0], water_atoms[w, 1],
-                                  water_atoms[w, 2], 1.0 / water_masses[w, 0],
-                                  1.0 / water_masses[w, 1])
+    blocks = (n_waters + WATER_BLOCK - 1) // WATER_BLOCK
+    for item in prange(blocks + offsets.shape[0] - 1):
+        if item < blocks:
+            first = item * WATER_BLOCK
+            settle_velocities_block(positions, velocities, water_atoms, water_masses, first,
+                                    min(WATER_BLOCK, n_waters - first))
         else:
-            k = item - n_waters
+            k = item - blocks
             failed[k] = rattle_cluster(positions, velocities, pairs, lengths, inverse_masses,
                                        order[offsets[k]:offsets[k + 1]], tolerance,
                                        max_iterations)
