@@ -53,7 +53,7 @@ def test_packing_keeps_exactly_the_interacting_lanes_in_lane_order():
     slots = np.array([16, 24, 32, 40, 0, 0], np.int64)  # partner clusters' first slots
     codes = np.array([3, 0, 13, 26, 5, 5], np.int64)
     column_offsets = np.array([0, 8, 16, 24, 32, -1], np.int64)  # the last one is spare
-    columns = rng.integers(0, 256, 40).astype(np.int32)
+    columns = rng.integers(0, 256, 40).astype(np.uint8)
     shifts = rng.uniform(-0.5, 0.5, (27, 3)).astype(np.float32)
     cut2 = np.float32(0.9)
     width = len(slots) * 8

@@ -150,7 +150,7 @@ def _masked_chunk(first, last, data, coulomb_kind, switching):
     qs = np.empty(capacity, np.float32)
     hss = np.empty(capacity, np.float32)
     e4s = np.empty(capacity, np.float32)
-    masks = np.empty(capacity, np.int32)
+    masks = np.empty(capacity, np.uint8)
     fxs = np.empty(capacity, np.float32)
     fys = np.empty(capacity, np.float32)
     fzs = np.empty(capacity, np.float32)

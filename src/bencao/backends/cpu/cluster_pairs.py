@@ -92,9 +92,9 @@ class ClusterPairList:
         Box image (whole box vectors) added to each atom at the last build.
     pair_j, pair_shift, pair_mask : (C, capacity) arrays
         The outer list: for cluster i, its first ``counts[i]`` entries: partner cluster j
-        (int32), shift code (int32, see ``neighbors.shift_vectors``) and the 64-bit interaction
+        (int32), shift code (uint8, see ``neighbors.shift_vectors``) and the 64-bit interaction
         mask (bit 8a + b for slot a of i with slot b of j).
-    pair_columns : (C, capacity, 8) int32 array
+    pair_columns : (C, capacity, 8) uint8 array
         The masks by column, as the kernels read them: bit a of ``pair_columns[i, k, b]`` is
         set if slot a of cluster i interacts with slot b of its k-th partner.
     counts : (C,) int32 array
@@ -102,7 +102,10 @@ class ClusterPairList:
     inner_j, inner_shift, inner_columns, inner_counts
         The inner list, the one the kernels read: the outer list's entries in the same order,
         without the partners beyond ``cutoff + prune_buffer`` at the last prune (without
-        pruning, the outer list's arrays themselves).
+        pruning, the outer list's arrays themselves).  The kernels stream its arrays for every
+        partner at every step, hence the narrow types: a listed partner is 13 bytes (j, shift
+        code, 8 mask columns), not 40 as with int32 throughout; DHFR's in-step pair kernel
+        went from 5.93 to 5.58 ms with the columns as bytes.
     builds, prunes : int
         How many times the outer list has been built and the inner list cut (builds included).
     """
@@ -288,13 +291,13 @@ class ClusterPairList:
                 or storage[0].shape[1] != self._capacity):
             rows = int(n_clusters * 1.1) + 8
             storage = (np.zeros((rows, self._capacity), np.int32),
-                       np.zeros((rows, self._capacity), np.int32),
+                       np.zeros((rows, self._capacity), np.uint8),
                        np.zeros((rows, self._capacity), np.int64),
-                       np.zeros((rows, self._capacity, CLUSTER), np.int32),
+                       np.zeros((rows, self._capacity, CLUSTER), np.uint8),
                        np.zeros(rows, np.int32),
                        np.zeros((rows, self._capacity), np.int32),
-                       np.zeros((rows, self._capacity), np.int32),
-                       np.zeros((rows, self._capacity, CLUSTER), np.int32),
+                       np.zeros((rows, self._capacity), np.uint8),
+                       np.zeros((rows, self._capacity, CLUSTER), np.uint8),
                        np.zeros(rows, np.int32))
             self._storage = storage
         (self.pair_j, self.pair_shift, self.pair_mask, self.pair_columns, self.counts,

@@ -177,6 +177,7 @@ def _partner_rows(context, builder, t, args):
     second partner no interactions (the spare partner of an odd count)."""
     intp = context.get_value_type(types.intp)
     half_ints = ir.VectorType(_I32, BLOCK // 2)
+    half_bytes = ir.VectorType(ir.IntType(8), BLOCK // 2)
     slots = [args[7], args[8]]
     columns = [args[9], args[10]]
     shifts = ((t[11], args[11]), [args[12], args[13]])
@@ -185,11 +186,11 @@ def _partner_rows(context, builder, t, args):
     rows += [_two_partners(context, builder, (t[k], args[k]), slots) for k in range(3, 6)]
     spare = builder.icmp_signed("<", columns[1], ir.Constant(intp, 0))
     safe = builder.select(spare, columns[0], columns[1])
-    masks = [builder.load(_block_pointer(context, builder, t[6], args[6], columns[0], half_ints),
-                          align=4),
-             builder.select(spare, ir.Constant(half_ints, [0] * (BLOCK // 2)),
-                            builder.load(_block_pointer(context, builder, t[6], args[6], safe,
-                                                        half_ints), align=4))]
+    # the masks are stored a byte per column (uint8) and widened here
+    masks = [builder.zext(builder.load(_block_pointer(context, builder, t[6], args[6], column,
+                                                      half_bytes), align=1), half_ints)
+             for column in (columns[0], safe)]
+    masks[1] = builder.select(spare, ir.Constant(half_ints, [0] * (BLOCK // 2)), masks[1])
     rows.append(builder.shuffle_vector(masks[0], masks[1], ir.Constant(
         ir.VectorType(_I32, BLOCK), list(range(BLOCK)))))
     return rows
@@ -214,7 +215,7 @@ def compact_partners16(typingctx, x, y, z, q, hs, e4, columns, ja, jb, ca, cb, s
     Parameters
     ----------
     x, y, z, q, hs, e4 : (S,) float32 arrays
-    columns : (P * 8,) int32 array
+    columns : (P * 8,) uint8 array
     shifts : (27, 3) float32 array
     packed : (8, PACKED_ROWS, L) float32 array
     counts : (8,) int64 array
