@@ -12,12 +12,14 @@ import bencao
 from bencao.backends.common.fixed_point import forces_from_fixed
 from bencao.backends.common.laws import register_listed_law
 
-# One class computes every listed term on the CPU (its law comes from backends.common.laws).
+# One class computes every listed term on the CPU (its law comes from backends.common.laws),
+# except PeriodicTorsionForce, whose terms are summed per quadruple into a Fourier series
+from bencao.backends.cpu.bonded import CpuListedTerm
 from bencao.backends.cpu.bonded import CpuListedTerm as CpuHarmonicAngles
 from bencao.backends.cpu.bonded import CpuListedTerm as CpuHarmonicBonds
 from bencao.backends.cpu.bonded import CpuListedTerm as CpuHarmonicImpropers
 from bencao.backends.cpu.bonded import CpuListedTerm as CpuLJPairs
-from bencao.backends.cpu.bonded import CpuListedTerm as CpuPeriodicTorsions
+from bencao.backends.cpu.periodic_torsions import CpuPeriodicTorsions
 from bencao.forces.bonded import (
     HarmonicAngles,
     HarmonicBonds,
@@ -394,6 +396,44 @@ def test_improper_near_wrap_matches_openmm(wrap, phi):
     atoms = np.array([[0, 1, 2, 3], [3, 2, 1, 0]])
     cpu = CpuHarmonicImpropers(HarmonicImpropers(atoms, theta0, k, wrap))
     assert_matches_reference(cpu, force, rotated(torsion_positions(phi), seed=4))
+
+
+def test_torsion_series_equals_the_term_by_term_law():
+    """The CPU's PeriodicTorsionForce kernel sums each quadruple's terms into one Fourier
+    series; the generic loop evaluates the law term by term.  On quadruples with up to four
+    terms (multiplicities 1-6, any phase, a repeated multiplicity), quadruples in both atom
+    orders, a count that is not a whole number of 8-lane blocks, and one collinear quadruple,
+    both must give the same energy and forces.  Tolerances: both are float64 with different
+    operation orders (energy: a few ulps of the sum); forces also go through the int64 fixed
+    point (2^-32 kJ/mol/nm), and acos near 0 and pi loses a few more ulps in the generic path."""
+    rng = np.random.default_rng(17)
+    n_atoms = 60
+    positions = rng.uniform(0.0, 1.5, (n_atoms, 3))
+    positions[[1, 3, 2]] = [[0.5, 0.5, 0.5], [0.75, 0.5, 0.5], [1.0, 0.5, 0.5]]  # collinear
+    quadruples = [np.array([0, 1, 3, 2])]
+    while len(quadruples) < 45:
+        quadruples.append(rng.choice(n_atoms, 4, replace=False))
+    quadruples.append(quadruples[5][::-1])
+    atoms, periodicity, phase, k = [], [], [], []
+    for q in quadruples:
+        for _ in range(rng.integers(1, 5)):
+            atoms.append(q)
+            periodicity.append(rng.integers(1, 7))
+            phase.append(rng.choice([0.0, math.pi, rng.uniform(-math.pi, math.pi)]))
+            k.append(rng.uniform(0.1, 20.0))
+    atoms.append(quadruples[7])  # a repeated multiplicity on one quadruple
+    periodicity.append(periodicity[0])
+    phase.append(0.4)
+    k.append(3.0)
+    term = PeriodicTorsions(np.array(atoms), np.array(periodicity), np.array(phase),
+                            np.array(k))
+    series = CpuPeriodicTorsions(term)
+    assert len(series.quadruples) == len(quadruples) and len(quadruples) % 8 != 0
+    energy, forces = evaluate(series, positions)
+    generic_energy, generic_forces = evaluate(CpuListedTerm(term), positions)
+    assert energy == pytest.approx(generic_energy, rel=1e-13)
+    np.testing.assert_allclose(forces, generic_forces, rtol=0, atol=1e-8)
+    assert np.abs(forces).max() > 10.0  # forces that matter
 
 
 def test_empty_terms_do_nothing():

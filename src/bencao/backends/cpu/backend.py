@@ -19,7 +19,8 @@ from bencao.profiling import phase
 __all__ = ["PARTS", "BlowUpError", "CpuBackend", "Evaluation"]
 
 #: Modules whose term classes register themselves for the CPU (``register_kernel("cpu", ...)``).
-KERNEL_MODULES = ("bonded", "cmap", "custom", "custom_gb", "custom_pairs", "nonbonded")
+KERNEL_MODULES = ("bonded", "periodic_torsions", "cmap", "custom", "custom_gb", "custom_pairs",
+                  "nonbonded")
 
 
 class CpuBackend(Backend):

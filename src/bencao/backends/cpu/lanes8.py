@@ -10,7 +10,14 @@ fused multiply-adds), so every lane is bit-identical to the scalar law on the sa
 
 A scalar operand of a vector operation is broadcast to all lanes.  Comparisons give a
 :data:`mask8` (LLVM ``<8 x i1>``); :func:`mask_bits` turns one into an integer with bit p for
-lane p, for the scalar code that stores the lanes.
+lane p, for the scalar code that stores the lanes, and :func:`where` picks lane by lane (in
+CPU code only: a shared law has no ``where``).
+
+Items reach the lanes and leave them through the movers at the end: ``gather_rows8`` and
+``scatter_rows8`` for rows of a table (item p is row ``first + p``), ``gather_atoms8`` and
+``scatter_atoms8`` for coordinates of the items' atoms.  A block of 8 items whose last ones are
+missing (the tail of a list) repeats its first item in the spare lanes: the same inputs give
+the same results, which the scatters either skip or store again.
 """
 
 from __future__ import annotations
@@ -215,3 +222,146 @@ def mask_bits(typingctx, mask):
         return builder.zext(bits, context.get_value_type(types.intp))
 
     return types.intp(mask), codegen
+
+
+@intrinsic
+def where(typingctx, condition, if_true, if_false):
+    """``if_true`` where ``condition`` (a :data:`mask8`) holds, else ``if_false``, lane by
+    lane (numbers are broadcast)."""
+    if not (isinstance(condition, Mask8Type) and _operands(if_true, if_false)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        values = [_vector(context, builder, v, t) for v, t in zip(args[1:], signature.args[1:])]
+        return builder.select(args[0], values[0], values[1])
+
+    return f64x8(condition, if_true, if_false), codegen
+
+
+# ---------------------------------------------------------------------------------------------
+# Moving items into lanes and back
+
+
+def _lane_rows(builder, first, count):
+    """Row of each lane: first + p, or first for the spare lanes p >= count."""
+    rows = []
+    for p in range(LANES):
+        inside = builder.icmp_signed("<", ir.Constant(first.type, p), count)
+        rows.append(builder.select(inside, builder.add(first, ir.Constant(first.type, p)), first))
+    return rows
+
+
+def _row_pointers(context, builder, array_type, array, rows, column):
+    """Pointers to ``array[row, column]`` for each row (a C-contiguous 2-D array)."""
+    view = context.make_array(array_type)(context, builder, array)
+    width = cgutils.unpack_tuple(builder, view.shape)[1]
+    return [builder.gep(view.data, [builder.add(builder.mul(row, width), column)])
+            for row in rows]
+
+
+def _atom_rows(context, builder, items_type, items, first, count, which):
+    """The atom ``which`` of each lane's item (``items[first + p, which]``), as intp."""
+    pointers = _row_pointers(context, builder, items_type, items,
+                             _lane_rows(builder, first, count), which)
+    return [context.cast(builder, builder.load(pointer), items_type.dtype, types.intp)
+            for pointer in pointers]
+
+
+def _gather(builder, pointers):
+    vector = ir.Constant(_DOUBLES, ir.Undefined)
+    for p, pointer in enumerate(pointers):
+        vector = builder.insert_element(vector, builder.load(pointer), ir.Constant(_I32, p))
+    return vector
+
+
+def _scatter(builder, pointers, vector, count, lanes):
+    """Store lane p at ``pointers[p]`` for p < count whose bit is set in ``lanes``."""
+    for p, pointer in enumerate(pointers):
+        bit = builder.and_(builder.lshr(lanes, ir.Constant(lanes.type, p)),
+                           ir.Constant(lanes.type, 1))
+        store = builder.and_(builder.icmp_signed("<", ir.Constant(count.type, p), count),
+                             builder.icmp_signed("!=", bit, ir.Constant(lanes.type, 0)))
+        with builder.if_then(store):
+            builder.store(builder.extract_element(vector, ir.Constant(_I32, p)), pointer)
+
+
+def _two_dimensional(*arrays):
+    return all(isinstance(a, types.Array) and a.ndim == 2 for a in arrays)
+
+
+@intrinsic
+def gather_rows8(typingctx, values, first, count, column):
+    """Lane p: ``values[first + p, column]`` (a C-contiguous 2-D float64 array); lanes p >=
+    ``count`` repeat lane 0."""
+    if not (_two_dimensional(values) and values.dtype == types.float64):
+        return None
+    intp = types.intp
+    sig = f64x8(values, intp, intp, intp)
+
+    def codegen(context, builder, signature, args):
+        t = signature.args
+        first, count, column = (context.cast(builder, args[k], t[k], intp) for k in (1, 2, 3))
+        return _gather(builder, _row_pointers(context, builder, t[0], args[0],
+                                              _lane_rows(builder, first, count), column))
+
+    return sig, codegen
+
+
+@intrinsic
+def scatter_rows8(typingctx, values, first, count, column, vector):
+    """``values[first + p, column] = vector[p]`` for p < ``count`` (a C-contiguous 2-D
+    float64 array)."""
+    if not (_two_dimensional(values) and values.dtype == types.float64):
+        return None
+    intp = types.intp
+    sig = types.void(values, intp, intp, intp, f64x8)
+
+    def codegen(context, builder, signature, args):
+        t = signature.args
+        first, count, column = (context.cast(builder, args[k], t[k], intp) for k in (1, 2, 3))
+        pointers = _row_pointers(context, builder, t[0], args[0],
+                                 _lane_rows(builder, first, count), column)
+        _scatter(builder, pointers, args[4], count, ir.Constant(count.type, (1 << LANES) - 1))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def gather_atoms8(typingctx, values, items, first, count, which, column):
+    """Lane p: ``values[items[first + p, which], column]`` (C-contiguous 2-D arrays: float64
+    values, integer atom indices); lanes p >= ``count`` repeat lane 0."""
+    if not (_two_dimensional(values, items) and values.dtype == types.float64):
+        return None
+    intp = types.intp
+    sig = f64x8(values, items, intp, intp, intp, intp)
+
+    def codegen(context, builder, signature, args):
+        t = signature.args
+        first, count, which, column = (context.cast(builder, args[k], t[k], intp)
+                                       for k in (2, 3, 4, 5))
+        atoms = _atom_rows(context, builder, t[1], args[1], first, count, which)
+        return _gather(builder, _row_pointers(context, builder, t[0], args[0], atoms, column))
+
+    return sig, codegen
+
+
+@intrinsic
+def scatter_atoms8(typingctx, values, items, first, count, which, column, vector, lanes):
+    """``values[items[first + p, which], column] = vector[p]`` for the lanes p < ``count``
+    whose bit is set in ``lanes`` (arrays as :func:`gather_atoms8`)."""
+    if not (_two_dimensional(values, items) and values.dtype == types.float64):
+        return None
+    intp = types.intp
+    sig = types.void(values, items, intp, intp, intp, intp, f64x8, intp)
+
+    def codegen(context, builder, signature, args):
+        t = signature.args
+        first, count, which, column, lanes = (context.cast(builder, args[k], t[k], intp)
+                                              for k in (2, 3, 4, 5, 7))
+        atoms = _atom_rows(context, builder, t[1], args[1], first, count, which)
+        _scatter(builder, _row_pointers(context, builder, t[0], args[0], atoms, column),
+                 args[6], count, lanes)
+        return context.get_dummy_value()
+
+    return sig, codegen

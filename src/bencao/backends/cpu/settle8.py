@@ -15,123 +15,16 @@ in the spare lanes: the same inputs give the same results, so storing them again
 
 from __future__ import annotations
 
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
 
-import bencao.backends.cpu.lanes8  # noqa: F401  (the operators the shared laws use on vectors)
 from bencao.backends.common.constraint_laws import settle_solution, settle_velocity_impulses
-from bencao.backends.cpu.lanes8 import mask_bits
-from bencao.backends.cpu.simd8 import LANES, f64x8
-
-_DOUBLES = ir.VectorType(ir.DoubleType(), LANES)
-_I32 = ir.IntType(32)
-
-
-def _flat_element(context, builder, array_type, array, index):
-    """Pointer to ``array.flat[index]`` (a C-contiguous array, intp index)."""
-    data = context.make_array(array_type)(context, builder, array).data
-    return builder.gep(data, [index])
-
-
-def _lane_rows(builder, first, count):
-    """Row of each lane: first + p, or first for the spare lanes p >= count."""
-    rows = []
-    for p in range(LANES):
-        inside = builder.icmp_signed("<", ir.Constant(first.type, p), count)
-        rows.append(builder.select(inside, builder.add(first, ir.Constant(first.type, p)), first))
-    return rows
-
-
-def _atom_indices(context, builder, t, args, first, count, which):
-    """The atom ``which`` (0 O, 1 H1, 2 H2) of each lane's water, as intp."""
-    atoms_type, atoms = t, args
-    intp = context.get_value_type(types.intp)
-    width = ir.Constant(intp, 3)
-    indices = []
-    for row in _lane_rows(builder, first, count):
-        pointer = _flat_element(context, builder, atoms_type, atoms,
-                                builder.add(builder.mul(row, width), which))
-        indices.append(context.cast(builder, builder.load(pointer), atoms_type.dtype, types.intp))
-    return indices
-
-
-@intrinsic
-def gather_atoms8(typingctx, values, waters, first, count, which, column):
-    """Lane p: ``values[waters[first + p, which], column]`` ((N, 3) float64 and (W, 3) int
-    arrays, C-contiguous); lanes p >= ``count`` repeat lane 0."""
-    if values.dtype != types.float64:
-        return None
-    intp = types.intp
-    sig = f64x8(values, waters, intp, intp, intp, intp)
-
-    def codegen(context, builder, signature, args):
-        t = signature.args
-        first, count, which, column = (context.cast(builder, args[k], t[k], intp)
-                                       for k in (2, 3, 4, 5))
-        vector = ir.Constant(_DOUBLES, ir.Undefined)
-        three = ir.Constant(first.type, 3)
-        for p, atom in enumerate(_atom_indices(context, builder, t[1], args[1], first, count,
-                                               which)):
-            pointer = _flat_element(context, builder, t[0], args[0],
-                                    builder.add(builder.mul(atom, three), column))
-            vector = builder.insert_element(vector, builder.load(pointer), ir.Constant(_I32, p))
-        return vector
-
-    return sig, codegen
-
-
-@intrinsic
-def scatter_atoms8(typingctx, values, waters, first, count, which, column, vector, lanes):
-    """``values[waters[first + p, which], column] = vector[p]`` for the lanes p < ``count``
-    whose bit is set in ``lanes`` (arrays as :func:`gather_atoms8`)."""
-    if values.dtype != types.float64:
-        return None
-    intp = types.intp
-    sig = types.void(values, waters, intp, intp, intp, intp, f64x8, intp)
-
-    def codegen(context, builder, signature, args):
-        t = signature.args
-        first, count, which, column, lanes = (context.cast(builder, args[k], t[k], intp)
-                                              for k in (2, 3, 4, 5, 7))
-        three = ir.Constant(first.type, 3)
-        for p, atom in enumerate(_atom_indices(context, builder, t[1], args[1], first, count,
-                                               which)):
-            bit = builder.and_(builder.lshr(lanes, ir.Constant(lanes.type, p)),
-                               ir.Constant(lanes.type, 1))
-            store = builder.and_(builder.icmp_signed("<", ir.Constant(count.type, p), count),
-                                 builder.icmp_signed("!=", bit, ir.Constant(lanes.type, 0)))
-            with builder.if_then(store):
-                pointer = _flat_element(context, builder, t[0], args[0],
-                                        builder.add(builder.mul(atom, three), column))
-                builder.store(builder.extract_element(args[6], ir.Constant(_I32, p)), pointer)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@intrinsic
-def gather_rows8(typingctx, values, first, count, column):
-    """Lane p: ``values[first + p, column]`` (a C-contiguous 2-D float64 array); lanes p >=
-    ``count`` repeat lane 0."""
-    if values.dtype != types.float64 or values.ndim != 2:
-        return None
-    intp = types.intp
-    sig = f64x8(values, intp, intp, intp)
-
-    def codegen(context, builder, signature, args):
-        t = signature.args
-        first, count, column = (context.cast(builder, args[k], t[k], intp) for k in (1, 2, 3))
-        view = context.make_array(t[0])(context, builder, args[0])
-        width = cgutils.unpack_tuple(builder, view.shape)[1]
-        vector = ir.Constant(_DOUBLES, ir.Undefined)
-        for p, row in enumerate(_lane_rows(builder, first, count)):
-            pointer = builder.gep(view.data, [builder.add(builder.mul(row, width), column)])
-            vector = builder.insert_element(vector, builder.load(pointer), ir.Constant(_I32, p))
-        return vector
-
-    return sig, codegen
+from bencao.backends.cpu.lanes8 import (
+    gather_atoms8,
+    gather_rows8,
+    mask_bits,
+    scatter_atoms8,
+)
+from bencao.backends.cpu.simd8 import LANES
 
 
 @njit(cache=True, inline="always")
