@@ -72,12 +72,14 @@ def _operands(a, b):
             and (isinstance(a, F64x8Type) or isinstance(b, F64x8Type)))
 
 
-def _binary_intrinsic(build):
+def _binary_intrinsic(build, result):
+    """An intrinsic ``(a, b) -> result`` (a vector or a mask) doing ``build(builder, left,
+    right)`` on the two operands as vectors."""
+
     @intrinsic
     def binary(typingctx, a, b):
         if not _operands(a, b):
             return None
-        result = mask8 if build.__name__ == "compare" else f64x8
 
         def codegen(context, builder, signature, args):
             left, right = (_vector(context, builder, v, t) for v, t in zip(args, signature.args))
@@ -88,22 +90,8 @@ def _binary_intrinsic(build):
     return binary
 
 
-def _arithmetic(name):
-    def arithmetic(builder, left, right):
-        return getattr(builder, name)(left, right)
-
-    return arithmetic
-
-
-def _comparison(predicate):
-    def compare(builder, left, right):
-        return builder.fcmp_ordered(predicate, left, right)
-
-    return compare
-
-
-def _register_binary(python_operator, build):
-    kernel = _binary_intrinsic(build)
+def _register_binary(python_operator, build, result):
+    kernel = _binary_intrinsic(build, result)
 
     @overload(python_operator)
     def _vector_operator(a, b):
@@ -112,16 +100,25 @@ def _register_binary(python_operator, build):
         return None
 
 
+def _arithmetic(name):
+    return lambda builder, left, right: getattr(builder, name)(left, right)
+
+
+def _comparison(predicate):
+    return lambda builder, left, right: builder.fcmp_ordered(predicate, left, right)
+
+
 # ``x += y`` on a vector makes a new vector (as on a float), so the in-place operators are the
 # plain ones
-for _operators, _build in (((operator.add, operator.iadd), _arithmetic("fadd")),
-                           ((operator.sub, operator.isub), _arithmetic("fsub")),
-                           ((operator.mul, operator.imul), _arithmetic("fmul")),
-                           ((operator.truediv, operator.itruediv), _arithmetic("fdiv")),
-                           ((operator.lt,), _comparison("<")), ((operator.le,), _comparison("<=")),
-                           ((operator.gt,), _comparison(">")), ((operator.ge,), _comparison(">="))):
+for _operators, _name in (((operator.add, operator.iadd), "fadd"),
+                          ((operator.sub, operator.isub), "fsub"),
+                          ((operator.mul, operator.imul), "fmul"),
+                          ((operator.truediv, operator.itruediv), "fdiv")):
     for _operator in _operators:
-        _register_binary(_operator, _build)
+        _register_binary(_operator, _arithmetic(_name), f64x8)
+for _operator, _predicate in ((operator.lt, "<"), (operator.le, "<="), (operator.gt, ">"),
+                              (operator.ge, ">=")):
+    _register_binary(_operator, _comparison(_predicate), mask8)
 
 
 def _unary_intrinsic(build):

@@ -4,13 +4,11 @@
 :func:`~bencao.backends.common.constraint_laws.settle_velocity_impulses` are written with
 operators alone, so they compile for :data:`~bencao.backends.cpu.simd8.f64x8` values
 (:mod:`bencao.backends.cpu.lanes8`): each lane is one water, and gets the bits the scalar law
-gives it.  What is here moves the waters' coordinates into lanes (``gather_atoms8``) and back
-(``scatter_atoms8``).  One water at a time, the law's square roots and divisions waited on each
-other; 8 at a time they overlap.  DHFR's 7,023 waters on one thread (AMD Zen 5): positions
-439 -> 153 us, velocities 205 -> 67 us.
-
-A block of 8 waters whose last ones are missing (the tail of the list) repeats its first water
-in the spare lanes: the same inputs give the same results, so storing them again is harmless.
+gives it.  What is here moves the waters' coordinates into lanes and back (with
+``gather_atoms8`` and ``scatter_atoms8``; a partial last block repeats its first water).  One
+water at a time, the law's square roots and divisions waited on each other; 8 at a time they
+overlap.  DHFR's 7,023 waters on one thread (AMD Zen 5): positions 439 -> 153 us, velocities
+205 -> 67 us.
 """
 
 from __future__ import annotations
