@@ -15,12 +15,18 @@ SEARCH_CHUNK = 16
 
 
 @njit(cache=True, inline="always")
-def mask_column(mask, b):
-    """Column b of a 64-bit cluster-pair mask, as the kernels read it: bit a set if bit 8a + b
-    is (slot a of cluster i interacts with slot b of j).  The multiply moves bits 0, 8, ..., 56
-    to bits 56..63, in order."""
-    column = (mask >> np.int64(b)) & np.int64(0x0101010101010101)
-    return ((column * np.int64(0x0102040810204080)) >> np.int64(56)) & np.int64(0xFF)
+def mask_columns(mask):
+    """The 64-bit cluster-pair mask by columns, as the kernels read them: byte b of the result
+    has bit a set if bit 8a + b of ``mask`` is (slot a of cluster i interacts with slot b of
+    j).  The transpose of an 8 x 8 bit matrix in three rounds of swaps (Hacker's Delight,
+    7-3), a dozen operations for all 8 columns."""
+    x = np.uint64(mask)
+    t = (x ^ (x >> np.uint64(7))) & np.uint64(0x00AA00AA00AA00AA)
+    x = x ^ t ^ (t << np.uint64(7))
+    t = (x ^ (x >> np.uint64(14))) & np.uint64(0x0000CCCC0000CCCC)
+    x = x ^ t ^ (t << np.uint64(14))
+    t = (x ^ (x >> np.uint64(28))) & np.uint64(0x00000000F0F0F0F0)
+    return x ^ t ^ (t << np.uint64(28))
 
 
 @njit(cache=True)
@@ -361,8 +367,9 @@ def search_pairs(
                     pair_j[ci, count] = cj
                     pair_shift[ci, count] = code
                     pair_mask[ci, count] = mask
+                    columns = mask_columns(mask)
                     for b in range(8):
-                        pair_columns[ci, count, b] = mask_column(mask, b)
+                        pair_columns[ci, count, b] = (columns >> np.uint64(8 * b)) & np.uint64(0xFF)
                 count += 1
             for e in range(excl_counts[ci]):
                 excluded[excl_partner[ci, e]] = -1
