@@ -59,12 +59,17 @@ _ZEROS = ir.Constant(_FLOATS, [0.0] * BLOCK)
 
 @functools.cache
 def packing_pays() -> bool:
-    """True if the CPU Numba compiles for has AVX-512 (``vcompressps``, ``vexpandps``)."""
-    import os
+    """True if the CPU Numba compiles for has AVX-512 (``vcompressps``, ``vexpandps``).
 
+    The features are those Numba gives LLVM: ``NUMBA_CPU_FEATURES`` when set, even empty (as
+    ``NUMBA_CPU_NAME=generic`` sets it; the CPU name alone then decides, and this says False),
+    else the host's."""
+    from numba.core import config
     from numba.core.codegen import get_host_cpu_features
 
-    features = os.environ.get("NUMBA_CPU_FEATURES") or get_host_cpu_features()
+    features = config.CPU_FEATURES
+    if features is None:
+        features = get_host_cpu_features()
     return "+avx512f" in features.split(",")
 
 
