@@ -18,6 +18,8 @@ import math
 
 from numba import njit
 
+from bencao.backends.common.vector3 import cross, dot, normalized, scale, sub
+
 # RATTLE's stopping rule needs a time to turn the tolerance into a rate: a constraint is satisfied
 # when its length changes by at most `tolerance` of itself per VELOCITY_TIME_SCALE (ps), i.e.
 # |(v_i - v_j) . (r_i - r_j)| / d0^2 <= tolerance / VELOCITY_TIME_SCALE.  With 1 ps the residual
@@ -39,33 +41,6 @@ _MIN_PROJECTION = 1.0e-6
 @njit(cache=True)
 def _row(array, i):
     return array[i, 0], array[i, 1], array[i, 2]
-
-
-@njit(cache=True)
-def _sub(a, b):
-    return a[0] - b[0], a[1] - b[1], a[2] - b[2]
-
-
-@njit(cache=True)
-def _scale(a, s):
-    return a[0] * s, a[1] * s, a[2] * s
-
-
-@njit(cache=True)
-def _dot(a, b):
-    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
-
-
-@njit(cache=True)
-def _cross(a, b):
-    return a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]
-
-
-@njit(cache=True)
-def _normalized(a):
-    """(a / |a|, |a|); a zero vector gives NaNs, which the caller detects through |a|."""
-    norm = math.sqrt(_dot(a, a))
-    return _scale(a, 1.0 / norm), norm
 
 
 # A failed water's result is discarded, but its arithmetic still runs (the law has no early
@@ -106,25 +81,25 @@ def settle_solution(b0, c0, b1, c1, m_o, m_h, ra, rb, rc):
     """
     f_h = m_h / (m_o + 2.0 * m_h)  # centre of mass relative to O = f_h (r_H1 + r_H2)
     # Reference geometry about its centre of mass, and the frame's Z axis
-    ez, norm_z = _normalized(_cross(b0, c0))
-    com0 = _scale((b0[0] + c0[0], b0[1] + c0[1], b0[2] + c0[2]), f_h)
-    a0 = _scale(com0, -1.0)
-    b0 = _sub(b0, com0)
-    c0 = _sub(c0, com0)
+    ez, norm_z = normalized(cross(b0, c0))
+    com0 = scale((b0[0] + c0[0], b0[1] + c0[1], b0[2] + c0[2]), f_h)
+    a0 = scale(com0, -1.0)
+    b0 = sub(b0, com0)
+    c0 = sub(c0, com0)
     # New geometry about its centre of mass (which constraint forces do not move)
-    com1 = _scale((b1[0] + c1[0], b1[1] + c1[1], b1[2] + c1[2]), f_h)
-    a1 = _scale(com1, -1.0)
-    b1 = _sub(b1, com1)
-    c1 = _sub(c1, com1)
-    ex, norm_x = _normalized(_cross(a1, ez))
+    com1 = scale((b1[0] + c1[0], b1[1] + c1[1], b1[2] + c1[2]), f_h)
+    a1 = scale(com1, -1.0)
+    b1 = sub(b1, com1)
+    c1 = sub(c1, com1)
+    ex, norm_x = normalized(cross(a1, ez))
     # not a collinear reference, nor a new O on the normal through the centre of mass
     ok = (norm_z > 0.0) & (norm_x > 0.0)
-    ey = _cross(ez, ex)
+    ey = cross(ez, ex)
 
-    sin_phi = _dot(a1, ez) / ra
+    sin_phi = dot(a1, ez) / ra
     ok = ok & (abs(sin_phi) < 1.0)
     cos_phi = math.sqrt(max(1.0 - sin_phi * sin_phi, 0.0))
-    sin_psi = (_dot(b1, ez) - _dot(c1, ez)) / (2.0 * rc * max(cos_phi, _FLOOR))
+    sin_psi = (dot(b1, ez) - dot(c1, ez)) / (2.0 * rc * max(cos_phi, _FLOOR))
     ok = ok & (abs(sin_psi) < 1.0)
     cos_psi = math.sqrt(max(1.0 - sin_psi * sin_psi, 0.0))
     # Tilted canonical triangle: in-plane (x, y) and normal (z) coordinates of O, H1, H2
@@ -142,11 +117,11 @@ def settle_solution(b0, c0, b1, c1, m_o, m_h, ra, rb, rc):
     alpha = beta = gamma = m_o * 0.0
     for r0, p, r1, m in ((a0, tilted[0], a1, m_o), (b0, tilted[1], b1, m_h),
                          (c0, tilted[2], c1, m_h)):
-        x0 = _dot(r0, ex)
-        y0 = _dot(r0, ey)
+        x0 = dot(r0, ex)
+        y0 = dot(r0, ey)
         alpha += m * (x0 * p[0] + y0 * p[1])
         beta += m * (x0 * p[1] - y0 * p[0])
-        gamma += m * (x0 * _dot(r1, ey) - y0 * _dot(r1, ex))
+        gamma += m * (x0 * dot(r1, ey) - y0 * dot(r1, ex))
     r2 = alpha * alpha + beta * beta
     discriminant = r2 - gamma * gamma
     ok = ok & (discriminant >= 0.0)
@@ -169,9 +144,9 @@ def settle_one(reference, positions, o, h1, h2, m_o, m_h, ra, rb, rc):
     """
     origin = _row(positions, o)
     ok, new_o, new_h1, new_h2 = settle_solution(
-        _sub(_row(reference, h1), _row(reference, o)), _sub(_row(reference, h2),
+        sub(_row(reference, h1), _row(reference, o)), sub(_row(reference, h2),
                                                             _row(reference, o)),
-        _sub(_row(positions, h1), origin), _sub(_row(positions, h2), origin), m_o, m_h, ra, rb,
+        sub(_row(positions, h1), origin), sub(_row(positions, h2), origin), m_o, m_h, ra, rb,
         rc)
     if ok:
         for atom, p in ((o, new_o), (h1, new_h1), (h2, new_h2)):
@@ -194,20 +169,20 @@ def settle_velocity_impulses(d1, d2, d3, u1, u2, u3, w_o, w_h):
     Cramer's rule.  The result is the mass-weighted projection onto the constraint surface, so
     the kinetic energy can only go down.
     """
-    e1 = _normalized(d1)[0]
-    e2 = _normalized(d2)[0]
-    e3 = _normalized(d3)[0]
+    e1 = normalized(d1)[0]
+    e2 = normalized(d2)[0]
+    e3 = normalized(d3)[0]
     # d(closing speed p) / d(impulse q); see _kick for the sign of an impulse
     m11 = -(w_o + w_h)
     m22 = -(w_o + w_h)
     m33 = -2.0 * w_h
-    m12 = -w_o * _dot(e1, e2)
-    m13 = w_h * _dot(e1, e3)
-    m23 = -w_h * _dot(e2, e3)
+    m12 = -w_o * dot(e1, e2)
+    m13 = w_h * dot(e1, e3)
+    m23 = -w_h * dot(e2, e3)
     # minus the closing speeds (v_j - v_i) . e, nm/ps
-    r1 = -_dot(u1, e1)
-    r2 = -_dot(u2, e2)
-    r3 = -_dot(u3, e3)
+    r1 = -dot(u1, e1)
+    r2 = -dot(u2, e2)
+    r3 = -dot(u3, e3)
     # Cramer's rule: lambda = adj(M) r / det(M), with k1j the first row of the adjugate
     k11 = m22 * m33 - m23 * m23
     k12 = m13 * m23 - m12 * m33
@@ -232,12 +207,12 @@ def settle_velocities_one(positions, velocities, o, h1, h2, w_o, w_h):
     """Remove the velocity along the three bonds of one water, exactly (SETTLE's velocity part,
     :func:`settle_velocity_impulses`); w_o and w_h are the O and H inverse masses, 1/amu."""
     e1, e2, e3, l1, l2, l3 = settle_velocity_impulses(
-        _sub(_row(positions, h1), _row(positions, o)), _sub(_row(positions, h2),
+        sub(_row(positions, h1), _row(positions, o)), sub(_row(positions, h2),
                                                             _row(positions, o)),
-        _sub(_row(positions, h2), _row(positions, h1)),
-        _sub(_row(velocities, h1), _row(velocities, o)), _sub(_row(velocities, h2),
+        sub(_row(positions, h2), _row(positions, h1)),
+        sub(_row(velocities, h1), _row(velocities, o)), sub(_row(velocities, h2),
                                                               _row(velocities, o)),
-        _sub(_row(velocities, h2), _row(velocities, h1)), w_o, w_h)
+        sub(_row(velocities, h2), _row(velocities, h1)), w_o, w_h)
     _kick(velocities, o, h1, e1, l1, w_o, w_h)
     _kick(velocities, o, h2, e2, l2, w_o, w_h)
     _kick(velocities, h1, h2, e3, l3, w_h, w_h)

@@ -28,6 +28,7 @@ import operator
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
+from numba import njit
 from numba.extending import intrinsic, models, overload, register_model
 
 from bencao.backends.cpu.simd8 import LANES, F64x8Type, f64x8
@@ -170,17 +171,10 @@ def _vector_abs(a):
     return None
 
 
-@intrinsic
-def _vector_max(typingctx, a, b):
-    """Lane-wise max(a, b) as Python's ``max`` picks: b only where b > a (NaN in a stays)."""
-    if not _operands(a, b):
-        return None
-
-    def codegen(context, builder, signature, args):
-        left, right = (_vector(context, builder, v, t) for v, t in zip(args, signature.args))
-        return builder.select(builder.fcmp_ordered(">", right, left), right, left)
-
-    return f64x8(a, b), codegen
+# lane-wise max(a, b) as Python's ``max`` picks: b only where b > a (NaN in a stays)
+_vector_max = _binary_intrinsic(
+    lambda builder, left, right: builder.select(builder.fcmp_ordered(">", right, left), right,
+                                                left), f64x8)
 
 
 @overload(max)
@@ -362,3 +356,11 @@ def scatter_atoms8(typingctx, values, items, first, count, which, column, vector
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def gather_positions8(values, items, first, count, which):
+    """The x, y, z lanes of atom ``which`` of each item (:func:`gather_atoms8`)."""
+    return (gather_atoms8(values, items, first, count, which, 0),
+            gather_atoms8(values, items, first, count, which, 1),
+            gather_atoms8(values, items, first, count, which, 2))

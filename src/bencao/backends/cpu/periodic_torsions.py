@@ -30,7 +30,8 @@ from numba import njit, prange
 from bencao.backends.common.registry import register_kernel
 from bencao.backends.cpu.base import CpuTerm
 from bencao.backends.cpu.bonded import add_torsion_forces
-from bencao.backends.cpu.lanes8 import gather_atoms8, gather_rows8, scatter_rows8, where
+from bencao.backends.common.vector3 import cross, dot, sub
+from bencao.backends.cpu.lanes8 import gather_positions8, gather_rows8, scatter_rows8, where
 from bencao.backends.cpu.simd8 import LANES
 from bencao.forces.bonded import PeriodicTorsions
 
@@ -76,51 +77,29 @@ def fourier_series(atoms, periodicity, phase, k):
     return np.ascontiguousarray(unique[order]), constant, cosines, sines
 
 
-@njit(cache=True, inline="always")
-def _position(positions, quadruples, first, count, which):
-    return (gather_atoms8(positions, quadruples, first, count, which, 0),
-            gather_atoms8(positions, quadruples, first, count, which, 1),
-            gather_atoms8(positions, quadruples, first, count, which, 2))
-
-
-@njit(cache=True, inline="always")
-def _sub(a, b):
-    return a[0] - b[0], a[1] - b[1], a[2] - b[2]
-
-
-@njit(cache=True, inline="always")
-def _cross(a, b):
-    return a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]
-
-
-@njit(cache=True, inline="always")
-def _dot(a, b):
-    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
-
-
 @njit(cache=True)
 def _torsion_block(positions, quadruples, constant, cosines, sines, first, count, energies,
                    item_forces):
     """Energy (kJ/mol) and the 12 force components (kJ/mol/nm) of quadruples ``first ..
     first + count - 1`` (count <= 8), into ``energies[q, 0]`` and ``item_forces[q]``."""
-    xa = _position(positions, quadruples, first, count, 0)
-    xb = _position(positions, quadruples, first, count, 1)
-    xc = _position(positions, quadruples, first, count, 2)
-    xd = _position(positions, quadruples, first, count, 3)
-    r0 = _sub(xa, xb)
-    r1 = _sub(xc, xb)
-    r2 = _sub(xc, xd)
-    n0 = _cross(r0, r1)
-    n1 = _cross(r1, r2)
-    n0sq = _dot(n0, n0)
-    n1sq = _dot(n1, n1)
+    xa = gather_positions8(positions, quadruples, first, count, 0)
+    xb = gather_positions8(positions, quadruples, first, count, 1)
+    xc = gather_positions8(positions, quadruples, first, count, 2)
+    xd = gather_positions8(positions, quadruples, first, count, 3)
+    r0 = sub(xa, xb)
+    r1 = sub(xc, xb)
+    r2 = sub(xc, xd)
+    n0 = cross(r0, r1)
+    n1 = cross(r1, r2)
+    n0sq = dot(n0, n0)
+    n1sq = dot(n1, n1)
     valid = (n0sq > 0.0) & (n1sq > 0.0)
     scale = 1.0 / math.sqrt(where(valid, n0sq * n1sq, 1.0))
-    r1sq = _dot(r1, r1)
+    r1sq = dot(r1, r1)
     len_bc = math.sqrt(r1sq)
     # |n0 x n1| = |r1| |r0 . n1|, and theta has the sign of r0 . n1 (OpenMM's convention)
-    cos_theta = where(valid, _dot(n0, n1) * scale, 0.0)
-    sin_theta = where(valid, len_bc * _dot(r0, n1) * scale, 1.0)
+    cos_theta = where(valid, dot(n0, n1) * scale, 0.0)
+    sin_theta = where(valid, len_bc * dot(r0, n1) * scale, 1.0)
     energy = gather_rows8(constant, first, count, 0)
     d_energy = energy * 0.0
     cos_n = cos_theta
@@ -134,8 +113,8 @@ def _torsion_block(positions, quadruples, constant, cosines, sines, first, count
                         sin_n * cos_theta + cos_n * sin_theta)
     scatter_rows8(energies, first, count, 0, energy)
     # dihedral_forces, with zero forces where a normal vanishes
-    f1 = _dot(r0, r1) / where(valid, r1sq, 1.0)
-    f2 = _dot(r2, r1) / where(valid, r1sq, 1.0)
+    f1 = dot(r0, r1) / where(valid, r1sq, 1.0)
+    f2 = dot(r2, r1) / where(valid, r1sq, 1.0)
     g0 = where(valid, -d_energy * len_bc / where(valid, n0sq, 1.0), 0.0)
     g3 = where(valid, d_energy * len_bc / where(valid, n1sq, 1.0), 0.0)
     for k in range(3):

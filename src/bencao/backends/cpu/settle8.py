@@ -16,25 +16,14 @@ from __future__ import annotations
 from numba import njit
 
 from bencao.backends.common.constraint_laws import settle_solution, settle_velocity_impulses
+from bencao.backends.common.vector3 import sub
 from bencao.backends.cpu.lanes8 import (
-    gather_atoms8,
+    gather_positions8,
     gather_rows8,
     mask_bits,
     scatter_atoms8,
 )
 from bencao.backends.cpu.simd8 import LANES
-
-
-@njit(cache=True, inline="always")
-def _gather_position(array, waters, first, count, which):
-    return (gather_atoms8(array, waters, first, count, which, 0),
-            gather_atoms8(array, waters, first, count, which, 1),
-            gather_atoms8(array, waters, first, count, which, 2))
-
-
-@njit(cache=True, inline="always")
-def _difference(a, b):
-    return a[0] - b[0], a[1] - b[1], a[2] - b[2]
 
 
 @njit(cache=True)
@@ -43,13 +32,13 @@ def settle_block(reference, positions, waters, water_masses, water_shape, first,
     """SETTLE waters ``first .. first + count - 1`` (count <= 8) in place, as
     :func:`~bencao.backends.common.constraint_laws.settle_one` does each: a water without a
     solution is left untouched and flagged 1 in ``failed_waters`` (others 0)."""
-    o_ref = _gather_position(reference, waters, first, count, 0)
-    origin = _gather_position(positions, waters, first, count, 0)
+    o_ref = gather_positions8(reference, waters, first, count, 0)
+    origin = gather_positions8(positions, waters, first, count, 0)
     ok, new_o, new_h1, new_h2 = settle_solution(
-        _difference(_gather_position(reference, waters, first, count, 1), o_ref),
-        _difference(_gather_position(reference, waters, first, count, 2), o_ref),
-        _difference(_gather_position(positions, waters, first, count, 1), origin),
-        _difference(_gather_position(positions, waters, first, count, 2), origin),
+        sub(gather_positions8(reference, waters, first, count, 1), o_ref),
+        sub(gather_positions8(reference, waters, first, count, 2), o_ref),
+        sub(gather_positions8(positions, waters, first, count, 1), origin),
+        sub(gather_positions8(positions, waters, first, count, 2), origin),
         gather_rows8(water_masses, first, count, 0), gather_rows8(water_masses, first, count, 1),
         gather_rows8(water_shape, first, count, 0), gather_rows8(water_shape, first, count, 1),
         gather_rows8(water_shape, first, count, 2))
@@ -75,17 +64,17 @@ def _kick(v_i, v_j, e, impulse, w_i, w_j):
 def settle_velocities_block(positions, velocities, waters, water_masses, first, count):
     """Velocity SETTLE of waters ``first .. first + count - 1`` (count <= 8) in place, as
     :func:`~bencao.backends.common.constraint_laws.settle_velocities_one` does each."""
-    x_o = _gather_position(positions, waters, first, count, 0)
-    x_h1 = _gather_position(positions, waters, first, count, 1)
-    x_h2 = _gather_position(positions, waters, first, count, 2)
-    v_o = _gather_position(velocities, waters, first, count, 0)
-    v_h1 = _gather_position(velocities, waters, first, count, 1)
-    v_h2 = _gather_position(velocities, waters, first, count, 2)
+    x_o = gather_positions8(positions, waters, first, count, 0)
+    x_h1 = gather_positions8(positions, waters, first, count, 1)
+    x_h2 = gather_positions8(positions, waters, first, count, 2)
+    v_o = gather_positions8(velocities, waters, first, count, 0)
+    v_h1 = gather_positions8(velocities, waters, first, count, 1)
+    v_h2 = gather_positions8(velocities, waters, first, count, 2)
     w_o = 1.0 / gather_rows8(water_masses, first, count, 0)
     w_h = 1.0 / gather_rows8(water_masses, first, count, 1)
     e1, e2, e3, l1, l2, l3 = settle_velocity_impulses(
-        _difference(x_h1, x_o), _difference(x_h2, x_o), _difference(x_h2, x_h1),
-        _difference(v_h1, v_o), _difference(v_h2, v_o), _difference(v_h2, v_h1), w_o, w_h)
+        sub(x_h1, x_o), sub(x_h2, x_o), sub(x_h2, x_h1),
+        sub(v_h1, v_o), sub(v_h2, v_o), sub(v_h2, v_h1), w_o, w_h)
     # the scalar law's three kicks, in its order
     v_o, v_h1 = _kick(v_o, v_h1, e1, l1, w_o, w_h)
     v_o, v_h2 = _kick(v_o, v_h2, e2, l2, w_o, w_h)
