@@ -357,8 +357,7 @@ def test_lane_operators_do_the_scalar_operations():
     their ``&``."""
     from numba import njit
 
-    import bencao.backends.cpu.lanes8  # noqa: F401
-    from bencao.backends.cpu.lanes8 import mask_bits
+    from bencao.backends.cpu.lanes8 import mask_bits  # also registers the vector operators
     from bencao.backends.cpu.simd8 import vload, vstore
 
     @njit
