@@ -26,18 +26,21 @@ pytestmark = pytest.mark.skipif(not packing_pays(), reason="packed rows need an 
 
 @njit
 def _pack(x, y, z, q, hs, e4, columns, slots, column_offsets, shifts, codes, i0, cut2, packed,
-          counts, kept):
+          counts, kept, filled):
     for b in range(slots.shape[0] // 2):
         compact_partners16(x, y, z, q, hs, e4, columns, slots[2 * b], slots[2 * b + 1],
                            column_offsets[2 * b], column_offsets[2 * b + 1], shifts,
-                           codes[2 * b], codes[2 * b + 1], i0, cut2, packed, counts, kept, b)
+                           codes[2 * b], codes[2 * b + 1], i0, cut2, packed, counts, kept,
+                           filled, b)
 
 
 @njit
-def _spread(x, y, z, slots, shifts, codes, i0, scalars, offsets, kept, i_forces, fx, fy, fz):
+def _spread(x, y, z, slots, shifts, codes, i0, scalars, offsets, kept, filled, i_forces, fx,
+            fy, fz):
     for b in range(slots.shape[0] // 2):
         spread_partners16(x, y, z, slots[2 * b], slots[2 * b + 1], shifts, codes[2 * b],
-                          codes[2 * b + 1], i0, scalars, offsets, kept, b, i_forces, fx, fy, fz)
+                          codes[2 * b + 1], i0, scalars, offsets, kept, filled, b, i_forces, fx,
+                          fy, fz)
 
 
 def test_packing_keeps_exactly_the_interacting_lanes_in_lane_order():
@@ -60,8 +63,13 @@ def test_packing_keeps_exactly_the_interacting_lanes_in_lane_order():
     packed = np.full((8, PACKED_ROWS, width + BLOCK), np.nan, np.float32)
     counts = np.zeros(8, np.int64)
     kept = np.zeros((8, width // BLOCK), np.int32)
+    filled = np.zeros(width // BLOCK, np.int32)
     _pack(x, y, z, q, hs, e4, columns, slots, column_offsets, shifts, codes, 8, cut2, packed,
-          counts, kept)
+          counts, kept, filled)
+    # the atoms that kept a lane of each block, the ones the spread visits: the case must
+    # have (atom, block) pairs of both kinds for the spread below to test the skipping
+    assert np.array_equal(filled, ((kept != 0) << np.arange(8)[:, None]).sum(axis=0))
+    assert (kept == 0).any() and (kept != 0).any()
 
     lane_slot = (slots[:, None] + np.arange(8)).ravel()
     lane_shift = shifts[np.repeat(codes, 8)]
@@ -97,7 +105,8 @@ def test_packing_keeps_exactly_the_interacting_lanes_in_lane_order():
     fx, fy, fz = (np.zeros(n_slots, np.int64) for _ in range(3))
     offsets = np.zeros(8, np.int64)
     i_forces = np.zeros((8, 3, BLOCK), np.float32)
-    _spread(x, y, z, slots, shifts, codes, 8, scalars, offsets, kept, i_forces, fx, fy, fz)
+    _spread(x, y, z, slots, shifts, codes, 8, scalars, offsets, kept, filled, i_forces, fx, fy,
+            fz)
     assert np.array_equal(offsets, counts)
     assert np.array_equal(i_forces, expected_i)
     for k, spread in enumerate((fx, fy, fz)):

@@ -224,6 +224,7 @@ def _packed_chunk(first, last, data, coulomb_kind, switching):
     packed = np.empty((8, PACKED_ROWS, capacity + BLOCK), np.float32)
     scalars = np.empty((8, capacity + BLOCK), np.float32)
     kept = np.empty((8, capacity // BLOCK + 1), np.int32)
+    filled = np.empty(capacity // BLOCK + 1, np.int32)
     i_forces = np.empty((8, 3, BLOCK), np.float32)
     counts_now = np.zeros(8, np.int64)
     near = np.empty((NEAR_ROWS, near_scratch_columns(pair_j.shape[1])), np.float32)
@@ -259,7 +260,7 @@ def _packed_chunk(first, last, data, coulomb_kind, switching):
             compact_partners16(x, y, z, charge, half_sigma, sqrt_4epsilon, columns,
                                slots[2 * b], slots[2 * b + 1], column_offsets[2 * b],
                                column_offsets[2 * b + 1], shifts, codes[2 * b],
-                               codes[2 * b + 1], i0, cut2, packed, counts_now, kept, b)
+                               codes[2 * b + 1], i0, cut2, packed, counts_now, kept, filled, b)
         for a in range(8):
             count = counts_now[a]
             summed = (count + BLOCK - 1) // BLOCK * BLOCK
@@ -273,8 +274,8 @@ def _packed_chunk(first, last, data, coulomb_kind, switching):
         i_forces[:] = f32(0.0)
         for b in range(blocks):
             spread_partners16(x, y, z, slots[2 * b], slots[2 * b + 1], shifts, codes[2 * b],
-                              codes[2 * b + 1], i0, scalars, counts_now, kept, b, i_forces,
-                              tfx, tfy, tfz)
+                              codes[2 * b + 1], i0, scalars, counts_now, kept, filled, b,
+                              i_forces, tfx, tfy, tfz)
         for a in range(8):
             tfx[i0 + a] += clamped_fixed(sum_blocks8(i_forces[a, 0], 0, BLOCK))
             tfy[i0 + a] += clamped_fixed(sum_blocks8(i_forces[a, 1], 0, BLOCK))
