@@ -33,6 +33,7 @@ from bencao.backends.cpu.cluster_pairs_search import (
     cluster_exclusions,
     fill_cluster_coordinates,
     search_pairs,
+    slot_images,
     slot_masks,
     sort_atoms,
     two_largest_displacements,
@@ -124,6 +125,7 @@ class ClusterPairList:
         self.slot_atom = np.zeros(0, np.int64)
         self.atom_slot = np.zeros(self.n, np.int64)
         self.image = np.zeros((self.n, 3))
+        self._images_box = None
         self._capacity = 64
         self._storage = None
         self._excl_partner = self._excl_bits = np.zeros((0, 0), np.int64)
@@ -196,10 +198,17 @@ class ClusterPairList:
             self.prune(np.asarray(state["prune_reference"], np.float64), box)
 
     def coordinates(self, positions, box, x, y, z) -> None:
-        """Fill float32 cluster-slot coordinate arrays x, y, z (nm) from ``positions``."""
+        """Fill cluster-slot coordinate arrays x, y, z (nm; float32 or float64) from
+        ``positions``, each atom moved by the box image chosen at the last build."""
         box_arg = np.ascontiguousarray(box if self.periodic else np.eye(3), np.float64)
-        fill_cluster_coordinates(positions, self.slot_atom, self.image, box_arg, self.periodic,
-                                 x, y, z)
+        if self._images_box is None or not np.array_equal(box_arg, self._images_box):
+            # made once per build (the list is rebuilt when the box changes)
+            self._slot_source = np.empty(len(self.slot_atom), np.int64)
+            self._slot_offset = np.empty((len(self.slot_atom), 3))
+            slot_images(self.slot_atom, self.image, box_arg, self.periodic, self._slot_source,
+                        self._slot_offset)
+            self._images_box = box_arg
+        fill_cluster_coordinates(positions, self._slot_source, self._slot_offset, x, y, z)
 
     def _boxes(self, positions, box):
         """float64 cluster-slot coordinates and the clusters' bounding boxes ((3, C) low and
@@ -358,5 +367,6 @@ class ClusterPairList:
         self.atom_slot = np.empty(self.n, np.int64)
         self.atom_slot[order] = slots
         self.image = np.ascontiguousarray(image)
+        self._images_box = None  # the slots' images are made again at the next fill
         self._cluster_cell = np.repeat(np.arange(n_cells, dtype=np.int64), clusters_per_cell)
         self._cell_first_cluster = first_cluster

@@ -377,30 +377,39 @@ def search_pairs(
 
 
 @njit(parallel=True, cache=True)
-def fill_cluster_coordinates(positions, slot_atom, image, box, periodic, x, y, z):
-    """Cluster-ordered float32 coordinates, moved by the box images chosen at the last build.
-
-    Padding slots copy the cluster's first atom (they are masked out of every pair).
-    """
-    n_slots = slot_atom.shape[0]
-    for s in prange(n_slots):
+def slot_images(slot_atom, image, box, periodic, source, offset):
+    """What :func:`fill_cluster_coordinates` needs at each slot, made once per build: the atom
+    whose position it takes (``source``: padding takes its cluster's first atom) and the
+    displacement of its box image (``offset``, nm: whole box vectors)."""
+    for s in prange(slot_atom.shape[0]):
         atom = slot_atom[s]
         if atom < 0:
             atom = slot_atom[s - s % 8]
-        px = positions[atom, 0]
-        py = positions[atom, 1]
-        pz = positions[atom, 2]
+        source[s] = atom
         if periodic:
             wx = image[atom, 0]
             wy = image[atom, 1]
             wz = image[atom, 2]
-            px += wx * box[0, 0] + wy * box[1, 0] + wz * box[2, 0]
-            py += wy * box[1, 1] + wz * box[2, 1]
-            pz += wz * box[2, 2]
-        x[s] = px
-        y[s] = py
-        z[s] = pz
+            offset[s, 0] = wx * box[0, 0] + wy * box[1, 0] + wz * box[2, 0]
+            offset[s, 1] = wy * box[1, 1] + wz * box[2, 1]
+            offset[s, 2] = wz * box[2, 2]
+        else:
+            offset[s, 0] = offset[s, 1] = offset[s, 2] = 0.0
 
+
+@njit(parallel=True, cache=True)
+def fill_cluster_coordinates(positions, source, offset, x, y, z):
+    """Cluster-ordered coordinates (the precision of ``x``, ``y``, ``z``), nm: each slot's
+    atom moved by its box image (:func:`slot_images`; padding slots copy the cluster's first
+    atom, and are masked out of every pair).
+
+    The slot's displacement is read in slot order, not looked up by atom (a read of the
+    atom's image and the box at every slot had made this 3x slower in the step than alone)."""
+    for s in prange(source.shape[0]):
+        atom = source[s]
+        x[s] = positions[atom, 0] + offset[s, 0]
+        y[s] = positions[atom, 1] + offset[s, 1]
+        z[s] = positions[atom, 2] + offset[s, 2]
 
 
 def work_items(counts: np.ndarray, clusters_per_item: int) -> np.ndarray:
