@@ -198,14 +198,15 @@ def _timed(function) -> float:
 def time_dynamics(openmm_system, positions, box, steps: int = 50, repeats: int = 3,
                   compare_openmm: bool = True, timestep: float = 0.004, reciprocal_every: int = 1,
                   seed: int = 1, profile_steps: int = 0, temperature: float = 300.0,
-                  friction: float = 1.0, warmup_steps: int = 10, backend: str = "cpu",
+                  friction: float = 1.0, warmup_steps: int = 10, settle_steps: int = 10,
+                  backend: str = "cpu",
                   compare_gromacs: bool = False, topology=None,
                   gromacs_steps: int | None = None) -> dict:
     """Time LangevinMiddle dynamics of one OpenMM System in bencao, OpenMM and GROMACS.
 
     Both engines start from the same constrained positions and Maxwell–Boltzmann velocities, run
     ``warmup_steps`` (compilation, neighbour lists), then ``repeats`` blocks of ``steps``
-    interleaved; the median block counts.  Threads are Numba's current count, for both.
+    interleaved, each after ``settle_steps`` untimed ones; the median block counts.  Threads are Numba's current count, for both.
 
     Parameters
     ----------
@@ -222,6 +223,10 @@ def time_dynamics(openmm_system, positions, box, steps: int = 50, repeats: int =
         Friction coefficient, 1/ps.
     warmup_steps : int
         Untimed steps per engine before the timed blocks.
+    settle_steps : int
+        Untimed steps per engine before each timed block: the engines take turns, and each
+        finds the caches filled by the other (and its threads asleep); GROMACS likewise times
+        only the second half of each run (``-resethway``).
     backend : str
         bencao's backend ("cpu" or "cuda"); OpenMM runs on the matching platform.
     compare_gromacs : bool
@@ -282,8 +287,10 @@ def time_dynamics(openmm_system, positions, box, steps: int = 50, repeats: int =
     ours_times, theirs_times = [], []
     try:
         for _ in range(repeats):  # interleaved, so that load from elsewhere hits all alike
+            simulation.step(settle_steps)
             ours_times.append(_timed(lambda: simulation.step(steps)))
             if theirs is not None:
+                theirs(settle_steps)
                 theirs_times.append(_timed(lambda: theirs(steps)))
             if gromacs is not None:
                 gromacs_runs.append(gromacs.run(gromacs_steps))
@@ -292,7 +299,8 @@ def time_dynamics(openmm_system, positions, box, steps: int = 50, repeats: int =
             gromacs.close()
     report = {"backend": backend, "openmm_platform": OPENMM_PLATFORMS[backend],
               "atoms": len(positions), "threads": threads, "timestep_ps": timestep,
-              "steps_per_block": steps, "repeats": repeats, "reciprocal_every": reciprocal_every}
+              "steps_per_block": steps, "settle_steps": settle_steps, "repeats": repeats,
+              "reciprocal_every": reciprocal_every}
     seconds = statistics.median(ours_times)
     report["bencao_ns_per_day"] = _ns_per_day(steps, timestep, seconds)
     report["bencao_ms_per_step"] = 1e3 * seconds / steps

@@ -86,7 +86,7 @@ def _bench_dynamics(args) -> int:
     mts = f", reciprocal space every {args.reciprocal_every} steps" if args.reciprocal_every > 1 else ""
     print(f"{report['system']}: {report['atoms']} atoms, {report['threads']} threads, "
           f"LangevinMiddle {1e3 * report['timestep_ps']:g} fs{mts}, median of {args.repeats} x "
-          f"{args.steps} steps{_load(args)}")
+          f"{args.steps} steps (each after {report['settle_steps']} untimed){_load(args)}")
     print(f"  bencao ({report['backend']}){' ' * (6 - len(report['backend']))}"
           f"{report['bencao_ns_per_day']:7.2f} ns/day  {report['bencao_ms_per_step']:7.1f} ms/step")
     if "openmm_ns_per_day" in report:
