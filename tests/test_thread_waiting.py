@@ -1,4 +1,5 @@
-"""bencao's threads wait passively unless the user chose a policy; benchmarks can add load."""
+"""bencao's threads spin briefly, then sleep, unless the user chose a policy; benchmarks can add
+load."""
 
 import json
 import os
@@ -9,24 +10,27 @@ import pytest
 
 
 def _environment_after_import(**variables):
-    """OMP_WAIT_POLICY in a fresh interpreter after ``import bencao``, and what
-    ``user_environment`` gives programs bencao starts."""
+    """(OMP_WAIT_POLICY, GOMP_SPINCOUNT) in a fresh interpreter after ``import bencao``, and
+    the same in what ``user_environment`` gives programs bencao starts."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env.update(variables)
     code = ("import json, os, bencao; from bencao.thread_waiting import user_environment; "
-            "print(json.dumps([os.environ.get('OMP_WAIT_POLICY'), "
-            "user_environment().get('OMP_WAIT_POLICY')]))")
+            "names = ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT'); "
+            "print(json.dumps([[os.environ.get(n) for n in names], "
+            "[user_environment().get(n) for n in names]]))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("variables, ours, theirs", [
-    ({}, "PASSIVE", None),  # bencao's choice, not passed on to other programs
-    ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE", "ACTIVE"),  # the user's, kept everywhere
-    ({"GOMP_SPINCOUNT": "100000"}, None, None),  # a spin count the user tuned: left alone
+    # bencao's short spin, not passed on to other programs
+    ({}, [None, "600"], [None, None]),
+    # the user's choices, kept everywhere
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, ["PASSIVE", None], ["PASSIVE", None]),
+    ({"GOMP_SPINCOUNT": "100000"}, [None, "100000"], [None, "100000"]),
 ])
-def test_wait_policy_is_passive_unless_the_user_chose(variables, ours, theirs):
+def test_threads_spin_briefly_unless_the_user_chose(variables, ours, theirs):
     assert _environment_after_import(**variables) == [ours, theirs]
 
 

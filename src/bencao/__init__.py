@@ -1,12 +1,12 @@
 """bencao: a molecular-dynamics engine for biomolecules (Anton's ideas, in Python and Numba)."""
 
 # before anything compiles: Numba fixes its target features at the first compilation, and
-# OpenMP reads its wait policy when Numba first loads it
-from bencao.thread_waiting import wait_passively
+# OpenMP reads its spin count when Numba first loads it
+from bencao.thread_waiting import wait_briefly
 from bencao.vector_width import prefer_512_bit_vectors
 
 prefer_512_bit_vectors()
-wait_passively()
+wait_briefly()
 
 from bencao.dynamics import (
     LangevinMiddleIntegrator,

@@ -72,7 +72,7 @@ def simulation_settings(simulation) -> dict:
         ``ewald_alpha_per_nm``, ``timestep_fs``, ``integrator`` (class name),
         ``temperature_K`` and ``friction_per_ps`` (thermostatted integrators), ``constraints``,
         ``reciprocal_every``, ``barostat``, and Numba's ``threading_layer`` with the
-        ``OMP_WAIT_POLICY`` it runs under.  Anything the backend does not expose is None.
+        ``OMP_WAIT_POLICY`` and ``GOMP_SPINCOUNT`` it runs under.  Anything the backend does not expose is None.
     """
     import numba
 
@@ -86,6 +86,7 @@ def simulation_settings(simulation) -> dict:
         "threads": int(numba.get_num_threads()),
         "threading_layer": _threading_layer(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "gomp_spincount": os.environ.get("GOMP_SPINCOUNT"),
         "cutoff_nm": _as_float(cutoff),
         "verlet_buffer_nm": _as_float(getattr(neighbors, "buffer", None)),
         "pme_grid": _grid(reciprocal),
@@ -166,6 +167,8 @@ def format_settings(settings: dict) -> str:
     threading = settings.get("threading_layer") or "n/a"
     if settings.get("omp_wait_policy"):
         threading += f", OMP_WAIT_POLICY={settings['omp_wait_policy']}"
+    if settings.get("gomp_spincount"):
+        threading += f", GOMP_SPINCOUNT={settings['gomp_spincount']}"
     parts = [
         f"{settings['atoms']:,} atoms",
         f"{settings['threads']} threads ({threading})",

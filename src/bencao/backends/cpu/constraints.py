@@ -30,8 +30,8 @@ __all__ = ["MAX_ITERATIONS", "VELOCITY_TIME_SCALE", "ConstraintError", "CpuConst
 # Every water and every cluster, one per thread
 # --------------------------------------------------------------------------------------------
 # Waters and clusters share one parallel loop (items 0..B-1 blocks of 8 waters, then the
-# clusters): a parallel region costs a wake-up of the other threads (~40 us on a 2-core VM
-# under OpenMP's passive wait), more than SHAKE's ~800 DHFR clusters take on their own.  The
+# clusters): a parallel region can cost a wake-up of the other threads (~20-40 us on a 2-core
+# VM once they sleep), more than SHAKE's ~800 DHFR clusters take on their own.  The
 # waters go 8 at a time through the shared SETTLE law on vectors (:mod:`.settle8`).
 
 #: Waters per item of the parallel loops: the lanes of ``settle8``'s vectors.

@@ -1,7 +1,8 @@
 """How many threads a per-particle phase of a step runs on.
 
-A parallel region costs a wake-up of the other threads: Numba's OpenMP threads wait passively
-between regions (:mod:`bencao.thread_waiting`), and waking one took ~40 us on a 2-core VM.
+A parallel region can cost a wake-up of the other threads: Numba's OpenMP threads sleep after
+a short spin between regions (:mod:`bencao.thread_waiting`), and waking one took ~20-40 us on
+a 2-core VM.
 A step has some twenty regions besides the pair kernel (integration, constraints, PME,
 bonded terms, exceptions), and for a small system each does less work than that: alanine
 dipeptide in water (2,269 atoms) ran 1.6 ms/step on one thread and 1.9 on two.  So those
