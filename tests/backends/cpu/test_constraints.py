@@ -412,3 +412,18 @@ def test_no_constraints_is_a_no_op():
     assert np.array_equal(positions, np.arange(6.0).reshape(2, 3))
     assert np.array_equal(velocities, -positions)
     assert constraints.max_relative_error(positions) == 0.0
+
+
+@pytest.mark.parametrize("blocks, clusters", [(0, 0), (0, 5), (7, 0), (1, 1), (878, 790),
+                                              (5, 2), (2, 9)])
+def test_parallel_items_cover_each_water_block_and_cluster_once(blocks, clusters):
+    """The constraint loops' items, split in halves of each kind for balance, still visit
+    every block of waters and every SHAKE cluster exactly once."""
+    from bencao.backends.cpu.constraints import _item
+
+    seen = [_item(item, blocks, clusters) for item in range(blocks + clusters)]
+    assert sorted(k for water, k in seen if water) == list(range(blocks))
+    assert sorted(k for water, k in seen if not water) == list(range(clusters))
+    # the first half of the items holds half of each kind (rounded down)
+    first = seen[:blocks // 2 + clusters // 2]
+    assert sum(water for water, _ in first) == blocks // 2

@@ -38,6 +38,25 @@ __all__ = ["MAX_ITERATIONS", "VELOCITY_TIME_SCALE", "ConstraintError", "CpuConst
 WATER_BLOCK = 8
 
 
+@njit(cache=True, inline="always")
+def _item(item, blocks, clusters):
+    """What item ``item`` of the parallel loops does: (True, water block) or (False, cluster).
+
+    The items run in halves -- the first half of the water blocks and of the clusters, then the
+    second halves -- so that each of two threads, which take the loop in two equal runs, gets
+    half of each kind: with the blocks first and the clusters last, one thread had SETTLE alone
+    and took twice as long as the other (DHFR: 878 blocks of 8 waters, 790 SHAKE clusters)."""
+    half_blocks = blocks // 2
+    half_clusters = clusters // 2
+    if item < half_blocks:
+        return True, item
+    if item < half_blocks + half_clusters:
+        return False, item - half_blocks
+    if item < blocks + half_clusters:
+        return True, item - half_clusters
+    return False, item - blocks
+
+
 @njit(cache=True, parallel=True)
 def _constrain_positions(reference, positions, water_atoms, water_masses, water_shape, pairs,
                          lengths, inverse_masses, order, offsets, tolerance, max_iterations,
@@ -74,13 +93,14 @@ def _constrain_positions(reference, positions, water_atoms, water_masses, water_
     """
     n_waters = water_atoms.shape[0]
     blocks = (n_waters + WATER_BLOCK - 1) // WATER_BLOCK
-    for item in prange(blocks + offsets.shape[0] - 1):
-        if item < blocks:
-            first = item * WATER_BLOCK
+    clusters = offsets.shape[0] - 1
+    for item in prange(blocks + clusters):
+        water, k = _item(np.int64(item), np.int64(blocks), np.int64(clusters))
+        if water:
+            first = k * WATER_BLOCK
             settle_block(reference, positions, water_atoms, water_masses, water_shape, first,
                          min(WATER_BLOCK, n_waters - first), failed_waters)
         else:
-            k = item - blocks
             failed[k] = shake_cluster(reference, positions, pairs, lengths, inverse_masses,
                                       order[offsets[k]:offsets[k + 1]], tolerance,
                                       max_iterations)
@@ -94,13 +114,14 @@ def _constrain_velocities(positions, velocities, water_atoms, water_masses, pair
     arguments as :func:`_constrain_positions` (velocities nm/ps)."""
     n_waters = water_atoms.shape[0]
     blocks = (n_waters + WATER_BLOCK - 1) // WATER_BLOCK
-    for item in prange(blocks + offsets.shape[0] - 1):
-        if item < blocks:
-            first = item * WATER_BLOCK
+    clusters = offsets.shape[0] - 1
+    for item in prange(blocks + clusters):
+        water, k = _item(np.int64(item), np.int64(blocks), np.int64(clusters))
+        if water:
+            first = k * WATER_BLOCK
             settle_velocities_block(positions, velocities, water_atoms, water_masses, first,
                                     min(WATER_BLOCK, n_waters - first))
         else:
-            k = item - blocks
             failed[k] = rattle_cluster(positions, velocities, pairs, lengths, inverse_masses,
                                        order[offsets[k]:offsets[k + 1]], tolerance,
                                        max_iterations)
