@@ -46,7 +46,7 @@ def test_exceptions_match_scipy_inside_and_beyond_the_series_reach(ewald):
     epsilon = np.where(own, rng.uniform(0.1, 0.5, len(atoms)), 0.0)
     fixed = np.zeros((n, 3), np.int64)
     energy = exception_pairs(positions, atoms, chargeprod, sigma, epsilon, charges, np.eye(3),
-                             False, ONE_4PI_EPS0, ALPHA, ewald, fixed, exception_scratch(len(atoms)))
+                             False, ONE_4PI_EPS0, ALPHA, ewald, fixed, exception_scratch(atoms))
     ref_energy, ref_forces = _reference(positions, atoms, chargeprod, sigma, epsilon, charges,
                                         ewald)
     # float64 arithmetic on terms up to ~1e3 kJ/mol: 1e-12 relative leaves a few hundred
@@ -67,7 +67,29 @@ def test_coincident_exclusion_has_the_limit_energy_and_no_force():
     fixed = np.zeros((3, 3), np.int64)
     energy = exception_pairs(positions, atoms, np.zeros(1), np.ones(1), np.zeros(1), charges,
                              np.eye(3), False, ONE_4PI_EPS0, ALPHA, True, fixed,
-                             exception_scratch(1))
+                             exception_scratch(atoms))
     expected = -ONE_4PI_EPS0 * 0.4 * -0.8 * 2 * ALPHA / np.sqrt(np.pi)
     assert energy == pytest.approx(expected, rel=1e-14)
     assert not fixed.any()
+
+
+def test_scatter_plan_gives_each_exception_once_and_ranges_to_threads():
+    """The parallel scatter's groups: every exception exactly once; in the groups run in
+    parallel both atoms lie in the group's own atom range, so no two threads add to one atom."""
+    from bencao.backends.cpu.exceptions import SCATTER_RANGES, exception_plan
+
+    rng = np.random.default_rng(3)
+    # bonded neighbours: partners a few indices apart, as in a protein
+    first = rng.integers(0, 20000, 5000)
+    atoms = np.stack([first, first + rng.integers(1, 30, 5000)], axis=1)
+    order, starts = exception_plan(atoms)
+    assert sorted(order.tolist()) == list(range(len(atoms)))
+    assert len(starts) == SCATTER_RANGES + 2 and starts[-1] == len(atoms)
+    owner = {}
+    for g in range(SCATTER_RANGES):
+        for m in order[starts[g]:starts[g + 1]]:
+            for atom in atoms[m]:
+                assert owner.setdefault(atom, g) == g
+    mixed = order[starts[SCATTER_RANGES]:]
+    # pairs across a cut (15 cuts, partners up to 29 apart): about 1%, and among the groups
+    assert 0 < len(mixed) < len(atoms) // 20

@@ -7,7 +7,7 @@ and ``math.exp`` it was 80% of it.  Within the reach of bonded neighbours (alpha
 ``SERIES_REACH``: 0.51 nm at alpha = 2.92/nm; DHFR's farthest exception is at 0.42 nm) the
 kernel sums instead the Taylor series of S(u) = erf(x)/x and of S'(u), u = x^2: polynomials,
 evaluated 8 pairs at a time (:mod:`bencao.backends.cpu.simd8`).  A pair beyond that reach is
-computed again, when its forces are added, by the scalar law
+computed again, after the series, by the scalar law
 (``common.pair_laws.exception_pair``, which the CUDA kernel also compiles).  The series' last
 terms are ~1e-20 of the sum and its evaluation in float64 has a condition number of ~4 at
 the reach: the accuracy of the library calls.
@@ -63,8 +63,7 @@ def _polynomial(coefficients, u):
 @njit(parallel=True, cache=True)
 def _exception_forces(positions, atoms, chargeprod, sigma, epsilon, charges, box, periodic,
                       coulomb_constant, alpha, ewald, scratch):
-    """Each exception's force on its second atom and energy, into ``scratch``'s rows; a pair
-    beyond the series' reach under Ewald is left for :func:`_scatter_exception_forces`."""
+    """Each exception's force on its second atom and energy, into ``scratch``'s rows."""
     reach2 = SERIES_REACH * SERIES_REACH
     alpha2 = alpha * alpha
     n = atoms.shape[0]
@@ -111,46 +110,97 @@ def _exception_forces(positions, atoms, chargeprod, sigma, epsilon, charges, box
             vstore(scratch[_FX], m, vmul(f_over_r, vload(scratch[_DX], m)))
             vstore(scratch[_FY], m, vmul(f_over_r, vload(scratch[_DY], m)))
             vstore(scratch[_FZ], m, vmul(f_over_r, vload(scratch[_DZ], m)))
+        # 3. a pair beyond the series' reach: the scalar law instead
+        if ewald:
+            for m in range(first, last):
+                dx = scratch[_DX, m]
+                dy = scratch[_DY, m]
+                dz = scratch[_DZ, m]
+                r2 = dx * dx + dy * dy + dz * dz
+                if alpha2 * r2 > reach2:
+                    f_over_r, pair_energy = exception_pair(
+                        r2, chargeprod[m], sigma[m], epsilon[m], charges[atoms[m, 0]],
+                        charges[atoms[m, 1]], coulomb_constant, alpha, ewald)
+                    scratch[_ENERGY, m] = pair_energy
+                    scratch[_FX, m] = f_over_r * dx
+                    scratch[_FY, m] = f_over_r * dy
+                    scratch[_FZ, m] = f_over_r * dz
 
 
-@njit(cache=True)
-def _scatter_exception_forces(atoms, chargeprod, sigma, epsilon, charges, coulomb_constant,
-                              alpha, ewald, scratch, forces):
-    """Add each exception's force pair to the fixed-point accumulator and return the energy,
-    summed in exception order (the same on any number of threads); a pair beyond the series'
-    reach is computed here by the scalar law."""
-    reach2 = SERIES_REACH * SERIES_REACH
+#: Atom ranges of the parallel force scatter (:func:`exception_plan`): a fixed number, so that
+#: the plan does not depend on the thread count (the sums are integers and would not either).
+SCATTER_RANGES = 16
+
+
+def exception_plan(atoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How :func:`_scatter_exception_forces` splits the exceptions among threads.
+
+    The atoms are cut into ``SCATTER_RANGES`` ranges of consecutive indices; an exception whose
+    two atoms lie in the same range goes to that range's group, the others (exceptions are
+    bonded neighbours, so only those near a cut: DHFR 24 of 34,709) to a last group added by
+    one thread.  Each thread then adds forces to atoms no other thread touches.
+
+    Returns
+    -------
+    order : (M,) int64 array
+        Exception indices, by group.
+    starts : (SCATTER_RANGES + 2,) int64 array
+        Group g is ``order[starts[g]:starts[g + 1]]``; the last group is the mixed one.
+    """
+    atoms = np.asarray(atoms, np.int64).reshape(-1, 2)
+    span = max(1, -(-(int(atoms.max()) + 1 if len(atoms) else 1) // SCATTER_RANGES))
+    first, second = atoms[:, 0] // span, atoms[:, 1] // span
+    group = np.where(first == second, first, SCATTER_RANGES)
+    order = np.argsort(group, kind="stable").astype(np.int64)
+    starts = np.searchsorted(group[order], np.arange(SCATTER_RANGES + 2)).astype(np.int64)
+    return order, starts
+
+
+@njit(cache=True, inline="always")
+def _add_exception_force(atoms, scratch, m, forces):
+    fx = scratch[_FX, m]
+    fy = scratch[_FY, m]
+    fz = scratch[_FZ, m]
+    if fx != 0.0 or fy != 0.0 or fz != 0.0:
+        add_force(forces, atoms[m, 0], -fx, -fy, -fz)
+        add_force(forces, atoms[m, 1], fx, fy, fz)
+
+
+@njit(parallel=True, cache=True)
+def _scatter_exception_forces(atoms, scratch, order, starts, forces):
+    """Add each exception's force pair to the fixed-point accumulator and return the energy.
+
+    The groups of :func:`exception_plan` that own an atom range run in parallel, the mixed one
+    after them; the energy is summed in exception order.  Fixed-point sums do not depend on
+    order, so the forces, and the energy, are the same on any number of threads.  (Adding the
+    forces in one thread had made this 70% of the exceptions' time on two: DHFR 231 us.)"""
+    ranges = starts.shape[0] - 2
+    for g in prange(ranges):
+        for k in range(starts[g], starts[g + 1]):
+            _add_exception_force(atoms, scratch, order[k], forces)
+    for k in range(starts[ranges], starts[ranges + 1]):
+        _add_exception_force(atoms, scratch, order[k], forces)
     energy = 0.0
     for m in range(atoms.shape[0]):
-        i = atoms[m, 0]
-        j = atoms[m, 1]
-        dx = scratch[_DX, m]
-        dy = scratch[_DY, m]
-        dz = scratch[_DZ, m]
-        r2 = dx * dx + dy * dy + dz * dz
-        if ewald and alpha * alpha * r2 > reach2:
-            f_over_r, pair_energy = exception_pair(
-                r2, chargeprod[m], sigma[m], epsilon[m], charges[i], charges[j],
-                coulomb_constant, alpha, ewald)
-            scratch[_ENERGY, m] = pair_energy
-            scratch[_FX, m] = f_over_r * dx
-            scratch[_FY, m] = f_over_r * dy
-            scratch[_FZ, m] = f_over_r * dz
         energy += scratch[_ENERGY, m]
-        fx = scratch[_FX, m]
-        fy = scratch[_FY, m]
-        fz = scratch[_FZ, m]
-        if fx != 0.0 or fy != 0.0 or fz != 0.0:
-            add_force(forces, i, -fx, -fy, -fz)
-            add_force(forces, j, fx, fy, fz)
     return energy
 
 
-def exception_scratch(n_exceptions: int) -> np.ndarray:
-    """Scratch for :func:`exception_pairs`, kept by the caller so that a step allocates
-    nothing: rows of ``n_exceptions`` rounded up to whole vectors, zero (the padding lanes are
-    computed too, and must be finite)."""
-    return np.zeros((9, (n_exceptions + 7) // 8 * 8))
+class ExceptionScratch:
+    """What :func:`exception_pairs` keeps between calls, so that a step allocates nothing:
+    ``values``, rows of the exceptions rounded up to whole vectors, zero (the padding lanes are
+    computed too, and must be finite), and the scatter's ``order`` and ``starts``
+    (:func:`exception_plan`)."""
+
+    def __init__(self, atoms):
+        atoms = np.asarray(atoms, np.int64).reshape(-1, 2)
+        self.values = np.zeros((9, (len(atoms) + 7) // 8 * 8))
+        self.order, self.starts = exception_plan(atoms)
+
+
+def exception_scratch(atoms) -> ExceptionScratch:
+    """Scratch for :func:`exception_pairs` on the exception pairs ``atoms`` ((M, 2) ints)."""
+    return ExceptionScratch(atoms)
 
 
 def exception_pairs(positions, atoms, chargeprod, sigma, epsilon, charges, box, periodic,
@@ -158,9 +208,9 @@ def exception_pairs(positions, atoms, chargeprod, sigma, epsilon, charges, box, 
     """Exceptions in float64: plain Coulomb + LJ with their own parameters, and for Ewald/PME the
     removal of the reciprocal-space interaction qi qj erf(alpha r)/r of every excluded pair.
 
-    The pairs are computed in parallel and their forces added in one thread: fixed-point sums
-    do not depend on order, and the energy is summed in exception order, so the result is the
-    same on any number of threads.
+    The pairs are computed in parallel and their forces added in parallel by atom range:
+    fixed-point sums do not depend on order, and the energy is summed in exception order, so
+    the result is the same on any number of threads.
 
     Parameters
     ----------
@@ -182,8 +232,8 @@ def exception_pairs(positions, atoms, chargeprod, sigma, epsilon, charges, box, 
         Subtract the reciprocal-space part of excluded pairs.
     forces : (N, 3) int64 array
         Fixed-point accumulator.
-    scratch : float64 array
-        From :func:`exception_scratch`.
+    scratch : ExceptionScratch
+        From :func:`exception_scratch` on the same ``atoms``.
 
     Returns
     -------
@@ -191,6 +241,6 @@ def exception_pairs(positions, atoms, chargeprod, sigma, epsilon, charges, box, 
         Energy, kJ/mol.
     """
     _exception_forces(positions, atoms, chargeprod, sigma, epsilon, charges, box, periodic,
-                      coulomb_constant, alpha, ewald, scratch)
-    return _scatter_exception_forces(atoms, chargeprod, sigma, epsilon, charges,
-                                     coulomb_constant, alpha, ewald, scratch, forces)
+                      coulomb_constant, alpha, ewald, scratch.values)
+    return _scatter_exception_forces(atoms, scratch.values, scratch.order, scratch.starts,
+                                     forces)

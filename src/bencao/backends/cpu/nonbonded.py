@@ -156,7 +156,7 @@ class CpuNonbonded(CpuTerm):
             )
         self._thread_forces = np.zeros((0, 3, 0), np.int64)
         self._coordinates = np.zeros((3, 0), np.float32)
-        self._exception_scratch = exception_scratch(len(term.exception_atoms))
+        self._exception_scratch = exception_scratch(term.exception_atoms)
 
     def _update(self, positions, box, energy):
         """Rebuild the list if needed (re-sorting the parameters) and refresh coordinates:
