@@ -171,15 +171,18 @@ class Backend:
 
     # -- blow-ups ---------------------------------------------------------------------------
 
-    def check_blow_up(self, forces, terms, positions, box, energy: bool = True) -> None:
+    def check_blow_up(self, forces, terms, positions, box, energy: bool = True,
+                      largest: float | None = None) -> None:
         """Raise :class:`BlowUpError` if the energy is not finite or a force is too large.
 
         A NaN or huge force is clamped on its way into fixed point, so the force test catches
         a blow-up whether or not the energy was computed (``energy`` False skips the energy test).
+        ``largest``: the largest force component's magnitude, kJ/mol/nm, if the caller has it.
         """
         total = float(sum(terms.values()))
-        if (energy and not np.isfinite(total)) or \
-                np.max(np.abs(forces), initial=0.0) >= 0.5 * FORCE_CLAMP:
+        if largest is None:
+            largest = np.max(np.abs(forces), initial=0.0)
+        if (energy and not np.isfinite(total)) or largest >= 0.5 * FORCE_CLAMP:
             message, worst, culprit = self.diagnose(positions, box, forces, terms)
             raise BlowUpError(message, worst, culprit)
 

@@ -6,10 +6,11 @@ import importlib
 from contextlib import nullcontext
 
 import numpy as np
+from numba import njit
 
 from bencao.backends.common.backend import Backend, compute_share
 from bencao.backends.common.evaluation import PARTS, Evaluation, check_parts
-from bencao.backends.common.fixed_point import forces_from_fixed
+from bencao.constants import FORCE_SCALE
 from bencao.backends.common.registry import kernel_for
 from bencao.backends.cpu.nonbonded import DEFAULT_BUFFER
 from bencao.backends.cpu.threads import per_particle
@@ -21,6 +22,22 @@ __all__ = ["PARTS", "BlowUpError", "CpuBackend", "Evaluation"]
 #: Modules whose term classes register themselves for the CPU (``register_kernel("cpu", ...)``).
 KERNEL_MODULES = ("bonded", "periodic_torsions", "cmap", "custom", "custom_gb", "custom_pairs",
                   "nonbonded")
+
+
+@njit(cache=True)
+def forces_and_largest(fixed):
+    """The (N, 3) int64 fixed-point accumulator as float64 forces, kJ/mol/nm (as
+    ``fixed_point.forces_from_fixed`` converts), and the largest component's magnitude, in one
+    pass: NumPy's conversion, scaling and blow-up test took three, 0.1 ms of a DHFR step."""
+    forces = np.empty(fixed.shape)
+    scale = 1.0 / FORCE_SCALE
+    largest = 0.0
+    for i in range(fixed.shape[0]):
+        for d in range(fixed.shape[1]):
+            value = np.float64(fixed[i, d]) * scale
+            forces[i, d] = value
+            largest = max(largest, abs(value))
+    return forces, largest
 
 
 class CpuBackend(Backend):
@@ -94,7 +111,7 @@ class CpuBackend(Backend):
             if term_energy is not None:
                 terms[term.name] = terms.get(term.name, 0.0) + float(term_energy)
         with phase("force bookkeeping"):
-            forces = forces_from_fixed(fixed)
+            forces, largest = forces_and_largest(fixed)
         if self.virtual_sites is not None:
             # Parents receive the sites' forces; the sites keep reporting the force that acts on
             # them, as OpenMM's getForces does (integrators skip massless particles).
@@ -103,7 +120,8 @@ class CpuBackend(Backend):
                 site_forces = forces[sites]
                 forces = self.virtual_sites.distribute(positions, forces)
                 forces[sites] = site_forces
-        self.check_blow_up(forces, terms, positions, box, energy)
+            largest = None  # the parents' forces changed
+        self.check_blow_up(forces, terms, positions, box, energy, largest)
         derivatives = {}
         if parameter_derivatives and parts != "reciprocal":
             derivatives = self.parameter_derivatives((positions, box, np.zeros_like(fixed)))
