@@ -310,7 +310,7 @@ _KERNELS = {(kind, switching, packing): _kernel(kind, switching, packing)
 def cluster_pairs_kernel(
     x, y, z, charge, half_sigma, sqrt_4epsilon, pair_j, pair_shift, pair_columns, counts,
     shifts, cutoff2, coulomb_kind, ewald, krf, switching, switch_distance, cutoff, thread_forces,
-    skip_distant=True, packing=None,
+    skip_distant=True, packing=None, items=None,
 ):
     """Coulomb + Lennard-Jones forces over a cluster-pair list (NonbondedForce's regular pairs).
 
@@ -352,6 +352,9 @@ def cluster_pairs_kernel(
         Evaluate packed rows (True) or masked rows (False); None: packed where that pays
         (:func:`bencao.backends.cpu.compaction.packing_pays`).  The forces differ only by the
         order of the float32 sums of the i atoms.
+    items : int64 array or None
+        The parallel work items, ``work_items(counts, CHUNK)``, if the caller keeps them
+        between steps (they change only with the list); None: made here.
     """
     constants = np.array([
         cutoff2, 0.0, krf, 0.0, switch_distance,
@@ -368,7 +371,7 @@ def cluster_pairs_kernel(
             counts, shifts, box_shifts8(shifts), constants, ewald, thread_forces, bounds)
     packing = packing_pays() if packing is None else bool(packing)
     kernel = _KERNELS[(int(coulomb_kind), bool(switching), packing)]
-    kernel(work_items(counts, CHUNK), data)
+    kernel(work_items(counts, CHUNK) if items is None else items, data)
 
 
 @njit(parallel=True, cache=True)

@@ -18,6 +18,7 @@ from bencao.backends.cpu.cluster_energies import (
     cluster_pairs_energy,
     ewald_energy_polynomial,
 )
+from bencao.backends.cpu.cluster_kernels import CHUNK as CLUSTER_CHUNK
 from bencao.backends.cpu.cluster_kernels import (
     COULOMB_EWALD,
     COULOMB_PLAIN,
@@ -27,6 +28,7 @@ from bencao.backends.cpu.cluster_kernels import (
 )
 from bencao.backends.cpu.cluster_law import EWALD_COEFFICIENTS, ewald_force_coefficients
 from bencao.backends.cpu.cluster_pairs import ClusterPairList
+from bencao.backends.cpu.cluster_pairs_search import work_items
 from bencao.backends.cpu.exceptions import exception_pairs, exception_scratch
 from bencao.backends.cpu.neighbors import NeighborList, shift_vectors
 from bencao.backends.cpu.pair_kernels import reduce_thread_forces, tabulated_pairs
@@ -157,6 +159,7 @@ class CpuNonbonded(CpuTerm):
         self._thread_forces = np.zeros((0, 3, 0), np.int64)
         self._coordinates = np.zeros((3, 0), np.float32)
         self._exception_scratch = exception_scratch(term.exception_atoms)
+        self._items_key = None
 
     def _update(self, positions, box, energy):
         """Rebuild the list if needed (re-sorting the parameters) and refresh coordinates:
@@ -188,6 +191,16 @@ class CpuNonbonded(CpuTerm):
                 nl.coordinates(positions, box, self._x, self._y, self._z)
                 if energy:
                     nl.coordinates(positions, box, self._x64, self._y64, self._z64)
+
+    def _work_items(self):
+        """The pair kernel's parallel work items over the inner list, made again only when the
+        list has changed (a build or a prune), not at every step."""
+        nl = self.neighbors
+        key = (nl.builds, nl.prunes)
+        if self._items_key != key:
+            self._items = work_items(nl.inner_counts, CLUSTER_CHUNK)
+            self._items_key = key
+        return self._items
 
     def _sort_parameters(self):
         """Per-slot float32 parameters in the order of the last build (zero on padding)."""
@@ -239,7 +252,7 @@ class CpuNonbonded(CpuTerm):
                 nl.inner_j, nl.inner_shift, nl.inner_columns, nl.inner_counts,
                 shifts.astype(np.float32), self.cutoff**2, self.coulomb_kind,
                 self._ewald, self.krf, self.switching, t.switch_distance, self.cutoff,
-                self._thread_forces,
+                self._thread_forces, items=self._work_items(),
             )
             with streaming(len(nl.slot_atom)):
                 reduce_cluster_forces(self._thread_forces, nl.slot_atom, forces)
