@@ -160,7 +160,7 @@ class CpuNonbonded(CpuTerm):
         self._coordinates = np.zeros((3, 0), np.float32)
         self._exception_scratch = exception_scratch(term.exception_atoms)
         self._items_key = None
-        self._box_key = None
+        self._box_cache = None  # (box bytes, what _box_constants returns)
 
     def _update(self, positions, box, energy):
         """Rebuild the list if needed (re-sorting the parameters) and refresh coordinates:
@@ -284,12 +284,12 @@ class CpuNonbonded(CpuTerm):
         float32 (nm) and its volume (nm^3), made again only when the box changes: at every step
         NumPy's small-array calls for them took ~0.06 ms."""
         key = None if box is None else np.asarray(box, np.float64).tobytes()
-        if self._box_key is None or self._box_key[0] != key:
+        if self._box_cache is None or self._box_cache[0] != key:
             box_arg = np.ascontiguousarray(box if self.periodic else np.eye(3), np.float64)
             shifts = shift_vectors(box_arg if self.periodic else None)
             volume = np.nan if box is None else abs(np.linalg.det(box))
-            self._box_key = (key, (box_arg, shifts, shifts.astype(np.float32), volume))
-        return self._box_key[1]
+            self._box_cache = (key, (box_arg, shifts, shifts.astype(np.float32), volume))
+        return self._box_cache[1]
 
 
 @register_kernel("cpu", TabulatedPairs)
