@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from bencao.backends.common.exclusions import exclusion_table
+from bencao.backends.cpu.cluster_binning import bin_atoms, fill_slots, sort_atoms
 from bencao.backends.cpu.cluster_pairs_search import (
     bounding_boxes,
     cluster_exclusions,
@@ -35,14 +36,13 @@ from bencao.backends.cpu.cluster_pairs_search import (
     search_pairs,
     slot_images,
     slot_masks,
-    sort_atoms,
     two_largest_displacements,
 )
 from bencao.backends.cpu.cluster_prune import prune_pairs
 from bencao.backends.cpu.neighbors import (
     _cell_neighbor_table,
+    box_geometry,
     shift_vectors,
-    wrapped_fractional,
 )
 
 #: Atoms per cluster, i and j alike (the kernel works on 8 x 8 blocks; a block's mask is 64 bits).
@@ -126,6 +126,7 @@ class ClusterPairList:
         self.atom_slot = np.zeros(self.n, np.int64)
         self.image = np.zeros((self.n, 3))
         self._images_box = None
+        self._geometry_box = self._geometry = None
         self._capacity = 64
         self._storage = None
         self._excl_partner = self._excl_bits = np.zeros((0, 0), np.int64)
@@ -249,8 +250,7 @@ class ClusterPairList:
         """Bin and cluster the atoms, list the cluster pairs from scratch and cut the inner
         list."""
         positions = np.ascontiguousarray(positions, np.float64)
-        cells, ncell, fraction, image = self._bin(positions, box)
-        self._cluster(cells, ncell, fraction, image)
+        ncell = self._bin_and_cluster(positions, box)
         boxes = self._boxes(positions, box)
         x, y, z, low, high = boxes
         n_clusters = self.n_clusters
@@ -315,58 +315,51 @@ class ClusterPairList:
         self._inner_storage = (self.inner_j, self.inner_shift, self.inner_columns,
                                self.inner_counts)
 
-    def _bin(self, positions, box):
-        """Cell of each atom, cells per axis, position inside its cell (fractions) and image."""
+    def _bin_and_cluster(self, positions, box):
+        """Bin the atoms into cells, order them along snakes through sub-columns of their
+        cells and cut each cell's run into padded clusters (see
+        :mod:`bencao.backends.cpu.cluster_binning`); returns the cells per axis."""
         if self.periodic:
             box = np.ascontiguousarray(box, np.float64)
-            fractional, image, widths = wrapped_fractional(positions, box, self.cutoff)
+            if self._geometry_box is None or not np.array_equal(box, self._geometry_box):
+                # the box changes only with the volume (barostat moves)
+                self._geometry = box_geometry(box, self.cutoff)
+                self._geometry_box = box
+            inverse, widths = self._geometry
+            origin = scale = np.zeros(3)
         else:
-            low = positions.min(axis=0)
-            extent = positions.max(axis=0) - low + 1e-6
-            fractional = (positions - low) / extent
-            image = np.zeros_like(positions)
-            widths = extent
+            inverse = np.eye(3)
+            origin = positions.min(axis=0)
+            scale = positions.max(axis=0) - origin + 1e-6
+            widths = scale
         if np.isfinite(self.rlist):
             ncell = np.maximum(1, np.floor(widths / self.rlist)).astype(np.int64)
         else:
             ncell = np.ones(3, np.int64)
         ncell = np.minimum(ncell, 256)
-        scaled = np.minimum(fractional * ncell, ncell - 1e-9)
-        cell3 = scaled.astype(np.int64)
-        cells = (cell3[:, 0] * ncell[1] + cell3[:, 1]) * ncell[2] + cell3[:, 2]
-        fraction = scaled - cell3
-        self._cell_widths = widths / ncell
-        return cells, ncell, fraction, image
-
-    def _cluster(self, cells, ncell, fraction, image):
-        """Order atoms along snakes through sub-columns of their cells; cut into padded clusters."""
-        sub = np.maximum(1, np.rint(self._cell_widths[:2] / SUBCOLUMN_WIDTH)).astype(np.int64)
-        column_a = np.minimum((fraction[:, 0] * sub[0]).astype(np.int64), sub[0] - 1)
-        column_b = np.minimum((fraction[:, 1] * sub[1]).astype(np.int64), sub[1] - 1)
-        # a boustrophedon through the sub-columns and up/down within them keeps consecutive atoms
-        # close where one sub-column ends and the next begins
-        column_b = np.where(column_a % 2 == 1, sub[1] - 1 - column_b, column_b)
-        column = column_a * sub[1] + column_b
-        height = np.where(column % 2 == 1, 1.0 - fraction[:, 2], fraction[:, 2])
+        cell_widths = widths / ncell
+        sub = np.maximum(1, np.rint(cell_widths[:2] / SUBCOLUMN_WIDTH)).astype(np.int64)
+        cells = np.empty(self.n, np.int64)
+        key = np.empty(self.n, np.int64)
+        height = np.empty(self.n)
+        image = np.empty((self.n, 3))
+        bin_atoms(positions, inverse, origin, scale, self.periodic, ncell, sub, cells, key,
+                  height, image)
         n_cells = int(np.prod(ncell))
-        n_columns = int(sub[0] * sub[1])
         order = np.empty(self.n, np.int64)
-        sort_atoms(cells * n_columns + column, height, n_cells * n_columns, order)
+        sort_atoms(key, height, n_cells * int(sub[0] * sub[1]), order)
         per_cell = np.bincount(cells, minlength=n_cells)
         clusters_per_cell = (per_cell + CLUSTER - 1) // CLUSTER
         first_cluster = np.zeros(n_cells + 1, np.int64)
         np.cumsum(clusters_per_cell, out=first_cluster[1:])
         first_atom = np.zeros(n_cells + 1, np.int64)
         np.cumsum(per_cell, out=first_atom[1:])
-        sorted_cells = cells[order]
-        rank = np.arange(self.n) - first_atom[sorted_cells]
-        slots = first_cluster[sorted_cells] * CLUSTER + rank
         n_clusters = int(first_cluster[-1])
         self.slot_atom = np.full(n_clusters * CLUSTER, -1, np.int64)
-        self.slot_atom[slots] = order
         self.atom_slot = np.empty(self.n, np.int64)
-        self.atom_slot[order] = slots
-        self.image = np.ascontiguousarray(image)
+        fill_slots(order, cells, first_cluster, first_atom, self.slot_atom, self.atom_slot)
+        self.image = image
         self._images_box = None  # the slots' images are made again at the next fill
         self._cluster_cell = np.repeat(np.arange(n_cells, dtype=np.int64), clusters_per_cell)
         self._cell_first_cluster = first_cluster
+        return ncell

@@ -105,31 +105,6 @@ def bounding_boxes(x, y, z, slot_atom, low, high):
 
 
 @njit(cache=True)
-def sort_atoms(bucket, height, n_buckets, order):
-    """Atoms ordered by bucket (a counting sort), then by height within a bucket (insertion
-    sort: buckets hold ~25 atoms); ties keep index order, so the order is reproducible."""
-    n = bucket.shape[0]
-    start = np.zeros(n_buckets + 1, np.int64)
-    for i in range(n):
-        start[bucket[i] + 1] += 1
-    for b in range(n_buckets):
-        start[b + 1] += start[b]
-    fill = start[:-1].copy()
-    for i in range(n):
-        order[fill[bucket[i]]] = i
-        fill[bucket[i]] += 1
-    for b in range(n_buckets):
-        for k in range(start[b] + 1, start[b + 1]):
-            atom = order[k]
-            key = height[atom]
-            m = k - 1
-            while m >= start[b] and height[order[m]] > key:
-                order[m + 1] = order[m]
-                m -= 1
-            order[m + 1] = atom
-
-
-@njit(cache=True)
 def two_largest_displacements(positions, reference):
     """The two largest distances (nm) any atoms have moved between two (N, 3) arrays."""
     first = 0.0

@@ -338,27 +338,36 @@ def wrapped_fractional(positions: np.ndarray, box: np.ndarray, cutoff: float):
     Raises
     ------
     ValueError
+        If the cutoff exceeds half the smallest box width (see :func:`box_geometry`).
+    """
+    inverse, widths = box_geometry(box, cutoff)
+    fractional = positions @ inverse
+    image = -np.floor(fractional)
+    fractional += image
+    return fractional, image, widths
+
+
+def box_geometry(box: np.ndarray, cutoff: float):
+    """The inverse of ``box`` (rows are box vectors, nm) and its widths between opposite faces
+    (nm), for binning atoms into cells.
+
+    Raises
+    ------
+    ValueError
         If the cutoff exceeds half the smallest box width: one image per pair within the
         cutoff needs it (the list's buffer may exceed it; the kernels' cutoff test picks the
         image).
     """
-    if np.isfinite(cutoff) and cutoff > 0.5 * _min_width(box):
+    widths = np.array([_width(box, k) for k in range(3)])
+    if np.isfinite(cutoff) and cutoff > 0.5 * widths.min():
         raise ValueError(
             f"the cutoff {cutoff:.3f} nm is larger than half the smallest box "
-            f"width {_min_width(box):.3f} nm; use a bigger box or a shorter cutoff"
+            f"width {widths.min():.3f} nm; use a bigger box or a shorter cutoff"
         )
-    fractional = positions @ np.linalg.inv(box)
-    image = -np.floor(fractional)
-    fractional += image
-    widths = np.array([_width(box, k) for k in range(3)])
-    return fractional, image, widths
+    return np.linalg.inv(box), widths
 
 
 def _width(box: np.ndarray, axis: int) -> float:
     """Perpendicular width of the box along ``axis`` (volume over the opposite face area), nm."""
     a, b = [box[k] for k in range(3) if k != axis]
     return abs(np.linalg.det(box)) / np.linalg.norm(np.cross(a, b))
-
-
-def _min_width(box: np.ndarray) -> float:
-    return min(_width(box, k) for k in range(3))
