@@ -45,6 +45,18 @@ def slot_masks(slot_atom, row_masks, column_masks):
         column_masks[c] = columns
 
 
+@njit(cache=True, inline="always")
+def balanced_chunk(item, n_chunks):
+    """The chunk of clusters that parallel item ``item`` of ``n_chunks`` works on: 0, last, 1,
+    last - 1, ...  A half list gives early clusters more partners than late ones (each pair
+    is searched from its lower cluster), about linearly in the cluster's index, and a parallel
+    loop hands each thread a contiguous run of items; so paired, every run holds as much
+    work.  Which thread searches a cluster changes nothing in its row."""
+    if item % 2 == 0:
+        return item // 2
+    return n_chunks - 1 - item // 2
+
+
 @njit(parallel=True, cache=True)
 def cluster_exclusions(slot_atom, atom_slot, excl_start, excl_atoms, partner, bits, counts):
     """For each cluster i: the clusters j >= i holding excluded partners of its atoms, with the
@@ -272,7 +284,8 @@ def search_pairs(
         widest = max(widest, cell_first_cluster[c + 1] - cell_first_cluster[c])
     n_chunks = (n_clusters + SEARCH_CHUNK - 1) // SEARCH_CHUNK
     reach = widest * cell_neighbors.shape[2] ** 3
-    for chunk in prange(n_chunks):
+    for item in prange(n_chunks):
+        chunk = balanced_chunk(item, n_chunks)
         gap2 = np.empty(widest, np.float64)
         candidate = np.empty(reach, np.int64)
         candidate_code = np.empty(reach, np.int64)
