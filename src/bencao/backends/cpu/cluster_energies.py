@@ -31,6 +31,7 @@ from numba import njit, prange
 from bencao.backends.cpu.cluster_kernels import box_shifts8, cluster_bounds
 from bencao.backends.cpu.cluster_pairs_search import (
     NEAR_ROWS,
+    balanced_chunk,
     near_partners,
     near_scratch_columns,
     work_items,
@@ -261,7 +262,9 @@ def _kernel(coulomb_kind: int, switching: bool, packing: bool):
     rows = _packed_rows if packing else _masked_rows
 
     def kernel(starts, data, out):
-        for chunk in prange(starts.shape[0] - 1):
+        n_items = starts.shape[0] - 1
+        for item in prange(n_items):
+            chunk = balanced_chunk(item, n_items)  # as the force kernel's
             _cluster_chunk(starts[chunk], starts[chunk + 1], data, out, coulomb_kind,
                            switching, rows, packing)
 
