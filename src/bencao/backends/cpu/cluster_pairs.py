@@ -126,7 +126,6 @@ class ClusterPairList:
         self.atom_slot = np.zeros(self.n, np.int64)
         self.image = np.zeros((self.n, 3))
         self._images_box = None
-        self._geometry_box = self._geometry = None
         self._capacity = 64
         self._storage = None
         self._excl_partner = self._excl_bits = np.zeros((0, 0), np.int64)
@@ -208,7 +207,7 @@ class ClusterPairList:
             self._slot_offset = np.empty((len(self.slot_atom), 3))
             slot_images(self.slot_atom, self.image, box_arg, self.periodic, self._slot_source,
                         self._slot_offset)
-            self._images_box = box_arg
+            self._images_box = box_arg.copy()  # not the caller's array, which may change in place
         fill_cluster_coordinates(positions, self._slot_source, self._slot_offset, x, y, z)
 
     def _boxes(self, positions, box):
@@ -320,12 +319,7 @@ class ClusterPairList:
         cells and cut each cell's run into padded clusters (see
         :mod:`bencao.backends.cpu.cluster_binning`); returns the cells per axis."""
         if self.periodic:
-            box = np.ascontiguousarray(box, np.float64)
-            if self._geometry_box is None or not np.array_equal(box, self._geometry_box):
-                # the box changes only with the volume (barostat moves)
-                self._geometry = box_geometry(box, self.cutoff)
-                self._geometry_box = box
-            inverse, widths = self._geometry
+            inverse, widths = box_geometry(np.asarray(box, np.float64), self.cutoff)
             origin = scale = np.zeros(3)
         else:
             inverse = np.eye(3)
